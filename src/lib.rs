@@ -1,0 +1,6 @@
+//! Petrel: a Kafka-compatible streaming broker on thread-per-core glommio shards.
+//! See ARCHITECTURE.md for the map.
+
+pub mod record_batch;
+pub mod runtime;
+pub mod storage;

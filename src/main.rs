@@ -1,0 +1,189 @@
+//! The `petrel` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use petrel::record_batch;
+use petrel::runtime;
+use petrel::storage::{FlushPolicy, Log, LogConfig, ShardStorage, ShardStorageConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "petrel",
+    version,
+    about = "A Kafka-compatible streaming broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect partition logs on disk.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Recover a partition directory (as the broker would on start), check every batch's
+    /// CRC and print a summary of its segments.
+    Dump {
+        /// A partition directory, such as `petrel-data/orders-0`.
+        dir: PathBuf,
+        /// Also print one line per batch.
+        #[arg(long)]
+        batches: bool,
+    },
+    /// Crash-test writer: appends numbered batches from concurrent tasks and prints
+    /// `ACK <sequence> <base offset>` once each is durable. Used by tests/storage_crash.rs.
+    #[command(hide = true)]
+    CrashWriter {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Sequence number of the first batch this run writes.
+        #[arg(long)]
+        first_sequence: u64,
+        #[arg(long, default_value_t = 4)]
+        tasks: u64,
+        #[arg(long, default_value_t = 256 * 1024)]
+        segment_bytes_max: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PETREL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Log(LogCommand::Dump { dir, batches }) => dump(dir, batches),
+        Command::Log(LogCommand::CrashWriter {
+            dir,
+            first_sequence,
+            tasks,
+            segment_bytes_max,
+        }) => crash_writer(dir, first_sequence, tasks, segment_bytes_max),
+    }
+}
+
+fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let probe_dir = dir.clone();
+    runtime::run_single("petrel-dump", probe_dir, move || async move {
+        let shard = ShardStorage::new(&ShardStorageConfig::default());
+        let log = Log::open(shard, dir, name, LogConfig::default()).await?;
+        println!(
+            "log start {}  log end {}  segments {:?}  bytes {}",
+            log.log_start_offset(),
+            log.next_offset(),
+            log.segment_bases(),
+            log.size_bytes()
+        );
+        let mut offset = log.log_start_offset();
+        let mut count = 0u64;
+        while offset < log.next_offset() {
+            let read = log.read(offset, 1 << 20, i64::MAX).await?;
+            if read.batches.is_empty() {
+                break;
+            }
+            for batch in &read.batches {
+                let header = record_batch::RecordBatchHeader::parse(batch)?;
+                if print_batches {
+                    println!(
+                        "offset {}..={}  bytes {}  records {}  codec {}  max_ts {}",
+                        header.base_offset.get(),
+                        header.last_offset().unwrap_or(-1),
+                        batch.len(),
+                        header.records_count.get(),
+                        header.compression(),
+                        header.max_timestamp.get()
+                    );
+                }
+                count += 1;
+            }
+            offset = read.next_offset;
+        }
+        println!("{count} batches, every CRC-32C valid");
+        log.close().await?;
+        Ok::<(), anyhow::Error>(())
+    })?
+}
+
+/// The batch a crash-writer sequence number stands for: its size and contents derive from
+/// the number alone, so a verifier can rebuild it byte for byte.
+pub fn crash_batch(sequence: u64) -> Vec<u8> {
+    let records = 1 + (sequence % 7) as usize;
+    let value_len = 50 + (sequence.wrapping_mul(7919) % 3000) as usize;
+    let values: Vec<Vec<u8>> = (0..records)
+        .map(|record| {
+            let mut value = format!("seq-{sequence}-rec-{record}-").into_bytes();
+            value.resize(value_len, b'a' + (sequence % 26) as u8);
+            value
+        })
+        .collect();
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    record_batch::build_batch(&refs, sequence as i64)
+}
+
+fn crash_writer(
+    dir: PathBuf,
+    first_sequence: u64,
+    tasks: u64,
+    segment_bytes_max: u64,
+) -> anyhow::Result<()> {
+    let probe_dir = dir.clone();
+    runtime::run_single("petrel-crash-writer", probe_dir, move || async move {
+        let config = LogConfig {
+            segment_bytes_max,
+            flush: FlushPolicy::EveryAppend,
+            preallocate_bytes: 1 << 20,
+            ..LogConfig::default()
+        };
+        let shard = ShardStorage::new(&ShardStorageConfig::default());
+        let log = Log::open(shard, dir, "crash-0".into(), config)
+            .await
+            .context("open log")?;
+        println!("READY {}", log.next_offset());
+        std::io::stdout().flush()?;
+        let next_sequence = Rc::new(std::cell::Cell::new(first_sequence));
+        let mut writers = Vec::new();
+        for _ in 0..tasks {
+            let log = log.clone();
+            let next_sequence = next_sequence.clone();
+            writers.push(glommio::spawn_local(async move {
+                loop {
+                    let sequence = next_sequence.get();
+                    next_sequence.set(sequence + 1);
+                    let outcome = log.append(crash_batch(sequence).into(), 0).await?;
+                    log.wait_durable(outcome.last_offset + 1).await?;
+                    // Printed only after fdatasync: every ACK line is a durability promise.
+                    // A short blocking write to a pipe the test drains; this is a test tool.
+                    println!("ACK {sequence} {}", outcome.base_offset);
+                    std::io::stdout().flush()?;
+                    if sequence % 50 == 0 {
+                        glommio::timer::sleep(Duration::from_micros(100)).await;
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), anyhow::Error>(())
+            }));
+        }
+        for writer in writers {
+            writer.await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    })?
+}

@@ -1,0 +1,218 @@
+//! The storage engine's file system calls, all through glommio. Data files are opened
+//! O_DIRECT (DMA); directory listing and creation, which glommio 0.9 lacks as async calls,
+//! run on glommio's blocking thread pool so the shard's executor never blocks.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::{DmaFile, OpenOptions};
+
+use super::error::{io_error, Result};
+
+/// Opens a DMA file, always with read access.
+///
+/// glommio 0.9.0 probes for iopoll support by reading the first DMA file a thread opens;
+/// a write-only open breaks that probe (glommio #670), so every open asks for reads too.
+pub async fn open_dma(path: &Path, create: bool) -> Result<DmaFile> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .dma_open(path)
+        .await
+        .map_err(io_error("open", path))
+}
+
+/// Must run once per executor thread before any other DMA open on the data directory's
+/// device: glommio's iopoll probe misfires when the first file it sees is empty, after
+/// which every read fails with EOPNOTSUPP. A non-empty first file gives a true answer.
+pub async fn prime_iopoll_probe(dir: &Path) -> Result<()> {
+    create_dir_all(dir).await?;
+    let probe = dir.join(format!(".iopoll-probe-{}", thread_tag()));
+    let contents = vec![0u8; 4096];
+    let probe_path = probe.clone();
+    // std::fs on glommio's blocking pool, not on the executor: DMA cannot be used yet.
+    glommio::executor()
+        .spawn_blocking(move || std::fs::write(&probe_path, contents))
+        .await
+        .map_err(io_error("write iopoll probe", &probe))?;
+    let file = open_dma(&probe, false).await?;
+    let read = file.read_at_aligned(0, 4096).await;
+    file.close().await.map_err(io_error("close", &probe))?;
+    glommio::io::remove(&probe)
+        .await
+        .map_err(io_error("remove", &probe))?;
+    read.map(|_| ())
+        .map_err(io_error("read iopoll probe", &probe))
+}
+
+fn thread_tag() -> String {
+    format!("{:?}", std::thread::current().id())
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+pub async fn create_dir_all(dir: &Path) -> Result<()> {
+    let owned = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || std::fs::create_dir_all(&owned))
+        .await
+        .map_err(io_error("create directory", dir))
+}
+
+/// Names of the entries of `dir`.
+pub async fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let owned = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || -> std::io::Result<Vec<String>> {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&owned)? {
+                names.push(entry?.file_name().to_string_lossy().into_owned());
+            }
+            Ok(names)
+        })
+        .await
+        .map_err(io_error("list directory", dir))
+}
+
+/// Makes creations, renames and deletions inside `dir` durable.
+pub async fn sync_dir(dir: &Path) -> Result<()> {
+    let directory = glommio::io::Directory::open(dir)
+        .await
+        .map_err(io_error("open directory", dir))?;
+    let synced = directory
+        .sync()
+        .await
+        .map_err(io_error("fsync directory", dir));
+    directory
+        .close()
+        .await
+        .map_err(io_error("close directory", dir))?;
+    synced
+}
+
+pub async fn remove_file(path: &Path) -> Result<()> {
+    glommio::io::remove(path)
+        .await
+        .map_err(io_error("remove", path))
+}
+
+pub async fn remove_dir_all(dir: &Path) -> Result<()> {
+    let owned = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || std::fs::remove_dir_all(&owned))
+        .await
+        .map_err(io_error("remove directory", dir))
+}
+
+/// Replaces `path` with `contents` so that a crash leaves either the old or the new file:
+/// write a temp file (O_DIRECT, padded to the block size, then truncated), `fdatasync` it,
+/// rename it over `path`, and `fsync` the directory.
+pub async fn write_file_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let temp = temp_path(path);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(&temp)
+        .await
+        .map_err(io_error("create", &temp))?;
+    let written = write_padded(&file, contents, &temp).await;
+    let closed = file.close().await.map_err(io_error("close", &temp));
+    written?;
+    closed?;
+    glommio::io::rename(&temp, path)
+        .await
+        .map_err(io_error("rename", &temp))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir).await,
+        None => Ok(()),
+    }
+}
+
+async fn write_padded(file: &DmaFile, contents: &[u8], path: &Path) -> Result<()> {
+    let padded = file.align_up(contents.len() as u64).max(file.alignment()) as usize;
+    let mut buffer = file.alloc_dma_buffer(padded);
+    buffer.as_bytes_mut()[..contents.len()].copy_from_slice(contents);
+    buffer.as_bytes_mut()[contents.len()..].fill(0);
+    file.write_at(buffer, 0)
+        .await
+        .map_err(io_error("write", path))?;
+    file.truncate(contents.len() as u64)
+        .await
+        .map_err(io_error("truncate", path))?;
+    file.fdatasync().await.map_err(io_error("fdatasync", path))
+}
+
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Reads a whole small file, or `None` if it does not exist.
+pub async fn read_small_file(path: &Path, bytes_max: usize) -> Result<Option<Vec<u8>>> {
+    let file = match OpenOptions::new().read(true).dma_open(path).await {
+        Ok(file) => file,
+        Err(error) => {
+            let error: std::io::Error = error.into();
+            if error.kind() == std::io::ErrorKind::NotFound {
+                return Ok(None);
+            }
+            return Err(io_error("open", path)(error));
+        }
+    };
+    let read = read_whole(&file, path, bytes_max).await;
+    file.close().await.map_err(io_error("close", path))?;
+    read.map(Some)
+}
+
+async fn read_whole(file: &DmaFile, path: &Path, bytes_max: usize) -> Result<Vec<u8>> {
+    let size = file.file_size().await.map_err(io_error("stat", path))?;
+    let size = usize::try_from(size).unwrap_or(usize::MAX).min(bytes_max);
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let read = file
+        .read_at(0, size)
+        .await
+        .map_err(io_error("read", path))?;
+    Ok(read.to_vec())
+}
+
+/// A DMA file shared by a segment's appender and readers, counted against the shard's
+/// open-file limit until the last handle is dropped.
+pub struct SharedFile {
+    pub file: DmaFile,
+    pub path: PathBuf,
+    _permit: super::shard::OpenFilePermit,
+}
+
+impl SharedFile {
+    pub async fn open(
+        path: PathBuf,
+        create: bool,
+        permit: super::shard::OpenFilePermit,
+    ) -> Result<Rc<SharedFile>> {
+        let file = open_dma(&path, create).await?;
+        Ok(Rc::new(SharedFile {
+            file,
+            path,
+            _permit: permit,
+        }))
+    }
+
+    /// Closes the file if this is its last handle; otherwise the last holder's drop closes it.
+    pub async fn close(self: Rc<Self>) -> Result<()> {
+        match Rc::try_unwrap(self) {
+            Ok(shared) => shared
+                .file
+                .close()
+                .await
+                .map_err(io_error("close", &shared.path)),
+            Err(_still_shared) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The storage engine: one append-only log per partition, on O_DIRECT files.
+//!
+//! Code map:
+//! - `log`: a partition's segments, append / read / flush / retention / truncation / recovery.
+//! - `segment`: one `.log` with its `.index` and `.timeindex`; scans and reads batches.
+//! - `appender`: aligned DMA chunks, write-behind, partial-block rewrite.
+//! - `index`, `checkpoint`, `cache`: sans-I/O data structures.
+//! - `io`: every file system call (glommio DMA files, blocking-pool directory calls).
+//! - `shard`: per-shard state (batch cache, open-file budget).
+
+mod appender;
+pub mod cache;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod io;
+pub mod log;
+pub mod segment;
+pub mod shard;
+
+pub use config::{FlushPolicy, LogConfig, ShardStorageConfig};
+pub use error::{Result, StorageError};
+pub use log::{AppendOutcome, Durability, Log, LogRead};
+pub use shard::ShardStorage;
+
+#[cfg(test)]
+mod tests;

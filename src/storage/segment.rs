@@ -1,0 +1,671 @@
+//! One segment: `<20-digit base offset>.log` with its `.index` and `.timeindex`.
+//!
+//! The `.log` holds RecordBatch v2 bytes back to back. Index files are written only when a
+//! segment is sealed (rolled or closed cleanly); the active segment's index lives in memory
+//! and is rebuilt by a scan on open. Every byte read from disk is checked before use:
+//! framing and length caps first, then CRC-32C.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::error::{io_error, Result, StorageError};
+use super::index::SegmentIndex;
+use super::io::{self, SharedFile};
+use super::shard::ShardStorage;
+use crate::record_batch::{self, BatchError, RecordBatchHeader, HEADER_BYTES};
+
+/// Index files are bounded by the segment size: one entry per `index_interval_bytes`.
+const INDEX_FILE_BYTES_MAX: usize = 64 << 20;
+/// Bytes read at once while scanning a segment on recovery.
+const SCAN_WINDOW_BYTES: usize = 1 << 20;
+
+pub fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// Parses a segment file name such as `00000000000000000042.log` into its base offset.
+pub fn parse_log_file_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    log_path: PathBuf,
+    file: Rc<SharedFile>,
+    /// Logical bytes of batches in the segment (appended, whether written yet or not).
+    size: Cell<u64>,
+    /// Bytes the appender has finished writing; readers never read past it.
+    written: Rc<Cell<u64>>,
+    /// Offset after the last batch.
+    next_offset: Cell<i64>,
+    index: RefCell<SegmentIndex>,
+    created_at: Instant,
+}
+
+/// What a recovery scan found.
+pub struct ScanOutcome {
+    pub valid_bytes: u64,
+    pub next_offset: i64,
+    pub index: SegmentIndex,
+    /// Where and why the scan stopped before the end of the file, if it did.
+    pub invalid_tail: Option<(u64, BatchError)>,
+}
+
+/// A run of whole batches read from one segment.
+pub struct SegmentRead {
+    pub batches: Vec<Bytes>,
+    pub bytes: usize,
+    pub next_offset: i64,
+    /// File position after the last batch returned.
+    pub next_position: u64,
+    /// True when the read stopped at the end of the segment's data.
+    pub reached_end: bool,
+}
+
+impl Segment {
+    pub fn paths(dir: &Path, base_offset: i64) -> [PathBuf; 3] {
+        let stem = file_stem(base_offset);
+        ["log", "index", "timeindex"].map(|extension| dir.join(format!("{stem}.{extension}")))
+    }
+
+    /// Creates an empty segment. The caller syncs the directory.
+    pub async fn create(
+        shard: &ShardStorage,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u32,
+    ) -> Result<Rc<Segment>> {
+        let [log_path, _, _] = Segment::paths(dir, base_offset);
+        let file = SharedFile::open(log_path.clone(), true, shard.open_file_permit()?).await?;
+        Ok(Rc::new(Segment {
+            base_offset,
+            log_path,
+            file,
+            size: Cell::new(0),
+            written: Rc::new(Cell::new(0)),
+            next_offset: Cell::new(base_offset),
+            index: RefCell::new(SegmentIndex::new(index_interval_bytes)),
+            created_at: Instant::now(),
+        }))
+    }
+
+    /// Opens a sealed segment whose index files were written when it was sealed. Falls back
+    /// to a full recovery scan when they are missing or damaged.
+    pub async fn open_sealed(
+        shard: &ShardStorage,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u32,
+        batch_bytes_max: usize,
+    ) -> Result<(Rc<Segment>, Option<(u64, BatchError)>)> {
+        let [log_path, index_path, time_path] = Segment::paths(dir, base_offset);
+        let file = SharedFile::open(log_path.clone(), false, shard.open_file_permit()?).await?;
+        let size = file
+            .file
+            .file_size()
+            .await
+            .map_err(io_error("stat", &log_path))?;
+        let loaded = load_index(&index_path, &time_path, index_interval_bytes, size).await?;
+        let segment = Rc::new(Segment {
+            base_offset,
+            log_path,
+            file,
+            size: Cell::new(size),
+            written: Rc::new(Cell::new(size)),
+            next_offset: Cell::new(base_offset),
+            index: RefCell::new(SegmentIndex::new(index_interval_bytes)),
+            created_at: Instant::now(),
+        });
+        if let Some(index) = loaded {
+            // The next offset is the last batch's end; find it from the last index entry.
+            let from = index.lookup(u32::MAX);
+            *segment.index.borrow_mut() = index;
+            if let Some(next_offset) = segment
+                .last_batch_end(u64::from(from), batch_bytes_max)
+                .await?
+            {
+                segment.next_offset.set(next_offset);
+                return Ok((segment, None));
+            }
+        }
+        let invalid_tail = segment
+            .recover(index_interval_bytes, batch_bytes_max)
+            .await?;
+        Ok((segment, invalid_tail))
+    }
+
+    /// Opens a segment that may have a torn or corrupt tail: scans every batch, checks CRC,
+    /// offsets and lengths, rebuilds the index, and truncates at the first bad batch.
+    pub async fn open_dirty(
+        shard: &ShardStorage,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u32,
+        batch_bytes_max: usize,
+    ) -> Result<(Rc<Segment>, Option<(u64, BatchError)>)> {
+        let [log_path, _, _] = Segment::paths(dir, base_offset);
+        let file = SharedFile::open(log_path.clone(), false, shard.open_file_permit()?).await?;
+        let segment = Rc::new(Segment {
+            base_offset,
+            log_path,
+            file,
+            size: Cell::new(0),
+            written: Rc::new(Cell::new(0)),
+            next_offset: Cell::new(base_offset),
+            index: RefCell::new(SegmentIndex::new(index_interval_bytes)),
+            created_at: Instant::now(),
+        });
+        let invalid_tail = segment
+            .recover(index_interval_bytes, batch_bytes_max)
+            .await?;
+        Ok((segment, invalid_tail))
+    }
+
+    async fn recover(
+        &self,
+        index_interval_bytes: u32,
+        batch_bytes_max: usize,
+    ) -> Result<Option<(u64, BatchError)>> {
+        let file_size = self
+            .file
+            .file
+            .file_size()
+            .await
+            .map_err(io_error("stat", &self.log_path))?;
+        let outcome = self
+            .scan(file_size, index_interval_bytes, batch_bytes_max)
+            .await?;
+        if outcome.valid_bytes < file_size {
+            // Cut the torn or corrupt tail (and any zero padding) so it is never served.
+            self.file
+                .file
+                .truncate(outcome.valid_bytes)
+                .await
+                .map_err(io_error("truncate", &self.log_path))?;
+            self.file
+                .file
+                .fdatasync()
+                .await
+                .map_err(io_error("fdatasync", &self.log_path))?;
+        }
+        self.size.set(outcome.valid_bytes);
+        self.written.set(outcome.valid_bytes);
+        self.next_offset.set(outcome.next_offset);
+        *self.index.borrow_mut() = outcome.index;
+        Ok(outcome.invalid_tail)
+    }
+
+    /// Scans `[0, file_size)`, validating each batch, until the first invalid one.
+    pub async fn scan(
+        &self,
+        file_size: u64,
+        index_interval_bytes: u32,
+        batch_bytes_max: usize,
+    ) -> Result<ScanOutcome> {
+        let mut index = SegmentIndex::new(index_interval_bytes);
+        let mut position = 0u64;
+        let mut next_offset = self.base_offset;
+        let mut window = Window::default();
+        let invalid_tail = loop {
+            if position >= file_size {
+                break None;
+            }
+            let available = (file_size - position) as usize;
+            let header_bytes = window
+                .get(
+                    &self.file,
+                    position,
+                    HEADER_BYTES.min(available),
+                    SCAN_WINDOW_BYTES,
+                    file_size,
+                )
+                .await?;
+            let checked = match RecordBatchHeader::parse(header_bytes)
+                .and_then(|header| header.total_bytes().map(|total| (total, *header)))
+            {
+                Ok(checked) => checked,
+                Err(error) => break Some((position, error)),
+            };
+            let (total, header) = checked;
+            if total > batch_bytes_max || total > available {
+                let error = if total > available {
+                    BatchError::Truncated {
+                        declared: total,
+                        available,
+                    }
+                } else {
+                    BatchError::TooLarge {
+                        size: total,
+                        limit: batch_bytes_max,
+                    }
+                };
+                break Some((position, error));
+            }
+            let bytes = window
+                .get(&self.file, position, total, SCAN_WINDOW_BYTES, file_size)
+                .await?;
+            if let Err(error) = record_batch::verify(bytes, batch_bytes_max) {
+                break Some((position, error));
+            }
+            // Offsets must continue the log: no overlap, no overflow, representable as u32
+            // relative to the segment base.
+            let base = header.base_offset.get();
+            let relative = base
+                .checked_sub(self.base_offset)
+                .and_then(|r| u32::try_from(r).ok());
+            let (Some(relative), Some(last)) = (relative, header.last_offset()) else {
+                break Some((position, BatchError::BadLength(header.batch_length.get())));
+            };
+            if base < next_offset || position > u64::from(u32::MAX) {
+                break Some((position, BatchError::BadLength(header.batch_length.get())));
+            }
+            index.on_batch(
+                relative,
+                position as u32,
+                total as u32,
+                header.max_timestamp.get(),
+            );
+            next_offset = last + 1;
+            position += total as u64;
+            glommio::yield_if_needed().await;
+        };
+        Ok(ScanOutcome {
+            valid_bytes: position,
+            next_offset,
+            index,
+            invalid_tail,
+        })
+    }
+
+    /// Walks batch headers from `position` (a batch start) to the end of the segment and
+    /// returns the offset after the last batch, or `None` if the headers do not tile the file.
+    async fn last_batch_end(
+        &self,
+        mut position: u64,
+        batch_bytes_max: usize,
+    ) -> Result<Option<i64>> {
+        let size = self.size.get();
+        let mut next_offset = self.base_offset;
+        let mut window = Window::default();
+        while position < size {
+            let available = (size - position) as usize;
+            let bytes = window
+                .get(
+                    &self.file,
+                    position,
+                    HEADER_BYTES.min(available),
+                    SCAN_WINDOW_BYTES,
+                    size,
+                )
+                .await?;
+            let Ok(header) = RecordBatchHeader::parse(bytes) else {
+                return Ok(None);
+            };
+            let (Ok(total), Some(last)) = (header.total_bytes(), header.last_offset()) else {
+                return Ok(None);
+            };
+            if total > batch_bytes_max
+                || total > available
+                || header.base_offset.get() < next_offset
+            {
+                return Ok(None);
+            }
+            next_offset = last + 1;
+            position += total as u64;
+        }
+        Ok(Some(next_offset))
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size.get()
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset.get()
+    }
+
+    /// Bytes on disk that readers may read (writes completed).
+    pub fn written_bytes(&self) -> u64 {
+        self.written.get()
+    }
+
+    /// Shared with the appender, which advances it as writes complete.
+    pub fn written_handle(&self) -> Rc<Cell<u64>> {
+        self.written.clone()
+    }
+
+    /// Closes the segment's file if this was the last handle to it.
+    pub async fn close(self: Rc<Self>) -> Result<()> {
+        match Rc::try_unwrap(self) {
+            Ok(segment) => segment.file.close().await,
+            Err(_still_shared) => Ok(()),
+        }
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        self.index.borrow().max_timestamp()
+    }
+
+    pub fn created_at(&self) -> Instant {
+        self.created_at
+    }
+
+    pub fn file(&self) -> &Rc<SharedFile> {
+        &self.file
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Records a batch the appender has taken.
+    pub fn on_append(
+        &self,
+        position: u64,
+        bytes: u32,
+        base_offset: i64,
+        last_offset: i64,
+        max_timestamp: i64,
+    ) {
+        let relative = (base_offset - self.base_offset) as u32;
+        self.index
+            .borrow_mut()
+            .on_batch(relative, position as u32, bytes, max_timestamp);
+        self.size.set(position + u64::from(bytes));
+        self.next_offset.set(last_offset + 1);
+    }
+
+    /// Whether a batch of `bytes` ending at `last_offset` still fits this segment's
+    /// u32 positions and relative offsets.
+    pub fn can_hold(&self, bytes: u64, last_offset: i64) -> bool {
+        self.size.get() + bytes <= u64::from(u32::MAX)
+            && last_offset
+                .checked_sub(self.base_offset)
+                .is_some_and(|relative| relative <= i64::from(u32::MAX))
+    }
+
+    /// Position from which a forward scan finds the batch holding `offset`.
+    pub fn position_for(&self, offset: i64) -> u64 {
+        let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
+        u64::from(self.index.borrow().lookup(relative))
+    }
+
+    pub fn position_for_timestamp(&self, timestamp: i64) -> u64 {
+        u64::from(self.index.borrow().lookup_time(timestamp))
+    }
+
+    /// Reads whole batches from `position` (a batch start), skipping those entirely below
+    /// `offset`, up to `bytes_max` (the first batch always), stopping before `end_offset` or
+    /// at `limit` bytes. Each batch's CRC is checked: a corrupt batch is an error, never data.
+    ///
+    /// `window` carries read-ahead between calls: bytes read from disk beyond what one call
+    /// returns are kept for the next sequential read.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn read(
+        &self,
+        window: &mut Window,
+        mut position: u64,
+        offset: i64,
+        bytes_max: usize,
+        end_offset: i64,
+        limit: u64,
+        read_ahead_bytes: usize,
+        batch_bytes_max: usize,
+    ) -> Result<SegmentRead> {
+        let mut read = SegmentRead {
+            batches: Vec::new(),
+            bytes: 0,
+            next_offset: offset,
+            next_position: position,
+            reached_end: false,
+        };
+        loop {
+            if position >= limit {
+                read.reached_end = true;
+                break;
+            }
+            let available = (limit - position) as usize;
+            let want = read_ahead_bytes.max(bytes_max.saturating_sub(read.bytes));
+            let header_bytes = window
+                .get(
+                    &self.file,
+                    position,
+                    HEADER_BYTES.min(available),
+                    want,
+                    limit,
+                )
+                .await?;
+            let header =
+                *RecordBatchHeader::parse(header_bytes).map_err(|e| self.corrupt(position, e))?;
+            let total = header
+                .total_bytes()
+                .map_err(|e| self.corrupt(position, e))?;
+            // A stored batch larger than the limit (lowered since) is still served; the cap
+            // that matters here is that it lies within the written data.
+            if total > available {
+                return Err(self.corrupt(
+                    position,
+                    BatchError::Truncated {
+                        declared: total,
+                        available,
+                    },
+                ));
+            }
+            let base = header.base_offset.get();
+            let last = header.last_offset().ok_or_else(|| {
+                self.corrupt(position, BatchError::BadLength(header.batch_length.get()))
+            })?;
+            if base >= end_offset {
+                break;
+            }
+            if last < offset {
+                position += total as u64;
+                continue;
+            }
+            if !read.batches.is_empty() && read.bytes + total > bytes_max {
+                break;
+            }
+            let bytes = window
+                .get_bytes(&self.file, position, total, want, limit)
+                .await?;
+            record_batch::verify(&bytes, batch_bytes_max.max(total))
+                .map_err(|e| self.corrupt(position, e))?;
+            read.bytes += total;
+            read.batches.push(bytes);
+            read.next_offset = last + 1;
+            position += total as u64;
+            read.next_position = position;
+        }
+        Ok(read)
+    }
+
+    fn corrupt(&self, position: u64, reason: BatchError) -> StorageError {
+        StorageError::Corrupt {
+            path: self.log_path.clone(),
+            position,
+            reason,
+        }
+    }
+
+    /// Writes the index files of a segment that will not change again. The log file itself
+    /// must already be synced and truncated to its logical size.
+    pub async fn write_index_files(&self, dir: &Path) -> Result<()> {
+        let [_, index_path, time_path] = Segment::paths(dir, self.base_offset);
+        let (offsets, times) = {
+            let index = self.index.borrow();
+            (index.encode_offsets(), index.encode_times())
+        };
+        io::write_file_atomic(&index_path, &offsets).await?;
+        io::write_file_atomic(&time_path, &times).await
+    }
+
+    /// Cuts the segment at `position` (a batch start) and rebuilds its index by a scan.
+    pub async fn truncate(
+        &self,
+        position: u64,
+        index_interval_bytes: u32,
+        batch_bytes_max: usize,
+    ) -> Result<()> {
+        self.file
+            .file
+            .truncate(position)
+            .await
+            .map_err(io_error("truncate", &self.log_path))?;
+        let outcome = self
+            .scan(position, index_interval_bytes, batch_bytes_max)
+            .await?;
+        self.size.set(outcome.valid_bytes);
+        self.written.set(outcome.valid_bytes);
+        self.next_offset.set(outcome.next_offset);
+        *self.index.borrow_mut() = outcome.index;
+        Ok(())
+    }
+
+    /// Removes the segment's files. Open handles keep the data readable until dropped.
+    pub async fn remove_files(&self, dir: &Path) -> Result<()> {
+        for path in Segment::paths(dir, self.base_offset) {
+            match io::remove_file(&path).await {
+                Ok(()) => {}
+                Err(StorageError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn load_index(
+    index_path: &Path,
+    time_path: &Path,
+    index_interval_bytes: u32,
+    log_bytes: u64,
+) -> Result<Option<SegmentIndex>> {
+    let offsets = io::read_small_file(index_path, INDEX_FILE_BYTES_MAX).await?;
+    let times = io::read_small_file(time_path, INDEX_FILE_BYTES_MAX).await?;
+    let (Some(offsets), Some(times)) = (offsets, times) else {
+        return Ok(None);
+    };
+    let log_bytes = u32::try_from(log_bytes).unwrap_or(u32::MAX);
+    match SegmentIndex::decode(index_interval_bytes, &offsets, &times, log_bytes) {
+        Ok(index) if !offsets.is_empty() || log_bytes == 0 => Ok(Some(index)),
+        Ok(_) => Ok(None),
+        Err(error) => {
+            tracing::warn!(path = %index_path.display(), %error, "rebuilding damaged index");
+            Ok(None)
+        }
+    }
+}
+
+/// A run of file bytes kept in memory between reads of one segment (read-ahead).
+#[derive(Default)]
+pub struct Window {
+    position: u64,
+    bytes: Bytes,
+}
+
+impl Window {
+    /// Bytes `[position, position + len)`, reading `max(len, want)` bytes from the file if
+    /// the window does not already hold them. Fewer than `len` bytes means the file ends.
+    async fn get(
+        &mut self,
+        file: &SharedFile,
+        position: u64,
+        len: usize,
+        want: usize,
+        limit: u64,
+    ) -> Result<&[u8]> {
+        self.fill(file, position, len, want, limit).await?;
+        let start = (position - self.position) as usize;
+        let end = (start + len).min(self.bytes.len());
+        Ok(&self.bytes[start..end])
+    }
+
+    /// Like `get`, as a zero-copy slice of the window.
+    async fn get_bytes(
+        &mut self,
+        file: &SharedFile,
+        position: u64,
+        len: usize,
+        want: usize,
+        limit: u64,
+    ) -> Result<Bytes> {
+        self.fill(file, position, len, want, limit).await?;
+        let start = (position - self.position) as usize;
+        let end = start + len;
+        if end > self.bytes.len() {
+            return Err(StorageError::Corrupt {
+                path: file.path.clone(),
+                position,
+                reason: BatchError::Truncated {
+                    declared: len,
+                    available: self.bytes.len() - start,
+                },
+            });
+        }
+        Ok(self.bytes.slice(start..end))
+    }
+
+    /// Never keeps bytes at or past `limit`: past the written end of an active segment the
+    /// file holds zero padding that later writes replace.
+    async fn fill(
+        &mut self,
+        file: &SharedFile,
+        position: u64,
+        len: usize,
+        want: usize,
+        limit: u64,
+    ) -> Result<()> {
+        let window_end = self.position + self.bytes.len() as u64;
+        if position >= self.position && position + len as u64 <= window_end {
+            return Ok(());
+        }
+        let size = len.max(want).min(limit.saturating_sub(position) as usize);
+        if size == 0 {
+            self.bytes = Bytes::new();
+            self.position = position;
+            return Ok(());
+        }
+        let read = file
+            .file
+            .read_at(position, size)
+            .await
+            .map_err(io_error("read", &file.path))?;
+        // One copy out of the pinned DMA buffer: `ReadResult` is !Send and holds io_memory.
+        self.bytes = Bytes::copy_from_slice(&read[..read.len().min(size)]);
+        self.position = position;
+        Ok(())
+    }
+
+    /// Whether the window holds bytes at `position`.
+    pub fn covers(&self, position: u64) -> bool {
+        position >= self.position && position < self.position + self.bytes.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip_and_reject_strangers() {
+        assert_eq!(file_stem(42), "00000000000000000042");
+        assert_eq!(parse_log_file_name("00000000000000000042.log"), Some(42));
+        for name in [
+            "42.log",
+            "0000000000000000004x.log",
+            "00000000000000000042.index",
+            "",
+        ] {
+            assert_eq!(parse_log_file_name(name), None, "{name}");
+        }
+    }
+}
