@@ -4,3 +4,4 @@
 pub mod record_batch;
 pub mod runtime;
 pub mod storage;
+pub mod testkit;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use petrel::record_batch;
 use petrel::runtime;
 use petrel::storage::{FlushPolicy, Log, LogConfig, ShardStorage, ShardStorageConfig};
+use petrel::testkit;
 
 #[derive(Parser)]
 #[command(
@@ -122,22 +123,6 @@ fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {
     })?
 }
 
-/// The batch a crash-writer sequence number stands for: its size and contents derive from
-/// the number alone, so a verifier can rebuild it byte for byte.
-pub fn crash_batch(sequence: u64) -> Vec<u8> {
-    let records = 1 + (sequence % 7) as usize;
-    let value_len = 50 + (sequence.wrapping_mul(7919) % 3000) as usize;
-    let values: Vec<Vec<u8>> = (0..records)
-        .map(|record| {
-            let mut value = format!("seq-{sequence}-rec-{record}-").into_bytes();
-            value.resize(value_len, b'a' + (sequence % 26) as u8);
-            value
-        })
-        .collect();
-    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-    record_batch::build_batch(&refs, sequence as i64)
-}
-
 fn crash_writer(
     dir: PathBuf,
     first_sequence: u64,
@@ -148,6 +133,7 @@ fn crash_writer(
     runtime::run_single("petrel-crash-writer", probe_dir, move || async move {
         let config = LogConfig {
             segment_bytes_max,
+            batch_bytes_max: 64 * 1024,
             flush: FlushPolicy::EveryAppend,
             preallocate_bytes: 1 << 20,
             ..LogConfig::default()
@@ -167,7 +153,9 @@ fn crash_writer(
                 loop {
                     let sequence = next_sequence.get();
                     next_sequence.set(sequence + 1);
-                    let outcome = log.append(crash_batch(sequence).into(), 0).await?;
+                    let outcome = log
+                        .append(testkit::numbered_batch(sequence).into(), 0)
+                        .await?;
                     log.wait_durable(outcome.last_offset + 1).await?;
                     // Printed only after fdatasync: every ACK line is a durability promise.
                     // A short blocking write to a pipe the test drains; this is a test tool.
