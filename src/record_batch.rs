@@ -265,7 +265,8 @@ mod tests {
     #[test]
     fn rejects_every_kind_of_bad_header() {
         let good = build_batch(&[b"value"], 1);
-        let cases: Vec<(Vec<u8>, fn(&BatchError) -> bool)> = vec![
+        type Expectation = fn(&BatchError) -> bool;
+        let cases: Vec<(Vec<u8>, Expectation)> = vec![
             (good[..30].to_vec(), |e| {
                 matches!(e, BatchError::ShortHeader(30))
             }),

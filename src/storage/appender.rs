@@ -7,8 +7,16 @@
 //!
 //! - Appends copy bytes into the current chunk. A full chunk is written in the background
 //!   (write-behind, at most `write_behind_max` writes in flight) and a fresh one started.
+//!   A large batch that does not fit sends the chunk as it is and gets a fresh chunk sized
+//!   for it, so it leaves as one write.
 //! - `flush` writes the unwritten part of the current chunk, padded with zeros to the block
-//!   size: the partial last block is written again by the next flush (partial-page rewrite).
+//!   size. The partial last block is carried into the next chunk and written again by the
+//!   next write (partial-page rewrite). Buffers are handed to the kernel trimmed, not copied:
+//!   the only copy is the carried block (less than one block).
+//! - Chunk size adapts between `chunk_bytes_min` and `chunk_bytes_max`: a chunk that fills
+//!   before any flush doubles the next one (large sequential I/Os for busy logs; this disk
+//!   is IOPS-bound at small sizes), a flush halves it (small buffers for idle or
+//!   latency-bound logs, which matters with many partitions per shard).
 //! - Two writes that touch the same block are never in flight together: the device could
 //!   apply them out of order and leave the older bytes. A write that overlaps the previous
 //!   one first waits for all writes in flight.
@@ -48,7 +56,10 @@ struct Mark {
 pub struct Appender {
     file: Rc<SharedFile>,
     alignment: u64,
-    chunk_bytes: usize,
+    chunk_bytes_min: usize,
+    chunk_bytes_max: usize,
+    /// Capacity of the next fresh chunk; adapts between the two bounds.
+    chunk_bytes_next: usize,
     chunk: DmaBuffer,
     /// File position of `chunk[0]`; a multiple of `alignment`.
     chunk_position: u64,
@@ -70,7 +81,8 @@ pub struct Appender {
 }
 
 pub struct AppenderConfig {
-    pub chunk_bytes: usize,
+    pub chunk_bytes_min: usize,
+    pub chunk_bytes_max: usize,
     pub write_behind_max: usize,
     pub preallocate_bytes: u64,
 }
@@ -87,7 +99,7 @@ impl Appender {
     ) -> Result<Appender> {
         let alignment = file.file.alignment().max(512);
         let chunk_position = logical_end - logical_end % alignment;
-        let mut chunk = file.file.alloc_dma_buffer(config.chunk_bytes);
+        let mut chunk = file.file.alloc_dma_buffer(config.chunk_bytes_min);
         let hydrated = (logical_end - chunk_position) as usize;
         if hydrated > 0 {
             let block = file
@@ -103,7 +115,9 @@ impl Appender {
         Ok(Appender {
             file,
             alignment,
-            chunk_bytes: config.chunk_bytes,
+            chunk_bytes_min: config.chunk_bytes_min,
+            chunk_bytes_max: config.chunk_bytes_max,
+            chunk_bytes_next: config.chunk_bytes_min,
             chunk,
             chunk_position,
             chunk_len: hydrated,
@@ -132,15 +146,24 @@ impl Appender {
 
     /// Appends one batch, after which offsets continue at `next_offset`.
     pub async fn append(&mut self, mut data: &[u8], next_offset: i64) -> Result<()> {
+        let room = self.chunk.len() - self.chunk_len;
+        if data.len() > room && data.len() >= self.chunk_bytes_min {
+            // A large batch that does not fit: send what the chunk holds, then size the
+            // fresh chunk (which holds at most one carried block) for the whole batch, so
+            // it leaves as one write rather than several chunk-sized round trips.
+            self.submit_chunk(false).await?;
+            self.grow_chunk_for(data.len());
+        }
         while !data.is_empty() {
-            let room = self.chunk_bytes - self.chunk_len;
+            let room = self.chunk.len() - self.chunk_len;
             let take = room.min(data.len());
             self.chunk.as_bytes_mut()[self.chunk_len..self.chunk_len + take]
                 .copy_from_slice(&data[..take]);
             self.chunk_len += take;
             data = &data[take..];
-            if self.chunk_len == self.chunk_bytes {
-                self.submit_full_chunk().await?;
+            if self.chunk_len == self.chunk.len() {
+                self.chunk_bytes_next = (self.chunk_bytes_next * 2).min(self.chunk_bytes_max);
+                self.submit_chunk(false).await?;
             }
         }
         self.marks.push_back(Mark {
@@ -155,17 +178,8 @@ impl Appender {
         if self.chunk_submitted == self.chunk_len {
             return Ok(());
         }
-        let start = self.align_down(self.chunk_submitted);
-        let end = self.align_up(self.chunk_len);
-        let mut buffer = self.file.file.alloc_dma_buffer(end - start);
-        let bytes = buffer.as_bytes_mut();
-        bytes[..self.chunk_len - start]
-            .copy_from_slice(&self.chunk.as_bytes()[start..self.chunk_len]);
-        bytes[self.chunk_len - start..].fill(0);
-        let logical_end = self.logical_size();
-        self.chunk_submitted = self.chunk_len;
-        self.submit(buffer, self.chunk_position + start as u64, logical_end)
-            .await
+        self.chunk_bytes_next = (self.chunk_bytes_next / 2).max(self.chunk_bytes_min);
+        self.submit_chunk(true).await
     }
 
     /// Waits for every submitted write.
@@ -176,24 +190,59 @@ impl Appender {
         Ok(())
     }
 
-    async fn submit_full_chunk(&mut self) -> Result<()> {
+    /// Makes room for `incoming` bytes after what the chunk holds (called when it holds at
+    /// most one carried block, so the copy is small).
+    fn grow_chunk_for(&mut self, incoming: usize) {
+        let needed = self.chunk_len + incoming;
+        if needed <= self.chunk.len() {
+            return;
+        }
+        let capacity = needed.div_ceil(self.chunk_bytes_min) * self.chunk_bytes_min;
+        let mut grown = self.file.file.alloc_dma_buffer(capacity);
+        grown.as_bytes_mut()[..self.chunk_len]
+            .copy_from_slice(&self.chunk.as_bytes()[..self.chunk_len]);
+        self.chunk = grown;
+    }
+
+    /// Writes the chunk from its first unsubmitted block: up to its last whole block, or,
+    /// with `pad`, through its last partial block padded with zeros. The partial block is
+    /// carried into a fresh chunk so the next write rewrites it.
+    async fn submit_chunk(&mut self, pad: bool) -> Result<()> {
         let start = self.align_down(self.chunk_submitted);
-        let fresh = self.file.file.alloc_dma_buffer(self.chunk_bytes);
-        let full = std::mem::replace(&mut self.chunk, fresh);
+        let whole = self.align_down(self.chunk_len);
+        let end = if pad {
+            self.align_up(self.chunk_len)
+        } else {
+            whole
+        };
+        if end <= start {
+            return Ok(());
+        }
+        if pad {
+            self.chunk.as_bytes_mut()[self.chunk_len..end].fill(0);
+        }
+        let carry = self.chunk_len - whole;
+        let capacity = self.chunk_bytes_next.max(self.align_up(carry));
+        let mut fresh = self.file.file.alloc_dma_buffer(capacity);
+        fresh.as_bytes_mut()[..carry]
+            .copy_from_slice(&self.chunk.as_bytes()[whole..self.chunk_len]);
+        let mut full = std::mem::replace(&mut self.chunk, fresh);
         let buffer = if start == 0 {
+            full.trim_to_size(end);
             full
         } else {
-            // Part of the chunk is already on disk: write only from its last partial block.
-            let mut tail = self.file.file.alloc_dma_buffer(self.chunk_bytes - start);
-            tail.as_bytes_mut()
-                .copy_from_slice(&full.as_bytes()[start..]);
-            tail
+            // Never reached in practice (a carried block starts a chunk, and it is less than
+            // one block), but correct if it were.
+            let mut part = self.file.file.alloc_dma_buffer(end - start);
+            part.as_bytes_mut()
+                .copy_from_slice(&full.as_bytes()[start..end]);
+            part
         };
         let position = self.chunk_position + start as u64;
-        let logical_end = self.chunk_position + self.chunk_bytes as u64;
-        self.chunk_position = logical_end;
-        self.chunk_len = 0;
-        self.chunk_submitted = 0;
+        let logical_end = self.chunk_position + self.chunk_len.min(end) as u64;
+        self.chunk_position += whole as u64;
+        self.chunk_len = carry;
+        self.chunk_submitted = if pad { carry } else { 0 };
         self.submit(buffer, position, logical_end).await
     }
 

@@ -30,8 +30,10 @@ pub struct LogConfig {
     /// One sparse index entry per this many bytes of log (`index.interval.bytes`).
     pub index_interval_bytes: u32,
     pub flush: FlushPolicy,
-    /// Size of the aligned DMA chunks the appender fills and writes.
-    pub chunk_bytes: usize,
+    /// Smallest aligned DMA chunk the appender fills and writes (idle or flush-bound logs).
+    pub chunk_bytes_min: usize,
+    /// Largest chunk, reached by logs that fill chunks faster than they flush.
+    pub chunk_bytes_max: usize,
     /// Chunk writes allowed in flight at once per log (write-behind).
     pub write_behind_max: usize,
     /// Disk space reserved ahead of the write head with `fallocate`.
@@ -51,7 +53,10 @@ impl Default for LogConfig {
             batch_bytes_max: 1_048_588,
             index_interval_bytes: 4096,
             flush: FlushPolicy::EveryAppend,
-            chunk_bytes: 64 * 1024,
+            chunk_bytes_min: 64 * 1024,
+            // 1 MiB: this machine's disk does ~18k IOPS at any size, so 64 KiB writes top out
+            // near 1.2 GB/s while 1 MiB writes reach ~3.3 GB/s (petrel-bench storage).
+            chunk_bytes_max: 1 << 20,
             write_behind_max: 4,
             preallocate_bytes: 32 << 20,
             read_ahead_bytes: 1 << 20,
@@ -80,7 +85,7 @@ fn check(ok: bool, name: &'static str, reason: impl Into<String>) -> Result<(), 
 /// Bounds of the appender chunk: at least one page, and small enough that a chunk in
 /// flight per log does not dominate memory.
 pub const CHUNK_BYTES_MIN: usize = 4096;
-pub const CHUNK_BYTES_MAX: usize = 1 << 20;
+pub const CHUNK_BYTES_MAX: usize = 8 << 20;
 pub const WRITE_BEHIND_MAX: usize = 64;
 pub const READ_AHEAD_BYTES_MAX: usize = 64 << 20;
 
@@ -102,11 +107,20 @@ impl LogConfig {
             "index_interval_bytes",
             "must be positive",
         )?;
+        for (name, bytes) in [
+            ("chunk_bytes_min", self.chunk_bytes_min),
+            ("chunk_bytes_max", self.chunk_bytes_max),
+        ] {
+            check(
+                (CHUNK_BYTES_MIN..=CHUNK_BYTES_MAX).contains(&bytes) && bytes.is_power_of_two(),
+                name,
+                format!("must be a power of two in {CHUNK_BYTES_MIN}..={CHUNK_BYTES_MAX}"),
+            )?;
+        }
         check(
-            (CHUNK_BYTES_MIN..=CHUNK_BYTES_MAX).contains(&self.chunk_bytes)
-                && self.chunk_bytes.is_power_of_two(),
-            "chunk_bytes",
-            format!("must be a power of two in {CHUNK_BYTES_MIN}..={CHUNK_BYTES_MAX}"),
+            self.chunk_bytes_min <= self.chunk_bytes_max,
+            "chunk_bytes_max",
+            "must be at least chunk_bytes_min",
         )?;
         check(
             (1..=WRITE_BEHIND_MAX).contains(&self.write_behind_max),
@@ -167,10 +181,17 @@ mod tests {
             ),
             (
                 LogConfig {
-                    chunk_bytes: 5000,
+                    chunk_bytes_min: 5000,
                     ..LogConfig::default()
                 },
-                "chunk_bytes",
+                "chunk_bytes_min",
+            ),
+            (
+                LogConfig {
+                    chunk_bytes_max: 32 * 1024,
+                    ..LogConfig::default()
+                },
+                "chunk_bytes_max",
             ),
             (
                 LogConfig {

@@ -92,10 +92,20 @@ pub async fn sync_dir(dir: &Path) -> Result<()> {
     synced
 }
 
-pub async fn remove_file(path: &Path) -> Result<()> {
-    glommio::io::remove(path)
-        .await
-        .map_err(io_error("remove", path))
+/// Removes `path`; a file that is already gone is not an error (recovery may repeat a
+/// removal a crash interrupted).
+pub async fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match glommio::io::remove(path).await {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let error: std::io::Error = error.into();
+            if error.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(io_error("remove", path)(error))
+            }
+        }
+    }
 }
 
 pub async fn remove_dir_all(dir: &Path) -> Result<()> {

@@ -27,6 +27,10 @@ use super::segment::{self, Segment, Window};
 use super::shard::ShardStorage;
 use crate::record_batch;
 
+/// Size of the pages batch copies are carved from. A page is freed once every batch carved
+/// from it has left the cache and every reader is done with it.
+const CACHE_PAGE_BYTES: usize = 256 * 1024;
+
 /// What a caller waits for before acknowledging an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -88,7 +92,11 @@ pub struct Log {
     state: RefCell<LogState>,
     active: async_lock::Mutex<Option<Active>>,
     read_ahead: RefCell<Option<ReadAhead>>,
+    /// Page that batch copies are carved from (see `copy_for_cache`).
+    cache_page: RefCell<BytesMut>,
     flush_running: Cell<bool>,
+    /// `fdatasync` calls made by flushes (group commit makes this far fewer than appends).
+    syncs: Cell<u64>,
     flush_done: Event,
     appended: Event,
     closed: Cell<bool>,
@@ -153,7 +161,9 @@ impl Log {
                 appender,
             })),
             read_ahead: RefCell::new(None),
+            cache_page: RefCell::new(BytesMut::new()),
             flush_running: Cell::new(false),
+            syncs: Cell::new(0),
             flush_done: Event::new(),
             appended: Event::new(),
             closed: Cell::new(false),
@@ -190,6 +200,11 @@ impl Log {
     /// Every offset below this survives a process crash.
     pub fn written_offset(&self) -> i64 {
         self.state.borrow().written_offset
+    }
+
+    /// How many `fdatasync` calls flushes have made since the log was opened.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.get()
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -266,11 +281,7 @@ impl Log {
                 return Err(error);
             }
         }
-        let mut stored = batch
-            .try_into_mut()
-            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        record_batch::assign_offset(&mut stored, base_offset, leader_epoch);
-        let stored = stored.freeze();
+        let stored = self.copy_for_cache(&batch, base_offset, leader_epoch);
         let position = active.appender.logical_size();
         if let Err(error) = active.appender.append(&stored, last_offset + 1).await {
             self.fail(&error);
@@ -298,6 +309,20 @@ impl Log {
             base_offset,
             last_offset,
         })
+    }
+
+    /// The producer's bytes are shared (they sit in a request buffer), so the stored batch,
+    /// with its offset assigned, is a copy. Copies are packed into pages so the cache holds
+    /// one allocation per page rather than one per batch.
+    fn copy_for_cache(&self, batch: &[u8], base_offset: i64, leader_epoch: i32) -> Bytes {
+        let mut page = self.cache_page.borrow_mut();
+        if page.capacity() - page.len() < batch.len() {
+            *page = BytesMut::with_capacity(CACHE_PAGE_BYTES.max(batch.len()));
+        }
+        page.extend_from_slice(batch);
+        let mut stored = page.split();
+        record_batch::assign_offset(&mut stored, base_offset, leader_epoch);
+        stored.freeze()
     }
 
     fn should_roll(&self, segment: &Segment, bytes: u64, last_offset: i64) -> bool {
@@ -421,6 +446,7 @@ impl Log {
                 .fdatasync()
                 .await
                 .map_err(io_error("fdatasync", &file.path))?;
+            self.syncs.set(self.syncs.get() + 1);
             self.advance(|state| &mut state.synced_offset, target, truncations);
         }
         Ok(())
@@ -657,7 +683,7 @@ impl Log {
         self.read_ahead.take();
         let deleted = doomed.len();
         for segment in &doomed {
-            segment.remove_files(&self.dir).await?;
+            Segment::remove_files(&self.dir, segment.base_offset).await?;
         }
         io::sync_dir(&self.dir).await?;
         for segment in doomed {
@@ -714,7 +740,7 @@ impl Log {
                 .borrow_mut()
                 .segments
                 .remove(&segment.base_offset);
-            segment.remove_files(&self.dir).await?;
+            Segment::remove_files(&self.dir, segment.base_offset).await?;
         }
         let segment = match keep {
             Some(segment) => {
@@ -746,13 +772,7 @@ impl Log {
                     )
                     .await?;
                 // Index files of a formerly sealed segment no longer match it.
-                for path in &Segment::paths(&self.dir, segment.base_offset)[1..] {
-                    if let Err(StorageError::Io { source, .. }) = io::remove_file(path).await {
-                        if source.kind() != std::io::ErrorKind::NotFound {
-                            return Err(io_error("remove", path)(source));
-                        }
-                    }
-                }
+                Segment::remove_index_files(&self.dir, segment.base_offset).await?;
                 segment
             }
             None => {
@@ -887,7 +907,8 @@ impl Log {
 
 fn appender_config(config: &LogConfig) -> AppenderConfig {
     AppenderConfig {
-        chunk_bytes: config.chunk_bytes,
+        chunk_bytes_min: config.chunk_bytes_min,
+        chunk_bytes_max: config.chunk_bytes_max,
         write_behind_max: config.write_behind_max,
         preallocate_bytes: config.preallocate_bytes,
     }
@@ -941,7 +962,7 @@ async fn recover_segments(
         .collect();
     bases.sort_unstable();
     for stray in names.iter().filter(|n| n.ends_with(".tmp")) {
-        io::remove_file(&dir.join(stray)).await?;
+        io::remove_file_if_exists(&dir.join(stray)).await?;
     }
     // Segments wholly below the log start were deleted by retention, or were about to be.
     let first_kept = bases
@@ -949,7 +970,7 @@ async fn recover_segments(
         .rposition(|&b| b <= checkpoint.log_start_offset)
         .unwrap_or(0);
     for &base in &bases[..first_kept] {
-        remove_segment_files(dir, base).await?;
+        Segment::remove_files(dir, base).await?;
     }
     let bases = bases.split_off(first_kept);
     let mut segments = BTreeMap::new();
@@ -995,7 +1016,7 @@ async fn recover_segments(
     }
     if let Some(cut) = cut_at {
         for &base in &bases[cut..] {
-            remove_segment_files(dir, base).await?;
+            Segment::remove_files(dir, base).await?;
         }
     }
     // Index files of the segments that will be appended to again are stale from now on.
@@ -1006,16 +1027,4 @@ async fn recover_segments(
     }
     io::sync_dir(dir).await?;
     Ok((segments, checkpoint))
-}
-
-async fn remove_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
-    for path in Segment::paths(dir, base_offset) {
-        match io::remove_file(&path).await {
-            Ok(()) => {}
-            Err(StorageError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
 }

@@ -529,15 +529,19 @@ impl Segment {
         Ok(())
     }
 
-    /// Removes the segment's files. Open handles keep the data readable until dropped.
-    pub async fn remove_files(&self, dir: &Path) -> Result<()> {
-        for path in Segment::paths(dir, self.base_offset) {
-            match io::remove_file(&path).await {
-                Ok(()) => {}
-                Err(StorageError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(error),
-            }
+    /// Removes the files of the segment at `base_offset`. Open handles keep the data
+    /// readable until dropped.
+    pub async fn remove_files(dir: &Path, base_offset: i64) -> Result<()> {
+        for path in Segment::paths(dir, base_offset) {
+            io::remove_file_if_exists(&path).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the index files of a segment that is about to change again.
+    pub async fn remove_index_files(dir: &Path, base_offset: i64) -> Result<()> {
+        for path in &Segment::paths(dir, base_offset)[1..] {
+            io::remove_file_if_exists(path).await?;
         }
         Ok(())
     }
