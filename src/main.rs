@@ -26,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the broker. With no flags: 127.0.0.1:9092, ./petrel-data, one shard per CPU.
+    Serve(Box<petrel::config::ServeArgs>),
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
@@ -67,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Serve(args) => serve(*args),
         Command::Log(LogCommand::Dump { dir, batches }) => dump(dir, batches),
         Command::Log(LogCommand::CrashWriter {
             dir,
@@ -75,6 +78,31 @@ fn main() -> anyhow::Result<()> {
             segment_bytes_max,
         }) => crash_writer(dir, first_sequence, tasks, segment_bytes_max),
     }
+}
+
+fn serve(args: petrel::config::ServeArgs) -> anyhow::Result<()> {
+    let config = args.merge_file()?.resolve(petrel::config::allowed_cpus())?;
+    // Registered before the shards start, so a signal during start-up is not lost.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
+    let shards = config.shards;
+    let data_dir = config.data_dir.clone();
+    let broker = petrel::shard::start::start(config)?;
+    // Tests and scripts wait for this line (and read the port from it).
+    println!(
+        "petrel listening on {} with {shards} shards, data in {}",
+        broker.listen,
+        data_dir.display()
+    );
+    std::io::stdout().flush()?;
+    let signal = signals.forever().next();
+    tracing::info!(?signal, "shutting down");
+    broker.stop();
+    println!("petrel stopped");
+    Ok(())
 }
 
 fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {

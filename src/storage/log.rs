@@ -99,6 +99,8 @@ pub struct Log {
     syncs: Cell<u64>,
     flush_done: Event,
     appended: Event,
+    /// Fired whenever `written_offset` advances (a fetch long-poll waits on it).
+    written_advanced: Event,
     closed: Cell<bool>,
 }
 
@@ -166,6 +168,7 @@ impl Log {
             syncs: Cell::new(0),
             flush_done: Event::new(),
             appended: Event::new(),
+            written_advanced: Event::new(),
             closed: Cell::new(false),
         });
         log.write_checkpoint().await?;
@@ -202,6 +205,17 @@ impl Log {
         self.state.borrow().written_offset
     }
 
+    /// The largest record timestamp in the log (`i64::MIN` when empty).
+    pub fn max_timestamp(&self) -> i64 {
+        self.state
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.max_timestamp())
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
     /// How many `fdatasync` calls flushes have made since the log was opened.
     pub fn sync_count(&self) -> u64 {
         self.syncs.get()
@@ -225,9 +239,14 @@ impl Log {
         self.state.borrow().segments.keys().copied().collect()
     }
 
-    /// Resolves when a batch is appended after this call (a fetch long-poll waits on it).
+    /// Resolves when a batch is appended after this call.
     pub fn on_append(&self) -> event_listener::EventListener {
         self.appended.listen()
+    }
+
+    /// Resolves when `written_offset` advances after this call.
+    pub fn on_written(&self) -> event_listener::EventListener {
+        self.written_advanced.listen()
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -252,6 +271,9 @@ impl Log {
     /// Appends one producer batch (exactly one RecordBatch v2, CRC checked here), assigning
     /// its offsets. Returns once the batch is in the appender's buffer: call [`Log::wait`]
     /// before acknowledging it durably. Nothing of a rejected batch is written.
+    ///
+    /// Not cancellation-safe: once started, an append must be driven to completion (the
+    /// server runs every request in a detached task). `wait` and `read` may be dropped.
     pub async fn append(&self, batch: Bytes, leader_epoch: i32) -> Result<AppendOutcome> {
         self.check_usable()?;
         let view = record_batch::verify(&batch, self.config.batch_bytes_max)?;
@@ -294,10 +316,16 @@ impl Log {
             last_offset,
             header.max_timestamp.get(),
         );
-        {
+        let advanced = {
             let mut state = self.state.borrow_mut();
             state.next_offset = last_offset + 1;
-            state.written_offset = state.written_offset.max(active.appender.written_offset());
+            let written = active.appender.written_offset();
+            let advanced = written > state.written_offset;
+            state.written_offset = state.written_offset.max(written);
+            advanced
+        };
+        if advanced {
+            self.written_advanced.notify(usize::MAX);
         }
         self.shard
             .cache
@@ -375,6 +403,7 @@ impl Log {
             state.recovery_point = next_offset;
         }
         *active = Active { segment, appender };
+        self.written_advanced.notify(usize::MAX);
         self.write_checkpoint().await?;
         tracing::debug!(log = %self.name, base_offset = next_offset, "rolled segment");
         Ok(())
@@ -405,9 +434,11 @@ impl Log {
                 continue;
             }
             self.flush_running.set(true);
+            // Reset even if this waiter is dropped mid-flush, or every later waiter would
+            // wait for a flush that never ends.
+            let _running = FlushRunning(self);
             let result = self.flush_once(durability).await;
-            self.flush_running.set(false);
-            self.flush_done.notify(usize::MAX);
+            drop(_running);
             if let Err(error) = result {
                 self.fail(&error);
                 return Err(error);
@@ -458,6 +489,8 @@ impl Log {
             let value = field(&mut state);
             *value = (*value).max(target);
         }
+        drop(state);
+        self.written_advanced.notify(usize::MAX);
     }
 
     /// Reads whole batches starting with the one holding `offset`, up to `bytes_max` (the
@@ -902,6 +935,15 @@ impl Log {
             }
         };
         io::write_file_atomic(&self.dir.join(checkpoint::FILE_NAME), &checkpoint.encode()).await
+    }
+}
+
+struct FlushRunning<'a>(&'a Log);
+
+impl Drop for FlushRunning<'_> {
+    fn drop(&mut self) {
+        self.0.flush_running.set(false);
+        self.0.flush_done.notify(usize::MAX);
     }
 }
 

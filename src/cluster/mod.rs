@@ -1,0 +1,7 @@
+//! Cluster-wide state: which topics exist, their ids, partition counts and configs.
+//! Shard 0 is the controller: it alone changes this state and persists it; every shard
+//! holds a read-only snapshot that the controller replaces on each change.
+
+pub mod controller;
+pub mod metadata;
+pub mod topic_config;

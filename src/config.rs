@@ -1,0 +1,452 @@
+//! Broker configuration: command-line flags, `PETREL_*` environment variables and an
+//! optional TOML file, in that order of precedence, over built-in defaults. Every value is
+//! validated once, here, with a message that names the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::storage::{FlushPolicy, LogConfig, ShardStorageConfig};
+
+/// Settings as given on the command line or in the environment (`None` = not given).
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (kebab-case keys, e.g. `data-dir = "/var/petrel"`).
+    #[arg(long, env = "PETREL_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on. Every shard binds it (SO_REUSEPORT). [default: 127.0.0.1:9092]
+    #[arg(long, env = "PETREL_LISTEN")]
+    pub listen: Option<String>,
+    /// host:port clients are told to connect to. [default: the listen address]
+    #[arg(long, env = "PETREL_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// Directory for partition logs and metadata. [default: ./petrel-data]
+    #[arg(long, env = "PETREL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards (pinned executors). [default: one per CPU this process may use]
+    #[arg(long, env = "PETREL_SHARDS")]
+    pub shards: Option<usize>,
+    /// This broker's node id. [default: 0]
+    #[arg(long, env = "PETREL_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Create unknown topics on Metadata and Produce requests. [default: true]
+    #[arg(long, env = "PETREL_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of an auto-created topic, or of one created with -1. [default: 1]
+    #[arg(long, env = "PETREL_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+    /// `fdatasync` at most this often instead of before every acks=all answer (ms).
+    #[arg(long, env = "PETREL_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// Default `retention.ms` of topics (-1: keep forever). [default: 604800000]
+    #[arg(long, env = "PETREL_RETENTION_MS")]
+    pub retention_ms: Option<i64>,
+    /// Default `retention.bytes` of each partition (-1: no limit). [default: -1]
+    #[arg(long, env = "PETREL_RETENTION_BYTES")]
+    pub retention_bytes: Option<i64>,
+    /// Default `segment.bytes`. [default: 1073741824]
+    #[arg(long, env = "PETREL_SEGMENT_BYTES")]
+    pub segment_bytes: Option<i64>,
+    /// Default `segment.ms`. [default: 604800000]
+    #[arg(long, env = "PETREL_SEGMENT_MS")]
+    pub segment_ms: Option<i64>,
+    /// Largest record batch accepted (`message.max.bytes`). [default: 1048588]
+    #[arg(long, env = "PETREL_MESSAGE_MAX_BYTES")]
+    pub message_max_bytes: Option<i64>,
+    /// Largest request frame accepted (`socket.request.max.bytes`). [default: 104857600]
+    #[arg(long, env = "PETREL_REQUEST_BYTES_MAX")]
+    pub request_bytes_max: Option<usize>,
+    /// Open connections allowed, over all shards. [default: 4096]
+    #[arg(long, env = "PETREL_CONNECTIONS_MAX")]
+    pub connections_max: Option<usize>,
+    /// Bytes of requests in flight on one connection before it stops reading. [default: 104857600]
+    #[arg(long, env = "PETREL_CONNECTION_INFLIGHT_BYTES_MAX")]
+    pub connection_inflight_bytes_max: Option<usize>,
+    /// A request must arrive whole within this many ms once it has started. [default: 30000]
+    #[arg(long, env = "PETREL_REQUEST_READ_TIMEOUT_MS")]
+    pub request_read_timeout_ms: Option<u64>,
+    /// Idle connections are closed after this many ms (`connections.max.idle.ms`). [default: 600000]
+    #[arg(long, env = "PETREL_CONNECTION_IDLE_MS")]
+    pub connection_idle_ms: Option<u64>,
+    /// Bytes of recent batches cached in memory, over all shards. [default: 268435456]
+    #[arg(long, env = "PETREL_CACHE_BYTES")]
+    pub cache_bytes: Option<usize>,
+}
+
+/// Validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub listen: SocketAddr,
+    /// (host, port) for Metadata; port 0 means "the port actually bound".
+    pub advertised: (String, u16),
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    /// CPUs the shards are pinned to, one per shard (reused round-robin if fewer).
+    pub cpus: Vec<usize>,
+    pub node_id: i32,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub flush: FlushPolicy,
+    pub topic_defaults: TopicDefaults,
+    pub request_bytes_max: usize,
+    pub connections_max: usize,
+    pub connection_inflight_bytes_max: usize,
+    pub inflight_requests_max: usize,
+    pub request_read_timeout: Duration,
+    pub connection_idle: Duration,
+    pub cache_bytes: usize,
+    pub open_files_max: usize,
+}
+
+/// Broker-wide defaults for topic configs (Kafka's `log.*` broker settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDefaults {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    pub max_message_bytes: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {reason}")]
+    ParseFile { path: PathBuf, reason: String },
+    #[error("invalid setting {name} = {value}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Requests one connection may have in flight (pipelined) before its reads pause.
+const INFLIGHT_REQUESTS_MAX: usize = 128;
+pub const SHARDS_MAX: usize = 256;
+/// Kafka caps partitions per topic request at this in practice; a bound on per-request work.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
+
+impl ServeArgs {
+    /// Fills every setting not given on the command line or in the environment from the
+    /// TOML file named by `config`, if any.
+    pub fn merge_file(self) -> Result<ServeArgs, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        let file: ServeArgs = toml::from_str(&text).map_err(|error| ConfigError::ParseFile {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+        Ok(ServeArgs {
+            config: Some(path),
+            listen: self.listen.or(file.listen),
+            advertised_listener: self.advertised_listener.or(file.advertised_listener),
+            data_dir: self.data_dir.or(file.data_dir),
+            shards: self.shards.or(file.shards),
+            node_id: self.node_id.or(file.node_id),
+            auto_create_topics: self.auto_create_topics.or(file.auto_create_topics),
+            default_partitions: self.default_partitions.or(file.default_partitions),
+            flush_interval_ms: self.flush_interval_ms.or(file.flush_interval_ms),
+            retention_ms: self.retention_ms.or(file.retention_ms),
+            retention_bytes: self.retention_bytes.or(file.retention_bytes),
+            segment_bytes: self.segment_bytes.or(file.segment_bytes),
+            segment_ms: self.segment_ms.or(file.segment_ms),
+            message_max_bytes: self.message_max_bytes.or(file.message_max_bytes),
+            request_bytes_max: self.request_bytes_max.or(file.request_bytes_max),
+            connections_max: self.connections_max.or(file.connections_max),
+            connection_inflight_bytes_max: self
+                .connection_inflight_bytes_max
+                .or(file.connection_inflight_bytes_max),
+            request_read_timeout_ms: self
+                .request_read_timeout_ms
+                .or(file.request_read_timeout_ms),
+            connection_idle_ms: self.connection_idle_ms.or(file.connection_idle_ms),
+            cache_bytes: self.cache_bytes.or(file.cache_bytes),
+        })
+    }
+
+    /// Applies defaults and validates. `cpus` are the CPUs this process may run on.
+    pub fn resolve(self, cpus: Vec<usize>) -> Result<BrokerConfig, ConfigError> {
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                &listen_text,
+                "expected ip:port, e.g. 127.0.0.1:9092",
+            )
+        })?;
+        let advertised = match self.advertised_listener {
+            Some(text) => parse_host_port(&text)
+                .ok_or_else(|| invalid("advertised-listener", &text, "expected host:port"))?,
+            None => (listen.ip().to_string(), listen.port()),
+        };
+        if cpus.is_empty() {
+            return Err(invalid(
+                "shards",
+                "-",
+                "no CPU is available to this process",
+            ));
+        }
+        let shards = self.shards.unwrap_or(cpus.len());
+        if !(1..=SHARDS_MAX).contains(&shards) {
+            return Err(invalid(
+                "shards",
+                shards,
+                format!("must be in 1..={SHARDS_MAX}"),
+            ));
+        }
+        let node_id = self.node_id.unwrap_or(0);
+        if node_id < 0 {
+            return Err(invalid("node-id", node_id, "must not be negative"));
+        }
+        let default_partitions = self.default_partitions.unwrap_or(1);
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&default_partitions) {
+            return Err(invalid(
+                "default-partitions",
+                default_partitions,
+                format!("must be in 1..={PARTITIONS_PER_TOPIC_MAX}"),
+            ));
+        }
+        let flush = match self.flush_interval_ms {
+            None => FlushPolicy::EveryAppend,
+            Some(0) => return Err(invalid("flush-interval-ms", 0, "must be positive")),
+            Some(ms) => FlushPolicy::Interval(Duration::from_millis(ms)),
+        };
+        let topic_defaults = TopicDefaults {
+            retention_ms: self.retention_ms.unwrap_or(7 * 24 * 3600 * 1000),
+            retention_bytes: self.retention_bytes.unwrap_or(-1),
+            segment_bytes: self.segment_bytes.unwrap_or(1 << 30),
+            segment_ms: self.segment_ms.unwrap_or(7 * 24 * 3600 * 1000),
+            max_message_bytes: self.message_max_bytes.unwrap_or(1_048_588),
+        };
+        crate::cluster::topic_config::validate_defaults(&topic_defaults)
+            .map_err(|(name, value, reason)| invalid(name, value, reason))?;
+        let request_bytes_max = self.request_bytes_max.unwrap_or(100 << 20);
+        if !(1024..=(1 << 30)).contains(&request_bytes_max) {
+            return Err(invalid(
+                "request-bytes-max",
+                request_bytes_max,
+                "must be in 1 KiB..=1 GiB",
+            ));
+        }
+        let connections_max = self.connections_max.unwrap_or(4096);
+        if connections_max == 0 {
+            return Err(invalid("connections-max", 0, "must be positive"));
+        }
+        let connection_inflight_bytes_max = self.connection_inflight_bytes_max.unwrap_or(100 << 20);
+        if connection_inflight_bytes_max < request_bytes_max {
+            return Err(invalid(
+                "connection-inflight-bytes-max",
+                connection_inflight_bytes_max,
+                "must be at least request-bytes-max, or a largest request could never be read",
+            ));
+        }
+        let request_read_timeout_ms = self.request_read_timeout_ms.unwrap_or(30_000);
+        let connection_idle_ms = self.connection_idle_ms.unwrap_or(600_000);
+        if request_read_timeout_ms == 0 || connection_idle_ms == 0 {
+            return Err(invalid(
+                "request-read-timeout-ms / connection-idle-ms",
+                0,
+                "must be positive",
+            ));
+        }
+        let cache_bytes = self.cache_bytes.unwrap_or(256 << 20);
+        Ok(BrokerConfig {
+            listen,
+            advertised,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("petrel-data")),
+            shards,
+            cpus,
+            node_id,
+            auto_create_topics: self.auto_create_topics.unwrap_or(true),
+            default_partitions,
+            flush,
+            topic_defaults,
+            request_bytes_max,
+            connections_max,
+            connection_inflight_bytes_max,
+            inflight_requests_max: INFLIGHT_REQUESTS_MAX,
+            request_read_timeout: Duration::from_millis(request_read_timeout_ms),
+            connection_idle: Duration::from_millis(connection_idle_ms),
+            cache_bytes,
+            open_files_max: 10_000,
+        })
+    }
+}
+
+fn parse_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+impl BrokerConfig {
+    pub fn shard_storage(&self) -> ShardStorageConfig {
+        ShardStorageConfig {
+            cache_bytes_max: (self.cache_bytes / self.shards).max(1 << 20),
+            open_files_max: self.open_files_max,
+        }
+    }
+
+    /// The storage settings of one partition of a topic with `topic` configs.
+    pub fn log_config(&self, topic: &crate::cluster::topic_config::TopicConfig) -> LogConfig {
+        LogConfig {
+            segment_bytes_max: topic.segment_bytes as u64,
+            segment_age_max: Duration::from_millis(topic.segment_ms as u64),
+            retention_age_max: (topic.retention_ms >= 0)
+                .then(|| Duration::from_millis(topic.retention_ms as u64)),
+            retention_bytes_max: (topic.retention_bytes >= 0)
+                .then_some(topic.retention_bytes as u64),
+            // A stored batch may be as large as the topic allows, plus the log overhead.
+            batch_bytes_max: (topic.max_message_bytes as usize).min(topic.segment_bytes as usize),
+            flush: self.flush,
+            ..LogConfig::default()
+        }
+    }
+
+    pub fn metadata_path(&self) -> PathBuf {
+        self.data_dir.join(crate::cluster::metadata::FILE_NAME)
+    }
+
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        partition_dir(&self.data_dir, topic, partition)
+    }
+}
+
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// The CPUs this process may run on (`sched_getaffinity`), in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve_and_bad_values_are_named() {
+        let config = ServeArgs::default().resolve(vec![0, 1]).expect("defaults");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(config.advertised, ("127.0.0.1".to_string(), 9092));
+        assert_eq!(config.shards, 2);
+        assert_eq!(config.data_dir, PathBuf::from("petrel-data"));
+        assert_eq!(config.flush, FlushPolicy::EveryAppend);
+        let cases: Vec<(ServeArgs, &str)> = vec![
+            (
+                ServeArgs {
+                    listen: Some("nowhere".into()),
+                    ..Default::default()
+                },
+                "listen",
+            ),
+            (
+                ServeArgs {
+                    shards: Some(0),
+                    ..Default::default()
+                },
+                "shards",
+            ),
+            (
+                ServeArgs {
+                    default_partitions: Some(0),
+                    ..Default::default()
+                },
+                "default-partitions",
+            ),
+            (
+                ServeArgs {
+                    flush_interval_ms: Some(0),
+                    ..Default::default()
+                },
+                "flush-interval-ms",
+            ),
+            (
+                ServeArgs {
+                    segment_bytes: Some(10),
+                    ..Default::default()
+                },
+                "segment.bytes",
+            ),
+            (
+                ServeArgs {
+                    advertised_listener: Some("host".into()),
+                    ..Default::default()
+                },
+                "advertised-listener",
+            ),
+        ];
+        for (args, name) in cases {
+            match args.resolve(vec![0]) {
+                Err(ConfigError::Invalid { name: got, .. }) => assert_eq!(got, name),
+                other => panic!("{name}: expected an error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("petrel.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:19092\"\nshards = 1\ndata-dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            shards: Some(2),
+            ..Default::default()
+        };
+        let config = args.merge_file().unwrap().resolve(vec![0, 1]).unwrap();
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.shards, 2);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        std::fs::write(&path, "no-such-setting = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(matches!(
+            args.merge_file(),
+            Err(ConfigError::ParseFile { .. })
+        ));
+    }
+}

@@ -1,0 +1,12 @@
+//! The Kafka wire protocol at Petrel's edge. Sans-I/O: bytes in, typed values out.
+//!
+//! - `frame`: the 4-byte size prefix (capped before anything is allocated) and the request
+//!   header.
+//! - `response`: encoding a response with its header and size prefix.
+//! - `records`: record-level lookups inside a stored batch (ListOffsets by timestamp).
+//!
+//! Message bodies use the `kafka-protocol` crate (patched copy in `vendor/`).
+
+pub mod frame;
+pub mod records;
+pub mod response;

@@ -1,0 +1,184 @@
+//! One client connection.
+//!
+//! A reader task reads frames (size prefix capped at `request_bytes_max` before anything is
+//! allocated), takes a share of the connection's in-flight byte budget, and starts a task
+//! per request, so requests are processed concurrently (pipelining). A writer task awaits
+//! those tasks in arrival order and writes each response, so responses leave in request
+//! order as Kafka requires. At most `inflight_requests_max` requests are queued; when the
+//! queue or the byte budget is full the reader stops reading (backpressure).
+//!
+//! Timeouts: an idle connection closes after `connection_idle`; a request that has started
+//! must arrive whole within `request_read_timeout` (slow-loris). A malformed frame, an
+//! unknown API or an undecodable request closes the connection, as Kafka does.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::sync::{Semaphore, StaticPermit};
+
+use super::registry::{self, DispatchError};
+use crate::protocol::frame;
+use crate::shard::Shard;
+
+/// A request's eventual reply. Requests run as detached tasks: a request is never cancelled
+/// half-way (an append must finish once started), even if its client goes away.
+type Reply = futures_channel::oneshot::Receiver<Result<Option<Bytes>, DispatchError>>;
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("connection closed")]
+    Closed,
+    #[error("idle for too long")]
+    Idle,
+    #[error("request not received in time")]
+    SlowRequest,
+    #[error("broker shutting down")]
+    Shutdown,
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "TCP_NODELAY failed");
+    }
+    let (reader, writer) = futures_lite::io::split(stream);
+    let budget = Rc::new(Semaphore::new(
+        shard.config.connection_inflight_bytes_max as u64,
+    ));
+    let (queue_tx, queue_rx) = glommio::channels::local_channel::new_bounded::<(Reply, StaticPermit)>(
+        shard.config.inflight_requests_max,
+    );
+    let writer_task = glommio::spawn_local(write_replies(writer, queue_rx, peer.clone()));
+    let outcome = read_requests(&shard, reader, &budget, &queue_tx).await;
+    drop(queue_tx);
+    match outcome {
+        ReadError::Closed | ReadError::Shutdown => tracing::debug!(%peer, "connection done"),
+        error => tracing::info!(%peer, %error, "closing connection"),
+    }
+    // Replies to everything already read still go out (also on shutdown).
+    writer_task.await;
+}
+
+async fn read_requests(
+    shard: &Rc<Shard>,
+    mut reader: futures_lite::io::ReadHalf<TcpStream>,
+    budget: &Rc<Semaphore>,
+    queue: &glommio::channels::local_channel::LocalSender<(Reply, StaticPermit)>,
+) -> ReadError {
+    let config = &shard.config;
+    loop {
+        // Between requests: wait for the next one, the idle timeout, or shutdown.
+        let stop = shard.shutdown_started.listen();
+        if shard.shutting_down.get() {
+            return ReadError::Shutdown;
+        }
+        let mut prefix = [0u8; 4];
+        let first = futures_lite::future::or(
+            futures_lite::future::or(
+                async { reader.read(&mut prefix[..1]).await.map_err(ReadError::from) },
+                async {
+                    glommio::timer::sleep(config.connection_idle).await;
+                    Err(ReadError::Idle)
+                },
+            ),
+            async {
+                stop.await;
+                Err(ReadError::Shutdown)
+            },
+        )
+        .await;
+        match first {
+            Ok(0) => return ReadError::Closed,
+            Ok(_) => {}
+            Err(error) => return error,
+        }
+        // A request has started: the rest must arrive within the read timeout.
+        let deadline = config.request_read_timeout;
+        if let Err(error) = read_exact_within(&mut reader, &mut prefix[1..], deadline).await {
+            return error;
+        }
+        let size = match frame::frame_size(prefix, config.request_bytes_max) {
+            Ok(size) => size,
+            Err(error) => return error.into(),
+        };
+        let permit = match budget.acquire_static_permit(size as u64).await {
+            Ok(permit) => permit,
+            Err(_) => return ReadError::Closed,
+        };
+        let mut body = BytesMut::zeroed(size);
+        if let Err(error) = read_exact_within(&mut reader, &mut body, deadline).await {
+            return error;
+        }
+        let request = match frame::parse_request(body.freeze()) {
+            Ok(request) => request,
+            Err(error) => return error.into(),
+        };
+        let (answer, reply) = futures_channel::oneshot::channel();
+        let handler_shard = shard.clone();
+        glommio::spawn_local(async move {
+            let _ = answer.send(registry::dispatch(handler_shard, request).await);
+        })
+        .detach();
+        if queue.send((reply, permit)).await.is_err() {
+            // The writer stopped (the client went away).
+            return ReadError::Closed;
+        }
+    }
+}
+
+async fn read_exact_within(
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    buffer: &mut [u8],
+    within: Duration,
+) -> Result<(), ReadError> {
+    futures_lite::future::or(
+        async {
+            reader
+                .read_exact(buffer)
+                .await
+                .map_err(|error| match error.kind() {
+                    std::io::ErrorKind::UnexpectedEof => ReadError::Closed,
+                    _ => ReadError::Io(error),
+                })
+        },
+        async {
+            glommio::timer::sleep(within).await;
+            Err(ReadError::SlowRequest)
+        },
+    )
+    .await
+}
+
+async fn write_replies(
+    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    queue: glommio::channels::local_channel::LocalReceiver<(Reply, StaticPermit)>,
+    peer: String,
+) {
+    while let Some((reply, permit)) = queue.recv().await {
+        match reply.await.unwrap_or(Err(DispatchError::Abandoned)) {
+            Ok(Some(response)) => {
+                if let Err(error) = writer.write_all(&response).await {
+                    tracing::debug!(%peer, %error, "write failed");
+                    break;
+                }
+            }
+            Ok(None) => {} // acks=0 produce: Kafka sends no response.
+            Err(error) => {
+                tracing::info!(%peer, %error, "closing connection");
+                break;
+            }
+        }
+        drop(permit);
+    }
+    let _ = writer.close().await;
+}

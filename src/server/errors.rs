@@ -1,0 +1,68 @@
+//! Mapping internal errors to the Kafka error codes clients expect. This is the only place
+//! where that mapping happens.
+
+use kafka_protocol::ResponseError;
+
+use crate::record_batch::BatchError;
+use crate::storage::StorageError;
+
+pub fn storage_error_code(error: &StorageError) -> ResponseError {
+    match error {
+        StorageError::InvalidBatch(reason) => batch_error_code(reason),
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::Corrupt { .. }
+        | StorageError::Io { .. }
+        | StorageError::LogFailed { .. }
+        | StorageError::TooManyOpenFiles { .. } => ResponseError::KafkaStorageError,
+        StorageError::Config(_) => ResponseError::InvalidConfig,
+    }
+}
+
+pub fn batch_error_code(error: &BatchError) -> ResponseError {
+    match error {
+        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        BatchError::CountMismatch { .. } => ResponseError::InvalidRecord,
+        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        BatchError::CrcMismatch { .. }
+        | BatchError::ShortHeader(_)
+        | BatchError::BadLength(_)
+        | BatchError::Truncated { .. } => ResponseError::CorruptMessage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_errors_map_to_the_codes_clients_expect() {
+        let cases = [
+            (
+                BatchError::CrcMismatch {
+                    stored: 1,
+                    computed: 2,
+                },
+                2,
+            ),
+            (BatchError::TooLarge { size: 10, limit: 5 }, 10),
+            (
+                BatchError::CountMismatch {
+                    last_offset_delta: 1,
+                    records_count: 5,
+                },
+                87,
+            ),
+            (BatchError::UnsupportedMagic(1), 43),
+            (BatchError::ShortHeader(3), 2),
+        ];
+        for (error, code) in cases {
+            assert_eq!(batch_error_code(&error).code(), code, "{error:?}");
+        }
+        let out_of_range = StorageError::OffsetOutOfRange {
+            offset: 9,
+            log_start_offset: 0,
+            log_end_offset: 5,
+        };
+        assert_eq!(storage_error_code(&out_of_range).code(), 1);
+    }
+}

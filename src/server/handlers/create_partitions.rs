@@ -1,0 +1,50 @@
+//! CreatePartitions (key 37): grows topics, including validate-only.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use super::str_bytes;
+use crate::cluster::controller::{self, CONTROLLER_SHARD};
+use crate::protocol::frame::Request;
+use crate::server::registry::{self, HandlerResult};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: CreatePartitionsRequest = registry::decode(request)?;
+    let changes: Vec<(String, i32, Option<Vec<Vec<i32>>>)> = body
+        .topics
+        .iter()
+        .map(|t| {
+            // Null or empty: no manual assignment.
+            let assignments = t
+                .assignments
+                .as_ref()
+                .filter(|list| !list.is_empty())
+                .map(|list| {
+                    list.iter()
+                        .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                });
+            (t.name.to_string(), t.count, assignments)
+        })
+        .collect();
+    let validate_only = body.validate_only;
+    let outcomes = shard
+        .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
+            controller::create_partitions(&controller_shard, changes, validate_only).await
+        })
+        .await?;
+    let mut response = CreatePartitionsResponse::default();
+    for (topic, outcome) in body.topics.iter().zip(outcomes) {
+        let mut result = CreatePartitionsTopicResult::default();
+        result.name = topic.name.clone();
+        if let Err(failure) = outcome {
+            result.error_code = failure.code.code();
+            result.error_message = Some(str_bytes(&failure.message));
+        }
+        response.results.push(result);
+    }
+    registry::respond(request, &response)
+}

@@ -1,0 +1,102 @@
+//! CreateTopics (key 19), including validate-only. The work happens on the controller.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+use super::str_bytes;
+use crate::cluster::controller::{self, TopicSpec, CONTROLLER_SHARD};
+use crate::cluster::topic_config;
+use crate::protocol::frame::Request;
+use crate::server::registry::{self, HandlerResult};
+use crate::shard::Shard;
+
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DEFAULT: i8 = 5;
+
+pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: CreateTopicsRequest = registry::decode(request)?;
+    let version = request.api_version;
+    let specs: Vec<TopicSpec> = body
+        .topics
+        .iter()
+        .map(|topic| TopicSpec {
+            name: topic.name.to_string(),
+            partitions: topic.num_partitions,
+            replication_factor: topic.replication_factor,
+            assignments: topic
+                .assignments
+                .iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect(),
+            // A null value means "use the default": no override.
+            configs: topic
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect::<BTreeMap<_, _>>(),
+        })
+        .collect();
+    let validate_only = body.validate_only;
+    let outcomes = shard
+        .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
+            controller::create_topics(&controller_shard, specs, validate_only).await
+        })
+        .await?;
+    let defaults = &shard.config.topic_defaults;
+    let mut response = CreateTopicsResponse::default();
+    for (requested, outcome) in body.topics.iter().zip(outcomes) {
+        let mut result = CreatableTopicResult::default();
+        result.name = requested.name.clone();
+        match outcome {
+            Ok(topic) => {
+                if version >= 7 {
+                    result.topic_id = topic.id;
+                }
+                if version >= 5 {
+                    result.num_partitions = topic.partitions;
+                    result.replication_factor = 1;
+                    result.configs = Some(
+                        topic_config::describe(&topic.configs, defaults)
+                            .into_iter()
+                            .map(|entry| {
+                                let mut config = CreatableTopicConfigs::default();
+                                config.name = str_bytes(&entry.name);
+                                config.value = Some(str_bytes(&entry.value));
+                                config.config_source = if entry.is_default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_TOPIC
+                                };
+                                config
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            Err(failure) => {
+                result.error_code = failure.code.code();
+                result.error_message = Some(str_bytes(&failure.message));
+                if version >= 5 {
+                    result.num_partitions = -1;
+                    result.replication_factor = -1;
+                }
+            }
+        }
+        response.topics.push(result);
+    }
+    registry::respond(request, &response)
+}

@@ -1,0 +1,188 @@
+//! DescribeConfigs (key 32): topic configs (overrides and defaults) and broker configs.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::cluster::topic_config::{self, ConfigType, Described};
+use crate::protocol::frame::Request;
+use crate::server::registry::{self, HandlerResult};
+use crate::shard::Shard;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Config sources (Kafka `ConfigSource`).
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: DescribeConfigsRequest = registry::decode(request)?;
+    let metadata = shard.metadata();
+    let defaults = &shard.config.topic_defaults;
+    let mut response = DescribeConfigsResponse::default();
+    for resource in body.resources {
+        let mut result = DescribeConfigsResult::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name.clone();
+        let name = resource.resource_name.to_string();
+        let entries: Result<Vec<(Described, i8)>, (ResponseError, String)> =
+            match resource.resource_type {
+                RESOURCE_TOPIC => match metadata.topic(&name) {
+                    Some(topic) => Ok(topic_config::describe(&topic.configs, defaults)
+                        .into_iter()
+                        .map(|d| {
+                            let source = if d.is_default {
+                                SOURCE_DEFAULT
+                            } else {
+                                SOURCE_TOPIC
+                            };
+                            (d, source)
+                        })
+                        .collect()),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic '{name}' does not exist"),
+                    )),
+                },
+                RESOURCE_BROKER => {
+                    if name.is_empty() || name == shard.config.node_id.to_string() {
+                        Ok(broker_configs(shard))
+                    } else {
+                        Err((
+                            ResponseError::InvalidRequest,
+                            format!("this is broker {}, not {name}", shard.config.node_id),
+                        ))
+                    }
+                }
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("resource type {other} is not supported"),
+                )),
+            };
+        match entries {
+            Ok(entries) => {
+                // Null or empty: every config.
+                let wanted: Option<Vec<String>> = resource
+                    .configuration_keys
+                    .filter(|keys| !keys.is_empty())
+                    .map(|keys| keys.iter().map(|k| k.to_string()).collect());
+                result.configs = entries
+                    .into_iter()
+                    .filter(|(entry, _)| {
+                        wanted
+                            .as_ref()
+                            .is_none_or(|keys| keys.contains(&entry.name))
+                    })
+                    .map(|(entry, source)| config_entry(entry, source, request.api_version))
+                    .collect();
+            }
+            Err((code, message)) => {
+                result.error_code = code.code();
+                result.error_message = Some(str_bytes(&message));
+            }
+        }
+        response.results.push(result);
+    }
+    registry::respond(request, &response)
+}
+
+fn config_entry(entry: Described, source: i8, version: i16) -> DescribeConfigsResourceResult {
+    let mut result = DescribeConfigsResourceResult::default();
+    result.name = str_bytes(&entry.name);
+    result.value = Some(str_bytes(&entry.value));
+    result.read_only = source == SOURCE_STATIC_BROKER;
+    result.config_source = source;
+    if version >= 3 {
+        result.config_type = entry.config_type as i8;
+    }
+    result
+}
+
+fn broker_configs(shard: &Shard) -> Vec<(Described, i8)> {
+    let config = &shard.config;
+    let defaults = &config.topic_defaults;
+    let flush = match config.flush {
+        crate::storage::FlushPolicy::EveryAppend => {
+            "petrel: fdatasync before every acks=all answer".to_string()
+        }
+        crate::storage::FlushPolicy::Interval(every) => every.as_millis().to_string(),
+    };
+    let entries: Vec<(&str, String, ConfigType)> = vec![
+        ("broker.id", config.node_id.to_string(), ConfigType::Int),
+        ("node.id", config.node_id.to_string(), ConfigType::Int),
+        (
+            "log.dirs",
+            config.data_dir.display().to_string(),
+            ConfigType::String,
+        ),
+        (
+            "num.partitions",
+            config.default_partitions.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "auto.create.topics.enable",
+            config.auto_create_topics.to_string(),
+            ConfigType::Boolean,
+        ),
+        (
+            "log.retention.ms",
+            defaults.retention_ms.to_string(),
+            ConfigType::Long,
+        ),
+        (
+            "log.retention.bytes",
+            defaults.retention_bytes.to_string(),
+            ConfigType::Long,
+        ),
+        (
+            "log.segment.bytes",
+            defaults.segment_bytes.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "log.roll.ms",
+            defaults.segment_ms.to_string(),
+            ConfigType::Long,
+        ),
+        (
+            "message.max.bytes",
+            defaults.max_message_bytes.to_string(),
+            ConfigType::Int,
+        ),
+        ("log.flush.interval.ms", flush, ConfigType::String),
+        (
+            "socket.request.max.bytes",
+            config.request_bytes_max.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "connections.max.idle.ms",
+            config.connection_idle.as_millis().to_string(),
+            ConfigType::Long,
+        ),
+        ("log.cleanup.policy", "delete".into(), ConfigType::String),
+        ("compression.type", "producer".into(), ConfigType::String),
+        ("min.insync.replicas", "1".into(), ConfigType::Int),
+    ];
+    entries
+        .into_iter()
+        .map(|(name, value, config_type)| {
+            (
+                Described {
+                    name: name.into(),
+                    value,
+                    is_default: false,
+                    config_type,
+                },
+                SOURCE_STATIC_BROKER,
+            )
+        })
+        .collect()
+}

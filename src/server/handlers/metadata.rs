@@ -1,0 +1,139 @@
+//! Metadata (key 3): this broker, and the topics asked for with their partitions and ids.
+//! Unknown topics are created on the fly when both the broker and the request allow it.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::str_bytes;
+use crate::cluster::controller;
+use crate::cluster::metadata::{validate_topic_name, Topic};
+use crate::protocol::frame::Request;
+use crate::server::registry::{self, HandlerResult};
+use crate::shard::Shard;
+
+/// Kafka's "authorized operations not requested" marker.
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+enum Wanted {
+    All,
+    Some(Vec<(Option<String>, Uuid)>),
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: MetadataRequest = registry::decode(request)?;
+    let version = request.api_version;
+    let wanted = match body.topics {
+        None => Wanted::All,
+        // v0 has no null: an empty list means every topic.
+        Some(topics) if topics.is_empty() && version == 0 => Wanted::All,
+        Some(topics) => Wanted::Some(
+            topics
+                .into_iter()
+                .map(|t| (t.name.map(|n| n.to_string()), t.topic_id))
+                .collect(),
+        ),
+    };
+    let auto_create =
+        shard.config.auto_create_topics && (version < 4 || body.allow_auto_topic_creation);
+    if let (Wanted::Some(topics), true) = (&wanted, auto_create) {
+        let names: Vec<String> = topics.iter().filter_map(|(name, _)| name.clone()).collect();
+        controller::ensure_topics(shard, names).await;
+    }
+    let metadata = shard.metadata();
+    let mut response = MetadataResponse::default();
+    let config = &shard.config;
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = BrokerId(config.node_id);
+    broker.host = str_bytes(&config.advertised.0);
+    broker.port = i32::from(config.advertised.1);
+    response.brokers = vec![broker];
+    if version >= 2 {
+        response.cluster_id = Some(str_bytes(&metadata.cluster_id));
+    }
+    if version >= 1 {
+        response.controller_id = BrokerId(config.node_id);
+    }
+    if (8..=10).contains(&version) {
+        response.cluster_authorized_operations = OPERATIONS_OMITTED;
+    }
+    response.topics = match wanted {
+        Wanted::All => metadata
+            .topics
+            .values()
+            .map(|topic| describe(shard, topic, version))
+            .collect(),
+        Wanted::Some(topics) => topics
+            .into_iter()
+            .map(|(name, id)| match (&name, id.is_nil()) {
+                (Some(name), _) => match metadata.topic(name) {
+                    Some(topic) => describe(shard, topic, version),
+                    None => missing(Some(name.clone()), Uuid::nil(), name_error(name), version),
+                },
+                (None, false) => match metadata.topic_by_id(&id) {
+                    Some(topic) => describe(shard, topic, version),
+                    None => missing(None, id, ResponseError::UnknownTopicId, version),
+                },
+                (None, true) => missing(None, id, ResponseError::InvalidRequest, version),
+            })
+            .collect(),
+    };
+    registry::respond(request, &response)
+}
+
+fn name_error(name: &str) -> ResponseError {
+    if validate_topic_name(name).is_err() {
+        ResponseError::InvalidTopicException
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    }
+}
+
+fn missing(
+    name: Option<String>,
+    id: Uuid,
+    error: ResponseError,
+    version: i16,
+) -> MetadataResponseTopic {
+    let mut topic = MetadataResponseTopic::default();
+    topic.error_code = error.code();
+    topic.name = name.map(|n| TopicName(str_bytes(&n)));
+    if version >= 10 {
+        topic.topic_id = id;
+    }
+    if version >= 8 {
+        topic.topic_authorized_operations = OPERATIONS_OMITTED;
+    }
+    topic
+}
+
+fn describe(shard: &Shard, topic: &Topic, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(shard.config.node_id);
+    let mut described = MetadataResponseTopic::default();
+    described.name = Some(TopicName(str_bytes(&topic.name)));
+    if version >= 10 {
+        described.topic_id = topic.id;
+    }
+    if version >= 8 {
+        described.topic_authorized_operations = OPERATIONS_OMITTED;
+    }
+    described.partitions = (0..topic.partitions)
+        .map(|index| {
+            let mut partition = MetadataResponsePartition::default();
+            partition.partition_index = index;
+            partition.leader_id = node;
+            if version >= 7 {
+                partition.leader_epoch = 0;
+            }
+            partition.replica_nodes = vec![node];
+            partition.isr_nodes = vec![node];
+            partition
+        })
+        .collect();
+    described
+}

@@ -1,0 +1,344 @@
+//! Produce (key 0), acks 0/1/-1.
+//!
+//! The connection's shard resolves topics (creating unknown ones if allowed), splits the
+//! request by owning shard, runs each part there concurrently, and reassembles one reply in
+//! request order. Per partition: exactly one v2 batch, CRC-32C checked, count consistent,
+//! within `max.message.bytes`; a bad batch gets its Kafka error and nothing of it is written.
+//!
+//! What an acknowledgement promises (ARCHITECTURE.md, Durability):
+//! - acks=0: no answer. The write to disk is started right away.
+//! - acks=1: the batch is written to the device (survives a crash of the broker process).
+//! - acks=-1: the batch is `fdatasync`ed (survives power loss) under the default flush
+//!   policy; with `--flush-interval-ms`, as acks=1 plus a sync within the interval.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::cluster::controller;
+use crate::protocol::frame::Request;
+use crate::record_batch;
+use crate::server::errors::{batch_error_code, storage_error_code};
+use crate::server::registry::{self, HandlerResult};
+use crate::shard::Shard;
+use crate::storage::{Durability, StorageError};
+
+/// One partition's part of the request, sent to its owning shard.
+struct Item {
+    position: usize,
+    topic: String,
+    partition: i32,
+    records: Option<Bytes>,
+}
+
+#[derive(Debug, Clone)]
+struct Outcome {
+    error: Option<(ResponseError, String)>,
+    base_offset: i64,
+    log_start_offset: i64,
+}
+
+impl Outcome {
+    fn failed(code: ResponseError, message: impl Into<String>) -> Outcome {
+        Outcome {
+            error: Some((code, message.into())),
+            base_offset: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: ProduceRequest = registry::decode(request)?;
+    let version = request.api_version;
+    let acks = body.acks;
+    if version < 13 && shard.config.auto_create_topics {
+        let names = body.topic_data.iter().map(|t| t.name.to_string()).collect();
+        controller::ensure_topics(shard, names).await;
+    }
+    let metadata = shard.metadata();
+    // (topic name or id as asked, partition index) per position, in request order.
+    let mut layout: Vec<(usize, i32)> = Vec::new();
+    let mut outcomes: Vec<Option<Outcome>> = Vec::new();
+    let mut by_owner: BTreeMap<usize, Vec<Item>> = BTreeMap::new();
+    for (topic_position, topic_data) in body.topic_data.iter().enumerate() {
+        let topic = if version >= 13 {
+            metadata.topic_by_id(&topic_data.topic_id)
+        } else {
+            metadata.topic(&topic_data.name)
+        };
+        for partition_data in &topic_data.partition_data {
+            let position = outcomes.len();
+            layout.push((topic_position, partition_data.index));
+            let unknown = if version >= 13 {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            let outcome = if !matches!(acks, -1..=1) {
+                Some(Outcome::failed(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, got {acks}"),
+                ))
+            } else if body.transactional_id.is_some() {
+                Some(Outcome::failed(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "transactions are not supported",
+                ))
+            } else {
+                match topic {
+                    Some(topic) if (0..topic.partitions).contains(&partition_data.index) => {
+                        by_owner
+                            .entry(shard.owner_of(topic, partition_data.index))
+                            .or_default()
+                            .push(Item {
+                                position,
+                                topic: topic.name.clone(),
+                                partition: partition_data.index,
+                                records: partition_data.records.clone(),
+                            });
+                        None
+                    }
+                    _ => Some(Outcome::failed(
+                        unknown,
+                        "this server does not host this topic-partition",
+                    )),
+                }
+            };
+            outcomes.push(outcome);
+        }
+    }
+    let timeout = Duration::from_millis(body.timeout_ms.max(0) as u64);
+    let parts: Vec<_> = by_owner
+        .into_iter()
+        .map(|(owner, items)| {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                shard
+                    .run_on(owner, move |target| async move {
+                        produce_on_owner(&target, items, acks, timeout).await
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for part in parts {
+        for (position, outcome) in part.await? {
+            outcomes[position] = Some(outcome);
+        }
+    }
+    if acks == 0 {
+        return Ok(None);
+    }
+    let mut response = ProduceResponse::default();
+    let mut outcomes = outcomes.into_iter();
+    for (topic_position, topic_data) in body.topic_data.iter().enumerate() {
+        let mut topic_response = TopicProduceResponse::default();
+        if version >= 13 {
+            topic_response.topic_id = topic_data.topic_id;
+        } else {
+            topic_response.name = TopicName(topic_data.name.0.clone());
+        }
+        for &(_, index) in layout.iter().filter(|(t, _)| *t == topic_position) {
+            let outcome = outcomes
+                .next()
+                .flatten()
+                .unwrap_or_else(|| Outcome::failed(ResponseError::UnknownServerError, "lost"));
+            let mut partition = PartitionProduceResponse::default();
+            partition.index = index;
+            partition.base_offset = outcome.base_offset;
+            if version >= 5 {
+                partition.log_start_offset = outcome.log_start_offset;
+            }
+            if let Some((code, message)) = outcome.error {
+                partition.error_code = code.code();
+                if version >= 8 {
+                    partition.error_message = Some(str_bytes(&message));
+                }
+            }
+            topic_response.partition_responses.push(partition);
+        }
+        response.responses.push(topic_response);
+    }
+    registry::respond(request, &response)
+}
+
+/// Runs on the shard that owns `items`: validate, append, then wait as `acks` asks.
+async fn produce_on_owner(
+    shard: &Rc<Shard>,
+    items: Vec<Item>,
+    acks: i16,
+    timeout: Duration,
+) -> Vec<(usize, Outcome)> {
+    let mut results = Vec::with_capacity(items.len());
+    let mut waits = Vec::new();
+    for item in items {
+        let Some(partition) = shard.partition(&item.topic, item.partition) else {
+            results.push((
+                item.position,
+                Outcome::failed(
+                    ResponseError::UnknownTopicOrPartition,
+                    "partition not found",
+                ),
+            ));
+            continue;
+        };
+        let batch = match check_batch(item.records, partition.log.config().batch_bytes_max) {
+            Ok(batch) => batch,
+            Err((code, message)) => {
+                tracing::debug!(topic = %item.topic, partition = item.partition, %message, "rejected batch");
+                results.push((item.position, Outcome::failed(code, message)));
+                continue;
+            }
+        };
+        match partition.log.append(batch, 0).await {
+            Ok(appended) => {
+                let log = partition.log.clone();
+                let end = appended.last_offset + 1;
+                results.push((
+                    item.position,
+                    Outcome {
+                        error: None,
+                        base_offset: appended.base_offset,
+                        log_start_offset: log.log_start_offset(),
+                    },
+                ));
+                waits.push((results.len() - 1, log, end));
+            }
+            Err(error) => results.push((item.position, storage_failure(&error))),
+        }
+    }
+    // Wait for every partition at once; group commit shares the flushes.
+    let waiting: Vec<_> = waits
+        .into_iter()
+        .map(|(slot, log, end)| {
+            glommio::spawn_local(async move {
+                let done = async {
+                    match acks {
+                        0 => Ok(()),
+                        1 => log.wait(Durability::Written, end).await,
+                        _ => log.wait_durable(end).await,
+                    }
+                };
+                if acks == 0 {
+                    // Nobody waits for the answer, but the data goes to disk now.
+                    let flusher = log.clone();
+                    glommio::spawn_local(async move {
+                        if let Err(error) = flusher.wait(Durability::Written, end).await {
+                            tracing::error!(log = %flusher.name(), %error, "flush after acks=0 produce failed");
+                        }
+                    })
+                    .detach();
+                }
+                let outcome = futures_lite::future::or(async { Some(done.await) }, async {
+                    glommio::timer::sleep(timeout).await;
+                    None
+                })
+                .await;
+                (slot, outcome)
+            })
+        })
+        .collect();
+    for wait in waiting {
+        let (slot, outcome) = wait.await;
+        match outcome {
+            Some(Ok(())) => {}
+            Some(Err(error)) => results[slot].1 = storage_failure(&error),
+            None => {
+                results[slot].1 = Outcome::failed(
+                    ResponseError::RequestTimedOut,
+                    "durability wait exceeded timeout_ms",
+                )
+            }
+        }
+    }
+    results
+}
+
+fn storage_failure(error: &StorageError) -> Outcome {
+    Outcome::failed(storage_error_code(error), error.to_string())
+}
+
+/// The checks Kafka applies to a v2 produce batch, before anything is written.
+fn check_batch(
+    records: Option<Bytes>,
+    batch_bytes_max: usize,
+) -> Result<Bytes, (ResponseError, String)> {
+    let records = records
+        .filter(|r| !r.is_empty())
+        .ok_or((ResponseError::InvalidRecord, "no records".to_string()))?;
+    if records.len() > batch_bytes_max {
+        return Err((
+            ResponseError::MessageTooLarge,
+            format!(
+                "batch of {} bytes exceeds max.message.bytes {batch_bytes_max}",
+                records.len()
+            ),
+        ));
+    }
+    let view = record_batch::verify(&records, batch_bytes_max)
+        .map_err(|e| (batch_error_code(&e), e.to_string()))?;
+    if view.bytes.len() != records.len() {
+        return Err((
+            ResponseError::InvalidRecord,
+            "a produce request must hold exactly one batch per partition".into(),
+        ));
+    }
+    let header = view.header;
+    if header.is_control() {
+        return Err((
+            ResponseError::InvalidRecord,
+            "clients may not write control batches".into(),
+        ));
+    }
+    if header.is_transactional() {
+        return Err((
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactions are not supported".into(),
+        ));
+    }
+    if header.producer_id.get() >= 0 {
+        return Err((
+            ResponseError::InvalidRecord,
+            "idempotent producers are not supported yet (no InitProducerId)".into(),
+        ));
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_checks_give_the_codes_clients_expect() {
+        let good = Bytes::from(crate::testkit::uniform_batch(2, 10, 1));
+        assert!(check_batch(Some(good.clone()), 1 << 20).is_ok());
+        let mut two = good.to_vec();
+        two.extend_from_slice(&good);
+        let mut corrupt = good.to_vec();
+        *corrupt.last_mut().unwrap() ^= 1;
+        let cases = [
+            (None, ResponseError::InvalidRecord),
+            (Some(Bytes::from(two)), ResponseError::InvalidRecord),
+            (Some(Bytes::from(corrupt)), ResponseError::CorruptMessage),
+            (
+                Some(Bytes::from_static(b"short")),
+                ResponseError::CorruptMessage,
+            ),
+        ];
+        for (records, code) in cases {
+            assert_eq!(check_batch(records, 1 << 20).unwrap_err().0, code);
+        }
+        assert_eq!(
+            check_batch(Some(good), 20).unwrap_err().0,
+            ResponseError::MessageTooLarge
+        );
+    }
+}

@@ -1,0 +1,451 @@
+//! Black-box protocol tests: the real `petrel serve` (2 shards) driven with raw Kafka
+//! requests, for exact assertions on each API's answers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Broker, Raw};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use petrel::record_batch::RecordBatchHeader;
+use petrel::shard::shard_for;
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn create_topic(
+    raw: &mut Raw,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+    validate_only: bool,
+) -> CreateTopicsResponse {
+    let mut topic = CreatableTopic::default();
+    topic.name = topic_name(name);
+    topic.num_partitions = partitions;
+    topic.replication_factor = -1;
+    topic.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut config = CreatableTopicConfig::default();
+            config.name = StrBytes::from_string(k.to_string());
+            config.value = Some(StrBytes::from_string(v.to_string()));
+            config
+        })
+        .collect();
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 10_000;
+    request.validate_only = validate_only;
+    raw.call(ApiKey::CreateTopics, 7, &request)
+}
+
+fn metadata(raw: &mut Raw, names: Option<&[&str]>, version: i16) -> MetadataResponse {
+    let mut request = MetadataRequest::default();
+    request.topics = names.map(|names| {
+        names
+            .iter()
+            .map(|n| {
+                let mut topic = MetadataRequestTopic::default();
+                topic.name = Some(topic_name(n));
+                topic
+            })
+            .collect()
+    });
+    request.allow_auto_topic_creation = false;
+    raw.call(ApiKey::Metadata, version, &request)
+}
+
+fn produce(raw: &mut Raw, topic: &str, batches: Vec<(i32, Bytes)>, acks: i16) -> ProduceResponse {
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = topic_name(topic);
+    topic_data.partition_data = batches
+        .into_iter()
+        .map(|(index, records)| {
+            let mut partition = PartitionProduceData::default();
+            partition.index = index;
+            partition.records = Some(records);
+            partition
+        })
+        .collect();
+    let mut request = ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 10_000;
+    request.topic_data = vec![topic_data];
+    raw.call(ApiKey::Produce, 9, &request)
+}
+
+fn fetch_request(
+    topic: &str,
+    partitions: &[(i32, i64)],
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> FetchRequest {
+    let mut fetch_topic = FetchTopic::default();
+    fetch_topic.topic = topic_name(topic);
+    fetch_topic.partitions = partitions
+        .iter()
+        .map(|&(index, offset)| {
+            let mut partition = FetchPartition::default();
+            partition.partition = index;
+            partition.fetch_offset = offset;
+            partition.partition_max_bytes = 1 << 20;
+            partition
+        })
+        .collect();
+    let mut request = FetchRequest::default();
+    request.max_wait_ms = max_wait_ms;
+    request.min_bytes = min_bytes;
+    request.max_bytes = 50 << 20;
+    request.topics = vec![fetch_topic];
+    request
+}
+
+fn batch(records: usize, timestamp: i64) -> Bytes {
+    Bytes::from(petrel::testkit::uniform_batch(records, 100, timestamp))
+}
+
+#[test]
+fn a_produce_spanning_both_shards_gets_one_correct_reply() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    let created = create_topic(&mut raw, "spread", 6, &[], false);
+    assert_eq!(created.topics[0].error_code, 0);
+    let topic_id = created.topics[0].topic_id;
+    let owners: Vec<usize> = (0..6).map(|p| shard_for(&topic_id, p, 2)).collect();
+    assert!(
+        owners.contains(&0) && owners.contains(&1),
+        "partitions on both shards: {owners:?}"
+    );
+
+    // One request, six partitions, both shards; twice, so base offsets advance.
+    for round in 0..2i64 {
+        let batches = (0..6).map(|p| (p, batch(1 + p as usize, 1000))).collect();
+        let response = produce(&mut raw, "spread", batches, -1);
+        assert_eq!(response.responses.len(), 1);
+        let partitions = &response.responses[0].partition_responses;
+        assert_eq!(partitions.len(), 6);
+        for (p, answer) in partitions.iter().enumerate() {
+            assert_eq!(answer.index, p as i32, "reply keeps request order");
+            assert_eq!(answer.error_code, 0, "partition {p}");
+            assert_eq!(answer.base_offset, round * (1 + p as i64), "partition {p}");
+        }
+    }
+    // Every partition holds exactly what was sent to it, from both shards, in one fetch.
+    let request = fetch_request("spread", &(0..6).map(|p| (p, 0)).collect::<Vec<_>>(), 0, 0);
+    let response: FetchResponse = raw.call(ApiKey::Fetch, 12, &request);
+    let partitions = &response.responses[0].partitions;
+    for (p, data) in partitions.iter().enumerate() {
+        assert_eq!(data.error_code, 0);
+        assert_eq!(data.high_watermark, 2 * (1 + p as i64));
+        let records = data.records.clone().expect("records");
+        let first = RecordBatchHeader::parse(&records).expect("batch");
+        assert_eq!(first.records_count.get(), 1 + p as i32);
+        assert_eq!(
+            records.len(),
+            2 * batch(1 + p, 1000).len(),
+            "partition {p}: both batches, unchanged"
+        );
+    }
+}
+
+#[test]
+fn fetch_long_polls_until_data_arrives_or_max_wait() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    create_topic(&mut raw, "poll", 2, &[], false);
+
+    // Nothing to read: the answer comes after max_wait, empty.
+    let started = Instant::now();
+    let response: FetchResponse = raw.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("poll", &[(0, 0), (1, 0)], 300, 1),
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "answered too early: {:?}",
+        started.elapsed()
+    );
+    assert!(response.responses[0]
+        .partitions
+        .iter()
+        .all(|p| p.records.as_ref().is_none_or(|r| r.is_empty())));
+
+    // A waiting fetch is woken by a produce on another connection, long before max_wait.
+    let waiting = raw.send(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("poll", &[(0, 0), (1, 0)], 20_000, 1),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let mut producer = Raw::connect(&broker.address);
+    let started = Instant::now();
+    let produced = produce(&mut producer, "poll", vec![(1, batch(3, 5))], 1);
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let response: FetchResponse = raw.receive(ApiKey::Fetch, 12, waiting);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the append must wake the fetch"
+    );
+    let partition = &response.responses[0].partitions[1];
+    assert_eq!(partition.high_watermark, 3);
+    assert_eq!(
+        partition.records.as_ref().map(Bytes::len),
+        Some(batch(3, 5).len())
+    );
+    // Reading from the end gives nothing; past the end is OFFSET_OUT_OF_RANGE.
+    let response: FetchResponse = raw.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("poll", &[(1, 3), (1, 99)], 0, 0),
+    );
+    assert_eq!(response.responses[0].partitions[0].error_code, 0);
+    assert_eq!(response.responses[0].partitions[1].error_code, 1);
+}
+
+#[test]
+fn list_offsets_earliest_latest_and_by_timestamp() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    create_topic(&mut raw, "times", 1, &[], false);
+    for timestamp in [1_000, 2_000, 3_000] {
+        produce(&mut raw, "times", vec![(0, batch(2, timestamp))], -1);
+    }
+    let query = |raw: &mut Raw, timestamp: i64| -> (i16, i64, i64) {
+        let mut partition = ListOffsetsPartition::default();
+        partition.partition_index = 0;
+        partition.timestamp = timestamp;
+        let mut topic = ListOffsetsTopic::default();
+        topic.name = topic_name("times");
+        topic.partitions = vec![partition];
+        let mut request = ListOffsetsRequest::default();
+        request.topics = vec![topic];
+        let response: ListOffsetsResponse = raw.call(ApiKey::ListOffsets, 7, &request);
+        let answer = &response.topics[0].partitions[0];
+        (answer.error_code, answer.offset, answer.timestamp)
+    };
+    assert_eq!(query(&mut raw, -2).1, 0, "earliest");
+    assert_eq!(query(&mut raw, -1).1, 6, "latest");
+    assert_eq!(query(&mut raw, 1_500), (0, 2, 2_000));
+    assert_eq!(query(&mut raw, 2_000), (0, 2, 2_000));
+    assert_eq!(query(&mut raw, 0), (0, 0, 1_000));
+    assert_eq!(query(&mut raw, 9_999), (0, -1, -1), "nothing that late");
+    assert_eq!(query(&mut raw, -3), (0, 4, 3_000), "max timestamp");
+}
+
+#[test]
+fn admin_apis_create_validate_describe_grow_delete() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    // validate-only creates nothing.
+    let checked = create_topic(&mut raw, "admin", 3, &[("retention.ms", "60000")], true);
+    assert_eq!(checked.topics[0].error_code, 0);
+    assert_eq!(
+        metadata(&mut raw, Some(&["admin"]), 12).topics[0].error_code,
+        3
+    );
+    // Bad requests get the codes clients expect.
+    assert_eq!(
+        create_topic(&mut raw, "bad name!", 1, &[], false).topics[0].error_code,
+        17
+    );
+    assert_eq!(
+        create_topic(&mut raw, "zero", 0, &[], false).topics[0].error_code,
+        37
+    );
+    assert_eq!(
+        create_topic(
+            &mut raw,
+            "compacted",
+            1,
+            &[("cleanup.policy", "compact")],
+            false
+        )
+        .topics[0]
+            .error_code,
+        40
+    );
+    let created = create_topic(&mut raw, "admin", 3, &[("retention.ms", "60000")], false);
+    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(created.topics[0].num_partitions, 3);
+    assert_eq!(
+        create_topic(&mut raw, "admin", 3, &[], false).topics[0].error_code,
+        36
+    );
+
+    // Metadata carries the topic id, partitions, and this broker.
+    let described = metadata(&mut raw, Some(&["admin"]), 12);
+    assert_eq!(described.topics[0].topic_id, created.topics[0].topic_id);
+    assert_eq!(described.topics[0].partitions.len(), 3);
+    assert_eq!(described.brokers[0].port, i32::from(broker.port()));
+    assert!(described.cluster_id.is_some());
+
+    // DescribeConfigs: the override, and defaults marked as such.
+    let mut resource =
+        kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default();
+    resource.resource_type = 2;
+    resource.resource_name = StrBytes::from_static_str("admin");
+    let mut request = DescribeConfigsRequest::default();
+    request.resources = vec![resource];
+    let configs: DescribeConfigsResponse = raw.call(ApiKey::DescribeConfigs, 4, &request);
+    let entries = &configs.results[0].configs;
+    let value = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.name.as_str() == name)
+            .map(|e| (e.value.clone().unwrap().to_string(), e.config_source))
+    };
+    assert_eq!(value("retention.ms"), Some(("60000".into(), 1)));
+    assert_eq!(value("cleanup.policy"), Some(("delete".into(), 5)));
+    assert!(
+        value("segment.bytes").is_some()
+            && value("max.message.bytes").is_some()
+            && value("retention.bytes").is_some()
+    );
+
+    // CreatePartitions grows; shrinking is refused.
+    let grow = |raw: &mut Raw, count: i32| -> i16 {
+        let mut topic =
+            kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default();
+        topic.name = topic_name("admin");
+        topic.count = count;
+        let mut request = CreatePartitionsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 10_000;
+        let response: CreatePartitionsResponse = raw.call(ApiKey::CreatePartitions, 3, &request);
+        response.results[0].error_code
+    };
+    assert_eq!(grow(&mut raw, 5), 0);
+    assert_eq!(grow(&mut raw, 2), 37);
+    assert_eq!(
+        metadata(&mut raw, Some(&["admin"]), 12).topics[0]
+            .partitions
+            .len(),
+        5
+    );
+    let produced = produce(&mut raw, "admin", vec![(4, batch(1, 1))], -1);
+    assert_eq!(
+        produced.responses[0].partition_responses[0].error_code, 0,
+        "a new partition takes writes"
+    );
+
+    // DescribeCluster names this broker as controller.
+    let cluster: DescribeClusterResponse = raw.call(
+        ApiKey::DescribeCluster,
+        1,
+        &DescribeClusterRequest::default(),
+    );
+    assert_eq!(cluster.error_code, 0);
+    assert_eq!(cluster.brokers.len(), 1);
+
+    // DeleteTopics, then the topic is gone, and may be created again, empty.
+    let mut request = DeleteTopicsRequest::default();
+    request.topic_names = vec![topic_name("admin"), topic_name("never-existed")];
+    let deleted: DeleteTopicsResponse = raw.call(ApiKey::DeleteTopics, 5, &request);
+    assert_eq!(deleted.responses[0].error_code, 0);
+    assert_eq!(deleted.responses[1].error_code, 3);
+    assert_eq!(
+        metadata(&mut raw, Some(&["admin"]), 12).topics[0].error_code,
+        3
+    );
+    assert_eq!(
+        create_topic(&mut raw, "admin", 1, &[], false).topics[0].error_code,
+        0
+    );
+    let response: FetchResponse =
+        raw.call(ApiKey::Fetch, 12, &fetch_request("admin", &[(0, 0)], 0, 0));
+    assert_eq!(
+        response.responses[0].partitions[0].high_watermark, 0,
+        "a re-created topic starts empty"
+    );
+}
+
+#[test]
+fn topics_and_data_survive_a_restart() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    let created = create_topic(&mut raw, "durable", 4, &[("retention.ms", "-1")], false);
+    for p in 0..4 {
+        produce(&mut raw, "durable", vec![(p, batch(5, 77))], -1);
+    }
+    drop(raw);
+    let data_dir = broker.data_dir.clone();
+    let temp = broker.stop();
+    let broker = Broker::start_in(&data_dir, &[]);
+    let mut raw = Raw::connect(&broker.address);
+    let described = metadata(&mut raw, None, 12);
+    let topic = described
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "durable"))
+        .expect("topic kept");
+    assert_eq!(
+        topic.topic_id, created.topics[0].topic_id,
+        "same id after restart"
+    );
+    assert_eq!(topic.partitions.len(), 4);
+    let response: FetchResponse = raw.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("durable", &[(0, 0), (1, 0), (2, 0), (3, 0)], 0, 0),
+    );
+    for partition in &response.responses[0].partitions {
+        assert_eq!(partition.high_watermark, 5);
+        assert_eq!(
+            partition.records.as_ref().map(Bytes::len),
+            Some(batch(5, 77).len())
+        );
+    }
+    drop(broker);
+    drop(temp);
+}
+
+#[test]
+fn api_versions_answers_unknown_versions_in_v0_with_our_ranges() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    let response: ApiVersionsResponse =
+        raw.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(response.error_code, 0);
+    let produce = response
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == 0)
+        .expect("produce");
+    assert_eq!((produce.min_version, produce.max_version), (0, 13));
+    // KIP-511: a version from the future gets a v0 answer with UNSUPPORTED_VERSION.
+    let id = raw.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let _ = raw.receive::<ApiVersionsResponse>(ApiKey::ApiVersions, 3, id);
+    let mut header = RequestHeader::default();
+    header.request_api_key = 18;
+    header.request_api_version = 99;
+    header.correlation_id = 7;
+    let mut frame = bytes::BytesMut::new();
+    kafka_protocol::protocol::Encodable::encode(&header, &mut frame, 2).unwrap();
+    frame.extend_from_slice(&[0, 0, 0]);
+    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&frame);
+    std::io::Write::write_all(&mut raw.stream, &out).unwrap();
+    let mut body = raw
+        .read_frame()
+        .expect("an answer, not a closed connection");
+    let header =
+        <ResponseHeader as kafka_protocol::protocol::Decodable>::decode(&mut body, 0).unwrap();
+    assert_eq!(header.correlation_id, 7);
+    let response =
+        <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(&mut body, 0).unwrap();
+    assert_eq!(response.error_code, 35);
+    assert!(response
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 18 && k.max_version == 4));
+}

@@ -1,0 +1,204 @@
+//! Shared helpers for black-box tests: start the real `petrel` binary on an ephemeral port
+//! with its own data directory, and talk raw Kafka protocol to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+pub struct Broker {
+    pub child: Child,
+    pub address: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// Starts a broker with a fresh data directory and `extra` flags.
+    pub fn start(extra: &[&str]) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("data");
+        let mut broker = Broker::start_in(&dir, extra);
+        broker._temp = Some(temp);
+        broker
+    }
+
+    /// Starts a broker on an existing data directory.
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                "2",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env("PETREL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn petrel");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .expect("petrel printed nothing")
+            .expect("read stdout");
+        let address = first
+            .strip_prefix("petrel listening on ")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_string();
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Broker {
+            child,
+            address,
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// SIGTERM, then waits: a graceful stop must exit 0.
+    pub fn stop(mut self) -> Option<tempfile::TempDir> {
+        let pid = self.child.id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "petrel exited with {status} on SIGTERM");
+        self._temp.take()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw Kafka protocol connection.
+pub struct Raw {
+    pub stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Raw {
+    pub fn connect(address: &str) -> Raw {
+        let stream = TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Raw {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends one request and returns its correlation id.
+    pub fn send<T: Encodable>(&mut self, api_key: ApiKey, version: i16, body: &T) -> i32 {
+        self.correlation_id += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = api_key as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation_id;
+        header.client_id = Some(StrBytes::from_static_str("petrel-test"));
+        let mut frame = BytesMut::new();
+        header
+            .encode(&mut frame, api_key.request_header_version(version))
+            .expect("header");
+        body.encode(&mut frame, version).expect("body");
+        let mut out = BytesMut::with_capacity(frame.len() + 4);
+        out.put_i32(frame.len() as i32);
+        out.put_slice(&frame);
+        self.stream.write_all(&out).expect("write");
+        self.correlation_id
+    }
+
+    /// Reads one response frame (after the size prefix).
+    pub fn read_frame(&mut self) -> std::io::Result<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(Bytes::from(body))
+    }
+
+    pub fn receive<T: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> T {
+        let mut frame = self.read_frame().expect("response");
+        let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
+            .expect("header");
+        assert_eq!(
+            header.correlation_id, correlation_id,
+            "responses arrive in request order"
+        );
+        T::decode(&mut frame, version).expect("decode response")
+    }
+
+    pub fn call<Q: Encodable, R: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        body: &Q,
+    ) -> R {
+        let id = self.send(api_key, version, body);
+        self.receive(api_key, version, id)
+    }
+
+    /// True if the broker closed this connection (EOF or reset) within the read timeout.
+    pub fn closed_by_peer(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(error) => matches!(
+                error.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            ),
+        }
+    }
+}
+
+/// ApiVersions v3 round trip: proves the broker is alive and serving.
+pub fn api_versions_ok(address: &str) -> bool {
+    let mut raw = Raw::connect(address);
+    let response: kafka_protocol::messages::ApiVersionsResponse = raw.call(
+        ApiKey::ApiVersions,
+        3,
+        &kafka_protocol::messages::ApiVersionsRequest::default(),
+    );
+    response.error_code == 0 && !response.api_keys.is_empty()
+}
+
+pub fn get_i32(bytes: &mut Bytes) -> i32 {
+    bytes.get_i32()
+}
