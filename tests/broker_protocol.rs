@@ -449,3 +449,44 @@ fn api_versions_answers_unknown_versions_in_v0_with_our_ranges() {
         .iter()
         .any(|k| k.api_key == 18 && k.max_version == 4));
 }
+
+#[test]
+fn pipelined_produces_append_in_request_order() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    // Two partitions: consecutive partitions live on different shards, so every request
+    // crosses shards, which is where reordering would creep in.
+    create_topic(&mut raw, "ordered", 2, &[], false);
+    let mut sent = Vec::new();
+    for n in 0..500i64 {
+        let mut topic_data = TopicProduceData::default();
+        topic_data.name = topic_name("ordered");
+        topic_data.partition_data = (0..2)
+            .map(|index| {
+                let mut partition = PartitionProduceData::default();
+                partition.index = index;
+                partition.records = Some(batch(1 + (n % 3) as usize, n));
+                partition
+            })
+            .collect();
+        let mut request = ProduceRequest::default();
+        request.acks = if n % 2 == 0 { -1 } else { 1 };
+        request.timeout_ms = 10_000;
+        request.topic_data = vec![topic_data];
+        // Many requests in flight on one connection before any answer is read.
+        sent.push(raw.send(ApiKey::Produce, 9, &request));
+    }
+    let mut expected_base = 0;
+    for (n, id) in sent.into_iter().enumerate() {
+        let response: ProduceResponse = raw.receive(ApiKey::Produce, 9, id);
+        for answer in &response.responses[0].partition_responses {
+            assert_eq!(answer.error_code, 0);
+            assert_eq!(
+                answer.base_offset, expected_base,
+                "request {n} appended out of order on partition {}",
+                answer.index
+            );
+        }
+        expected_base += 1 + (n as i64 % 3);
+    }
+}

@@ -50,6 +50,15 @@ pub struct TopicSpec {
     pub configs: BTreeMap<String, String>,
 }
 
+/// A request to grow a topic to `count` partitions.
+#[derive(Debug, Clone)]
+pub struct PartitionGrowth {
+    pub topic: String,
+    pub count: i32,
+    /// Manual assignment of the new partitions: per new partition, its replicas.
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
 /// A topic named by name or by id.
 #[derive(Debug, Clone)]
 pub enum TopicRef {
@@ -224,14 +233,19 @@ pub async fn delete_topics(shard: &Rc<Shard>, refs: Vec<TopicRef>) -> Vec<Outcom
 /// Grows topics to `count` partitions each. Results are in request order.
 pub async fn create_partitions(
     shard: &Rc<Shard>,
-    changes: Vec<(String, i32, Option<Vec<Vec<i32>>>)>,
+    changes: Vec<PartitionGrowth>,
     validate_only: bool,
 ) -> Vec<Outcome<()>> {
     let _one_change_at_a_time = shard.controller_lock.lock().await;
     let mut metadata = (*shard.metadata()).clone();
     let mut results = Vec::with_capacity(changes.len());
     let node = shard.config.node_id;
-    for (name, count, assignments) in changes {
+    for PartitionGrowth {
+        topic: name,
+        count,
+        assignments,
+    } in changes
+    {
         let Some(topic) = metadata.topic(&name).cloned() else {
             results.push(Err(failure(
                 ResponseError::UnknownTopicOrPartition,

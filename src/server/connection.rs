@@ -2,7 +2,8 @@
 //!
 //! A reader task reads frames (size prefix capped at `request_bytes_max` before anything is
 //! allocated), takes a share of the connection's in-flight byte budget, and starts a task
-//! per request, so requests are processed concurrently (pipelining). A writer task awaits
+//! per request (pipelining). Requests pass their ordered phase in arrival order (`turn`),
+//! so produces append in request order while their durability waits overlap. A writer task awaits
 //! those tasks in arrival order and writes each response, so responses leave in request
 //! order as Kafka requires. At most `inflight_requests_max` requests are queued; when the
 //! queue or the byte budget is full the reader stops reading (backpressure).
@@ -20,6 +21,7 @@ use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 
 use super::registry::{self, DispatchError};
+use super::turn::Turn;
 use crate::protocol::frame;
 use crate::shard::Shard;
 
@@ -76,6 +78,7 @@ async fn read_requests(
     queue: &glommio::channels::local_channel::LocalSender<(Reply, StaticPermit)>,
 ) -> ReadError {
     let config = &shard.config;
+    let mut previous_turn = None;
     loop {
         // Between requests: wait for the next one, the idle timeout, or shutdown.
         let stop = shard.shutdown_started.listen();
@@ -124,9 +127,11 @@ async fn read_requests(
             Err(error) => return error.into(),
         };
         let (answer, reply) = futures_channel::oneshot::channel();
+        let (turn, next_turn) = Turn::chain(previous_turn.take());
+        previous_turn = Some(next_turn);
         let handler_shard = shard.clone();
         glommio::spawn_local(async move {
-            let _ = answer.send(registry::dispatch(handler_shard, request).await);
+            let _ = answer.send(registry::dispatch(handler_shard, request, turn).await);
         })
         .detach();
         if queue.send((reply, permit)).await.is_err() {

@@ -5,11 +5,13 @@
 //! - `registry`: the single table of supported APIs, their version ranges, and dispatch.
 //! - `handlers/<api>.rs`: one file per Kafka API.
 //! - `errors`: storage and shard errors mapped to Kafka error codes (only here, at the edge).
+//! - `turn`: keeps each connection's requests in arrival order where order matters.
 
 pub mod connection;
 pub mod errors;
 pub mod handlers;
 pub mod registry;
+pub mod turn;
 
 use std::rc::Rc;
 

@@ -189,14 +189,21 @@ impl Raw {
 }
 
 /// ApiVersions v3 round trip: proves the broker is alive and serving.
+/// False if the connection is refused or closed instead of answered.
 pub fn api_versions_ok(address: &str) -> bool {
     let mut raw = Raw::connect(address);
-    let response: kafka_protocol::messages::ApiVersionsResponse = raw.call(
+    let id = raw.send(
         ApiKey::ApiVersions,
         3,
         &kafka_protocol::messages::ApiVersionsRequest::default(),
     );
-    response.error_code == 0 && !response.api_keys.is_empty()
+    let Ok(mut frame) = raw.read_frame() else {
+        return false;
+    };
+    let header = ResponseHeader::decode(&mut frame, 0).expect("header");
+    let response =
+        kafka_protocol::messages::ApiVersionsResponse::decode(&mut frame, 3).expect("body");
+    header.correlation_id == id && response.error_code == 0 && !response.api_keys.is_empty()
 }
 
 pub fn get_i32(bytes: &mut Bytes) -> i32 {

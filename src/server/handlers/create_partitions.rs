@@ -6,14 +6,14 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::str_bytes;
-use crate::cluster::controller::{self, CONTROLLER_SHARD};
+use crate::cluster::controller::{self, PartitionGrowth, CONTROLLER_SHARD};
 use crate::protocol::frame::Request;
 use crate::server::registry::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: CreatePartitionsRequest = registry::decode(request)?;
-    let changes: Vec<(String, i32, Option<Vec<Vec<i32>>>)> = body
+    let changes: Vec<PartitionGrowth> = body
         .topics
         .iter()
         .map(|t| {
@@ -27,7 +27,11 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                         .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
                         .collect()
                 });
-            (t.name.to_string(), t.count, assignments)
+            PartitionGrowth {
+                topic: t.name.to_string(),
+                count: t.count,
+                assignments,
+            }
         })
         .collect();
     let validate_only = body.validate_only;

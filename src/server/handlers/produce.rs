@@ -26,6 +26,7 @@ use crate::protocol::frame::Request;
 use crate::record_batch;
 use crate::server::errors::{batch_error_code, storage_error_code};
 use crate::server::registry::{self, HandlerResult};
+use crate::server::turn::Turn;
 use crate::shard::Shard;
 use crate::storage::{Durability, StorageError};
 
@@ -54,7 +55,7 @@ impl Outcome {
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> HandlerResult {
     let body: ProduceRequest = registry::decode(request)?;
     let version = request.api_version;
     let acks = body.acks;
@@ -115,22 +116,52 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
     }
     let timeout = Duration::from_millis(body.timeout_ms.max(0) as u64);
-    let parts: Vec<_> = by_owner
+    // Phase 1, in this connection's request order: validate and append on every owner.
+    let appending: Vec<_> = by_owner
         .into_iter()
         .map(|(owner, items)| {
             let shard = shard.clone();
             glommio::spawn_local(async move {
-                shard
+                let appended = shard
                     .run_on(owner, move |target| async move {
-                        produce_on_owner(&target, items, acks, timeout).await
+                        append_on_owner(&target, items, acks).await
                     })
-                    .await
+                    .await;
+                (owner, appended)
             })
         })
         .collect();
-    for part in parts {
-        for (position, outcome) in part.await? {
+    let mut waits: Vec<(usize, Vec<Wait>)> = Vec::new();
+    for part in appending {
+        let (owner, appended) = part.await;
+        let (results, owner_waits) = appended?;
+        for (position, outcome) in results {
             outcomes[position] = Some(outcome);
+        }
+        if !owner_waits.is_empty() {
+            waits.push((owner, owner_waits));
+        }
+    }
+    turn.release();
+    // Phase 2: wait for durability as acks asks; overlaps with later requests.
+    if acks != 0 {
+        let waiting: Vec<_> = waits
+            .into_iter()
+            .map(|(owner, owner_waits)| {
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    shard
+                        .run_on(owner, move |target| async move {
+                            wait_on_owner(&target, owner_waits, acks, timeout).await
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for part in waiting {
+            for (position, failure) in part.await? {
+                outcomes[position] = Some(failure);
+            }
         }
     }
     if acks == 0 {
@@ -169,13 +200,20 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     registry::respond(request, &response)
 }
 
-/// Runs on the shard that owns `items`: validate, append, then wait as `acks` asks.
-async fn produce_on_owner(
+/// An appended batch whose acknowledgement waits for durability.
+struct Wait {
+    position: usize,
+    topic: String,
+    partition: i32,
+    end_offset: i64,
+}
+
+/// Runs on the shard that owns `items`: validates and appends each batch, in order.
+async fn append_on_owner(
     shard: &Rc<Shard>,
     items: Vec<Item>,
     acks: i16,
-    timeout: Duration,
-) -> Vec<(usize, Outcome)> {
+) -> (Vec<(usize, Outcome)>, Vec<Wait>) {
     let mut results = Vec::with_capacity(items.len());
     let mut waits = Vec::new();
     for item in items {
@@ -199,66 +237,83 @@ async fn produce_on_owner(
         };
         match partition.log.append(batch, 0).await {
             Ok(appended) => {
-                let log = partition.log.clone();
-                let end = appended.last_offset + 1;
+                let end_offset = appended.last_offset + 1;
                 results.push((
                     item.position,
                     Outcome {
                         error: None,
                         base_offset: appended.base_offset,
-                        log_start_offset: log.log_start_offset(),
+                        log_start_offset: partition.log.log_start_offset(),
                     },
                 ));
-                waits.push((results.len() - 1, log, end));
-            }
-            Err(error) => results.push((item.position, storage_failure(&error))),
-        }
-    }
-    // Wait for every partition at once; group commit shares the flushes.
-    let waiting: Vec<_> = waits
-        .into_iter()
-        .map(|(slot, log, end)| {
-            glommio::spawn_local(async move {
-                let done = async {
-                    match acks {
-                        0 => Ok(()),
-                        1 => log.wait(Durability::Written, end).await,
-                        _ => log.wait_durable(end).await,
-                    }
-                };
                 if acks == 0 {
                     // Nobody waits for the answer, but the data goes to disk now.
-                    let flusher = log.clone();
+                    let log = partition.log.clone();
                     glommio::spawn_local(async move {
-                        if let Err(error) = flusher.wait(Durability::Written, end).await {
-                            tracing::error!(log = %flusher.name(), %error, "flush after acks=0 produce failed");
+                        if let Err(error) = log.wait(Durability::Written, end_offset).await {
+                            tracing::error!(log = %log.name(), %error, "flush after acks=0 produce failed");
                         }
                     })
                     .detach();
                 }
+                waits.push(Wait {
+                    position: item.position,
+                    topic: item.topic,
+                    partition: item.partition,
+                    end_offset,
+                });
+            }
+            Err(error) => results.push((item.position, storage_failure(&error))),
+        }
+    }
+    (results, waits)
+}
+
+/// Runs on the owning shard: waits for every appended batch at once (group commit shares
+/// the flushes) and returns the ones that failed or timed out.
+async fn wait_on_owner(
+    shard: &Rc<Shard>,
+    waits: Vec<Wait>,
+    acks: i16,
+    timeout: Duration,
+) -> Vec<(usize, Outcome)> {
+    let waiting: Vec<_> = waits
+        .into_iter()
+        .filter_map(|wait| {
+            let log = shard.partition(&wait.topic, wait.partition)?.log.clone();
+            Some(glommio::spawn_local(async move {
+                let done = async {
+                    if acks == 1 {
+                        log.wait(Durability::Written, wait.end_offset).await
+                    } else {
+                        log.wait_durable(wait.end_offset).await
+                    }
+                };
                 let outcome = futures_lite::future::or(async { Some(done.await) }, async {
                     glommio::timer::sleep(timeout).await;
                     None
                 })
                 .await;
-                (slot, outcome)
-            })
+                (wait.position, outcome)
+            }))
         })
         .collect();
+    let mut failures = Vec::new();
     for wait in waiting {
-        let (slot, outcome) = wait.await;
+        let (position, outcome) = wait.await;
         match outcome {
             Some(Ok(())) => {}
-            Some(Err(error)) => results[slot].1 = storage_failure(&error),
-            None => {
-                results[slot].1 = Outcome::failed(
+            Some(Err(error)) => failures.push((position, storage_failure(&error))),
+            None => failures.push((
+                position,
+                Outcome::failed(
                     ResponseError::RequestTimedOut,
                     "durability wait exceeded timeout_ms",
-                )
-            }
+                ),
+            )),
         }
     }
-    results
+    failures
 }
 
 fn storage_failure(error: &StorageError) -> Outcome {
