@@ -490,3 +490,113 @@ fn pipelined_produces_append_in_request_order() {
         expected_base += 1 + (n as i64 % 3);
     }
 }
+
+#[test]
+fn auto_creation_topic_ids_and_partition_byte_limits() {
+    let broker = Broker::start(&["--default-partitions", "3"]);
+    let mut raw = Raw::connect(&broker.address);
+    // Metadata that allows it creates an unknown topic with the default partition count.
+    let mut request = MetadataRequest::default();
+    let mut wanted = MetadataRequestTopic::default();
+    wanted.name = Some(topic_name("auto"));
+    request.topics = Some(vec![wanted]);
+    request.allow_auto_topic_creation = true;
+    let created: MetadataResponse = raw.call(ApiKey::Metadata, 12, &request);
+    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(created.topics[0].partitions.len(), 3);
+    let topic_id = created.topics[0].topic_id;
+    assert!(!topic_id.is_nil());
+
+    // Produce v13 and Fetch v13 address the topic by id.
+    let mut topic_data = TopicProduceData::default();
+    topic_data.topic_id = topic_id;
+    let mut partition_data = PartitionProduceData::default();
+    partition_data.index = 2;
+    partition_data.records = Some(batch(2, 9));
+    topic_data.partition_data = vec![partition_data];
+    let mut produce_request = ProduceRequest::default();
+    produce_request.acks = -1;
+    produce_request.timeout_ms = 5_000;
+    produce_request.topic_data = vec![topic_data];
+    for _ in 0..3 {
+        let response: ProduceResponse = raw.call(ApiKey::Produce, 13, &produce_request);
+        assert_eq!(response.responses[0].topic_id, topic_id);
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    let mut fetch = fetch_request("", &[(2, 0)], 0, 0);
+    fetch.topics[0].topic_id = topic_id;
+    // partition_max_bytes of 1: still the first whole batch (KIP-74), and only that.
+    fetch.topics[0].partitions[0].partition_max_bytes = 1;
+    let response: FetchResponse = raw.call(ApiKey::Fetch, 13, &fetch);
+    assert_eq!(response.responses[0].topic_id, topic_id);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.high_watermark, 6);
+    assert_eq!(partition.log_start_offset, 0);
+    assert_eq!(
+        partition.records.as_ref().map(Bytes::len),
+        Some(batch(2, 9).len())
+    );
+    // An unknown topic id.
+    fetch.topics[0].topic_id = uuid::Uuid::new_v4();
+    let response: FetchResponse = raw.call(ApiKey::Fetch, 13, &fetch);
+    assert_eq!(response.responses[0].partitions[0].error_code, 100);
+
+    // Produce to an unknown topic name auto-creates it too.
+    let produced = produce(&mut raw, "auto-produced", vec![(0, batch(1, 1))], 1);
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(
+        metadata(&mut raw, Some(&["auto-produced"]), 12).topics[0]
+            .partitions
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn auto_creation_can_be_turned_off() {
+    let broker = Broker::start(&["--auto-create-topics", "false"]);
+    let mut raw = Raw::connect(&broker.address);
+    let produced = produce(&mut raw, "absent", vec![(0, batch(1, 1))], 1);
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 3);
+    let mut request = MetadataRequest::default();
+    let mut wanted = MetadataRequestTopic::default();
+    wanted.name = Some(topic_name("absent"));
+    request.topics = Some(vec![wanted]);
+    request.allow_auto_topic_creation = true;
+    let response: MetadataResponse = raw.call(ApiKey::Metadata, 12, &request);
+    assert_eq!(response.topics[0].error_code, 3);
+}
+
+#[test]
+fn bad_settings_are_refused_with_a_clear_message() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("petrel.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nnot-a-setting = 1\n").unwrap();
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["--shards", "0"], vec![], "shards"),
+        (vec![], vec![("PETREL_SHARDS", "0")], "shards"),
+        (vec!["--listen", "nowhere"], vec![], "listen"),
+        (vec!["--segment-bytes", "5"], vec![], "segment.bytes"),
+        (
+            vec!["--config", file.to_str().unwrap()],
+            vec![],
+            "not-a-setting",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_petrel"))
+            .arg("serve")
+            .args(["--data-dir", temp.path().join("data").to_str().unwrap()])
+            .args(&args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run petrel");
+        assert!(!output.status.success(), "{args:?} {env:?} must be refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected),
+            "{args:?} {env:?}: message should name {expected}: {stderr}"
+        );
+    }
+}
