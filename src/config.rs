@@ -275,9 +275,10 @@ impl ServeArgs {
         Ok(BrokerConfig {
             listen,
             advertised,
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from("petrel-data")),
+            data_dir: absolute(
+                self.data_dir
+                    .unwrap_or_else(|| PathBuf::from("petrel-data")),
+            ),
             shards,
             cpus,
             node_id,
@@ -295,6 +296,14 @@ impl ServeArgs {
             open_files_max: 10_000,
         })
     }
+}
+
+/// Resolved once at start, so later changes of the working directory cannot move the data.
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    std::env::current_dir().map_or(path.clone(), |cwd| cwd.join(path))
 }
 
 fn parse_host_port(text: &str) -> Option<(String, u16)> {
@@ -367,7 +376,10 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
         assert_eq!(config.advertised, ("127.0.0.1".to_string(), 9092));
         assert_eq!(config.shards, 2);
-        assert_eq!(config.data_dir, PathBuf::from("petrel-data"));
+        assert_eq!(
+            config.data_dir,
+            std::env::current_dir().unwrap().join("petrel-data")
+        );
         assert_eq!(config.flush, FlushPolicy::EveryAppend);
         let cases: Vec<(ServeArgs, &str)> = vec![
             (

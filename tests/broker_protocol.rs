@@ -573,7 +573,8 @@ fn bad_settings_are_refused_with_a_clear_message() {
     let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("petrel.toml");
     std::fs::write(&file, "listen = \"127.0.0.1:0\"\nnot-a-setting = 1\n").unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--shards", "0"], vec![], "shards"),
         (vec![], vec![("PETREL_SHARDS", "0")], "shards"),
         (vec!["--listen", "nowhere"], vec![], "listen"),
@@ -599,4 +600,34 @@ fn bad_settings_are_refused_with_a_clear_message() {
             "{args:?} {env:?}: message should name {expected}: {stderr}"
         );
     }
+}
+
+#[test]
+fn a_relative_data_dir_works_as_the_readme_runs_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "petrel-data",
+        ])
+        .current_dir(temp.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let address = line.split(' ').nth(3).expect("address").to_string();
+    let mut raw = Raw::connect(&address);
+    let produced = produce(&mut raw, "relative", vec![(0, batch(1, 1))], -1);
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    assert!(temp.path().join("petrel-data").join("relative-0").is_dir());
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod fetch_path;
 mod storage;
 
 #[derive(Parser)]
@@ -33,6 +34,14 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         records: Option<Vec<usize>>,
     },
+    /// The copies between stored batches and a Fetch response, per MB, beside memcpy.
+    FetchPath {
+        #[arg(long, default_value = "petrel-bench-data")]
+        dir: PathBuf,
+        /// Seconds per step.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +59,6 @@ fn main() -> anyhow::Result<()> {
             only,
             records: records.unwrap_or_else(|| vec![1, 16, 256]),
         }),
+        Command::FetchPath { dir, seconds } => fetch_path::run(&dir, seconds),
     }
 }

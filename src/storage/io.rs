@@ -76,8 +76,18 @@ pub async fn list_dir(dir: &Path) -> Result<Vec<String>> {
         .map_err(io_error("list directory", dir))
 }
 
+/// `path`, made absolute against the working directory. glommio 0.9's `Directory::open`
+/// passes dirfd -1 to `openat`, which fails with EBADF for relative paths.
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir().map_or_else(|_| path.to_path_buf(), |cwd| cwd.join(path))
+}
+
 /// Makes creations, renames and deletions inside `dir` durable.
 pub async fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = &absolute(dir);
     let directory = glommio::io::Directory::open(dir)
         .await
         .map_err(io_error("open directory", dir))?;
