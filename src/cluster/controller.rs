@@ -166,18 +166,7 @@ pub async fn create_topics(
         results.push(outcome);
     }
     if !validate_only && results.iter().any(Result::is_ok) {
-        if let Err(error) = publish(shard, metadata).await {
-            let message = format!("cannot persist topic metadata: {error}");
-            tracing::error!("{message}");
-            return results
-                .into_iter()
-                .map(|outcome| {
-                    outcome.and_then(|_| {
-                        Err(failure(ResponseError::KafkaStorageError, message.clone()))
-                    })
-                })
-                .collect();
-        }
+        return publish_or_fail(shard, metadata, results).await;
     }
     results
 }
@@ -207,24 +196,12 @@ pub async fn delete_topics(shard: &Rc<Shard>, refs: Vec<TopicRef>) -> Vec<Outcom
         }
         results.push(found);
     }
-    let deleted: Vec<Topic> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok().cloned())
-        .collect();
-    if deleted.is_empty() {
+    if results.iter().all(Result::is_err) {
         return results;
     }
-    if let Err(error) = publish(shard, metadata).await {
-        let message = format!("cannot persist topic metadata: {error}");
-        return results
-            .into_iter()
-            .map(|outcome| {
-                outcome
-                    .and_then(|_| Err(failure(ResponseError::KafkaStorageError, message.clone())))
-            })
-            .collect();
-    }
-    for topic in &deleted {
+    // Persisted first, so a deleted topic never comes back; then its logs go.
+    let results = publish_or_fail(shard, metadata, results).await;
+    for topic in results.iter().filter_map(|outcome| outcome.as_ref().ok()) {
         delete_logs(shard, topic).await;
     }
     results
@@ -293,17 +270,7 @@ pub async fn create_partitions(
         }
     }
     if !validate_only && results.iter().any(Result::is_ok) {
-        if let Err(error) = publish(shard, metadata).await {
-            let message = format!("cannot persist topic metadata: {error}");
-            return results
-                .into_iter()
-                .map(|outcome| {
-                    outcome.and_then(|_| {
-                        Err(failure(ResponseError::KafkaStorageError, message.clone()))
-                    })
-                })
-                .collect();
-        }
+        return publish_or_fail(shard, metadata, results).await;
     }
     results
 }
@@ -361,6 +328,29 @@ async fn delete_logs(shard: &Rc<Shard>, topic: &Topic) {
             .await;
         if let Err(error) = deleted.map_err(|e| e.to_string()).and_then(|d| d) {
             tracing::error!(topic = %topic.name, shard = owner, %error, "deleting partition logs failed");
+        }
+    }
+}
+
+/// Publishes `metadata`; if it cannot be persisted, every change in `results` failed.
+async fn publish_or_fail<T>(
+    shard: &Rc<Shard>,
+    metadata: ClusterMetadata,
+    results: Vec<Outcome<T>>,
+) -> Vec<Outcome<T>> {
+    match publish(shard, metadata).await {
+        Ok(()) => results,
+        Err(error) => {
+            let message = format!("cannot persist topic metadata: {error}");
+            tracing::error!("{message}");
+            results
+                .into_iter()
+                .map(|outcome| {
+                    outcome.and_then(|_| {
+                        Err(failure(ResponseError::KafkaStorageError, message.clone()))
+                    })
+                })
+                .collect()
         }
     }
 }

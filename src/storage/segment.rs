@@ -71,6 +71,31 @@ pub struct SegmentRead {
 }
 
 impl Segment {
+    /// A segment with no batches yet (a scan or `with_size` fills in what the file holds).
+    fn empty(
+        base_offset: i64,
+        log_path: PathBuf,
+        file: Rc<SharedFile>,
+        index_interval_bytes: u32,
+    ) -> Segment {
+        Segment {
+            base_offset,
+            log_path,
+            file,
+            size: Cell::new(0),
+            written: Rc::new(Cell::new(0)),
+            next_offset: Cell::new(base_offset),
+            index: RefCell::new(SegmentIndex::new(index_interval_bytes)),
+            created_at: Instant::now(),
+        }
+    }
+
+    fn with_size(self, size: u64) -> Segment {
+        self.size.set(size);
+        self.written.set(size);
+        self
+    }
+
     pub fn paths(dir: &Path, base_offset: i64) -> [PathBuf; 3] {
         let stem = file_stem(base_offset);
         ["log", "index", "timeindex"].map(|extension| dir.join(format!("{stem}.{extension}")))
@@ -85,16 +110,12 @@ impl Segment {
     ) -> Result<Rc<Segment>> {
         let [log_path, _, _] = Segment::paths(dir, base_offset);
         let file = SharedFile::open(log_path.clone(), true, shard.open_file_permit()?).await?;
-        Ok(Rc::new(Segment {
+        Ok(Rc::new(Segment::empty(
             base_offset,
             log_path,
             file,
-            size: Cell::new(0),
-            written: Rc::new(Cell::new(0)),
-            next_offset: Cell::new(base_offset),
-            index: RefCell::new(SegmentIndex::new(index_interval_bytes)),
-            created_at: Instant::now(),
-        }))
+            index_interval_bytes,
+        )))
     }
 
     /// Opens a sealed segment whose index files were written when it was sealed. Falls back
@@ -114,16 +135,9 @@ impl Segment {
             .await
             .map_err(io_error("stat", &log_path))?;
         let loaded = load_index(&index_path, &time_path, index_interval_bytes, size).await?;
-        let segment = Rc::new(Segment {
-            base_offset,
-            log_path,
-            file,
-            size: Cell::new(size),
-            written: Rc::new(Cell::new(size)),
-            next_offset: Cell::new(base_offset),
-            index: RefCell::new(SegmentIndex::new(index_interval_bytes)),
-            created_at: Instant::now(),
-        });
+        let segment = Rc::new(
+            Segment::empty(base_offset, log_path, file, index_interval_bytes).with_size(size),
+        );
         if let Some(index) = loaded {
             // The next offset is the last batch's end; find it from the last index entry.
             let from = index.lookup(u32::MAX);
@@ -153,16 +167,12 @@ impl Segment {
     ) -> Result<(Rc<Segment>, Option<(u64, BatchError)>)> {
         let [log_path, _, _] = Segment::paths(dir, base_offset);
         let file = SharedFile::open(log_path.clone(), false, shard.open_file_permit()?).await?;
-        let segment = Rc::new(Segment {
+        let segment = Rc::new(Segment::empty(
             base_offset,
             log_path,
             file,
-            size: Cell::new(0),
-            written: Rc::new(Cell::new(0)),
-            next_offset: Cell::new(base_offset),
-            index: RefCell::new(SegmentIndex::new(index_interval_bytes)),
-            created_at: Instant::now(),
-        });
+            index_interval_bytes,
+        ));
         let invalid_tail = segment
             .recover(index_interval_bytes, batch_bytes_max)
             .await?;
