@@ -46,3 +46,21 @@ mod tests {
         }
     }
 }
+
+/// `uniform_batch` as an idempotent producer sends it: producer id, epoch and first
+/// sequence set, CRC recomputed (it covers them).
+pub fn idempotent_batch(
+    records: usize,
+    value_bytes: usize,
+    producer_id: i64,
+    epoch: i16,
+    first_sequence: i32,
+) -> Vec<u8> {
+    let mut batch = uniform_batch(records, value_bytes, 0);
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&first_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}

@@ -631,3 +631,127 @@ fn a_relative_data_dir_works_as_the_readme_runs_it() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+fn init_producer_id(raw: &mut Raw, current: Option<(i64, i16)>) -> InitProducerIdResponse {
+    let mut request = InitProducerIdRequest::default();
+    request.transactional_id = None;
+    request.transaction_timeout_ms = 60_000;
+    let (id, epoch) = current.unwrap_or((-1, -1));
+    request.producer_id = ProducerId(id);
+    request.producer_epoch = epoch;
+    raw.call(ApiKey::InitProducerId, 4, &request)
+}
+
+#[test]
+fn idempotent_producers_get_ids_and_their_retries_are_deduplicated() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    create_topic(&mut raw, "exactly-once", 1, &[], false);
+    let first = init_producer_id(&mut raw, None);
+    let second = init_producer_id(&mut raw, None);
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    assert_ne!(first.producer_id.0, second.producer_id.0);
+    let pid = first.producer_id.0;
+    let idempotent = |records, epoch, sequence| {
+        Bytes::from(petrel::testkit::idempotent_batch(
+            records, 20, pid, epoch, sequence,
+        ))
+    };
+
+    let answer = |response: ProduceResponse| {
+        let partition = &response.responses[0].partition_responses[0];
+        (partition.error_code, partition.base_offset)
+    };
+    assert_eq!(
+        answer(produce(
+            &mut raw,
+            "exactly-once",
+            vec![(0, idempotent(4, 0, 0))],
+            -1
+        )),
+        (0, 0)
+    );
+    // The same batch again (a retry after a lost answer): the original offset, no new data.
+    assert_eq!(
+        answer(produce(
+            &mut raw,
+            "exactly-once",
+            vec![(0, idempotent(4, 0, 0))],
+            -1
+        )),
+        (0, 0)
+    );
+    assert_eq!(
+        answer(produce(
+            &mut raw,
+            "exactly-once",
+            vec![(0, idempotent(2, 0, 4))],
+            -1
+        )),
+        (0, 4)
+    );
+    // A gap: OUT_OF_ORDER_SEQUENCE_NUMBER, nothing written.
+    assert_eq!(
+        answer(produce(
+            &mut raw,
+            "exactly-once",
+            vec![(0, idempotent(1, 0, 9))],
+            -1
+        ))
+        .0,
+        45
+    );
+    // KIP-360 epoch bump; the old epoch is then fenced with INVALID_PRODUCER_EPOCH.
+    let bumped = init_producer_id(&mut raw, Some((pid, 0)));
+    assert_eq!((bumped.producer_id.0, bumped.producer_epoch), (pid, 1));
+    assert_eq!(
+        answer(produce(
+            &mut raw,
+            "exactly-once",
+            vec![(0, idempotent(1, 1, 0))],
+            -1
+        )),
+        (0, 6)
+    );
+    assert_eq!(
+        answer(produce(
+            &mut raw,
+            "exactly-once",
+            vec![(0, idempotent(1, 0, 6))],
+            -1
+        ))
+        .0,
+        47
+    );
+    let response: FetchResponse = raw.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("exactly-once", &[(0, 0)], 0, 0),
+    );
+    assert_eq!(
+        response.responses[0].partitions[0].high_watermark, 7,
+        "4 + 2 + 1 records, retries not written"
+    );
+
+    // Ids stay unique across a restart.
+    drop(raw);
+    let data_dir = broker.data_dir.clone();
+    let temp = broker.stop();
+    let broker = Broker::start_in(&data_dir, &[]);
+    let mut raw = Raw::connect(&broker.address);
+    let after = init_producer_id(&mut raw, None);
+    assert!(
+        after.producer_id.0 > second.producer_id.0,
+        "{} reissued",
+        after.producer_id.0
+    );
+    // Transactions are not implemented: refused clearly.
+    let mut transactional = InitProducerIdRequest::default();
+    transactional.transactional_id = Some(TransactionalId(StrBytes::from_static_str("txn")));
+    transactional.producer_id = ProducerId(-1);
+    transactional.producer_epoch = -1;
+    let refused: InitProducerIdResponse = raw.call(ApiKey::InitProducerId, 4, &transactional);
+    assert_eq!(refused.error_code, 53);
+    drop(broker);
+    drop(temp);
+}

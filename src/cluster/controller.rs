@@ -275,6 +275,32 @@ pub async fn create_partitions(
     results
 }
 
+/// Producer ids reserved (persisted) at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Hands out a new producer id, persisting a new block of ids first when the current one
+/// is used up, so no id is handed out twice, even across restarts.
+pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Outcome<i64> {
+    let _one_change_at_a_time = shard.controller_lock.lock().await;
+    let metadata = shard.metadata();
+    let next = shard
+        .next_producer_id
+        .get()
+        .unwrap_or(metadata.producer_id_block_end);
+    if next >= metadata.producer_id_block_end {
+        let mut updated = (*metadata).clone();
+        updated.producer_id_block_end = next + PRODUCER_ID_BLOCK;
+        publish(shard, updated).await.map_err(|error| {
+            failure(
+                ResponseError::KafkaStorageError,
+                format!("cannot persist producer ids: {error}"),
+            )
+        })?;
+    }
+    shard.next_producer_id.set(Some(next + 1));
+    Ok(next)
+}
+
 /// Opens partitions `range` of `topic` on their owning shards, in parallel.
 async fn open_logs(
     shard: &Rc<Shard>,

@@ -24,6 +24,10 @@ pub struct ClusterMetadata {
     pub format_version: u32,
     pub cluster_id: String,
     pub topics: BTreeMap<String, Topic>,
+    /// Producer ids below this may have been handed out; the controller hands out ids from
+    /// a block it has persisted first, so ids stay unique across restarts.
+    #[serde(default)]
+    pub producer_id_block_end: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,7 @@ impl ClusterMetadata {
             format_version: FORMAT_VERSION,
             cluster_id: Uuid::new_v4().simple().to_string(),
             topics: BTreeMap::new(),
+            producer_id_block_end: 0,
         }
     }
 

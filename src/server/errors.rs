@@ -4,6 +4,7 @@
 use kafka_protocol::ResponseError;
 
 use crate::record_batch::BatchError;
+use crate::storage::producer_state::SequenceError;
 use crate::storage::StorageError;
 
 pub fn storage_error_code(error: &StorageError) -> ResponseError {
@@ -15,6 +16,15 @@ pub fn storage_error_code(error: &StorageError) -> ResponseError {
         | StorageError::LogFailed { .. }
         | StorageError::TooManyOpenFiles { .. } => ResponseError::KafkaStorageError,
         StorageError::Config(_) => ResponseError::InvalidConfig,
+        StorageError::Sequence(error) => sequence_error_code(error),
+    }
+}
+
+pub fn sequence_error_code(error: &SequenceError) -> ResponseError {
+    match error {
+        SequenceError::Fenced { .. } => ResponseError::InvalidProducerEpoch,
+        SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
+        SequenceError::Invalid(_) => ResponseError::InvalidRecord,
     }
 }
 

@@ -42,6 +42,7 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 2),
+    api(ApiKey::InitProducerId, 0, 5),
 ];
 
 /// Why a request gets no answer and its connection closes.
@@ -133,6 +134,7 @@ pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> Han
         ApiKey::CreatePartitions => handlers::create_partitions::handle(&shard, &request).await,
         ApiKey::DescribeConfigs => handlers::describe_configs::handle(&shard, &request),
         ApiKey::DescribeCluster => handlers::describe_cluster::handle(&shard, &request),
+        ApiKey::InitProducerId => handlers::init_producer_id::handle(&shard, &request).await,
         other => Err(DispatchError::UnsupportedApi(other)),
     }
 }
@@ -191,6 +193,9 @@ mod tests {
                         }
                         ApiKey::DescribeCluster => {
                             decode::<DescribeClusterRequest>(&request).map(drop)
+                        }
+                        ApiKey::InitProducerId => {
+                            decode::<InitProducerIdRequest>(&request).map(drop)
                         }
                         other => panic!("registry lists {other:?} without a decoder in this test"),
                     };

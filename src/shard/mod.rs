@@ -79,6 +79,8 @@ pub struct Shard {
     metadata: RefCell<Arc<ClusterMetadata>>,
     /// Serializes metadata changes; only used on the controller (shard 0).
     pub controller_lock: async_lock::Mutex<()>,
+    /// The next producer id to hand out (controller only; `None` until the first).
+    pub next_producer_id: Cell<Option<i64>>,
     pub connections: Cell<usize>,
     pub shutting_down: Cell<bool>,
     pub shutdown_started: Event,
@@ -104,6 +106,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             metadata: RefCell::new(metadata),
             controller_lock: async_lock::Mutex::new(()),
+            next_producer_id: Cell::new(None),
             connections: Cell::new(0),
             shutting_down: Cell::new(false),
             shutdown_started: Event::new(),

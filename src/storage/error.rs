@@ -29,6 +29,9 @@ pub enum StorageError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// An idempotent producer's batch that does not follow its sequence, or is fenced.
+    #[error("rejected idempotent batch: {0}")]
+    Sequence(#[from] super::producer_state::SequenceError),
     #[error("this shard already holds {limit} open segment files")]
     TooManyOpenFiles { limit: usize },
     /// A write or fsync failed earlier; the log refuses further work until reopened,

@@ -23,6 +23,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::config::{FlushPolicy, LogConfig};
 use super::error::{io_error, Result, StorageError};
 use super::io;
+use super::producer_state::{self, BatchRange, ProducerStates, Verdict};
 use super::segment::{self, Segment, Window};
 use super::shard::ShardStorage;
 use crate::record_batch;
@@ -44,7 +45,16 @@ pub enum Durability {
 pub struct AppendOutcome {
     pub base_offset: i64,
     pub last_offset: i64,
+    /// An idempotent producer's retry of a batch already in the log: nothing was written,
+    /// and the offsets are the original ones.
+    pub duplicate: bool,
 }
+
+/// Idempotent producers remembered per partition (see `producer_state`).
+const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
+/// Segments whose batch headers rebuild the producer state on open: a retry that reaches a
+/// restarted broker is for a batch written just before it stopped.
+const PRODUCER_STATE_SEGMENTS: usize = 2;
 
 /// Whole batches read from the log, in offset order, ready to send without re-encoding.
 #[derive(Debug, Default)]
@@ -65,6 +75,7 @@ struct LogState {
     /// Bumped by truncation; a flush that started before it does not advance offsets.
     truncations: u64,
     failure: Option<String>,
+    producers: ProducerStates,
 }
 
 /// Read-ahead for sequential catch-up reads: the window of file bytes already read, and
@@ -157,6 +168,7 @@ impl Log {
                 recovery_point: checkpoint.recovery_point,
                 truncations: 0,
                 failure: None,
+                producers: ProducerStates::new(PRODUCERS_PER_PARTITION_MAX),
             }),
             active: async_lock::Mutex::new(Some(Active {
                 segment: last,
@@ -171,6 +183,7 @@ impl Log {
             written_advanced: Event::new(),
             closed: Cell::new(false),
         });
+        log.rebuild_producer_state().await?;
         log.write_checkpoint().await?;
         if let FlushPolicy::Interval(interval) = log.config.flush {
             glommio::spawn_local(interval_sync(Rc::downgrade(&log), interval)).detach();
@@ -297,6 +310,33 @@ impl Log {
             .ok_or(StorageError::InvalidBatch(
                 record_batch::BatchError::BadLength(header.batch_length.get()),
             ))?;
+        let producer = (header.producer_id.get() >= 0).then(|| {
+            let first = header.base_sequence.get();
+            (
+                header.producer_id.get(),
+                header.producer_epoch.get(),
+                first,
+                producer_state::last_sequence(first, header.last_offset_delta.get()),
+            )
+        });
+        if let Some((producer_id, epoch, first, last)) = producer {
+            let verdict = self
+                .state
+                .borrow()
+                .producers
+                .check(producer_id, epoch, first, last)?;
+            if let Verdict::Duplicate {
+                base_offset,
+                last_offset,
+            } = verdict
+            {
+                return Ok(AppendOutcome {
+                    base_offset,
+                    last_offset,
+                    duplicate: true,
+                });
+            }
+        }
         if self.should_roll(&active.segment, total as u64, last_offset) {
             if let Err(error) = self.roll(active, base_offset).await {
                 self.fail(&error);
@@ -319,6 +359,15 @@ impl Log {
         let advanced = {
             let mut state = self.state.borrow_mut();
             state.next_offset = last_offset + 1;
+            if let Some((producer_id, epoch, first_sequence, last_sequence)) = producer {
+                let range = BatchRange {
+                    first_sequence,
+                    last_sequence,
+                    base_offset,
+                    last_offset,
+                };
+                state.producers.record(producer_id, epoch, range);
+            }
             let written = active.appender.written_offset();
             let advanced = written > state.written_offset;
             state.written_offset = state.written_offset.max(written);
@@ -336,7 +385,49 @@ impl Log {
         Ok(AppendOutcome {
             base_offset,
             last_offset,
+            duplicate: false,
         })
+    }
+
+    /// Rebuilds idempotent-producer state from the batch headers of the last segments.
+    async fn rebuild_producer_state(&self) -> Result<()> {
+        let segments: Vec<Rc<Segment>> = {
+            let state = self.state.borrow();
+            state
+                .segments
+                .values()
+                .rev()
+                .take(PRODUCER_STATE_SEGMENTS)
+                .rev()
+                .cloned()
+                .collect()
+        };
+        let mut rebuilt = ProducerStates::new(PRODUCERS_PER_PARTITION_MAX);
+        for segment in segments {
+            segment
+                .visit_headers(self.config.batch_bytes_max, |header| {
+                    let producer_id = header.producer_id.get();
+                    let Some(last_offset) = header.last_offset() else {
+                        return;
+                    };
+                    if producer_id >= 0 && header.base_sequence.get() >= 0 {
+                        let first = header.base_sequence.get();
+                        let range = BatchRange {
+                            first_sequence: first,
+                            last_sequence: producer_state::last_sequence(
+                                first,
+                                header.last_offset_delta.get(),
+                            ),
+                            base_offset: header.base_offset.get(),
+                            last_offset,
+                        };
+                        rebuilt.record(producer_id, header.producer_epoch.get(), range);
+                    }
+                })
+                .await?;
+        }
+        self.state.borrow_mut().producers = rebuilt;
+        Ok(())
     }
 
     /// The producer's bytes are shared (they sit in a request buffer), so the stored batch,
@@ -856,6 +947,7 @@ impl Log {
             .borrow_mut()
             .invalidate_from(self.id, new_end);
         self.read_ahead.take();
+        self.rebuild_producer_state().await?;
         self.write_checkpoint().await?;
         for segment in drop_segments {
             segment.close().await?;

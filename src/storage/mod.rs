@@ -4,7 +4,7 @@
 //! - `log`: a partition's segments, append / read / flush / retention / truncation / recovery.
 //! - `segment`: one `.log` with its `.index` and `.timeindex`; scans and reads batches.
 //! - `appender`: aligned DMA chunks, write-behind, partial-block rewrite.
-//! - `index`, `checkpoint`, `cache`: sans-I/O data structures.
+//! - `index`, `checkpoint`, `cache`, `producer_state`: sans-I/O data structures.
 //! - `io`: every file system call (glommio DMA files, blocking-pool directory calls).
 //! - `shard`: per-shard state (batch cache, open-file budget).
 
@@ -16,6 +16,7 @@ pub mod error;
 pub mod index;
 pub mod io;
 pub mod log;
+pub mod producer_state;
 pub mod segment;
 pub mod shard;
 

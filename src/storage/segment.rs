@@ -334,6 +334,43 @@ impl Segment {
         Ok(Some(next_offset))
     }
 
+    /// Calls `visit` with the header of every batch in the segment, in order (headers only:
+    /// for rebuilding state, not for serving data). Stops quietly at anything malformed.
+    pub async fn visit_headers(
+        &self,
+        batch_bytes_max: usize,
+        mut visit: impl FnMut(&RecordBatchHeader),
+    ) -> Result<()> {
+        let size = self.written_bytes();
+        let mut position = 0u64;
+        let mut window = Window::default();
+        while position < size {
+            let available = (size - position) as usize;
+            let bytes = window
+                .get(
+                    &self.file,
+                    position,
+                    HEADER_BYTES.min(available),
+                    SCAN_WINDOW_BYTES,
+                    size,
+                )
+                .await?;
+            let Ok(header) = RecordBatchHeader::parse(bytes) else {
+                break;
+            };
+            let header = *header;
+            let Ok(total) = header.total_bytes() else {
+                break;
+            };
+            if total > available || total > batch_bytes_max.max(HEADER_BYTES) {
+                break;
+            }
+            visit(&header);
+            position += total as u64;
+        }
+        Ok(())
+    }
+
     pub fn size(&self) -> u64 {
         self.size.get()
     }

@@ -571,3 +571,75 @@ fn random_operations_match_a_model() {
         });
     }
 }
+
+#[test]
+fn idempotent_retries_are_not_written_twice_even_after_reopen() {
+    use crate::storage::producer_state::SequenceError;
+    use crate::testkit::idempotent_batch;
+    run(|dir| async move {
+        let log = open(&dir, shard(), small_config()).await;
+        let first = log
+            .append(Bytes::from(idempotent_batch(3, 50, 42, 0, 0)), 0)
+            .await
+            .expect("append");
+        assert_eq!((first.base_offset, first.duplicate), (0, false));
+        let retry = log
+            .append(Bytes::from(idempotent_batch(3, 50, 42, 0, 0)), 0)
+            .await
+            .expect("retry");
+        assert_eq!(
+            (retry.base_offset, retry.last_offset, retry.duplicate),
+            (0, 2, true)
+        );
+        assert_eq!(log.next_offset(), 3, "a duplicate is not written");
+        let second = log
+            .append(Bytes::from(idempotent_batch(2, 50, 42, 0, 3)), 0)
+            .await
+            .expect("append");
+        assert_eq!(second.base_offset, 3);
+        assert!(matches!(
+            log.append(Bytes::from(idempotent_batch(1, 50, 42, 0, 9)), 0)
+                .await,
+            Err(StorageError::Sequence(SequenceError::OutOfOrder {
+                expected: 5,
+                got: 9
+            }))
+        ));
+        // Another producer interleaves freely.
+        assert_eq!(
+            log.append(Bytes::from(idempotent_batch(1, 50, 43, 0, 0)), 0)
+                .await
+                .unwrap()
+                .base_offset,
+            5
+        );
+        log.wait(Durability::Synced, i64::MAX).await.expect("sync");
+        log.close().await.expect("close");
+
+        // The state is rebuilt from the log on open.
+        let log = open(&dir, shard(), small_config()).await;
+        let retry = log
+            .append(Bytes::from(idempotent_batch(2, 50, 42, 0, 3)), 0)
+            .await
+            .expect("retry");
+        assert_eq!((retry.base_offset, retry.duplicate), (3, true));
+        assert_eq!(log.next_offset(), 6);
+        // An epoch bump restarts at 0 and fences the old epoch.
+        assert_eq!(
+            log.append(Bytes::from(idempotent_batch(1, 50, 42, 1, 0)), 0)
+                .await
+                .unwrap()
+                .base_offset,
+            6
+        );
+        assert!(matches!(
+            log.append(Bytes::from(idempotent_batch(1, 50, 42, 0, 5)), 0)
+                .await,
+            Err(StorageError::Sequence(SequenceError::Fenced {
+                current: 1,
+                got: 0
+            }))
+        ));
+        log.close().await.expect("close");
+    });
+}

@@ -358,12 +358,8 @@ fn check_batch(
             "transactions are not supported".into(),
         ));
     }
-    if header.producer_id.get() >= 0 {
-        return Err((
-            ResponseError::InvalidRecord,
-            "idempotent producers are not supported yet (no InitProducerId)".into(),
-        ));
-    }
+    // Idempotent batches (producer id >= 0) are sequence-checked by the log, atomically
+    // with the append.
     Ok(records)
 }
 
