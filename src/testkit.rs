@@ -32,21 +32,6 @@ pub fn uniform_batch(records: usize, value_bytes: usize, timestamp_ms: i64) -> V
     record_batch::build_batch(&values, timestamp_ms)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbered_batches_are_valid_and_carry_their_number() {
-        for sequence in [0, 1, 6, 7, 1_000_003] {
-            let batch = numbered_batch(sequence);
-            record_batch::verify(&batch, usize::MAX).expect("valid");
-            assert_eq!(sequence_of(&batch), Some(sequence));
-            assert_eq!(numbered_batch(sequence), batch, "deterministic");
-        }
-    }
-}
-
 /// `uniform_batch` as an idempotent producer sends it: producer id, epoch and first
 /// sequence set, CRC recomputed (it covers them).
 pub fn idempotent_batch(
@@ -63,4 +48,19 @@ pub fn idempotent_batch(
     let crc = crc32c::crc32c(&batch[21..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_batches_are_valid_and_carry_their_number() {
+        for sequence in [0, 1, 6, 7, 1_000_003] {
+            let batch = numbered_batch(sequence);
+            record_batch::verify(&batch, usize::MAX).expect("valid");
+            assert_eq!(sequence_of(&batch), Some(sequence));
+            assert_eq!(numbered_batch(sequence), batch, "deterministic");
+        }
+    }
 }

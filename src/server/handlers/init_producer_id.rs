@@ -31,7 +31,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         return registry::respond(request, &response);
     }
     let (current_id, current_epoch) = (body.producer_id.0, body.producer_epoch);
-    if current_id >= 0 && current_epoch >= 0 && current_epoch < i16::MAX - 1 {
+    if current_id >= 0 && (0..i16::MAX - 1).contains(&current_epoch) {
         response.producer_id = ProducerId(current_id);
         response.producer_epoch = current_epoch + 1;
         return registry::respond(request, &response);
