@@ -53,8 +53,13 @@ impl ChaosProxy {
                         continue;
                     };
                     client.set_nonblocking(false).expect("blocking");
-                    let Ok(upstream) = TcpStream::connect(&target) else { continue };
-                    let pairs = [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream.try_clone().unwrap(), client.try_clone().unwrap())];
+                    let Ok(upstream) = TcpStream::connect(&target) else {
+                        continue;
+                    };
+                    let pairs = [
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                        (upstream.try_clone().unwrap(), client.try_clone().unwrap()),
+                    ];
                     for (mut from, mut to) in pairs {
                         std::thread::spawn(move || {
                             let mut buffer = [0u8; 64 * 1024];
@@ -92,7 +97,12 @@ impl ChaosProxy {
                 }
             });
         }
-        ChaosProxy { port, chaos, stop, cuts }
+        ChaosProxy {
+            port,
+            chaos,
+            stop,
+            cuts,
+        }
     }
 }
 
@@ -123,7 +133,12 @@ impl ProducerContext for CountFailures {
 fn an_idempotent_producer_survives_dropped_connections_without_duplicates() {
     let (listener, proxy_port) = ChaosProxy::bind();
     let advertised = format!("127.0.0.1:{proxy_port}");
-    let broker = Broker::start(&["--advertised-listener", &advertised, "--default-partitions", "3"]);
+    let broker = Broker::start(&[
+        "--advertised-listener",
+        &advertised,
+        "--default-partitions",
+        "3",
+    ]);
     let proxy = ChaosProxy::start(listener, proxy_port, broker.address.clone());
     let through_proxy = format!("127.0.0.1:{}", proxy.port);
 
@@ -139,7 +154,9 @@ fn an_idempotent_producer_survives_dropped_connections_without_duplicates() {
     let deadline = Instant::now() + Duration::from_secs(90);
     for index in 0..RECORDS {
         let value = index.to_string();
-        let mut record = BaseRecord::<(), _>::to("chaos").partition((index % PARTITIONS as usize) as i32).payload(&value);
+        let mut record = BaseRecord::<(), _>::to("chaos")
+            .partition((index % PARTITIONS as usize) as i32)
+            .payload(&value);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -159,7 +176,11 @@ fn an_idempotent_producer_survives_dropped_connections_without_duplicates() {
     proxy.chaos.store(false, Ordering::Relaxed);
     let cuts = proxy.cuts.load(Ordering::Relaxed);
     assert!(cuts >= 3, "the proxy cut only {cuts} connections");
-    assert_eq!(failures.0.load(Ordering::Relaxed), 0, "every record must be delivered");
+    assert_eq!(
+        failures.0.load(Ordering::Relaxed),
+        0,
+        "every record must be delivered"
+    );
 
     // Read everything back (through the proxy, now calm).
     let consumer: BaseConsumer = ClientConfig::new()
@@ -170,7 +191,9 @@ fn an_idempotent_producer_survives_dropped_connections_without_duplicates() {
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
-        assignment.add_partition_offset("chaos", partition, Offset::Beginning).expect("assign");
+        assignment
+            .add_partition_offset("chaos", partition, Offset::Beginning)
+            .expect("assign");
     }
     consumer.assign(&assignment).expect("assign");
     let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
@@ -179,17 +202,37 @@ fn an_idempotent_producer_survives_dropped_connections_without_duplicates() {
     while received < RECORDS && Instant::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.expect("consume");
-            let value: usize = std::str::from_utf8(message.payload().expect("payload")).unwrap().parse().unwrap();
-            by_partition.entry(message.partition()).or_default().push(value);
+            let value: usize = std::str::from_utf8(message.payload().expect("payload"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            by_partition
+                .entry(message.partition())
+                .or_default()
+                .push(value);
             received += 1;
         }
     }
-    assert!(consumer.poll(Duration::from_millis(500)).is_none(), "more records than sent: duplicates");
+    assert!(
+        consumer.poll(Duration::from_millis(500)).is_none(),
+        "more records than sent: duplicates"
+    );
     for partition in 0..PARTITIONS {
         let values = by_partition.get(&partition).cloned().unwrap_or_default();
-        let expected: Vec<usize> = (0..RECORDS).filter(|i| (i % PARTITIONS as usize) as i32 == partition).collect();
-        assert_eq!(values.len(), expected.len(), "partition {partition}: {} of {} records", values.len(), expected.len());
-        assert_eq!(values, expected, "partition {partition}: every record once, in order");
+        let expected: Vec<usize> = (0..RECORDS)
+            .filter(|i| (i % PARTITIONS as usize) as i32 == partition)
+            .collect();
+        assert_eq!(
+            values.len(),
+            expected.len(),
+            "partition {partition}: {} of {} records",
+            values.len(),
+            expected.len()
+        );
+        assert_eq!(
+            values, expected,
+            "partition {partition}: every record once, in order"
+        );
     }
     eprintln!("chaos test: {cuts} connections cut, {received} records exactly once");
     drop(broker);
