@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod group;
 pub mod protocol;
 pub mod record_batch;
 pub mod runtime;
