@@ -72,6 +72,16 @@ pub struct ServeArgs {
     /// Idle connections are closed after this many ms (`connections.max.idle.ms`). [default: 600000]
     #[arg(long, env = "PETREL_CONNECTION_IDLE_MS")]
     pub connection_idle_ms: Option<u64>,
+    /// How long a new consumer group waits for more members before its first rebalance
+    /// (`group.initial.rebalance.delay.ms`). [default: 3000]
+    #[arg(long, env = "PETREL_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a consumer may ask for (`group.min.session.timeout.ms`). [default: 6000]
+    #[arg(long, env = "PETREL_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// Largest session timeout a consumer may ask for (`group.max.session.timeout.ms`). [default: 1800000]
+    #[arg(long, env = "PETREL_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<u64>,
     /// Bytes of recent batches cached in memory, over all shards. [default: 268435456]
     #[arg(long, env = "PETREL_CACHE_BYTES")]
     pub cache_bytes: Option<usize>,
@@ -100,6 +110,7 @@ pub struct BrokerConfig {
     pub connection_idle: Duration,
     pub cache_bytes: usize,
     pub open_files_max: usize,
+    pub group_limits: crate::group::state::GroupLimits,
 }
 
 /// Broker-wide defaults for topic configs (Kafka's `log.*` broker settings).
@@ -183,6 +194,15 @@ impl ServeArgs {
                 .or(file.request_read_timeout_ms),
             connection_idle_ms: self.connection_idle_ms.or(file.connection_idle_ms),
             cache_bytes: self.cache_bytes.or(file.cache_bytes),
+            group_initial_rebalance_delay_ms: self
+                .group_initial_rebalance_delay_ms
+                .or(file.group_initial_rebalance_delay_ms),
+            group_min_session_timeout_ms: self
+                .group_min_session_timeout_ms
+                .or(file.group_min_session_timeout_ms),
+            group_max_session_timeout_ms: self
+                .group_max_session_timeout_ms
+                .or(file.group_max_session_timeout_ms),
         })
     }
 
@@ -272,6 +292,23 @@ impl ServeArgs {
             ));
         }
         let cache_bytes = self.cache_bytes.unwrap_or(256 << 20);
+        let session_min = self.group_min_session_timeout_ms.unwrap_or(6_000);
+        let session_max = self.group_max_session_timeout_ms.unwrap_or(1_800_000);
+        if session_min == 0 || session_min > session_max {
+            return Err(invalid(
+                "group-min-session-timeout-ms",
+                session_min,
+                "must be positive and at most group-max-session-timeout-ms",
+            ));
+        }
+        let group_limits = crate::group::state::GroupLimits {
+            session_timeout_min: Duration::from_millis(session_min),
+            session_timeout_max: Duration::from_millis(session_max),
+            initial_rebalance_delay: Duration::from_millis(
+                self.group_initial_rebalance_delay_ms.unwrap_or(3_000),
+            ),
+            members_max: 1000,
+        };
         Ok(BrokerConfig {
             listen,
             advertised,
@@ -294,6 +331,7 @@ impl ServeArgs {
             connection_idle: Duration::from_millis(connection_idle_ms),
             cache_bytes,
             open_files_max: 10_000,
+            group_limits,
         })
     }
 }

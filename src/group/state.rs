@@ -168,6 +168,8 @@ struct Member {
     last_heartbeat: Instant,
     awaiting_join: bool,
     awaiting_sync: bool,
+    /// Join order: the earliest member becomes leader when a leader is needed.
+    joined_seq: u64,
 }
 
 #[derive(Debug)]
@@ -188,6 +190,7 @@ pub struct Group {
     /// How long the first rebalance of an empty group waits for more members.
     initial_rebalance_delay: Duration,
     completions: Vec<Completion>,
+    next_join_seq: u64,
 }
 
 fn new_member_id(client_id: &str) -> String {
@@ -210,6 +213,7 @@ impl Group {
             initial_delay_deadline: None,
             initial_rebalance_delay: limits.initial_rebalance_delay,
             completions: Vec::new(),
+            next_join_seq: 0,
         }
     }
 
@@ -434,8 +438,10 @@ impl Group {
                 last_heartbeat: now,
                 awaiting_join: true,
                 awaiting_sync: false,
+                joined_seq: self.next_join_seq,
             },
         );
+        self.next_join_seq += 1;
         self.prepare_rebalance(now);
         self.maybe_complete_join(now);
         JoinOutcome::Pending { member_id }
@@ -708,14 +714,19 @@ impl Group {
             self.leader = None;
             return;
         }
-        self.protocol = self.choose_protocol();
         if self
             .leader
             .as_ref()
             .is_none_or(|leader| !self.members.contains_key(leader))
         {
-            self.leader = self.members.keys().next().cloned();
+            // The earliest member to join leads, as in Kafka.
+            self.leader = self
+                .members
+                .iter()
+                .min_by_key(|(_, member)| member.joined_seq)
+                .map(|(id, _)| id.clone());
         }
+        self.protocol = self.choose_protocol();
         self.state = GroupState::CompletingRebalance;
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for member_id in ids {
@@ -730,9 +741,13 @@ impl Group {
         }
     }
 
-    /// Each member votes for its most preferred protocol that every member supports.
+    /// Each member votes for its most preferred protocol that every member supports; the
+    /// candidates are in the leader's order of preference, which breaks ties.
     fn choose_protocol(&self) -> Option<String> {
-        let first = self.members.values().next()?;
+        let first = self
+            .leader
+            .as_ref()
+            .and_then(|leader| self.members.get(leader))?;
         let candidates: Vec<&String> = first
             .protocols
             .iter()
@@ -753,7 +768,7 @@ impl Group {
                 *votes.entry(name).or_default() += 1;
             }
         }
-        // Most votes wins; a tie goes to the first member's earlier preference.
+        // Most votes wins; ties go to the leader's earlier preference (candidate order).
         let mut best: Option<(&String, usize)> = None;
         for name in candidates {
             let count = votes.get(name).copied().unwrap_or(0);

@@ -91,7 +91,8 @@ fn first_rebalance_waits_the_initial_delay_then_elects_a_leader() {
         .find(|r| r.member_id != r.leader)
         .expect("a follower");
     assert!(follower.members.is_empty());
-    // A tie (one vote each) goes to the first member's preference.
+    // The first to join leads; a tie (one vote each) goes to the leader's preference.
+    assert_eq!(leader.member_id, first);
     assert_eq!(leader.protocol.as_deref(), Some("range"));
     assert!(results
         .iter()

@@ -42,6 +42,8 @@ pub struct Request {
     pub api_version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The peer as Kafka shows it (`/ip`); set by the connection.
+    pub client_host: String,
     pub body: Bytes,
 }
 
@@ -64,6 +66,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, FrameError> {
         api_version: header.request_api_version,
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|id| id.to_string()),
+        client_host: String::new(),
         body: frame,
     })
 }

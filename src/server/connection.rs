@@ -61,7 +61,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         shard.config.inflight_requests_max,
     );
     let writer_task = glommio::spawn_local(write_replies(writer, queue_rx, peer.clone()));
-    let outcome = read_requests(&shard, reader, &budget, &queue_tx).await;
+    let client_host = format!(
+        "/{}",
+        peer.rsplit_once(':').map_or(peer.as_str(), |(ip, _)| ip)
+    );
+    let outcome = read_requests(&shard, &client_host, reader, &budget, &queue_tx).await;
     drop(queue_tx);
     match outcome {
         ReadError::Closed | ReadError::Shutdown => tracing::debug!(%peer, "connection done"),
@@ -73,6 +77,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 
 async fn read_requests(
     shard: &Rc<Shard>,
+    client_host: &String,
     mut reader: futures_lite::io::ReadHalf<TcpStream>,
     budget: &Rc<Semaphore>,
     queue: &glommio::channels::local_channel::LocalSender<(Reply, StaticPermit)>,
@@ -122,10 +127,11 @@ async fn read_requests(
         if let Err(error) = read_exact_within(&mut reader, &mut body, deadline).await {
             return error;
         }
-        let request = match frame::parse_request(body.freeze()) {
+        let mut request = match frame::parse_request(body.freeze()) {
             Ok(request) => request,
             Err(error) => return error.into(),
         };
+        request.client_host.clone_from(client_host);
         let (answer, reply) = futures_channel::oneshot::channel();
         let (turn, next_turn) = Turn::chain(previous_turn.take());
         previous_turn = Some(next_turn);

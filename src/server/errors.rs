@@ -3,6 +3,7 @@
 
 use kafka_protocol::ResponseError;
 
+use crate::group::state::GroupError;
 use crate::record_batch::BatchError;
 use crate::storage::producer_state::SequenceError;
 use crate::storage::StorageError;
@@ -17,6 +18,18 @@ pub fn storage_error_code(error: &StorageError) -> ResponseError {
         | StorageError::TooManyOpenFiles { .. } => ResponseError::KafkaStorageError,
         StorageError::Config(_) => ResponseError::InvalidConfig,
         StorageError::Sequence(error) => sequence_error_code(error),
+    }
+}
+
+pub fn group_error_code(error: &GroupError) -> ResponseError {
+    match error {
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
     }
 }
 

@@ -43,6 +43,17 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 2),
     api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::DescribeGroups, 0, 6),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// Why a request gets no answer and its connection closes.
@@ -100,7 +111,7 @@ pub fn respond<T: kafka_protocol::protocol::Encodable>(
 
 /// Runs one request. `turn` orders it after the connection's earlier requests: reads go
 /// as soon as every earlier request has passed its ordered phase; produce holds its turn
-/// through its appends; topic changes hold it until done.
+/// through its appends; topic and group changes hold it until done.
 pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> HandlerResult {
     turn.wait().await;
     let Some(spec) = spec(request.api_key) else {
@@ -119,7 +130,16 @@ pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> Han
     }
     if !matches!(
         request.api_key,
-        ApiKey::Produce | ApiKey::CreateTopics | ApiKey::DeleteTopics | ApiKey::CreatePartitions
+        ApiKey::Produce
+            | ApiKey::CreateTopics
+            | ApiKey::DeleteTopics
+            | ApiKey::CreatePartitions
+            | ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetDelete
+            | ApiKey::DeleteGroups
     ) {
         turn.release();
     }
@@ -135,6 +155,17 @@ pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> Han
         ApiKey::DescribeConfigs => handlers::describe_configs::handle(&shard, &request),
         ApiKey::DescribeCluster => handlers::describe_cluster::handle(&shard, &request),
         ApiKey::InitProducerId => handlers::init_producer_id::handle(&shard, &request).await,
+        ApiKey::FindCoordinator => handlers::find_coordinator::handle(&shard, &request),
+        ApiKey::JoinGroup => handlers::join_group::handle(&shard, &request).await,
+        ApiKey::SyncGroup => handlers::sync_group::handle(&shard, &request).await,
+        ApiKey::Heartbeat => handlers::heartbeat::handle(&shard, &request).await,
+        ApiKey::LeaveGroup => handlers::leave_group::handle(&shard, &request).await,
+        ApiKey::OffsetCommit => handlers::offset_commit::handle(&shard, &request).await,
+        ApiKey::OffsetFetch => handlers::offset_fetch::handle(&shard, &request).await,
+        ApiKey::OffsetDelete => handlers::offset_delete::handle(&shard, &request).await,
+        ApiKey::DescribeGroups => handlers::describe_groups::handle(&shard, &request).await,
+        ApiKey::ListGroups => handlers::list_groups::handle(&shard, &request).await,
+        ApiKey::DeleteGroups => handlers::delete_groups::handle(&shard, &request).await,
         other => Err(DispatchError::UnsupportedApi(other)),
     }
 }
@@ -151,6 +182,7 @@ mod tests {
             api_version,
             correlation_id: 1,
             client_id: None,
+            client_host: String::new(),
             body: Bytes::copy_from_slice(body),
         }
     }
@@ -197,6 +229,21 @@ mod tests {
                         ApiKey::InitProducerId => {
                             decode::<InitProducerIdRequest>(&request).map(drop)
                         }
+                        ApiKey::FindCoordinator => {
+                            decode::<FindCoordinatorRequest>(&request).map(drop)
+                        }
+                        ApiKey::JoinGroup => decode::<JoinGroupRequest>(&request).map(drop),
+                        ApiKey::SyncGroup => decode::<SyncGroupRequest>(&request).map(drop),
+                        ApiKey::Heartbeat => decode::<HeartbeatRequest>(&request).map(drop),
+                        ApiKey::LeaveGroup => decode::<LeaveGroupRequest>(&request).map(drop),
+                        ApiKey::OffsetCommit => decode::<OffsetCommitRequest>(&request).map(drop),
+                        ApiKey::OffsetFetch => decode::<OffsetFetchRequest>(&request).map(drop),
+                        ApiKey::OffsetDelete => decode::<OffsetDeleteRequest>(&request).map(drop),
+                        ApiKey::DescribeGroups => {
+                            decode::<DescribeGroupsRequest>(&request).map(drop)
+                        }
+                        ApiKey::ListGroups => decode::<ListGroupsRequest>(&request).map(drop),
+                        ApiKey::DeleteGroups => decode::<DeleteGroupsRequest>(&request).map(drop),
                         other => panic!("registry lists {other:?} without a decoder in this test"),
                     };
                 }

@@ -79,6 +79,8 @@ pub struct Shard {
     metadata: RefCell<Arc<ClusterMetadata>>,
     /// Serializes metadata changes; only used on the controller (shard 0).
     pub controller_lock: async_lock::Mutex<()>,
+    /// The coordinator of the consumer groups placed on this shard (set once loaded).
+    pub groups: RefCell<Option<Rc<crate::group::coordinator::GroupCoordinator>>>,
     /// The next producer id to hand out (controller only; `None` until the first).
     pub next_producer_id: Cell<Option<i64>>,
     pub connections: Cell<usize>,
@@ -107,6 +109,7 @@ impl Shard {
             metadata: RefCell::new(metadata),
             controller_lock: async_lock::Mutex::new(()),
             next_producer_id: Cell::new(None),
+            groups: RefCell::new(None),
             connections: Cell::new(0),
             shutting_down: Cell::new(false),
             shutdown_started: Event::new(),
@@ -237,8 +240,16 @@ impl Shard {
         Ok(())
     }
 
+    /// This shard's group coordinator, once its offsets are loaded.
+    pub fn coordinator(&self) -> Option<Rc<crate::group::coordinator::GroupCoordinator>> {
+        self.groups.borrow().clone()
+    }
+
     /// Closes every log (final sync). Called once, at shutdown.
     pub async fn close_all(&self) {
+        if let Some(coordinator) = self.groups.borrow_mut().take() {
+            coordinator.close().await;
+        }
         let table = std::mem::take(&mut *self.partitions.borrow_mut());
         for partition in table.into_values().flatten().flatten() {
             if let Err(error) = partition.log.close().await {

@@ -234,6 +234,24 @@ async fn run_shard(
             return;
         }
     }
+    let offsets_dir = shard
+        .config
+        .data_dir
+        .join("__internal")
+        .join(format!("consumer-offsets-{id}"));
+    match crate::group::coordinator::GroupCoordinator::open(
+        shard.storage.clone(),
+        offsets_dir,
+        shard.config.group_limits.clone(),
+    )
+    .await
+    {
+        Ok(coordinator) => *shard.groups.borrow_mut() = Some(coordinator),
+        Err(error) => {
+            let _ = ready.send(Err(fail(format!("loading committed offsets: {error}"))));
+            return;
+        }
+    }
     let address = SocketAddr::new(shard.config.listen.ip(), shard.port);
     let listener = match glommio::net::TcpListener::bind(address) {
         Ok(listener) => listener,

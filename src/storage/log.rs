@@ -790,6 +790,35 @@ impl Log {
             return Ok(0);
         };
         let new_start = last_doomed.next_offset();
+        let deleted = self.delete_segments(doomed, new_start).await?;
+        tracing::info!(log = %self.name, log_start_offset = new_start, deleted, "retention deleted segments");
+        Ok(deleted)
+    }
+
+    /// Moves the log start to `offset` (Kafka's DeleteRecords): offsets below it are no
+    /// longer served, and sealed segments wholly below it are deleted.
+    pub async fn delete_before(&self, offset: i64) -> Result<usize> {
+        self.check_usable()?;
+        let offset = offset.min(self.next_offset());
+        let doomed: Vec<Rc<Segment>> = {
+            let state = self.state.borrow();
+            let sealed = state
+                .segments
+                .values()
+                .take(state.segments.len().saturating_sub(1));
+            sealed
+                .take_while(|segment| segment.next_offset() <= offset)
+                .cloned()
+                .collect()
+        };
+        if offset <= self.log_start_offset() {
+            return Ok(0);
+        }
+        self.delete_segments(doomed, offset).await
+    }
+
+    /// Removes `doomed` (the oldest segments) and moves the log start to `new_start`.
+    async fn delete_segments(&self, doomed: Vec<Rc<Segment>>, new_start: i64) -> Result<usize> {
         {
             let mut state = self.state.borrow_mut();
             for segment in &doomed {
@@ -813,7 +842,6 @@ impl Log {
         for segment in doomed {
             segment.close().await?;
         }
-        tracing::info!(log = %self.name, log_start_offset = new_start, deleted, "retention deleted segments");
         Ok(deleted)
     }
 

@@ -1,0 +1,56 @@
+//! FindCoordinator (key 10): this broker coordinates every group (batched keys from v4).
+//! Transaction coordinators do not exist: transactions are not implemented.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::protocol::frame::Request;
+use crate::server::registry::{self, HandlerResult};
+use crate::shard::Shard;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: FindCoordinatorRequest = registry::decode(request)?;
+    let version = request.api_version;
+    let config = &shard.config;
+    let answer = |key: &str| {
+        let mut coordinator = Coordinator::default();
+        coordinator.key = str_bytes(key);
+        if body.key_type == KEY_TYPE_GROUP {
+            coordinator.node_id = BrokerId(config.node_id);
+            coordinator.host = str_bytes(&config.advertised.0);
+            coordinator.port = i32::from(config.advertised.1);
+        } else {
+            coordinator.node_id = BrokerId(-1);
+            coordinator.port = -1;
+            coordinator.error_code = ResponseError::CoordinatorNotAvailable.code();
+            coordinator.error_message = Some(str_bytes(
+                "only group coordinators exist; transactions are not implemented",
+            ));
+        }
+        coordinator
+    };
+    let mut response = FindCoordinatorResponse::default();
+    if version >= 4 {
+        response.coordinators = body
+            .coordinator_keys
+            .iter()
+            .map(|key| answer(key.as_str()))
+            .collect();
+    } else {
+        let single = answer(body.key.as_str());
+        response.error_code = single.error_code;
+        if version >= 1 {
+            response.error_message = single.error_message;
+        }
+        response.node_id = single.node_id;
+        response.host = single.host;
+        response.port = single.port;
+    }
+    registry::respond(request, &response)
+}

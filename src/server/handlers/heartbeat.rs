@@ -1,0 +1,32 @@
+//! Heartbeat (key 12): keeps a member's session alive; tells it when to rejoin.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use kafka_protocol::ResponseError;
+
+use super::on_coordinator;
+use crate::protocol::frame::Request;
+use crate::server::errors::group_error_code;
+use crate::server::registry::{self, HandlerResult};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: HeartbeatRequest = registry::decode(request)?;
+    let group_id = body.group_id.to_string();
+    let member_id = body.member_id.to_string();
+    let instance_id = body.group_instance_id.as_ref().map(|id| id.to_string());
+    let generation = body.generation_id;
+    let group = group_id.clone();
+    let answer = on_coordinator(shard, &group_id, move |coordinator| async move {
+        coordinator.heartbeat(&group, &member_id, instance_id.as_deref(), generation)
+    })
+    .await?;
+    let mut response = HeartbeatResponse::default();
+    response.error_code = match answer {
+        None => ResponseError::CoordinatorLoadInProgress.code(),
+        Some(Ok(())) => 0,
+        Some(Err(error)) => group_error_code(&error).code(),
+    };
+    registry::respond(request, &response)
+}

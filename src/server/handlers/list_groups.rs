@@ -1,0 +1,48 @@
+//! ListGroups (key 16): every group on every shard, optionally filtered by state (v4+) and
+//! type (v5+; all of Petrel's groups are classic).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+
+use super::str_bytes;
+use crate::protocol::frame::Request;
+use crate::server::registry::{self, HandlerResult};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: ListGroupsRequest = registry::decode(request)?;
+    let version = request.api_version;
+    let per_shard = shard
+        .run_on_all(
+            |owner| async move { owner.coordinator().map(|c| c.list()).unwrap_or_default() },
+        )
+        .await?;
+    let states: Vec<String> = body
+        .states_filter
+        .iter()
+        .map(|s| s.to_lowercase())
+        .collect();
+    let types: Vec<String> = body.types_filter.iter().map(|t| t.to_lowercase()).collect();
+    let mut response = ListGroupsResponse::default();
+    for (group_id, protocol_type, state) in per_shard.into_iter().flatten() {
+        if version >= 4 && !states.is_empty() && !states.contains(&state.to_lowercase()) {
+            continue;
+        }
+        if version >= 5 && !types.is_empty() && !types.iter().any(|t| t == "classic") {
+            continue;
+        }
+        let mut listed = ListedGroup::default();
+        listed.group_id = GroupId(str_bytes(&group_id));
+        listed.protocol_type = str_bytes(&protocol_type);
+        if version >= 4 {
+            listed.group_state = str_bytes(state);
+        }
+        if version >= 5 {
+            listed.group_type = str_bytes("classic");
+        }
+        response.groups.push(listed);
+    }
+    registry::respond(request, &response)
+}

@@ -1,0 +1,151 @@
+//! OffsetFetch (key 9): committed offsets of one group (v1-7) or several (v8+), for given
+//! partitions or all of them. A partition without a commit answers offset -1.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+
+use super::{on_coordinator, str_bytes};
+use crate::group::offsets::Committed;
+use crate::protocol::frame::Request;
+use crate::server::registry::{self, HandlerResult};
+use crate::shard::Shard;
+
+type Answer = Option<Vec<(String, i32, Option<Committed>)>>;
+
+async fn fetch(
+    shard: &Rc<Shard>,
+    group_id: String,
+    wanted: Option<Vec<(String, i32)>>,
+) -> Result<Answer, crate::shard::ShardGone> {
+    let group = group_id.clone();
+    on_coordinator(shard, &group_id, move |coordinator| async move {
+        coordinator.fetch(&group, wanted)
+    })
+    .await
+}
+
+/// Groups the answer by topic, in first-seen order.
+fn by_topic(
+    answer: Vec<(String, i32, Option<Committed>)>,
+) -> Vec<(String, Vec<(i32, Option<Committed>)>)> {
+    let mut order = Vec::new();
+    let mut topics: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+    for (topic, partition, committed) in answer {
+        if !topics.contains_key(&topic) {
+            order.push(topic.clone());
+        }
+        topics
+            .entry(topic)
+            .or_default()
+            .push((partition, committed));
+    }
+    order
+        .into_iter()
+        .map(|t| {
+            let parts = topics.remove(&t).unwrap_or_default();
+            (t, parts)
+        })
+        .collect()
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: OffsetFetchRequest = registry::decode(request)?;
+    let version = request.api_version;
+    let mut response = OffsetFetchResponse::default();
+    if version >= 8 {
+        for group in &body.groups {
+            let wanted = group.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
+                    .collect()
+            });
+            let answer = fetch(shard, group.group_id.to_string(), wanted).await?;
+            let mut answered = OffsetFetchResponseGroup::default();
+            answered.group_id = group.group_id.clone();
+            match answer {
+                None => answered.error_code = ResponseError::CoordinatorLoadInProgress.code(),
+                Some(answer) => {
+                    answered.topics = by_topic(answer)
+                        .into_iter()
+                        .map(|(topic, partitions)| {
+                            let mut t = OffsetFetchResponseTopics::default();
+                            t.name = TopicName(str_bytes(&topic));
+                            t.partitions = partitions
+                                .into_iter()
+                                .map(|(index, committed)| {
+                                    let mut p = OffsetFetchResponsePartitions::default();
+                                    p.partition_index = index;
+                                    p.committed_offset =
+                                        committed.as_ref().map_or(-1, |c| c.offset);
+                                    p.committed_leader_epoch =
+                                        committed.as_ref().map_or(-1, |c| c.leader_epoch);
+                                    p.metadata = Some(str_bytes(
+                                        committed
+                                            .as_ref()
+                                            .and_then(|c| c.metadata.as_deref())
+                                            .unwrap_or(""),
+                                    ));
+                                    p
+                                })
+                                .collect();
+                            t
+                        })
+                        .collect();
+                }
+            }
+            response.groups.push(answered);
+        }
+        return registry::respond(request, &response);
+    }
+    let wanted = body.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
+            .collect()
+    });
+    match fetch(shard, body.group_id.to_string(), wanted).await? {
+        None => {
+            if version >= 2 {
+                response.error_code = ResponseError::CoordinatorLoadInProgress.code();
+            }
+        }
+        Some(answer) => {
+            response.topics = by_topic(answer)
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let mut t = OffsetFetchResponseTopic::default();
+                    t.name = TopicName(str_bytes(&topic));
+                    t.partitions = partitions
+                        .into_iter()
+                        .map(|(index, committed)| {
+                            let mut p = OffsetFetchResponsePartition::default();
+                            p.partition_index = index;
+                            p.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
+                            if version >= 5 {
+                                p.committed_leader_epoch =
+                                    committed.as_ref().map_or(-1, |c| c.leader_epoch);
+                            }
+                            p.metadata = Some(str_bytes(
+                                committed
+                                    .as_ref()
+                                    .and_then(|c| c.metadata.as_deref())
+                                    .unwrap_or(""),
+                            ));
+                            p
+                        })
+                        .collect();
+                    t
+                })
+                .collect();
+        }
+    }
+    registry::respond(request, &response)
+}
