@@ -332,12 +332,13 @@ impl GroupCoordinator {
             .borrow_mut()
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id, &self.limits));
-        let mut store = self.offsets.borrow_mut();
-        for record in records {
-            store.apply(record);
-        }
-        let compact = store.wants_compaction();
-        drop(store);
+        let compact = {
+            let mut store = self.offsets.borrow_mut();
+            for record in records {
+                store.apply(record);
+            }
+            store.wants_compaction()
+        };
         if compact {
             if let Err(error) = self.compact().await {
                 tracing::warn!(%error, "compacting the offsets log failed; will retry on a later commit");

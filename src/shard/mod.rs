@@ -247,7 +247,8 @@ impl Shard {
 
     /// Closes every log (final sync). Called once, at shutdown.
     pub async fn close_all(&self) {
-        if let Some(coordinator) = self.groups.borrow_mut().take() {
+        let coordinator = self.groups.borrow_mut().take();
+        if let Some(coordinator) = coordinator {
             coordinator.close().await;
         }
         let table = std::mem::take(&mut *self.partitions.borrow_mut());

@@ -18,6 +18,8 @@ use crate::server::registry::{self, HandlerResult};
 use crate::shard::Shard;
 
 type Answer = Option<Vec<(String, i32, Option<Committed>)>>;
+/// A topic's partitions with their committed offsets.
+type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
 
 async fn fetch(
     shard: &Rc<Shard>,
@@ -32,9 +34,7 @@ async fn fetch(
 }
 
 /// Groups the answer by topic, in first-seen order.
-fn by_topic(
-    answer: Vec<(String, i32, Option<Committed>)>,
-) -> Vec<(String, Vec<(i32, Option<Committed>)>)> {
+fn by_topic(answer: Vec<(String, i32, Option<Committed>)>) -> Vec<TopicOffsets> {
     let mut order = Vec::new();
     let mut topics: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
     for (topic, partition, committed) in answer {
