@@ -755,3 +755,124 @@ fn idempotent_producers_get_ids_and_their_retries_are_deduplicated() {
     drop(broker);
     drop(temp);
 }
+
+#[test]
+fn group_admin_apis_and_commit_rules() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    create_topic(&mut raw, "audited", 2, &[], false);
+    produce(&mut raw, "audited", vec![(0, batch(5, 1))], -1);
+    let group = |name: &str| GroupId(StrBytes::from_string(name.to_string()));
+    // FindCoordinator, single (v3) and batched (v4+).
+    let mut find = FindCoordinatorRequest::default();
+    find.key = StrBytes::from_static_str("offline-group");
+    let found: FindCoordinatorResponse = raw.call(ApiKey::FindCoordinator, 3, &find);
+    assert_eq!(
+        (found.error_code, found.port),
+        (0, i32::from(broker.port()))
+    );
+    find.key = StrBytes::default();
+    find.coordinator_keys = vec![
+        StrBytes::from_static_str("a"),
+        StrBytes::from_static_str("b"),
+    ];
+    let found: FindCoordinatorResponse = raw.call(ApiKey::FindCoordinator, 4, &find);
+    assert_eq!(found.coordinators.len(), 2);
+    // A commit without group management (generation -1): allowed for an empty group, with
+    // metadata, and past the log end (Kafka accepts it; the consumer's reset policy applies).
+    let commit = |raw: &mut Raw, offset: i64, metadata: String| -> i16 {
+        let mut partition = OffsetCommitRequestPartition::default();
+        partition.partition_index = 0;
+        partition.committed_offset = offset;
+        partition.committed_metadata = Some(StrBytes::from_string(metadata));
+        let mut topic = OffsetCommitRequestTopic::default();
+        topic.name = topic_name("audited");
+        topic.partitions = vec![partition];
+        let mut request = OffsetCommitRequest::default();
+        request.group_id = group("offline-group");
+        request.generation_id_or_member_epoch = -1;
+        request.topics = vec![topic];
+        let response: OffsetCommitResponse = raw.call(ApiKey::OffsetCommit, 8, &request);
+        response.topics[0].partitions[0].error_code
+    };
+    assert_eq!(commit(&mut raw, 3, "checkpoint-a".into()), 0);
+    assert_eq!(commit(&mut raw, 999, "past the end".into()), 0);
+    assert_eq!(
+        commit(&mut raw, 4, "x".repeat(5000)),
+        12,
+        "OFFSET_METADATA_TOO_LARGE"
+    );
+    let fetch_offsets = |raw: &mut Raw| -> (i64, String) {
+        let mut topic = OffsetFetchRequestTopic::default();
+        topic.name = topic_name("audited");
+        topic.partition_indexes = vec![0, 1];
+        let mut request = OffsetFetchRequest::default();
+        request.group_id = group("offline-group");
+        request.topics = Some(vec![topic]);
+        let response: OffsetFetchResponse = raw.call(ApiKey::OffsetFetch, 7, &request);
+        let partitions = &response.topics[0].partitions;
+        assert_eq!(
+            partitions[1].committed_offset, -1,
+            "nothing committed on partition 1"
+        );
+        (
+            partitions[0].committed_offset,
+            partitions[0]
+                .metadata
+                .clone()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    assert_eq!(fetch_offsets(&mut raw), (999, "past the end".to_string()));
+    // ListGroups and DescribeGroups see the group, Empty.
+    let listed: ListGroupsResponse = raw.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default());
+    let entry = listed
+        .groups
+        .iter()
+        .find(|g| g.group_id.0.as_str() == "offline-group")
+        .expect("listed");
+    assert_eq!(entry.group_state.as_str(), "Empty");
+    let mut describe = DescribeGroupsRequest::default();
+    describe.groups = vec![group("offline-group"), group("never-seen")];
+    let described: DescribeGroupsResponse = raw.call(ApiKey::DescribeGroups, 5, &describe);
+    assert_eq!(described.groups[0].group_state.as_str(), "Empty");
+    assert_eq!(described.groups[1].group_state.as_str(), "Dead");
+    // OffsetDelete removes the commit of a topic the (empty) group does not consume.
+    let mut partition = OffsetDeleteRequestPartition::default();
+    partition.partition_index = 0;
+    let mut topic = OffsetDeleteRequestTopic::default();
+    topic.name = topic_name("audited");
+    topic.partitions = vec![partition];
+    let mut delete_offsets = OffsetDeleteRequest::default();
+    delete_offsets.group_id = group("offline-group");
+    delete_offsets.topics = vec![topic];
+    let deleted: OffsetDeleteResponse = raw.call(ApiKey::OffsetDelete, 0, &delete_offsets);
+    assert_eq!(
+        (
+            deleted.error_code,
+            deleted.topics[0].partitions[0].error_code
+        ),
+        (0, 0)
+    );
+    assert_eq!(fetch_offsets(&mut raw).0, -1);
+    // DeleteGroups: an unknown group, then a real one.
+    assert_eq!(commit(&mut raw, 2, String::new()), 0);
+    let mut delete = DeleteGroupsRequest::default();
+    delete.groups_names = vec![group("offline-group"), group("never-seen")];
+    let deleted: DeleteGroupsResponse = raw.call(ApiKey::DeleteGroups, 2, &delete);
+    assert_eq!(deleted.results[0].error_code, 0);
+    assert_eq!(deleted.results[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+    assert_eq!(
+        fetch_offsets(&mut raw).0,
+        -1,
+        "the group's offsets went with it"
+    );
+}

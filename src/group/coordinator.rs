@@ -359,8 +359,10 @@ impl GroupCoordinator {
         self.log.wait_durable(last_end).await
     }
 
-    /// Appends every live offset, then moves the log start to that snapshot.
+    /// Rolls the segment, appends every live offset, then moves the log start to that
+    /// snapshot: every older segment is deleted whole.
     async fn compact(&self) -> Result<(), StorageError> {
+        self.log.roll_segment().await?;
         let snapshot = self.offsets.borrow_mut().snapshot();
         let start = self.log.next_offset();
         self.persist(&snapshot).await?;

@@ -401,3 +401,86 @@ fn unused_member_ids_expire_and_the_group_size_is_bounded() {
         JoinOutcome::Done(Err(GroupError::GroupMaxSizeReached))
     );
 }
+
+/// The offsets log compacts to a snapshot and reloads to the same offsets.
+#[test]
+fn committed_offsets_survive_compaction_and_reopen() {
+    use crate::group::coordinator::GroupCoordinator;
+    use crate::group::offsets::Committed;
+    use crate::storage::{ShardStorage, ShardStorageConfig};
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path().to_path_buf();
+    crate::runtime::run_single("offsets-test", dir.clone(), move || async move {
+        let storage = || ShardStorage::new(&ShardStorageConfig::default());
+        let offsets_dir = dir.join("offsets");
+        let coordinator = GroupCoordinator::open(storage(), offsets_dir.clone(), limits())
+            .await
+            .expect("open");
+        let commit = |offset: i64| {
+            (
+                "t".to_string(),
+                0,
+                Committed {
+                    offset,
+                    leader_epoch: -1,
+                    metadata: None,
+                    timestamp_ms: 0,
+                },
+            )
+        };
+        // Enough commits of one key to trigger compaction more than once.
+        for offset in 0..25_000 {
+            coordinator
+                .commit("g", "", None, -1, vec![commit(offset)])
+                .await
+                .expect("commit");
+        }
+        coordinator
+            .commit(
+                "h",
+                "",
+                None,
+                -1,
+                vec![(
+                    "t".to_string(),
+                    1,
+                    Committed {
+                        offset: 7,
+                        leader_epoch: 2,
+                        metadata: Some("m".into()),
+                        timestamp_ms: 5,
+                    },
+                )],
+            )
+            .await
+            .expect("commit");
+        coordinator.close().await;
+        let log_bytes: u64 = std::fs::read_dir(&offsets_dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        // 25,000 uncompacted commit batches would take several MB.
+        assert!(
+            log_bytes < 2 << 20,
+            "the offsets log was not compacted: {log_bytes} bytes"
+        );
+        let reopened = GroupCoordinator::open(storage(), offsets_dir, limits())
+            .await
+            .expect("reopen");
+        assert_eq!(
+            reopened.fetch("g", None)[0].2.as_ref().map(|c| c.offset),
+            Some(24_999)
+        );
+        let h = reopened.fetch("h", Some(vec![("t".to_string(), 1)]));
+        assert_eq!(
+            h[0].2
+                .as_ref()
+                .map(|c| (c.offset, c.leader_epoch, c.metadata.clone())),
+            Some((7, 2, Some("m".to_string())))
+        );
+        reopened.close().await;
+    })
+    .expect("executor");
+}

@@ -795,6 +795,23 @@ impl Log {
         Ok(deleted)
     }
 
+    /// Seals the active segment now (if it holds anything) and starts a new one, so that
+    /// everything appended so far can later be deleted whole.
+    pub async fn roll_segment(&self) -> Result<()> {
+        self.check_usable()?;
+        let mut guard = self.active.lock().await;
+        let active = guard.as_mut().ok_or_else(|| self.closed_error())?;
+        if active.segment.size() == 0 {
+            return Ok(());
+        }
+        let next_offset = self.next_offset();
+        if let Err(error) = self.roll(active, next_offset).await {
+            self.fail(&error);
+            return Err(error);
+        }
+        Ok(())
+    }
+
     /// Moves the log start to `offset` (Kafka's DeleteRecords): offsets below it are no
     /// longer served, and sealed segments wholly below it are deleted.
     pub async fn delete_before(&self, offset: i64) -> Result<usize> {
