@@ -29,6 +29,8 @@ pub fn now_ms() -> i64 {
 /// at once.
 pub async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener) {
     let share = shard.config.connections_max.div_ceil(shard.count);
+    let mut refused = 0u64;
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let stop = shard.shutdown_started.listen();
         if shard.shutting_down.get() {
@@ -51,11 +53,18 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener) 
             }
         };
         if shard.connections.get() >= share {
-            tracing::warn!(
-                shard = shard.id,
-                limit = share,
-                "connection limit reached; closing new connection"
-            );
+            // Once a second at most: a flood of connections must not flood the log too.
+            refused += 1;
+            if last_warning.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
+                tracing::warn!(
+                    shard = shard.id,
+                    limit = share,
+                    refused,
+                    "connection limit reached; closing new connections"
+                );
+                last_warning = Some(std::time::Instant::now());
+                refused = 0;
+            }
             drop(stream);
             continue;
         }
