@@ -709,8 +709,9 @@ impl Group {
         self.generation += 1;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
+            // The protocol type stays, as in Kafka: an emptied consumer group is still a
+            // consumer group (admin clients tell "simple" groups by an empty type).
             self.protocol = None;
-            self.protocol_type = None;
             self.leader = None;
             return;
         }

@@ -262,6 +262,11 @@ fn leaving_rebalances_and_the_last_leaver_empties_the_group() {
     assert_eq!(group.leave(t0, &members[0], None), Ok(()));
     assert_eq!(group.state(), GroupState::Empty);
     assert!(group.is_empty());
+    assert_eq!(
+        group.protocol_type(),
+        Some("consumer"),
+        "an emptied consumer group keeps its type"
+    );
 }
 
 #[test]
