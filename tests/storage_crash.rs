@@ -34,6 +34,7 @@ fn run_writer_and_kill(dir: &Path, first_sequence: u64, rng: &mut impl Rng) -> C
         .spawn()
         .expect("spawn writer");
     let stdout = child.stdout.take().expect("stdout");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut cycle = Cycle {
             acks: Vec::new(),
@@ -43,7 +44,10 @@ fn run_writer_and_kill(dir: &Path, first_sequence: u64, rng: &mut impl Rng) -> C
             let Ok(line) = line else { break };
             let fields: Vec<&str> = line.split(' ').collect();
             match fields.as_slice() {
-                ["READY", _] => cycle.ready = true,
+                ["READY", _] => {
+                    cycle.ready = true;
+                    let _ = ready_tx.send(());
+                }
                 ["ACK", sequence, base] => {
                     // A line cut by the kill fails to parse and is not counted as acked.
                     if let (Ok(sequence), Ok(base)) = (sequence.parse(), base.parse()) {
@@ -55,13 +59,15 @@ fn run_writer_and_kill(dir: &Path, first_sequence: u64, rng: &mut impl Rng) -> C
         }
         cycle
     });
-    // A quarter of the kills land early, often during recovery of the previous crash.
-    let delay_ms = if rng.gen_ratio(1, 4) {
-        rng.gen_range(0..40)
+    // A quarter of the kills land early, timed from the spawn: often during recovery of
+    // the previous crash. The rest land while appending, timed from the writer's READY
+    // (recovery done), so a slow start on a loaded machine does not eat the window.
+    if rng.gen_ratio(1, 4) {
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..40)));
     } else {
-        rng.gen_range(60..400)
-    };
-    std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = ready_rx.recv_timeout(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(20..300)));
+    }
     child.kill().expect("SIGKILL");
     let status = child.wait().expect("wait");
     assert!(!status.success(), "the writer never exits by itself");
