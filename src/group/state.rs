@@ -357,18 +357,7 @@ impl Group {
             self.static_members.remove(&instance_id);
             return self.add_and_rebalance(now, member_id, request);
         };
-        if member.awaiting_join {
-            self.completions.push(Completion::Join {
-                member_id: old_id.clone(),
-                result: Err(GroupError::FencedInstanceId),
-            });
-        }
-        if member.awaiting_sync {
-            self.completions.push(Completion::Sync {
-                member_id: old_id.clone(),
-                result: Err(GroupError::FencedInstanceId),
-            });
-        }
+        self.answer_waits(&old_id, &member, GroupError::FencedInstanceId);
         let unchanged = member.protocols == request.protocols;
         member.protocols = request.protocols;
         member.session_timeout = request.session_timeout;
@@ -617,23 +606,28 @@ impl Group {
                 self.static_members.remove(instance_id);
             }
         }
-        if member.awaiting_join {
-            self.completions.push(Completion::Join {
-                member_id: member_id.into(),
-                result: Err(GroupError::UnknownMemberId),
-            });
-        }
-        if member.awaiting_sync {
-            self.completions.push(Completion::Sync {
-                member_id: member_id.into(),
-                result: Err(GroupError::UnknownMemberId),
-            });
-        }
+        self.answer_waits(member_id, &member, GroupError::UnknownMemberId);
         if self.leader.as_deref() == Some(member_id) {
             self.leader = None;
         }
         self.prepare_rebalance(now);
         self.maybe_complete_join(now);
+    }
+
+    /// Answers a departing member's waiting join or sync, if any, with `error`.
+    fn answer_waits(&mut self, member_id: &str, member: &Member, error: GroupError) {
+        if member.awaiting_join {
+            self.completions.push(Completion::Join {
+                member_id: member_id.into(),
+                result: Err(error),
+            });
+        }
+        if member.awaiting_sync {
+            self.completions.push(Completion::Sync {
+                member_id: member_id.into(),
+                result: Err(error),
+            });
+        }
     }
 
     fn prepare_rebalance(&mut self, now: Instant) {

@@ -295,43 +295,62 @@ impl Segment {
         })
     }
 
-    /// Walks batch headers from `position` (a batch start) to the end of the segment and
-    /// returns the offset after the last batch, or `None` if the headers do not tile the file.
-    async fn last_batch_end(
+    /// Walks batch headers from `position` (a batch start) up to `limit`, calling `visit`
+    /// with each; `visit` returns false to stop. Returns true if the headers tile the whole
+    /// range (every length sane and within `batch_bytes_max`) and `visit` never stopped.
+    async fn walk_headers(
         &self,
         mut position: u64,
+        limit: u64,
         batch_bytes_max: usize,
-    ) -> Result<Option<i64>> {
-        let size = self.size.get();
-        let mut next_offset = self.base_offset;
+        mut visit: impl FnMut(&RecordBatchHeader) -> bool,
+    ) -> Result<bool> {
         let mut window = Window::default();
-        while position < size {
-            let available = (size - position) as usize;
+        while position < limit {
+            let available = (limit - position) as usize;
             let bytes = window
                 .get(
                     &self.file,
                     position,
                     HEADER_BYTES.min(available),
                     SCAN_WINDOW_BYTES,
-                    size,
+                    limit,
                 )
                 .await?;
             let Ok(header) = RecordBatchHeader::parse(bytes) else {
-                return Ok(None);
+                return Ok(false);
             };
-            let (Ok(total), Some(last)) = (header.total_bytes(), header.last_offset()) else {
-                return Ok(None);
+            let header = *header;
+            let Ok(total) = header.total_bytes() else {
+                return Ok(false);
             };
-            if total > batch_bytes_max
-                || total > available
-                || header.base_offset.get() < next_offset
-            {
-                return Ok(None);
+            if total > available || total > batch_bytes_max.max(HEADER_BYTES) || !visit(&header) {
+                return Ok(false);
             }
-            next_offset = last + 1;
             position += total as u64;
         }
-        Ok(Some(next_offset))
+        Ok(true)
+    }
+
+    /// The offset after the last batch, walking headers from `position` (a batch start) to
+    /// the end of the segment; `None` if they do not tile it with increasing offsets.
+    async fn last_batch_end(&self, position: u64, batch_bytes_max: usize) -> Result<Option<i64>> {
+        let mut next_offset = self.base_offset;
+        let tiled = self
+            .walk_headers(
+                position,
+                self.size.get(),
+                batch_bytes_max,
+                |header| match header.last_offset() {
+                    Some(last) if header.base_offset.get() >= next_offset => {
+                        next_offset = last + 1;
+                        true
+                    }
+                    _ => false,
+                },
+            )
+            .await?;
+        Ok(tiled.then_some(next_offset))
     }
 
     /// Calls `visit` with the header of every batch in the segment, in order (headers only:
@@ -341,34 +360,12 @@ impl Segment {
         batch_bytes_max: usize,
         mut visit: impl FnMut(&RecordBatchHeader),
     ) -> Result<()> {
-        let size = self.written_bytes();
-        let mut position = 0u64;
-        let mut window = Window::default();
-        while position < size {
-            let available = (size - position) as usize;
-            let bytes = window
-                .get(
-                    &self.file,
-                    position,
-                    HEADER_BYTES.min(available),
-                    SCAN_WINDOW_BYTES,
-                    size,
-                )
-                .await?;
-            let Ok(header) = RecordBatchHeader::parse(bytes) else {
-                break;
-            };
-            let header = *header;
-            let Ok(total) = header.total_bytes() else {
-                break;
-            };
-            if total > available || total > batch_bytes_max.max(HEADER_BYTES) {
-                break;
-            }
-            visit(&header);
-            position += total as u64;
-        }
-        Ok(())
+        self.walk_headers(0, self.written_bytes(), batch_bytes_max, |header| {
+            visit(header);
+            true
+        })
+        .await
+        .map(drop)
     }
 
     pub fn size(&self) -> u64 {
