@@ -876,3 +876,26 @@ fn group_admin_apis_and_commit_rules() {
         "the group's offsets went with it"
     );
 }
+
+#[test]
+fn a_corrupt_batch_is_refused_and_nothing_of_it_is_written() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    create_topic(&mut raw, "guarded", 1, &[], false);
+    let mut corrupt = batch(3, 1).to_vec();
+    *corrupt.last_mut().unwrap() ^= 0xff;
+    let refused = produce(&mut raw, "guarded", vec![(0, Bytes::from(corrupt))], -1);
+    assert_eq!(
+        refused.responses[0].partition_responses[0].error_code, 2,
+        "CORRUPT_MESSAGE"
+    );
+    // The connection stays usable, and the log holds only what was valid.
+    let accepted = produce(&mut raw, "guarded", vec![(0, batch(2, 1))], -1);
+    assert_eq!(accepted.responses[0].partition_responses[0].base_offset, 0);
+    let response: FetchResponse = raw.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("guarded", &[(0, 0)], 0, 0),
+    );
+    assert_eq!(response.responses[0].partitions[0].high_watermark, 2);
+}

@@ -314,31 +314,23 @@ async fn open_logs(
             .or_default()
             .push(partition);
     }
-    let opens: Vec<_> = by_owner
-        .into_iter()
-        .map(|(owner, partitions)| {
-            let (shard, topic) = (shard.clone(), topic.clone());
-            glommio::spawn_local(async move {
-                shard
-                    .run_on(owner, move |target| async move {
-                        target
-                            .open_partitions(&topic, &partitions, true)
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
+    let topic = topic.clone();
+    let opened = shard
+        .run_on_each(by_owner.into_iter().collect(), move |target, partitions| {
+            let topic = topic.clone();
+            async move {
+                target
+                    .open_partitions(&topic, &partitions, true)
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|opened| opened)
-            })
+            }
         })
-        .collect();
-    let mut first_error = None;
-    for open in opens {
-        if let Err(error) = open.await {
-            first_error.get_or_insert(error);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
+        .await
+        .map_err(|e| e.to_string())?;
+    opened
+        .into_iter()
+        .collect::<Result<Vec<()>, String>>()
+        .map(drop)
 }
 
 async fn delete_logs(shard: &Rc<Shard>, topic: &Topic) {

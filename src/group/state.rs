@@ -172,6 +172,20 @@ struct Member {
     joined_seq: u64,
 }
 
+impl Member {
+    /// Takes a rejoining member's new settings; true if its protocols are unchanged.
+    fn refresh(&mut self, now: Instant, request: JoinRequest) -> bool {
+        let unchanged = self.protocols == request.protocols;
+        self.protocols = request.protocols;
+        self.session_timeout = request.session_timeout;
+        self.rebalance_timeout = request.rebalance_timeout;
+        self.client_id = request.client_id;
+        self.client_host = request.client_host;
+        self.last_heartbeat = now;
+        unchanged
+    }
+}
+
 #[derive(Debug)]
 pub struct Group {
     pub id: String,
@@ -319,14 +333,16 @@ impl Group {
         let Some(member) = self.members.get_mut(&member_id) else {
             return JoinOutcome::Done(Err(GroupError::UnknownMemberId));
         };
-        let unchanged = member.protocols == request.protocols;
-        member.protocols = request.protocols;
-        member.session_timeout = request.session_timeout;
-        member.rebalance_timeout = request.rebalance_timeout;
-        member.last_heartbeat = now;
+        let unchanged = member.refresh(now, request);
+        // A follower whose subscription did not change gets the current generation at once.
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
-        if self.state == GroupState::Stable && unchanged && !is_leader {
-            // Nothing changed: answer with the current generation, no rebalance.
+        self.rejoin(now, member_id, unchanged && !is_leader)
+    }
+
+    /// A known member joined again: answer at once with the current generation if
+    /// `unchanged` and the group is stable, else (re)start the rebalance and wait.
+    fn rejoin(&mut self, now: Instant, member_id: String, unchanged: bool) -> JoinOutcome {
+        if self.state == GroupState::Stable && unchanged {
             return JoinOutcome::Done(Ok(self.join_result(&member_id)));
         }
         if let Some(member) = self.members.get_mut(&member_id) {
@@ -358,29 +374,15 @@ impl Group {
             return self.add_and_rebalance(now, member_id, request);
         };
         self.answer_waits(&old_id, &member, GroupError::FencedInstanceId);
-        let unchanged = member.protocols == request.protocols;
-        member.protocols = request.protocols;
-        member.session_timeout = request.session_timeout;
-        member.rebalance_timeout = request.rebalance_timeout;
-        member.client_id = request.client_id;
-        member.client_host = request.client_host;
-        member.last_heartbeat = now;
         member.awaiting_join = false;
         member.awaiting_sync = false;
+        let unchanged = member.refresh(now, request);
         self.members.insert(member_id.clone(), member);
         self.static_members.insert(instance_id, member_id.clone());
         if self.leader.as_deref() == Some(old_id.as_str()) {
             self.leader = Some(member_id.clone());
         }
-        if self.state == GroupState::Stable && unchanged {
-            return JoinOutcome::Done(Ok(self.join_result(&member_id)));
-        }
-        if let Some(member) = self.members.get_mut(&member_id) {
-            member.awaiting_join = true;
-        }
-        self.prepare_rebalance(now);
-        self.maybe_complete_join(now);
-        JoinOutcome::Pending { member_id }
+        self.rejoin(now, member_id, unchanged)
     }
 
     fn supports(&self, request: &JoinRequest) -> bool {

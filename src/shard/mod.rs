@@ -146,11 +146,31 @@ impl Shard {
         F: Fn(Rc<Shard>) -> Fut + Send + Clone + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let runs: Vec<_> = (0..self.count)
-            .map(|target| {
-                let job = job.clone();
-                let shard = self.clone();
-                glommio::spawn_local(async move { shard.run_on(target, job).await })
+        let parts = (0..self.count).map(|target| (target, ())).collect();
+        self.run_on_each(parts, move |shard, ()| job(shard)).await
+    }
+
+    /// Runs `job(shard, part)` for every `(shard id, part)` on that shard, all at once (the
+    /// split of a request over the shards owning its partitions), and returns the results
+    /// in the order of `parts`.
+    pub async fn run_on_each<P, T, F, Fut>(
+        self: &Rc<Self>,
+        parts: Vec<(usize, P)>,
+        job: F,
+    ) -> Result<Vec<T>, ShardGone>
+    where
+        P: Send + 'static,
+        T: Send + 'static,
+        F: Fn(Rc<Shard>, P) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let runs: Vec<_> = parts
+            .into_iter()
+            .map(|(target, part)| {
+                let (shard, job) = (self.clone(), job.clone());
+                glommio::spawn_local(async move {
+                    shard.run_on(target, move |owner| job(owner, part)).await
+                })
             })
             .collect();
         let mut results = Vec::with_capacity(runs.len());
@@ -267,10 +287,6 @@ impl Shard {
         owners.sort_unstable();
         owners.dedup();
         owners
-    }
-
-    pub fn inbox_senders(&self) -> &[async_channel::Sender<Job>] {
-        &self.peers
     }
 }
 

@@ -109,7 +109,6 @@ pub struct Log {
     /// `fdatasync` calls made by flushes (group commit makes this far fewer than appends).
     syncs: Cell<u64>,
     flush_done: Event,
-    appended: Event,
     /// Fired whenever `written_offset` advances (a fetch long-poll waits on it).
     written_advanced: Event,
     closed: Cell<bool>,
@@ -179,7 +178,6 @@ impl Log {
             flush_running: Cell::new(false),
             syncs: Cell::new(0),
             flush_done: Event::new(),
-            appended: Event::new(),
             written_advanced: Event::new(),
             closed: Cell::new(false),
         });
@@ -250,11 +248,6 @@ impl Log {
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<i64> {
         self.state.borrow().segments.keys().copied().collect()
-    }
-
-    /// Resolves when a batch is appended after this call.
-    pub fn on_append(&self) -> event_listener::EventListener {
-        self.appended.listen()
     }
 
     /// Resolves when `written_offset` advances after this call.
@@ -380,8 +373,6 @@ impl Log {
             .cache
             .borrow_mut()
             .insert(self.id, base_offset, last_offset, stored);
-        drop(guard);
-        self.appended.notify(usize::MAX);
         Ok(AppendOutcome {
             base_offset,
             last_offset,

@@ -148,24 +148,16 @@ async fn read_everywhere(
     by_owner: &BTreeMap<usize, Vec<Item>>,
     share: usize,
 ) -> Result<Vec<(usize, Outcome)>, crate::shard::ShardGone> {
-    let parts: Vec<_> = by_owner
+    let parts = by_owner
         .iter()
-        .map(|(&owner, items)| {
-            let (shard, items) = (shard.clone(), items.clone());
-            glommio::spawn_local(async move {
-                shard
-                    .run_on(owner, move |target| async move {
-                        read_on_owner(&target, items, share).await
-                    })
-                    .await
-            })
-        })
+        .map(|(&owner, items)| (owner, items.clone()))
         .collect();
-    let mut all = Vec::new();
-    for part in parts {
-        all.extend(part.await?);
-    }
-    Ok(all)
+    let reads = shard
+        .run_on_each(parts, move |target, items| async move {
+            read_on_owner(&target, items, share).await
+        })
+        .await?;
+    Ok(reads.into_iter().flatten().collect())
 }
 
 async fn read_on_owner(shard: &Rc<Shard>, items: Vec<Item>, share: usize) -> Vec<(usize, Outcome)> {

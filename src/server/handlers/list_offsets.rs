@@ -63,39 +63,31 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             }
         }
     }
-    let parts: Vec<_> = by_owner
-        .into_iter()
-        .map(|(owner, items)| {
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                shard
-                    .run_on(owner, move |target| async move {
-                        let mut results = Vec::with_capacity(items.len());
-                        for (position, topic, index, timestamp) in items {
-                            let answer = match target.partition(&topic, index) {
-                                Some(partition) => lookup(&partition, timestamp)
-                                    .await
-                                    .unwrap_or_else(|error| Answer {
-                                        error: Some(storage_error_code(&error)),
-                                        ..NOT_FOUND
-                                    }),
-                                None => Answer {
-                                    error: Some(ResponseError::UnknownTopicOrPartition),
-                                    ..NOT_FOUND
-                                },
-                            };
-                            results.push((position, answer));
-                        }
-                        results
-                    })
-                    .await
-            })
+    let looked_up = shard
+        .run_on_each(by_owner.into_iter().collect(), |target, items| async move {
+            let mut results = Vec::with_capacity(items.len());
+            for (position, topic, index, timestamp) in items {
+                let answer = match target.partition(&topic, index) {
+                    Some(partition) => {
+                        lookup(&partition, timestamp)
+                            .await
+                            .unwrap_or_else(|error| Answer {
+                                error: Some(storage_error_code(&error)),
+                                ..NOT_FOUND
+                            })
+                    }
+                    None => Answer {
+                        error: Some(ResponseError::UnknownTopicOrPartition),
+                        ..NOT_FOUND
+                    },
+                };
+                results.push((position, answer));
+            }
+            results
         })
-        .collect();
-    for part in parts {
-        for (position, answer) in part.await? {
-            answers[position] = Some(answer);
-        }
+        .await?;
+    for (position, answer) in looked_up.into_iter().flatten() {
+        answers[position] = Some(answer);
     }
     let mut response = ListOffsetsResponse::default();
     let mut answers = answers.into_iter();

@@ -117,24 +117,15 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
     }
     let timeout = Duration::from_millis(body.timeout_ms.max(0) as u64);
     // Phase 1, in this connection's request order: validate and append on every owner.
-    let appending: Vec<_> = by_owner
-        .into_iter()
-        .map(|(owner, items)| {
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                let appended = shard
-                    .run_on(owner, move |target| async move {
-                        append_on_owner(&target, items, acks).await
-                    })
-                    .await;
-                (owner, appended)
-            })
-        })
-        .collect();
+    let owners: Vec<usize> = by_owner.keys().copied().collect();
+    let appended = shard
+        .run_on_each(
+            by_owner.into_iter().collect(),
+            move |target, items| async move { append_on_owner(&target, items, acks).await },
+        )
+        .await?;
     let mut waits: Vec<(usize, Vec<Wait>)> = Vec::new();
-    for part in appending {
-        let (owner, appended) = part.await;
-        let (results, owner_waits) = appended?;
+    for (owner, (results, owner_waits)) in owners.into_iter().zip(appended) {
         for (position, outcome) in results {
             outcomes[position] = Some(outcome);
         }
@@ -145,23 +136,13 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
     turn.release();
     // Phase 2: wait for durability as acks asks; overlaps with later requests.
     if acks != 0 {
-        let waiting: Vec<_> = waits
-            .into_iter()
-            .map(|(owner, owner_waits)| {
-                let shard = shard.clone();
-                glommio::spawn_local(async move {
-                    shard
-                        .run_on(owner, move |target| async move {
-                            wait_on_owner(&target, owner_waits, acks, timeout).await
-                        })
-                        .await
-                })
+        let failures = shard
+            .run_on_each(waits, move |target, owner_waits| async move {
+                wait_on_owner(&target, owner_waits, acks, timeout).await
             })
-            .collect();
-        for part in waiting {
-            for (position, failure) in part.await? {
-                outcomes[position] = Some(failure);
-            }
+            .await?;
+        for (position, failure) in failures.into_iter().flatten() {
+            outcomes[position] = Some(failure);
         }
     }
     if acks == 0 {
@@ -337,7 +318,9 @@ fn check_batch(
             ),
         ));
     }
-    let view = record_batch::verify(&records, batch_bytes_max)
+    // Framing only: the CRC-32C and the record count are checked once, by the log's append
+    // (its guarantee that no corrupt batch is ever stored), and map to the same codes.
+    let view = record_batch::frame(&records, batch_bytes_max)
         .map_err(|e| (batch_error_code(&e), e.to_string()))?;
     if view.bytes.len() != records.len() {
         return Err((
@@ -378,7 +361,6 @@ mod tests {
         let cases = [
             (None, ResponseError::InvalidRecord),
             (Some(Bytes::from(two)), ResponseError::InvalidRecord),
-            (Some(Bytes::from(corrupt)), ResponseError::CorruptMessage),
             (
                 Some(Bytes::from_static(b"short")),
                 ResponseError::CorruptMessage,
@@ -387,6 +369,14 @@ mod tests {
         for (records, code) in cases {
             assert_eq!(check_batch(records, 1 << 20).unwrap_err().0, code);
         }
+        // A CRC mismatch passes framing and is refused by the log's append, whose error
+        // answers CORRUPT_MESSAGE (end to end: tests/broker_protocol.rs).
+        assert!(check_batch(Some(Bytes::from(corrupt.clone())), 1 << 20).is_ok());
+        let refused = record_batch::verify(&corrupt, 1 << 20).unwrap_err();
+        assert_eq!(
+            storage_error_code(&StorageError::InvalidBatch(refused)),
+            ResponseError::CorruptMessage
+        );
         assert_eq!(
             check_batch(Some(good), 20).unwrap_err().0,
             ResponseError::MessageTooLarge
