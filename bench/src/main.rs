@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod fetch_path;
+mod load;
+mod report;
 mod storage;
 
 #[derive(Parser)]
@@ -42,6 +44,18 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Kafka-protocol load against any Kafka-compatible broker: throughput and open-loop
+    /// ack and end-to-end latency.
+    Load(load::LoadArgs),
+    /// Result files of `load` -> a markdown report with a comparison table and SVG plots.
+    Report {
+        /// Output directory for report.md and the plots.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+        /// Result files written by `load --json`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +74,7 @@ fn main() -> anyhow::Result<()> {
             records: records.unwrap_or_else(|| vec![1, 16, 256]),
         }),
         Command::FetchPath { dir, seconds } => fetch_path::run(&dir, seconds),
+        Command::Load(args) => load::run(args),
+        Command::Report { out, files } => report::run(&out, &files),
     }
 }

@@ -1,0 +1,326 @@
+//! The comparison table: one row per metric, a column per label (`petrel`, `kafka`, then any
+//! others), and Petrel/Kafka. Pure: results in, markdown out.
+
+use std::fmt::Write as _;
+
+use super::ByLabel;
+use crate::load::output::{LoadResult, BYTES_PER_MB};
+use crate::load::stats::LatencySummary;
+
+const PETREL: &str = "petrel";
+const KAFKA: &str = "kafka";
+const BYTES_PER_GB: f64 = 1e9;
+const MISSING: &str = "–";
+
+pub const NOTES: &str = "\
+MB = 10^6 bytes of record values. Throughput and latency cover the measurement window (after \
+the warm-up); latency is measured from each record's intended send time (open loop). \
+CPU-seconds per GB = broker CPU time over the whole run / GB produced + consumed over the \
+whole run. Petrel/Kafka > 1 means Petrel is higher: better for throughput, worse for \
+latency, CPU and memory. `–` = not measured.\n";
+
+struct Metric {
+    name: &'static str,
+    value: fn(&LoadResult) -> Option<f64>,
+}
+
+fn latency_ms(summary: &Option<LatencySummary>, pick: fn(&LatencySummary) -> u64) -> Option<f64> {
+    summary.as_ref().map(|s| pick(s) as f64 / 1_000.0)
+}
+
+/// Some only when there is something to report: a produce-only run has no consume rate.
+fn positive(value: f64) -> Option<f64> {
+    (value > 0.0).then_some(value)
+}
+
+const METRICS: &[Metric] = &[
+    Metric {
+        name: "Produce throughput (MB/s)",
+        value: |r| positive(r.rates.produce_mb_per_second),
+    },
+    Metric {
+        name: "Produce throughput (records/s)",
+        value: |r| positive(r.rates.produce_records_per_second),
+    },
+    Metric {
+        name: "Consume throughput (MB/s)",
+        value: |r| positive(r.rates.consume_mb_per_second),
+    },
+    Metric {
+        name: "Consume throughput (records/s)",
+        value: |r| positive(r.rates.consume_records_per_second),
+    },
+    Metric {
+        name: "Ack latency p50 (ms)",
+        value: |r| latency_ms(&r.latency.ack, |s| s.p50_us),
+    },
+    Metric {
+        name: "Ack latency p99 (ms)",
+        value: |r| latency_ms(&r.latency.ack, |s| s.p99_us),
+    },
+    Metric {
+        name: "Ack latency p99.9 (ms)",
+        value: |r| latency_ms(&r.latency.ack, |s| s.p999_us),
+    },
+    Metric {
+        name: "End-to-end latency p50 (ms)",
+        value: |r| latency_ms(&r.latency.e2e, |s| s.p50_us),
+    },
+    Metric {
+        name: "End-to-end latency p99 (ms)",
+        value: |r| latency_ms(&r.latency.e2e, |s| s.p99_us),
+    },
+    Metric {
+        name: "End-to-end latency p99.9 (ms)",
+        value: |r| latency_ms(&r.latency.e2e, |s| s.p999_us),
+    },
+    Metric {
+        name: "Broker CPU-seconds per GB moved",
+        value: cpu_seconds_per_gb,
+    },
+    Metric {
+        name: "Broker peak RSS (MB)",
+        value: |r| {
+            let bytes = r.broker.as_ref()?.peak_rss_bytes?;
+            Some(bytes as f64 / BYTES_PER_MB)
+        },
+    },
+    Metric {
+        name: "Errors (delivery + consume)",
+        value: |r| Some((r.totals.delivery_errors + r.totals.consume_errors) as f64),
+    },
+];
+
+fn cpu_seconds_per_gb(result: &LoadResult) -> Option<f64> {
+    let cpu_seconds = result.broker.as_ref()?.cpu_seconds?;
+    let moved_bytes = result.totals.run_produced_bytes + result.totals.run_consumed_bytes;
+    (moved_bytes > 0).then(|| cpu_seconds / (moved_bytes as f64 / BYTES_PER_GB))
+}
+
+/// Petrel divided by Kafka; None if either is missing or Kafka's is zero.
+pub fn ratio(petrel: Option<f64>, kafka: Option<f64>) -> Option<f64> {
+    match (petrel, kafka) {
+        (Some(petrel), Some(kafka)) if kafka != 0.0 => Some(petrel / kafka),
+        _ => None,
+    }
+}
+
+/// Column order: petrel, kafka, then the other labels alphabetically.
+fn column_labels(by_label: &ByLabel) -> Vec<&str> {
+    let mut labels = vec![PETREL, KAFKA];
+    labels.extend(
+        by_label
+            .keys()
+            .map(String::as_str)
+            .filter(|l| *l != PETREL && *l != KAFKA),
+    );
+    labels
+}
+
+pub fn render(by_label: &ByLabel) -> String {
+    let labels = column_labels(by_label);
+    let mut text = String::from("| metric |");
+    for label in &labels {
+        let _ = write!(text, " {} |", title(label));
+    }
+    text.push_str(" Petrel/Kafka |\n|---|");
+    text.push_str(&"---:|".repeat(labels.len() + 1));
+    text.push('\n');
+    for metric in METRICS {
+        let values: Vec<Option<f64>> = labels
+            .iter()
+            .map(|label| by_label.get(*label).and_then(metric.value))
+            .collect();
+        let _ = write!(text, "| {} |", metric.name);
+        for value in &values {
+            let _ = write!(text, " {} |", format_value(*value));
+        }
+        let ratio = ratio(values[0], values[1]);
+        let _ = writeln!(
+            text,
+            " {} |",
+            ratio.map_or(MISSING.to_string(), |r| format!("{r:.2}×"))
+        );
+    }
+    text
+}
+
+fn title(label: &str) -> String {
+    match label {
+        PETREL => "Petrel".to_string(),
+        KAFKA => "Kafka".to_string(),
+        "" => "(no label)".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Three significant figures or so, without scientific notation.
+pub fn format_value(value: Option<f64>) -> String {
+    match value {
+        None => MISSING.to_string(),
+        Some(v) if v.abs() >= 100.0 || v == v.trunc() => format!("{v:.0}"),
+        Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
+        Some(v) if v.abs() >= 0.1 => format!("{v:.2}"),
+        Some(v) => format!("{v:.3}"),
+    }
+}
+
+/// One line about how a result was produced, from its saved arguments.
+pub fn describe_config(config: &serde_json::Value, bootstrap: &str) -> String {
+    let field = |name: &str| match config.get(name) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => MISSING.to_string(),
+        Some(other) => other.to_string(),
+    };
+    let rate = match config.get("rate").and_then(|v| v.as_u64()) {
+        Some(0) => "max".to_string(),
+        Some(rate) => format!("{rate} rec/s"),
+        None => MISSING.to_string(),
+    };
+    format!(
+        "{bootstrap}; {} producers, {} consumers, {} partitions, {} B records, rate {rate}, \
+         acks {}, compression {}, linger {} ms, catch-up {}, {} s (+{} s warm-up)",
+        field("producers"),
+        field("consumers"),
+        field("partitions"),
+        field("record_bytes"),
+        field("acks"),
+        field("compression"),
+        field("linger_ms"),
+        field("catch_up"),
+        field("seconds"),
+        field("warmup_seconds"),
+    )
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::load::output::{BrokerUsage, Latency, Rates, RunInfo, Totals};
+
+    /// A result with the given produce rate and ack p99, for report tests.
+    pub fn sample(label: &str, produce_mb_per_second: f64, ack_p99_us: u64) -> LoadResult {
+        let ack = LatencySummary {
+            count: 10,
+            mean_us: 1_000.0,
+            p50_us: 1_000,
+            p99_us: ack_p99_us,
+            p999_us: ack_p99_us,
+            p9999_us: ack_p99_us,
+            max_us: ack_p99_us,
+            curve: Vec::new(),
+        };
+        LoadResult {
+            schema: crate::load::output::SCHEMA.to_string(),
+            label: label.to_string(),
+            workload: "w".to_string(),
+            bootstrap: "b:1".to_string(),
+            config: serde_json::json!({"rate": 0, "producers": 2}),
+            run: RunInfo {
+                started_unix_ms: 0,
+                run_id: 1,
+                topic_partitions: 1,
+                consumer_group: None,
+            },
+            totals: Totals {
+                run_produced_bytes: 1_500_000_000,
+                run_consumed_bytes: 500_000_000,
+                ..Totals::default()
+            },
+            rates: Rates {
+                produce_mb_per_second,
+                ..Rates::default()
+            },
+            latency: Latency {
+                ack: Some(ack),
+                e2e: None,
+            },
+            series: Vec::new(),
+            error_messages: Vec::new(),
+            broker: None,
+        }
+    }
+
+    fn row<'a>(table: &'a str, metric: &str) -> Vec<&'a str> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {metric} |")))
+            .unwrap();
+        line.split('|')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn ratio_divides_petrel_by_kafka() {
+        assert_eq!(ratio(Some(3.0), Some(2.0)), Some(1.5));
+        assert_eq!(ratio(Some(3.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(2.0)), None);
+        assert_eq!(ratio(Some(1.0), None), None);
+    }
+
+    #[test]
+    fn table_compares_petrel_with_kafka() {
+        let mut by_label = ByLabel::new();
+        by_label.insert("petrel".into(), sample("petrel", 300.0, 2_000));
+        by_label.insert("kafka".into(), sample("kafka", 200.0, 8_000));
+        let table = render(&by_label);
+        assert!(table.starts_with("| metric | Petrel | Kafka | Petrel/Kafka |"));
+        assert_eq!(
+            row(&table, "Produce throughput (MB/s)"),
+            ["Produce throughput (MB/s)", "300", "200", "1.50×"]
+        );
+        assert_eq!(
+            row(&table, "Ack latency p99 (ms)"),
+            ["Ack latency p99 (ms)", "2", "8", "0.25×"]
+        );
+        // Not measured: shown as missing, never as zero.
+        assert_eq!(
+            row(&table, "End-to-end latency p99 (ms)"),
+            ["End-to-end latency p99 (ms)", "–", "–", "–"]
+        );
+        assert_eq!(
+            row(&table, "Consume throughput (MB/s)"),
+            ["Consume throughput (MB/s)", "–", "–", "–"]
+        );
+    }
+
+    #[test]
+    fn cpu_per_gb_uses_broker_usage_when_present() {
+        let mut by_label = ByLabel::new();
+        let mut petrel = sample("petrel", 1.0, 1);
+        petrel.broker = Some(BrokerUsage {
+            cpu_seconds: Some(10.0),
+            peak_rss_bytes: Some(250_000_000),
+        });
+        by_label.insert("petrel".into(), petrel);
+        let table = render(&by_label);
+        // 10 CPU-seconds over 1.5 GB produced + 0.5 GB consumed.
+        assert_eq!(
+            row(&table, "Broker CPU-seconds per GB moved"),
+            ["Broker CPU-seconds per GB moved", "5", "–", "–"]
+        );
+        assert_eq!(
+            row(&table, "Broker peak RSS (MB)"),
+            ["Broker peak RSS (MB)", "250", "–", "–"]
+        );
+    }
+
+    #[test]
+    fn other_labels_get_their_own_columns() {
+        let mut by_label = ByLabel::new();
+        by_label.insert("redpanda".into(), sample("redpanda", 1.0, 1));
+        let table = render(&by_label);
+        assert!(table.starts_with("| metric | Petrel | Kafka | redpanda | Petrel/Kafka |"));
+    }
+
+    #[test]
+    fn values_are_formatted_by_magnitude() {
+        assert_eq!(format_value(None), "–");
+        assert_eq!(format_value(Some(1234.56)), "1235");
+        assert_eq!(format_value(Some(12.34)), "12.3");
+        assert_eq!(format_value(Some(1.234)), "1.23");
+        assert_eq!(format_value(Some(0.01234)), "0.012");
+    }
+}
