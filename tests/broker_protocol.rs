@@ -295,15 +295,21 @@ fn admin_apis_create_validate_describe_grow_delete() {
     resource.resource_type = 2;
     resource.resource_name = StrBytes::from_static_str("admin");
     let mut request = DescribeConfigsRequest::default();
-    request.resources = vec![resource];
+    request.resources = vec![resource.clone()];
+    request.include_synonyms = true;
+    // Then the cluster-wide broker defaults (name "") and broker 0.
+    for name in ["", "0"] {
+        let mut broker_resource = resource.clone();
+        broker_resource.resource_type = 4;
+        broker_resource.resource_name = StrBytes::from_string(name.into());
+        request.resources.push(broker_resource);
+    }
     let configs: DescribeConfigsResponse = raw.call(ApiKey::DescribeConfigs, 4, &request);
     let entries = &configs.results[0].configs;
-    let value = |name: &str| {
-        entries
-            .iter()
-            .find(|e| e.name.as_str() == name)
-            .map(|e| (e.value.clone().unwrap().to_string(), e.config_source))
-    };
+    let entry = |entries: &[kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult],
+                 name: &str| entries.iter().find(|e| e.name.as_str() == name).cloned();
+    let value =
+        |name: &str| entry(entries, name).map(|e| (e.value.unwrap().to_string(), e.config_source));
     assert_eq!(value("retention.ms"), Some(("60000".into(), 1)));
     assert_eq!(value("cleanup.policy"), Some(("delete".into(), 5)));
     assert!(
@@ -311,6 +317,41 @@ fn admin_apis_create_validate_describe_grow_delete() {
             && value("max.message.bytes").is_some()
             && value("retention.bytes").is_some()
     );
+    // Synonyms, as `kafka-configs --describe --all` asks for them: the override first, then
+    // the broker-level default it replaces.
+    let synonyms = |name: &str| -> Vec<(String, String, i8)> {
+        entry(entries, name)
+            .unwrap()
+            .synonyms
+            .iter()
+            .map(|s| {
+                (
+                    s.name.to_string(),
+                    s.value.clone().unwrap().to_string(),
+                    s.source,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        synonyms("retention.ms"),
+        vec![
+            ("retention.ms".into(), "60000".into(), 1),
+            ("log.retention.ms".into(), "604800000".into(), 5)
+        ]
+    );
+    assert_eq!(
+        synonyms("cleanup.policy"),
+        vec![("log.cleanup.policy".into(), "delete".into(), 5)]
+    );
+    // The cluster-wide default resource ("") has no dynamic configs; broker 0 describes the
+    // flush policy as Kafka's numeric `log.flush.interval.messages`.
+    assert_eq!(configs.results[1].error_code, 0);
+    assert!(configs.results[1].configs.is_empty());
+    let flush = entry(&configs.results[2].configs, "log.flush.interval.messages").unwrap();
+    assert_eq!(flush.value.unwrap().as_str(), "1");
+    assert_eq!(flush.config_type, 5, "LONG");
+    assert!(entry(&configs.results[2].configs, "log.flush.interval.ms").is_none());
 
     // CreatePartitions grows; shrinking is refused.
     let grow = |raw: &mut Raw, count: i32| -> i16 {

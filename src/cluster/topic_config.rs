@@ -156,27 +156,27 @@ pub struct Described {
     /// True when the value is the broker's default rather than a topic override.
     pub is_default: bool,
     pub config_type: ConfigType,
+    /// For a topic config: the broker-level config it defaults to and that default's value
+    /// (DescribeConfigs lists it as a synonym, e.g. `log.retention.ms` for `retention.ms`).
+    pub broker_default: Option<(&'static str, String)>,
 }
 
 /// Every supported topic config with its effective value.
 pub fn describe(overrides: &BTreeMap<String, String>, defaults: &TopicDefaults) -> Vec<Described> {
     TOPIC_CONFIGS
         .iter()
-        .map(|&(name, _, config_type)| {
+        .map(|&(name, broker_name, config_type)| {
             let default = default_value(name, defaults);
-            match overrides.get(name) {
-                Some(value) => Described {
-                    name: name.into(),
-                    value: value.clone(),
-                    is_default: false,
-                    config_type,
-                },
-                None => Described {
-                    name: name.into(),
-                    value: default,
-                    is_default: true,
-                    config_type,
-                },
+            let (value, is_default) = match overrides.get(name) {
+                Some(value) => (value.clone(), false),
+                None => (default.clone(), true),
+            };
+            Described {
+                name: name.into(),
+                value,
+                is_default,
+                config_type,
+                broker_default: Some((broker_name, default)),
             }
         })
         .collect()

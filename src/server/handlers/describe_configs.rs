@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::ResponseError;
@@ -51,7 +51,11 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                     )),
                 },
                 RESOURCE_BROKER => {
-                    if name.is_empty() || name == shard.config.node_id.to_string() {
+                    if name.is_empty() {
+                        // The cluster-wide dynamic defaults: Petrel has none (no
+                        // IncrementalAlterConfigs), so the list is empty, as on a fresh Kafka.
+                        Ok(Vec::new())
+                    } else if name == shard.config.node_id.to_string() {
                         Ok(broker_configs(shard))
                     } else {
                         Err((
@@ -79,7 +83,9 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                             .as_ref()
                             .is_none_or(|keys| keys.contains(&entry.name))
                     })
-                    .map(|(entry, source)| config_entry(entry, source, request.api_version))
+                    .map(|(entry, source)| {
+                        config_entry(entry, source, body.include_synonyms, request.api_version)
+                    })
                     .collect();
             }
             Err((code, message)) => {
@@ -92,7 +98,12 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     registry::respond(request, &response)
 }
 
-fn config_entry(entry: Described, source: i8, version: i16) -> DescribeConfigsResourceResult {
+fn config_entry(
+    entry: Described,
+    source: i8,
+    include_synonyms: bool,
+    version: i16,
+) -> DescribeConfigsResourceResult {
     let mut result = DescribeConfigsResourceResult::default();
     result.name = str_bytes(&entry.name);
     result.value = Some(str_bytes(&entry.value));
@@ -101,19 +112,59 @@ fn config_entry(entry: Described, source: i8, version: i16) -> DescribeConfigsRe
     if version >= 3 {
         result.config_type = entry.config_type as i8;
     }
+    if include_synonyms && version >= 1 {
+        result.synonyms = synonyms(&entry, source);
+    }
     result
+}
+
+/// Kafka's synonyms, in order of precedence: the value's own source first, then the
+/// broker-level default a topic config falls back to (`tools` such as `kafka-configs
+/// --describe --all` print them).
+fn synonyms(entry: &Described, source: i8) -> Vec<DescribeConfigsSynonym> {
+    let synonym = |name: &str, value: &str, source: i8| {
+        let mut synonym = DescribeConfigsSynonym::default();
+        synonym.name = str_bytes(name);
+        synonym.value = Some(str_bytes(value));
+        synonym.source = source;
+        synonym
+    };
+    let mut list = Vec::with_capacity(2);
+    if source != SOURCE_DEFAULT {
+        list.push(synonym(&entry.name, &entry.value, source));
+    }
+    if let Some((broker_name, default)) = &entry.broker_default {
+        list.push(synonym(broker_name, default, SOURCE_DEFAULT));
+    }
+    list
 }
 
 fn broker_configs(shard: &Shard) -> Vec<(Described, i8)> {
     let config = &shard.config;
     let defaults = &config.topic_defaults;
+    // Kafka's nearest equivalents: fsync before every acks=all answer is
+    // `log.flush.interval.messages=1`; a background fdatasync every N ms is
+    // `log.flush.interval.ms=N` with no per-message flush.
     let flush = match config.flush {
-        crate::storage::FlushPolicy::EveryAppend => {
-            "petrel: fdatasync before every acks=all answer".to_string()
-        }
-        crate::storage::FlushPolicy::Interval(every) => every.as_millis().to_string(),
+        crate::storage::FlushPolicy::EveryAppend => vec![(
+            "log.flush.interval.messages",
+            "1".to_string(),
+            ConfigType::Long,
+        )],
+        crate::storage::FlushPolicy::Interval(every) => vec![
+            (
+                "log.flush.interval.messages",
+                i64::MAX.to_string(),
+                ConfigType::Long,
+            ),
+            (
+                "log.flush.interval.ms",
+                every.as_millis().to_string(),
+                ConfigType::Long,
+            ),
+        ],
     };
-    let entries: Vec<(&str, String, ConfigType)> = vec![
+    let mut entries: Vec<(&str, String, ConfigType)> = vec![
         ("broker.id", config.node_id.to_string(), ConfigType::Int),
         ("node.id", config.node_id.to_string(), ConfigType::Int),
         (
@@ -156,7 +207,6 @@ fn broker_configs(shard: &Shard) -> Vec<(Described, i8)> {
             defaults.max_message_bytes.to_string(),
             ConfigType::Int,
         ),
-        ("log.flush.interval.ms", flush, ConfigType::String),
         (
             "socket.request.max.bytes",
             config.request_bytes_max.to_string(),
@@ -171,6 +221,7 @@ fn broker_configs(shard: &Shard) -> Vec<(Described, i8)> {
         ("compression.type", "producer".into(), ConfigType::String),
         ("min.insync.replicas", "1".into(), ConfigType::Int),
     ];
+    entries.extend(flush);
     entries
         .into_iter()
         .map(|(name, value, config_type)| {
@@ -180,6 +231,7 @@ fn broker_configs(shard: &Shard) -> Vec<(Described, i8)> {
                     value,
                     is_default: false,
                     config_type,
+                    broker_default: None,
                 },
                 SOURCE_STATIC_BROKER,
             )
