@@ -826,6 +826,11 @@ fn group_admin_apis_and_commit_rules() {
     ];
     let found: FindCoordinatorResponse = raw.call(ApiKey::FindCoordinator, 4, &find);
     assert_eq!(found.coordinators.len(), 2);
+    // No transaction coordinator: a fatal error for the client (53), not a retriable one.
+    find.key_type = 1;
+    let found: FindCoordinatorResponse = raw.call(ApiKey::FindCoordinator, 4, &find);
+    assert!(found.coordinators.iter().all(|c| c.error_code == 53));
+    find.key_type = 0;
     // A commit without group management (generation -1): allowed for an empty group, with
     // metadata, and past the log end (Kafka accepts it; the consumer's reset policy applies).
     let commit = |raw: &mut Raw, offset: i64, metadata: String| -> i16 {
@@ -939,4 +944,146 @@ fn a_corrupt_batch_is_refused_and_nothing_of_it_is_written() {
         &fetch_request("guarded", &[(0, 0)], 0, 0),
     );
     assert_eq!(response.responses[0].partitions[0].high_watermark, 2);
+}
+
+fn describe_topic_configs(raw: &mut Raw, topic: &str) -> Vec<(String, String, i8)> {
+    let mut resource =
+        kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default();
+    resource.resource_type = 2;
+    resource.resource_name = StrBytes::from_string(topic.into());
+    let mut request = DescribeConfigsRequest::default();
+    request.resources = vec![resource];
+    let response: DescribeConfigsResponse = raw.call(ApiKey::DescribeConfigs, 4, &request);
+    response.results[0]
+        .configs
+        .iter()
+        .map(|c| {
+            let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            (c.name.to_string(), value, c.config_source)
+        })
+        .collect()
+}
+
+fn incremental_alter(
+    raw: &mut Raw,
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)], // (config, operation, value)
+    validate_only: bool,
+) -> (i16, String) {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = resource_type;
+    resource.resource_name = StrBytes::from_string(name.into());
+    resource.configs = ops
+        .iter()
+        .map(|(name, op, value)| {
+            let mut config = AlterableConfig::default();
+            config.name = StrBytes::from_string((*name).into());
+            config.config_operation = *op;
+            config.value = value.map(|v| StrBytes::from_string(v.into()));
+            config
+        })
+        .collect();
+    let mut request = IncrementalAlterConfigsRequest::default();
+    request.resources = vec![resource];
+    request.validate_only = validate_only;
+    let response: IncrementalAlterConfigsResponse =
+        raw.call(ApiKey::IncrementalAlterConfigs, 1, &request);
+    let result = &response.responses[0];
+    let message = result
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    (result.error_code, message)
+}
+
+#[test]
+fn topic_configs_change_at_runtime_and_survive_a_restart() {
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    create_topic(&mut raw, "cfg", 4, &[("retention.ms", "60000")], false);
+    let value = |configs: &[(String, String, i8)], name: &str| {
+        configs
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, source)| (v.clone(), *source))
+            .expect("described")
+    };
+
+    // Validate-only changes nothing; a real change shows up as a topic override (source 1).
+    let ops = [
+        ("retention.ms", SET, Some("3600000")),
+        ("segment.bytes", SET, Some("1048576")),
+    ];
+    assert_eq!(incremental_alter(&mut raw, 2, "cfg", &ops, true).0, 0);
+    let configs = describe_topic_configs(&mut raw, "cfg");
+    assert_eq!(value(&configs, "retention.ms"), ("60000".into(), 1));
+    assert_eq!(incremental_alter(&mut raw, 2, "cfg", &ops, false).0, 0);
+    let configs = describe_topic_configs(&mut raw, "cfg");
+    assert_eq!(value(&configs, "retention.ms"), ("3600000".into(), 1));
+    assert_eq!(value(&configs, "segment.bytes"), ("1048576".into(), 1));
+
+    // DELETE returns a config to the broker default.
+    let ops = [("segment.bytes", DELETE, None)];
+    assert_eq!(incremental_alter(&mut raw, 2, "cfg", &ops, false).0, 0);
+    let configs = describe_topic_configs(&mut raw, "cfg");
+    assert_eq!(value(&configs, "segment.bytes"), ("1073741824".into(), 5));
+
+    // Refusals, each with the code Kafka's clients expect, and nothing changed by them.
+    type ConfigOp<'a> = (&'a str, i8, Option<&'a str>);
+    let refusals: [(i8, &str, ConfigOp, i16); 6] = [
+        (2, "cfg", ("retention.ms", SET, Some("soon")), 40),
+        (2, "cfg", ("cleanup.policy", SET, Some("compact")), 40),
+        (2, "cfg", ("no.such.config", SET, Some("1")), 40),
+        (2, "cfg", ("max.message.bytes", SET, Some("2000000")), 40),
+        (2, "missing", ("retention.ms", SET, Some("1")), 3),
+        (4, "0", ("log.retention.ms", SET, Some("1")), 42),
+    ];
+    for (resource_type, name, op, code) in refusals {
+        let (got, message) = incremental_alter(&mut raw, resource_type, name, &[op], false);
+        assert_eq!(got, code, "{op:?}: {message}");
+        assert!(!message.is_empty());
+    }
+    assert_eq!(
+        value(&describe_topic_configs(&mut raw, "cfg"), "retention.ms"),
+        ("3600000".into(), 1)
+    );
+
+    // AlterConfigs (the older API) replaces the whole set: retention.ms goes back to default.
+    {
+        use kafka_protocol::messages::alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        let mut config = AlterableConfig::default();
+        config.name = StrBytes::from_static_str("segment.ms");
+        config.value = Some(StrBytes::from_static_str("3600000"));
+        let mut resource = AlterConfigsResource::default();
+        resource.resource_type = 2;
+        resource.resource_name = StrBytes::from_static_str("cfg");
+        resource.configs = vec![config];
+        let mut request = AlterConfigsRequest::default();
+        request.resources = vec![resource];
+        let response: AlterConfigsResponse = raw.call(ApiKey::AlterConfigs, 2, &request);
+        assert_eq!(response.responses[0].error_code, 0);
+    }
+    let configs = describe_topic_configs(&mut raw, "cfg");
+    assert_eq!(value(&configs, "segment.ms"), ("3600000".into(), 1));
+    assert_eq!(value(&configs, "retention.ms"), ("604800000".into(), 5));
+
+    // The change is in the metadata file: it survives a restart.
+    drop(raw);
+    let data_dir = broker.data_dir.clone();
+    let temp = broker.stop();
+    let broker = Broker::start_in(&data_dir, &[]);
+    let mut raw = Raw::connect(&broker.address);
+    let configs = describe_topic_configs(&mut raw, "cfg");
+    assert_eq!(value(&configs, "segment.ms"), ("3600000".into(), 1));
+    drop(broker);
+    drop(temp);
 }

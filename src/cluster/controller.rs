@@ -1,4 +1,5 @@
-//! The controller: topic creation, deletion and partition growth. Runs on shard 0 only, one
+//! The controller: topic creation, deletion, partition growth and config changes. Runs on
+//! shard 0 only, one
 //! change at a time (`Shard::controller_lock`); other shards reach it with `run_on(0, ..)`.
 //!
 //! Order of a creation (and of partition growth): open the new logs on their owning shards
@@ -57,6 +58,23 @@ pub struct PartitionGrowth {
     pub count: i32,
     /// Manual assignment of the new partitions: per new partition, its replicas.
     pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+/// One operation of a topic config change.
+#[derive(Debug, Clone)]
+pub enum ConfigEdit {
+    Set(String, String),
+    /// Back to the broker default.
+    Delete(String),
+}
+
+/// A change to one topic's config overrides: IncrementalAlterConfigs edits the current
+/// overrides; AlterConfigs (`replace_all`) replaces them with the set it names.
+#[derive(Debug, Clone)]
+pub struct TopicConfigChange {
+    pub topic: String,
+    pub replace_all: bool,
+    pub edits: Vec<ConfigEdit>,
 }
 
 /// A topic named by name or by id.
@@ -275,6 +293,83 @@ pub async fn create_partitions(
     results
 }
 
+/// Changes topics' config overrides (or only validates the change). Results are in request
+/// order. The new overrides are persisted, then every owning shard applies the new roll and
+/// retention limits to its open logs.
+pub async fn alter_topic_configs(
+    shard: &Rc<Shard>,
+    changes: Vec<TopicConfigChange>,
+    validate_only: bool,
+) -> Vec<Outcome<()>> {
+    let _one_change_at_a_time = shard.controller_lock.lock().await;
+    let mut metadata = (*shard.metadata()).clone();
+    let defaults = &shard.config.topic_defaults;
+    let mut results = Vec::with_capacity(changes.len());
+    let mut changed = Vec::new();
+    for change in changes {
+        let Some(topic) = metadata.topic(&change.topic).cloned() else {
+            results.push(Err(failure(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{}' does not exist", change.topic),
+            )));
+            continue;
+        };
+        let mut overrides = if change.replace_all {
+            BTreeMap::new()
+        } else {
+            topic.configs.clone()
+        };
+        for edit in change.edits {
+            match edit {
+                ConfigEdit::Set(name, value) => overrides.insert(name, value),
+                ConfigEdit::Delete(name) => overrides.remove(&name),
+            };
+        }
+        let invalid = topic_config::validate(&overrides).map_err(|(name, value, reason)| {
+            failure(
+                ResponseError::InvalidConfig,
+                format!("{name}={value}: {reason}"),
+            )
+        });
+        // The largest batch also bounds reads of what is stored (`LogConfig::batch_bytes_max`),
+        // so open logs keep the limit they were opened with.
+        let old = topic_config::resolve(&topic.configs, defaults).max_message_bytes;
+        let new = topic_config::resolve(&overrides, defaults).max_message_bytes;
+        let outcome = invalid.and_then(|()| {
+            if old == new {
+                Ok(())
+            } else {
+                Err(failure(
+                    ResponseError::InvalidConfig,
+                    format!(
+                        "max.message.bytes={new}: it can only be set when the topic is created \
+                         (it is {old})"
+                    ),
+                ))
+            }
+        });
+        if outcome.is_ok() && !validate_only {
+            let updated = Topic {
+                configs: overrides,
+                ..topic
+            };
+            metadata.topics.insert(change.topic, updated.clone());
+            changed.push(updated);
+        }
+        results.push(outcome);
+    }
+    if changed.is_empty() {
+        return results;
+    }
+    let results = publish_or_fail(shard, metadata, results).await;
+    if results.iter().any(Result::is_ok) {
+        for topic in changed {
+            reconfigure_logs(shard, &topic).await;
+        }
+    }
+    results
+}
+
 /// Producer ids reserved (persisted) at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -331,6 +426,21 @@ async fn open_logs(
         .into_iter()
         .collect::<Result<Vec<()>, String>>()
         .map(drop)
+}
+
+/// Gives the owning shards' open logs of `topic` its (new) roll and retention limits.
+async fn reconfigure_logs(shard: &Rc<Shard>, topic: &Topic) {
+    for owner in shard.owners(topic) {
+        let topic = topic.clone();
+        if let Err(error) = shard
+            .run_on(owner, move |target| async move {
+                target.reconfigure_partitions(&topic)
+            })
+            .await
+        {
+            tracing::error!(shard = owner, %error, "a shard missed a topic config change");
+        }
+    }
 }
 
 async fn delete_logs(shard: &Rc<Shard>, topic: &Topic) {

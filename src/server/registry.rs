@@ -40,6 +40,8 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 2),
     api(ApiKey::InitProducerId, 0, 5),
@@ -134,6 +136,8 @@ pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> Han
             | ApiKey::CreateTopics
             | ApiKey::DeleteTopics
             | ApiKey::CreatePartitions
+            | ApiKey::AlterConfigs
+            | ApiKey::IncrementalAlterConfigs
             | ApiKey::JoinGroup
             | ApiKey::SyncGroup
             | ApiKey::LeaveGroup
@@ -153,6 +157,10 @@ pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> Han
         ApiKey::DeleteTopics => handlers::delete_topics::handle(&shard, &request).await,
         ApiKey::CreatePartitions => handlers::create_partitions::handle(&shard, &request).await,
         ApiKey::DescribeConfigs => handlers::describe_configs::handle(&shard, &request),
+        ApiKey::AlterConfigs => handlers::alter_configs::handle(&shard, &request).await,
+        ApiKey::IncrementalAlterConfigs => {
+            handlers::incremental_alter_configs::handle(&shard, &request).await
+        }
         ApiKey::DescribeCluster => handlers::describe_cluster::handle(&shard, &request),
         ApiKey::InitProducerId => handlers::init_producer_id::handle(&shard, &request).await,
         ApiKey::FindCoordinator => handlers::find_coordinator::handle(&shard, &request),
@@ -222,6 +230,10 @@ mod tests {
                         }
                         ApiKey::CreatePartitions => {
                             decode::<CreatePartitionsRequest>(&request).map(drop)
+                        }
+                        ApiKey::AlterConfigs => decode::<AlterConfigsRequest>(&request).map(drop),
+                        ApiKey::IncrementalAlterConfigs => {
+                            decode::<IncrementalAlterConfigsRequest>(&request).map(drop)
                         }
                         ApiKey::DescribeCluster => {
                             decode::<DescribeClusterRequest>(&request).map(drop)

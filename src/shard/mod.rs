@@ -247,6 +247,17 @@ impl Shard {
         Ok(())
     }
 
+    /// Applies `topic`'s current configs to this shard's open logs of it (roll and
+    /// retention limits; see `Log::set_limits`).
+    pub fn reconfigure_partitions(&self, topic: &Topic) {
+        let resolved = topic_config::resolve(&topic.configs, &self.config.topic_defaults);
+        let limits = self.config.log_config(&resolved).limits();
+        let partitions = self.partitions.borrow();
+        for partition in partitions.get(&topic.name).into_iter().flatten().flatten() {
+            partition.log.set_limits(limits);
+        }
+    }
+
     /// Closes and deletes this shard's logs of `topic`.
     pub async fn delete_partitions(&self, topic: &str) -> Result<(), StorageError> {
         let removed = self

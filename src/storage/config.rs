@@ -42,6 +42,28 @@ pub struct LogConfig {
     pub read_ahead_bytes: usize,
 }
 
+/// The limits of a `LogConfig` that a topic config change may alter while the log is open
+/// (IncrementalAlterConfigs): when to roll and what retention deletes. Everything else is
+/// fixed at open, in particular `batch_bytes_max`, which also bounds reads of stored data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    pub segment_bytes_max: u64,
+    pub segment_age_max: Duration,
+    pub retention_age_max: Option<Duration>,
+    pub retention_bytes_max: Option<u64>,
+}
+
+impl LogConfig {
+    pub fn limits(&self) -> LogLimits {
+        LogLimits {
+            segment_bytes_max: self.segment_bytes_max,
+            segment_age_max: self.segment_age_max,
+            retention_age_max: self.retention_age_max,
+            retention_bytes_max: self.retention_bytes_max,
+        }
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {

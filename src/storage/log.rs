@@ -20,7 +20,7 @@ use event_listener::Event;
 
 use super::appender::{Appender, AppenderConfig};
 use super::checkpoint::{self, Checkpoint};
-use super::config::{FlushPolicy, LogConfig};
+use super::config::{FlushPolicy, LogConfig, LogLimits};
 use super::error::{io_error, Result, StorageError};
 use super::io;
 use super::producer_state::{self, BatchRange, ProducerStates, Verdict};
@@ -98,6 +98,8 @@ pub struct Log {
     name: String,
     dir: PathBuf,
     config: LogConfig,
+    /// Roll and retention limits, starting as `config`'s; `set_limits` changes them.
+    limits: Cell<LogLimits>,
     shard: Rc<ShardStorage>,
     id: u64,
     state: RefCell<LogState>,
@@ -156,6 +158,7 @@ impl Log {
             id: shard.next_log_id(),
             name,
             dir,
+            limits: Cell::new(config.limits()),
             config,
             shard,
             state: RefCell::new(LogState {
@@ -195,6 +198,18 @@ impl Log {
 
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    pub fn limits(&self) -> LogLimits {
+        self.limits.get()
+    }
+
+    /// Changes when segments roll and what retention deletes, from the next append and
+    /// the next retention pass on (a topic config change, validated by the topic config
+    /// layer). A segment limit below `batch_bytes_max` is harmless: a larger batch then
+    /// gets a segment of its own.
+    pub fn set_limits(&self, limits: LogLimits) {
+        self.limits.set(limits);
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -439,8 +454,9 @@ impl Log {
         if segment.size() == 0 {
             return false;
         }
-        segment.size() + bytes > self.config.segment_bytes_max
-            || segment.created_at().elapsed() >= self.config.segment_age_max
+        let limits = self.limits.get();
+        segment.size() + bytes > limits.segment_bytes_max
+            || segment.created_at().elapsed() >= limits.segment_age_max
             || !segment.can_hold(bytes, last_offset)
     }
 
@@ -759,14 +775,14 @@ impl Log {
                 .values()
                 .take(state.segments.len().saturating_sub(1));
             let mut doomed = Vec::new();
+            let limits = self.limits.get();
             for segment in sealed {
-                let too_old = self.config.retention_age_max.is_some_and(|age| {
+                let too_old = limits.retention_age_max.is_some_and(|age| {
                     let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
                     segment.max_timestamp() != i64::MIN
                         && now_ms.saturating_sub(segment.max_timestamp()) > age_ms
                 });
-                let too_big = self
-                    .config
+                let too_big = limits
                     .retention_bytes_max
                     .is_some_and(|bytes_max| total - segment.size() >= bytes_max);
                 if !(too_old || too_big) {

@@ -20,7 +20,7 @@ pub mod producer_state;
 pub mod segment;
 pub mod shard;
 
-pub use config::{FlushPolicy, LogConfig, ShardStorageConfig};
+pub use config::{FlushPolicy, LogConfig, LogLimits, ShardStorageConfig};
 pub use error::{Result, StorageError};
 pub use log::{AppendOutcome, Durability, Log, LogRead};
 pub use shard::ShardStorage;

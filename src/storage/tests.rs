@@ -270,6 +270,40 @@ fn retention_by_size_and_time_deletes_whole_old_segments() {
 }
 
 #[test]
+fn changed_limits_apply_to_an_open_log() {
+    run(|dir| async move {
+        // Opened keeping everything, as a topic created with defaults.
+        let config = LogConfig {
+            retention_bytes_max: None,
+            retention_age_max: None,
+            ..small_config()
+        };
+        let log = open(&dir, shard(), config).await;
+        append_synced(&log, 0..400).await;
+        assert_eq!(log.enforce_retention(i64::MAX).await.expect("retention"), 0);
+        let segments = log.segment_count();
+
+        // A topic config change (IncrementalAlterConfigs) tightens retention and grows
+        // segments: the next pass deletes, later appends roll by the new size.
+        let mut limits = log.limits();
+        limits.retention_bytes_max = Some(200 * 1024);
+        limits.segment_bytes_max = 1 << 30;
+        log.set_limits(limits);
+        assert!(log.enforce_retention(i64::MAX).await.expect("retention") > 0);
+        assert!(log.size_bytes() <= 200 * 1024 + 64 * 1024);
+        let after_retention = log.segment_count();
+        assert!(after_retention < segments);
+        append_synced(&log, 400..800).await;
+        assert_eq!(
+            log.segment_count(),
+            after_retention,
+            "no roll at 1 GiB segments"
+        );
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn truncation_removes_the_tail_and_appends_continue() {
     run(|dir| async move {
         let log = open(&dir, shard(), small_config()).await;

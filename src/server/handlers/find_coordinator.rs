@@ -1,5 +1,8 @@
 //! FindCoordinator (key 10): this broker coordinates every group (batched keys from v4).
-//! Transaction coordinators do not exist: transactions are not implemented.
+//! Transaction coordinators do not exist: transactions are not implemented, and the lookup
+//! answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients treat as fatal
+//! (`initTransactions()` fails at once) rather than retrying a missing coordinator until
+//! their timeout.
 
 use std::rc::Rc;
 
@@ -13,6 +16,7 @@ use crate::server::registry::{self, HandlerResult};
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: FindCoordinatorRequest = registry::decode(request)?;
@@ -26,12 +30,21 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             coordinator.host = str_bytes(&config.advertised.0);
             coordinator.port = i32::from(config.advertised.1);
         } else {
+            let (code, message) = if body.key_type == KEY_TYPE_TRANSACTION {
+                (
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "transactions are not implemented in Petrel",
+                )
+            } else {
+                (
+                    ResponseError::InvalidRequest,
+                    "only group coordinators exist in Petrel",
+                )
+            };
             coordinator.node_id = BrokerId(-1);
             coordinator.port = -1;
-            coordinator.error_code = ResponseError::CoordinatorNotAvailable.code();
-            coordinator.error_message = Some(str_bytes(
-                "only group coordinators exist; transactions are not implemented",
-            ));
+            coordinator.error_code = code.code();
+            coordinator.error_message = Some(str_bytes(message));
         }
         coordinator
     };

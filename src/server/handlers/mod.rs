@@ -1,6 +1,7 @@
 //! One file per Kafka API. Each decodes its request, does its work (on other shards through
 //! `Shard::run_on` where partitions live elsewhere), and encodes its response.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -12,6 +13,7 @@ pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;

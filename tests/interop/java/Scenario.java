@@ -54,6 +54,8 @@ public class Scenario {
     run("list_topics", Scenario::listTopics);
     run("describe_topic", Scenario::describeTopic);
     run("describe_group", Scenario::describeGroup);
+    probeGap("petrel_gap_transactions", Scenario::transactionsProbe);
+    probeGap("petrel_gap_kip848_consumer", Scenario::kip848Probe);
     run("delete_topic", Scenario::deleteTopic);
     System.out.flush();
     System.exit(failed ? 1 : 0);
@@ -310,6 +312,63 @@ public class Scenario {
       Set<String> names = admin.listTopics().names().get(ADMIN_TIMEOUT_S, TimeUnit.SECONDS);
       if (names.contains(topic)) throw new StepFailed("listTopics still has " + topic + " after deleteTopics");
       return "deleted " + topic + "; listTopics no longer has it";
+    }
+  }
+
+  // ---- Petrel's documented gaps (tests/interop/known-gaps.md), probed so that the error a
+  // user meets is the one documented: a gap line when it is, a failure when it is not. ----
+
+  /** A transactional producer: InitProducerId answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED. */
+  static String transactionsProbe() throws Exception {
+    Properties p = new Properties();
+    p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+    p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+    p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, topic + "-txn");
+    p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "20000"); // fail fast if the error is not the documented one
+    try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+      producer.initTransactions();
+      throw new StepFailed("initTransactions() succeeded: update known-gaps.md");
+    } catch (org.apache.kafka.common.errors.TransactionalIdAuthorizationException e) {
+      return "transactions (transactional.id): initTransactions() throws "
+          + e.getClass().getSimpleName() + ": " + e.getMessage();
+    }
+  }
+
+  /** group.protocol=consumer (KIP-848): ConsumerGroupHeartbeat is not advertised. */
+  static String kip848Probe() throws Exception {
+    Properties p = new Properties();
+    p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    p.put(ConsumerConfig.GROUP_ID_CONFIG, group + "-kip848");
+    p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+    p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+    p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+    try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p)) {
+      consumer.subscribe(List.of(topic));
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+      while (System.nanoTime() < deadline) consumer.poll(Duration.ofMillis(500));
+      throw new StepFailed("group.protocol=consumer polled for 20 s without an error: update known-gaps.md");
+    } catch (org.apache.kafka.common.errors.UnsupportedVersionException e) {
+      return "KIP-848 consumer protocol (group.protocol=consumer): poll() throws "
+          + e.getClass().getSimpleName() + ": " + e.getMessage();
+    }
+  }
+
+  /** Runs a probe of a documented gap: its text is printed as a gap (ok null) when the
+   * client meets exactly the documented error, as a failure otherwise. */
+  static void probeGap(String step, Step body) {
+    log("step " + step + " starting");
+    try {
+      String observed = body.run();
+      System.out.println("{\"step\": " + json(step) + ", \"ok\": null, \"gap\": " + json("Petrel gap: " + observed) + "}");
+      System.out.flush();
+      log("step " + step + " gap: " + observed);
+    } catch (StepFailed e) {
+      emit(step, false, e.getMessage());
+    } catch (Throwable e) {
+      Throwable cause = (e instanceof ExecutionException && e.getCause() != null) ? e.getCause() : e;
+      e.printStackTrace(System.err);
+      emit(step, false, "not the documented error: " + cause.getClass().getName() + ": " + cause.getMessage());
     }
   }
 
