@@ -28,9 +28,13 @@ use super::segment::{self, Segment, Window};
 use super::shard::ShardStorage;
 use crate::record_batch;
 
-/// Size of the pages batch copies are carved from. A page is freed once every batch carved
-/// from it has left the cache and every reader is done with it.
-const CACHE_PAGE_BYTES: usize = 256 * 1024;
+/// Sizes of the pages batch copies are carved from. A page is freed once every batch carved
+/// from it has left the cache and every reader is done with it, so each log pins up to a
+/// page beyond what the cache accounts: pages are sized to about `CACHE_PAGE_BATCHES` of the
+/// log's batches, so a thousand logs of 1 KiB batches pin 16 MiB, not 256 MiB.
+const CACHE_PAGE_BYTES_MIN: usize = 16 * 1024;
+const CACHE_PAGE_BYTES_MAX: usize = 256 * 1024;
+const CACHE_PAGE_BATCHES: usize = 8;
 
 /// What a caller waits for before acknowledging an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -442,7 +446,10 @@ impl Log {
     fn copy_for_cache(&self, batch: &[u8], base_offset: i64, leader_epoch: i32) -> Bytes {
         let mut page = self.cache_page.borrow_mut();
         if page.capacity() - page.len() < batch.len() {
-            *page = BytesMut::with_capacity(CACHE_PAGE_BYTES.max(batch.len()));
+            let page_bytes = (batch.len() * CACHE_PAGE_BATCHES)
+                .clamp(CACHE_PAGE_BYTES_MIN, CACHE_PAGE_BYTES_MAX)
+                .max(batch.len());
+            *page = BytesMut::with_capacity(page_bytes);
         }
         page.extend_from_slice(batch);
         let mut stored = page.split();
