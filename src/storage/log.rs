@@ -1117,7 +1117,10 @@ async fn interval_sync(log: Weak<Log>, interval: Duration) {
         if log.closed.get() {
             return;
         }
-        if let Err(error) = log.wait(Durability::Synced, i64::MAX).await {
+        // Up to what was appended by now: with `i64::MAX` the wait chased every later
+        // append too, so under steady load this task never slept and synced back to back.
+        let target = log.next_offset();
+        if let Err(error) = log.wait(Durability::Synced, target).await {
             tracing::error!(log = %log.name, %error, "interval sync failed");
             return;
         }

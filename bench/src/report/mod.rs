@@ -59,11 +59,14 @@ fn workload_section(out: &Path, workload: &str, by_label: &ByLabel) -> anyhow::R
     let file_stem = safe_file_stem(workload);
     let latency_file = format!("{file_stem}-latency.svg");
     let throughput_file = format!("{file_stem}-throughput.svg");
+    let tail_file = format!("{file_stem}-tail.svg");
     plots::latency(&out.join(&latency_file), workload, by_label)?;
     plots::throughput(&out.join(&throughput_file), workload, by_label)?;
+    plots::tail_over_time(&out.join(&tail_file), workload, by_label)?;
     let _ = write!(
         section,
-        "\n![latency percentiles]({latency_file})\n\n![throughput over time]({throughput_file})\n"
+        "\n![latency percentiles]({latency_file})\n\n![throughput over time]({throughput_file})\n\n\
+         ![p99 latency of each second]({tail_file})\n"
     );
     Ok(section)
 }

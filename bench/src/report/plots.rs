@@ -160,6 +160,65 @@ pub fn throughput(path: &Path, workload: &str, by_label: &ByLabel) -> anyhow::Re
     draw_lines(chart, root, lines)
 }
 
+/// Ack (solid) and end-to-end (dashed) p99 of each measured second, log-scaled: whether the
+/// tail grows over a long run (the soak workload).
+pub fn tail_over_time(path: &Path, workload: &str, by_label: &ByLabel) -> anyhow::Result<()> {
+    let mut lines = Vec::new();
+    for (label_index, (label, result)) in by_label.iter().enumerate() {
+        for (kind, pick, dashed) in [
+            (
+                "ack p99",
+                (|p: &SecondPoint| p.ack_p99_us) as fn(&SecondPoint) -> Option<u64>,
+                false,
+            ),
+            ("e2e p99", |p: &SecondPoint| p.e2e_p99_us, true),
+        ] {
+            let points: Vec<(f64, f64)> = result
+                .series
+                .iter()
+                .filter_map(|p| pick(p).map(|us| (p.second as f64, us as f64 / 1_000.0)))
+                .collect();
+            if !points.is_empty() {
+                lines.push(Line {
+                    name: format!("{label} {kind}"),
+                    label_index,
+                    dashed,
+                    points,
+                });
+            }
+        }
+    }
+    let points = || lines.iter().flat_map(|line| line.points.iter());
+    let seconds_max = points().map(|p| p.0).fold(1.0f64, f64::max);
+    let high_ms = points().map(|p| p.1).fold(0.0f64, f64::max).max(1.0) * 1.5;
+    let low_ms = points()
+        .map(|p| p.1)
+        .fold(f64::MAX, f64::min)
+        .min(high_ms / 10.0)
+        / 1.5;
+
+    let root = SVGBackend::new(path, PLOT_SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{workload}: p99 latency of each second"),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..seconds_max, (low_ms.max(0.001)..high_ms).log_scale())
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds into the measurement")
+        .y_desc("latency (ms)")
+        .y_label_formatter(&|v| format_value(Some(*v)))
+        .draw()
+        .map_err(plot_error)?;
+    draw_lines(chart, root, lines)
+}
+
 /// Draws the lines with a legend and writes the file.
 fn draw_lines<'a, X, Y>(
     mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,

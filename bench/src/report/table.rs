@@ -22,6 +22,9 @@ latency, CPU and memory. `–` = not measured.\n";
 struct Metric {
     name: &'static str,
     value: fn(&LoadResult) -> Option<f64>,
+    /// Rows of metrics that apply to some workloads only are left out where no run has
+    /// them; the others show `–` for "not measured".
+    only_where_measured: bool,
 }
 
 fn latency_ms(summary: &Option<LatencySummary>, pick: fn(&LatencySummary) -> u64) -> Option<f64> {
@@ -37,46 +40,62 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "Produce throughput (MB/s)",
         value: |r| positive(r.rates.produce_mb_per_second),
+        only_where_measured: false,
     },
     Metric {
         name: "Produce throughput (records/s)",
         value: |r| positive(r.rates.produce_records_per_second),
+        only_where_measured: false,
     },
     Metric {
         name: "Consume throughput (MB/s)",
         value: |r| positive(r.rates.consume_mb_per_second),
+        only_where_measured: false,
     },
     Metric {
         name: "Consume throughput (records/s)",
         value: |r| positive(r.rates.consume_records_per_second),
+        only_where_measured: false,
+    },
+    Metric {
+        name: "Catch-up read rate (MB/s)",
+        value: catch_up_mb_per_second,
+        only_where_measured: true,
     },
     Metric {
         name: "Ack latency p50 (ms)",
         value: |r| latency_ms(&r.latency.ack, |s| s.p50_us),
+        only_where_measured: false,
     },
     Metric {
         name: "Ack latency p99 (ms)",
         value: |r| latency_ms(&r.latency.ack, |s| s.p99_us),
+        only_where_measured: false,
     },
     Metric {
         name: "Ack latency p99.9 (ms)",
         value: |r| latency_ms(&r.latency.ack, |s| s.p999_us),
+        only_where_measured: false,
     },
     Metric {
         name: "End-to-end latency p50 (ms)",
         value: |r| latency_ms(&r.latency.e2e, |s| s.p50_us),
+        only_where_measured: false,
     },
     Metric {
         name: "End-to-end latency p99 (ms)",
         value: |r| latency_ms(&r.latency.e2e, |s| s.p99_us),
+        only_where_measured: false,
     },
     Metric {
         name: "End-to-end latency p99.9 (ms)",
         value: |r| latency_ms(&r.latency.e2e, |s| s.p999_us),
+        only_where_measured: false,
     },
     Metric {
         name: "Broker CPU-seconds per GB moved",
         value: cpu_seconds_per_gb,
+        only_where_measured: false,
     },
     Metric {
         name: "Broker peak RSS (MB)",
@@ -84,12 +103,31 @@ const METRICS: &[Metric] = &[
             let bytes = r.broker.as_ref()?.peak_rss_bytes?;
             Some(bytes as f64 / BYTES_PER_MB)
         },
+        only_where_measured: false,
     },
     Metric {
         name: "Errors (delivery + consume)",
         value: |r| Some((r.totals.delivery_errors + r.totals.consume_errors) as f64),
+        only_where_measured: false,
     },
 ];
+
+/// For a catch-up run (`--catch-up`): the mean consume rate over the seconds in which the
+/// consumers were still behind, i.e. until the first second in which they read no more than
+/// 1.5x what was produced in it. The window's mean consume rate hides this once the backlog
+/// is read before the window ends.
+fn catch_up_mb_per_second(result: &LoadResult) -> Option<f64> {
+    if !result.config.get("catch_up")?.as_bool()? {
+        return None;
+    }
+    let behind: Vec<f64> = result
+        .series
+        .iter()
+        .take_while(|p| p.consume_mb_per_second > 1.5 * p.produce_mb_per_second)
+        .map(|p| p.consume_mb_per_second)
+        .collect();
+    positive(behind.iter().sum::<f64>() / behind.len().max(1) as f64)
+}
 
 fn cpu_seconds_per_gb(result: &LoadResult) -> Option<f64> {
     let cpu_seconds = result.broker.as_ref()?.cpu_seconds?;
@@ -131,6 +169,9 @@ pub fn render(by_label: &ByLabel) -> String {
             .iter()
             .map(|label| by_label.get(*label).and_then(metric.value))
             .collect();
+        if metric.only_where_measured && values.iter().all(Option::is_none) {
+            continue;
+        }
         let _ = write!(text, "| {} |", metric.name);
         for value in &values {
             let _ = write!(text, " {} |", format_value(*value));
@@ -250,6 +291,39 @@ pub mod tests {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .collect()
+    }
+
+    #[test]
+    fn catch_up_rate_averages_the_seconds_spent_behind() {
+        let point = |second, produce, consume| crate::load::output::SecondPoint {
+            second,
+            produce_records: 0,
+            produce_mb_per_second: produce,
+            consume_records: 0,
+            consume_mb_per_second: consume,
+            ack_p99_us: None,
+            e2e_p99_us: None,
+            errors: 0,
+        };
+        let mut result = sample("petrel", 10.0, 1_000);
+        result.series = vec![
+            point(1, 10.0, 1000.0),
+            point(2, 10.0, 800.0),
+            point(3, 10.0, 12.0), // caught up: no more than 1.5x the produce rate
+            point(4, 10.0, 900.0),
+        ];
+        assert_eq!(catch_up_mb_per_second(&result), None, "not a catch-up run");
+        result.config = serde_json::json!({"catch_up": true});
+        assert_eq!(catch_up_mb_per_second(&result), Some(900.0));
+        let mut by_label = ByLabel::new();
+        by_label.insert("petrel".into(), result);
+        assert!(render(&by_label).contains("| Catch-up read rate (MB/s) | 900 |"));
+        let mut by_label = ByLabel::new();
+        by_label.insert("petrel".into(), sample("petrel", 10.0, 1_000));
+        assert!(
+            !render(&by_label).contains("Catch-up"),
+            "no row without values"
+        );
     }
 
     #[test]
