@@ -101,7 +101,9 @@ fn serve(args: petrel::config::ServeArgs) -> anyhow::Result<()> {
     let signal = signals.forever().next();
     tracing::info!(?signal, "shutting down");
     broker.stop();
-    println!("petrel stopped");
+    // Not println!: it panics when stdout cannot be written (a full disk under a redirected
+    // log), turning a clean stop into exit 101.
+    let _ = writeln!(std::io::stdout(), "petrel stopped");
     Ok(())
 }
 

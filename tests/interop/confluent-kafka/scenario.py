@@ -2,7 +2,6 @@
 
 Prints one JSON line per step on stdout; everything else goes to stderr.
 """
-import json
 import os
 import sys
 import time
@@ -18,50 +17,11 @@ except ImportError:  # pragma: no cover
     TopicCollection = None
 from confluent_kafka import ConsumerGroupTopicPartitions
 
-BOOTSTRAP = os.environ["PETREL_BOOTSTRAP"]
-CLIENT = os.environ.get("INTEROP_CLIENT", "confluent-kafka")
-TOPIC = f"interop-{CLIENT}"
-GROUP = f"interop-{CLIENT}-group"
-PARTITIONS = 3
-CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
-PER_CODEC = 300
-RESUME = 50
-TIMEOUT_S = 60
-
-failures = 0
-
-
-def log(msg):
-    print(f"[{CLIENT}] {msg}", file=sys.stderr, flush=True)
-
-
-def step(name, ok, detail=None, gap=None):
-    global failures
-    out = {"step": name, "ok": ok}
-    if gap is not None:
-        out["gap"] = gap
-    if detail is not None:
-        out["detail"] = str(detail)[:2000]
-    if ok is False:
-        failures += 1
-    print(json.dumps(out), flush=True)
-
-
-def record(codec, i):
-    key = f"{codec}-{i}"
-    value = f"{codec}:{i}:" + "petrel" * (i % 40)
-    headers = [("codec", codec.encode()), ("i", str(i).encode())]
-    return key, value, headers
-
-
-def resume_record(i):
-    return f"resume-{i}", f"resume:{i}", [("codec", b"resume"), ("i", str(i).encode())]
-
-
-def summarize(items, n=10):
-    items = sorted(items)
-    more = f", ... ({len(items)} in all)" if len(items) > n else ""
-    return ", ".join(items[:n]) + more
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from contract import (  # noqa: E402
+    BOOTSTRAP, GROUP, PARTITIONS, TIMEOUT_S, TOPIC, Received, exit_code, log,
+    poll_until_complete, produce_and_consume, step,
+)
 
 
 def admin():
@@ -113,72 +73,36 @@ def new_consumer():
 def consume(expected, extra_poll_s=0.0):
     """Subscribes a new consumer in GROUP and reads until every key of `expected`
     (key -> (value, headers)) arrived, then polls extra_poll_s more; commits synchronously
-    and closes. Returns a list of problems (empty when all is well)."""
+    and closes. Returns (problems, Received)."""
     c = new_consumer()
     c.subscribe([TOPIC])
-    got = {}
-    dupes, wrong, unexpected, order = [], [], [], []
-    last_i = {}  # (partition, codec) -> last i
-    deadline = time.monotonic() + TIMEOUT_S
-    extra_deadline = None
+    received = Received(expected)
     problems = []
-    try:
-        while True:
-            now = time.monotonic()
-            if extra_deadline is None and len(got) >= len(expected) and set(got) >= set(expected):
-                extra_deadline = now + extra_poll_s
-            if extra_deadline is not None and now >= extra_deadline:
-                break
-            if now >= deadline:
-                break
-            msg = c.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    continue
+
+    def poll():
+        msg = c.poll(0.5)
+        if msg is None:
+            return True
+        if msg.error():
+            if msg.error().code() != KafkaError._PARTITION_EOF:
                 problems.append(f"consumer error: {msg.error()}")
-                if msg.error().fatal():
-                    break
-                continue
-            key = (msg.key() or b"").decode()
-            value = (msg.value() or b"").decode()
-            headers = [(k, v) for k, v in (msg.headers() or [])]
-            if key in got:
-                dupes.append(key)
-                continue
-            got[key] = (msg.partition(), msg.offset())
-            if key not in expected:
-                unexpected.append(key)
-                continue
-            want_value, want_headers = expected[key]
-            if value != want_value or headers != want_headers:
-                wrong.append(f"{key} (value {value!r}, headers {headers!r})")
-            codec = want_headers[0][1].decode()
-            i = int(want_headers[1][1])
-            prev = last_i.get((msg.partition(), codec))
-            if prev is not None and i <= prev:
-                order.append(f"{key} after {codec}-{prev} in partition {msg.partition()}")
-            last_i[(msg.partition(), codec)] = i
-        missing = [k for k in expected if k not in got]
-        if missing:
-            problems.append(f"missing {len(missing)} records after {TIMEOUT_S}s: {summarize(missing)}")
-        if dupes:
-            problems.append(f"{len(dupes)} records arrived twice: {summarize(dupes)}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected records: {summarize(unexpected)}")
-        if wrong:
-            problems.append(f"{len(wrong)} records with wrong value/headers: {'; '.join(wrong[:5])}")
-        if order:
-            problems.append(f"out of order within a partition: {'; '.join(order[:5])}")
-        if got:
+            return not msg.error().fatal()
+        headers = [(k, v) for k, v in (msg.headers() or [])]
+        received.add((msg.key() or b"").decode(), (msg.value() or b"").decode(), headers,
+                     msg.partition(), msg.offset())
+        return True
+
+    try:
+        poll_until_complete(received, poll, extra_poll_s)
+        problems += received.problems()
+        if received.got:
             try:
                 c.commit(asynchronous=False)
             except KafkaException as e:
                 problems.append(f"synchronous commit failed: {e}")
     finally:
         c.close()
-    return problems, got
+    return problems, received
 
 
 def main():
@@ -195,74 +119,12 @@ def main():
         step("create_topic", False, f"create_topics: {e!r}")
         topic_ok = False
 
-    # 2. produce_<codec>
-    expected = {}
-    for codec in CODECS:
-        if not topic_ok:
-            step(f"produce_{codec}", False, "not run: create_topic failed")
-            continue
-        records = [record(codec, i) for i in range(PER_CODEC)]
-        started = time.monotonic()
-        try:
-            acked, errors = produce(codec, records)
-        except Exception as e:  # noqa: BLE001
-            traceback.print_exc()
-            acked, errors = [], [repr(e)]
-        acked_set = set(acked)
-        for key, value, headers in records:
-            if key in acked_set:
-                expected[key] = (value, headers)
-        secs = time.monotonic() - started
-        if errors or len(acked_set) != PER_CODEC:
-            step(f"produce_{codec}", False,
-                 f"{len(acked_set)}/{PER_CODEC} acknowledged; errors: {'; '.join(errors[:5])}")
-        else:
-            step(f"produce_{codec}", True, f"{PER_CODEC} records acknowledged in {secs:.1f}s")
-
-    # 3. consume_group
-    consumed_ok = False
-    if not expected:
-        step("consume_group", False, "not run: nothing was produced")
-    else:
-        try:
-            started = time.monotonic()
-            problems, got = consume(expected)
-            if problems:
-                step("consume_group", False, "; ".join(problems))
-            else:
-                parts = sorted({p for p, _ in got.values()})
-                step("consume_group", True,
-                     f"{len(got)} records, exact keys/values/headers, in order, from partitions "
-                     f"{parts} in {time.monotonic() - started:.1f}s; committed synchronously")
-                consumed_ok = True
-        except Exception as e:  # noqa: BLE001
-            traceback.print_exc()
-            step("consume_group", False, repr(e))
-
-    # 4. resume_from_commit
-    produced_total = len(expected)
-    if not consumed_ok:
-        step("resume_from_commit", False, "not run: consume_group failed")
-    else:
-        try:
-            records = [resume_record(i) for i in range(RESUME)]
-            acked, errors = produce("none", records)
-            produced_total += len(set(acked))
-            if errors or len(set(acked)) != RESUME:
-                step("resume_from_commit", False,
-                     f"producing: {len(set(acked))}/{RESUME} acknowledged; {'; '.join(errors[:5])}")
-            else:
-                want = {k: (v, h) for k, v, h in records}
-                problems, got = consume(want, extra_poll_s=2.0)
-                if problems:
-                    step("resume_from_commit", False, "; ".join(problems))
-                else:
-                    step("resume_from_commit", True,
-                         f"new consumer got exactly the {RESUME} new records (none of the earlier "
-                         f"{len(expected)}) and nothing more in 2s; committed")
-        except Exception as e:  # noqa: BLE001
-            traceback.print_exc()
-            step("resume_from_commit", False, repr(e))
+    # 2-4. produce_<codec>, consume_group, resume_from_commit
+    produced_total = produce_and_consume(produce, consume, {
+        "produce": "",
+        "consume": "committed synchronously",
+        "resume": "committed",
+    }, topic_ok=topic_ok)
 
     # 5. list_topics
     try:
@@ -346,7 +208,7 @@ def main():
         traceback.print_exc()
         step("delete_topic", False, repr(e))
 
-    return 1 if failures else 0
+    return exit_code()
 
 
 if __name__ == "__main__":

@@ -22,50 +22,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
-BOOTSTRAP = os.environ["PETREL_BOOTSTRAP"]
-CLIENT = os.environ.get("INTEROP_CLIENT", "kcat")
-TOPIC = f"interop-{CLIENT}"
-GROUP = f"interop-{CLIENT}-group"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from contract import (  # noqa: E402
+    BOOTSTRAP, GROUP, TIMEOUT_S, TOPIC, Received, exit_code, log, poll_until_complete,
+    produce_and_consume, step,
+)
+
 AUTO_CREATED_PARTITIONS = 1  # Petrel's --default-partitions default
-CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
-PER_CODEC = 300
-RESUME = 50
-TIMEOUT_S = 60
 NO_ADMIN = "kcat has no admin API"
-
-failures = 0
-
-
-def log(msg):
-    print(f"[{CLIENT}] {msg}", file=sys.stderr, flush=True)
-
-
-def step(name, ok, detail=None, gap=None):
-    global failures
-    out = {"step": name, "ok": ok}
-    if gap is not None:
-        out["gap"] = gap
-    if detail is not None:
-        out["detail"] = str(detail)[:2000]
-    if ok is False:
-        failures += 1
-    print(json.dumps(out), flush=True)
-
-
-def record(codec, i):
-    return f"{codec}-{i}", f"{codec}:{i}:" + "petrel" * (i % 40), [("codec", codec), ("i", str(i))]
-
-
-def resume_record(i):
-    return f"resume-{i}", f"resume:{i}", [("codec", "resume"), ("i", str(i))]
-
-
-def summarize(items, n=10):
-    items = sorted(items)
-    more = f", ... ({len(items)} in all)" if len(items) > n else ""
-    return ", ".join(items[:n]) + more
 
 
 def kcat_produce(codec, key, value, headers):
@@ -105,7 +70,7 @@ def parse_headers(text):
 def consume(expected, extra_poll_s=0.0):
     """Runs a new `kcat -G` balanced consumer in GROUP and reads until every key of
     `expected` (key -> (value, headers)) arrived, then extra_poll_s more; stops it with
-    SIGTERM (kcat then closes the consumer, which commits). Returns (problems, got)."""
+    SIGTERM (kcat then closes the consumer, which commits). Returns (problems, Received)."""
     cmd = ["kcat", "-b", BOOTSTRAP, "-G", GROUP, "-X", "auto.offset.reset=earliest", "-u",
            "-f", r"%p\t%o\t%k\t%s\t%h\n", TOPIC]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
@@ -117,49 +82,28 @@ def consume(expected, extra_poll_s=0.0):
         lines.put(None)
 
     threading.Thread(target=reader, daemon=True).start()
-    got = {}
-    dupes, wrong, unexpected, order, garbled = [], [], [], [], []
-    last_i = {}  # (partition, codec) -> last i
-    deadline = time.monotonic() + TIMEOUT_S
-    extra_deadline = None
-    problems = []
-    ended = False
-    while True:
-        now = time.monotonic()
-        if extra_deadline is None and set(got) >= set(expected):
-            extra_deadline = now + extra_poll_s
-        if extra_deadline is not None and now >= extra_deadline:
-            break
-        if now >= deadline:
-            break
+    received = Received(expected)
+    garbled = []
+    ended = []
+
+    def poll():
         try:
             line = lines.get(timeout=0.2)
         except queue.Empty:
-            continue
+            return True
         if line is None:
-            ended = True
-            break
+            ended.append(True)
+            return False
         fields = line.rstrip("\n").split("\t")
         if len(fields) != 5:
             garbled.append(line.rstrip("\n"))
-            continue
+            return True
         partition, offset, key, value, headers = fields
-        headers = parse_headers(headers)
-        if key in got:
-            dupes.append(key)
-            continue
-        got[key] = (int(partition), int(offset))
-        if key not in expected:
-            unexpected.append(key)
-            continue
-        want_value, want_headers = expected[key]
-        if value != want_value or headers != want_headers:
-            wrong.append(f"{key} (value {value!r}, headers {headers!r})")
-        codec, i = want_headers[0][1], int(want_headers[1][1])
-        prev = last_i.get((partition, codec))
-        if prev is not None and i <= prev:
-            order.append(f"{key} after {codec}-{prev} in partition {partition}")
-        last_i[(partition, codec)] = i
+        received.add(key, value, parse_headers(headers), int(partition), int(offset))
+        return True
+
+    poll_until_complete(received, poll, extra_poll_s)
+    problems = []
     if ended:
         problems.append(f"kcat exited early with {proc.wait()}")
     else:
@@ -171,20 +115,10 @@ def consume(expected, extra_poll_s=0.0):
         except subprocess.TimeoutExpired:
             proc.kill()
             problems.append("kcat did not exit within 30s of SIGTERM")
-    missing = [k for k in expected if k not in got]
-    if missing:
-        problems.append(f"missing {len(missing)} records after {TIMEOUT_S}s: {summarize(missing)}")
-    if dupes:
-        problems.append(f"{len(dupes)} records arrived twice: {summarize(dupes)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected records: {summarize(unexpected)}")
-    if wrong:
-        problems.append(f"{len(wrong)} records with wrong value/headers: {'; '.join(wrong[:5])}")
-    if order:
-        problems.append(f"out of order within a partition: {'; '.join(order[:5])}")
+    problems += received.problems()
     if garbled:
         problems.append(f"{len(garbled)} unparseable lines: {garbled[:3]}")
-    return problems, got
+    return problems, received
 
 
 def metadata(topic=None):
@@ -204,60 +138,13 @@ def main():
              f"(Metadata with allow_auto_topic_creation) with its default "
              f"{AUTO_CREATED_PARTITIONS} partition, not 3")
 
-    expected = {}
-    for codec in CODECS:
-        records = [record(codec, i) for i in range(PER_CODEC)]
-        started = time.monotonic()
-        acked, errors = produce(codec, records)
-        acked_set = set(acked)
-        for key, value, headers in records:
-            if key in acked_set:
-                expected[key] = (value, headers)
-        secs = time.monotonic() - started
-        if errors or len(acked_set) != PER_CODEC:
-            step(f"produce_{codec}", False,
-                 f"{len(acked_set)}/{PER_CODEC} acknowledged; errors: {'; '.join(errors[:5])}")
-        else:
-            note = ("" if codec == "none" else
-                    " (librdkafka sends a one-record batch uncompressed when compressing would not "
-                    "shrink it: the short values)")
-            step(f"produce_{codec}", True,
-                 f"{PER_CODEC} records, one `kcat -P -z {codec}` run each, all delivered in "
-                 f"{secs:.1f}s{note}")
-
-    consumed_ok = False
-    if not expected:
-        step("consume_group", False, "not run: nothing was produced")
-    else:
-        started = time.monotonic()
-        problems, got = consume(expected)
-        if problems:
-            step("consume_group", False, "; ".join(problems))
-        else:
-            parts = sorted({p for p, _ in got.values()})
-            step("consume_group", True,
-                 f"kcat -G: {len(got)} records, exact keys/values/headers, in order, from partitions "
-                 f"{parts} in {time.monotonic() - started:.1f}s; offsets committed on close "
-                 f"(kcat has no explicit commit: auto-commit)")
-            consumed_ok = True
-
-    if not consumed_ok:
-        step("resume_from_commit", False, "not run: consume_group failed")
-    else:
-        records = [resume_record(i) for i in range(RESUME)]
-        acked, errors = produce("none", records)
-        if errors or len(set(acked)) != RESUME:
-            step("resume_from_commit", False,
-                 f"producing: {len(set(acked))}/{RESUME} acknowledged; {'; '.join(errors[:5])}")
-        else:
-            want = {k: (v, h) for k, v, h in records}
-            problems, got = consume(want, extra_poll_s=2.0)
-            if problems:
-                step("resume_from_commit", False, "; ".join(problems))
-            else:
-                step("resume_from_commit", True,
-                     f"new kcat -G consumer got exactly the {RESUME} new records (none of the "
-                     f"earlier {len(expected)}) and nothing more in 2s; committed on close")
+    produce_and_consume(produce, consume, {
+        "produce": ", one `kcat -P -z {codec}` run each (librdkafka sends a one-record batch "
+                   "uncompressed when compressing would not shrink it: the short values)",
+        "consume": "kcat -G; offsets committed on close (kcat has no explicit commit: "
+                   "auto-commit)",
+        "resume": "committed on close",
+    }, as_bytes=False)
 
     try:
         md = metadata()
@@ -292,7 +179,7 @@ def main():
          gap=f"{NO_ADMIN}: cannot list or describe groups or fetch committed offsets "
              f"(the commit is checked by resume_from_commit)")
     step("delete_topic", None, gap=f"{NO_ADMIN}: cannot delete topics")
-    return 1 if failures else 0
+    return exit_code()
 
 
 if __name__ == "__main__":
