@@ -321,4 +321,77 @@ mod tests {
             );
         }
     }
+
+    /// Cross-shard replies wake a shard's task from another thread, and that thread may drop
+    /// the task's last waker just as the task completes and its `JoinHandle` is dropped (what
+    /// `run_on_each` does for every part). Upstream glommio 0.9.0 let the count pass through
+    /// zero there and freed the task under the foreign waker; a shard then hung on a garbage
+    /// futex (vendor/glommio/PETREL-PATCHES.md). This drives that interleaving many times,
+    /// with the foreign drop jittered over the owner's drop of the `JoinHandle`.
+    #[test]
+    fn a_task_outlives_a_waker_dropped_on_another_thread() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::mpsc;
+        use std::task::{Poll, Waker};
+        use std::time::Duration;
+
+        const ROUNDS: usize = 30_000;
+        let (to_foreign, foreign_inbox) = mpsc::sync_channel::<(Waker, Arc<AtomicBool>)>(1);
+        let foreign = std::thread::spawn(move || {
+            let mut jitter: u32 = 0x9e37_79b9;
+            for (waker, ready) in foreign_inbox {
+                ready.store(true, Ordering::Release);
+                waker.wake_by_ref();
+                // xorshift: spin 0..4095 rounds so the drop sweeps over the owner's work.
+                jitter ^= jitter << 13;
+                jitter ^= jitter >> 17;
+                jitter ^= jitter << 5;
+                for _ in 0..(jitter % 4096) {
+                    std::hint::spin_loop();
+                }
+                drop(waker);
+            }
+        });
+        let completed = Arc::new(AtomicUsize::new(0));
+        let counted = completed.clone();
+        let (finished_tx, finished) = mpsc::channel();
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spin_before_park(Duration::from_millis(10))
+            .spawn(move || async move {
+                for _ in 0..ROUNDS {
+                    let ready = Arc::new(AtomicBool::new(false));
+                    let (sender, flag) = (to_foreign.clone(), ready.clone());
+                    let mut sent = false;
+                    let task = glommio::spawn_local(futures_lite::future::poll_fn(move |cx| {
+                        if flag.load(Ordering::Acquire) {
+                            return Poll::Ready(());
+                        }
+                        if !sent {
+                            sent = true;
+                            let _ = sender.send((cx.waker().clone(), flag.clone()));
+                        }
+                        Poll::Pending
+                    }));
+                    task.await;
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = finished_tx.send(());
+            })
+            .expect("executor starts");
+        // A freed task shows as a panic on either thread or as a hung executor; don't wait
+        // out the deadline when the foreign thread has already died.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while finished.recv_timeout(Duration::from_millis(100)).is_err() {
+            let rounds = completed.load(Ordering::Relaxed);
+            assert!(
+                !foreign.is_finished(),
+                "the foreign thread died after {rounds} of {ROUNDS} rounds"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the executor stopped after {rounds} of {ROUNDS} rounds"
+            );
+        }
+        foreign.join().expect("the foreign thread ends");
+    }
 }
