@@ -23,6 +23,11 @@ const INDEX_FILE_BYTES_MAX: usize = 64 << 20;
 /// Bytes read at once while scanning a segment on recovery.
 const SCAN_WINDOW_BYTES: usize = 1 << 20;
 
+/// How much of a deleted segment is freed at a time, and the pause between steps
+/// (`Segment::release_space_gradually`).
+const RELEASE_STEP_BYTES: u64 = 32 << 20;
+const RELEASE_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
 pub fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
 }
@@ -571,6 +576,29 @@ impl Segment {
         self.next_offset.set(outcome.next_offset);
         *self.index.borrow_mut() = outcome.index;
         Ok(())
+    }
+
+    /// Gives a deleted segment's data blocks back to the file system a step at a time,
+    /// before its files are removed. Removing a 256 MiB file frees all its blocks in one go,
+    /// and on ext4 every `fdatasync` (each acks=all answer) waits behind that: 33 ms each,
+    /// which retention turned into 100-400 ms acknowledgement stalls every 30 s.
+    /// `perf/unlink-stall` measures it: 32 MiB steps 2 ms apart keep the worst sync at
+    /// 5 ms. Only done when nothing else holds the segment: an open reader of the same file
+    /// would see its data vanish, so a shared segment is removed whole, as before. Errors
+    /// are only logged: the removal that follows frees the rest anyway.
+    pub async fn release_space_gradually(self: &Rc<Self>, held_by_caller: usize) {
+        if Rc::strong_count(self) > held_by_caller || Rc::strong_count(&self.file) > 1 {
+            return;
+        }
+        let mut remaining = self.size();
+        while remaining > 0 {
+            remaining = remaining.saturating_sub(RELEASE_STEP_BYTES);
+            if let Err(error) = self.file.file.truncate(remaining).await {
+                tracing::warn!(path = %self.log_path.display(), %error, "shrinking a deleted segment");
+                return;
+            }
+            glommio::timer::sleep(RELEASE_STEP_PAUSE).await;
+        }
     }
 
     /// Removes the files of the segment at `base_offset`. Open handles keep the data

@@ -270,6 +270,42 @@ fn retention_by_size_and_time_deletes_whole_old_segments() {
 }
 
 #[test]
+fn a_deleted_segment_is_shrunk_only_when_nothing_else_reads_it() {
+    run(|dir| async move {
+        let log = open(&dir, shard(), small_config()).await;
+        append_synced(&log, 0..400).await;
+        let base = log.segment_bases()[0];
+        log.close().await.expect("close");
+
+        let config = small_config();
+        let (segment, invalid_tail) = super::segment::Segment::open_sealed(
+            &shard(),
+            &dir.join("topic-0"),
+            base,
+            config.index_interval_bytes,
+            config.batch_bytes_max,
+        )
+        .await
+        .expect("open sealed");
+        assert!(invalid_tail.is_none());
+        let log_path = segment.log_path().to_path_buf();
+        let stored = std::fs::read(&log_path).expect("read segment");
+        assert!(!stored.is_empty());
+
+        // A reader holds the segment too: its data must stay.
+        let reader = segment.clone();
+        segment.release_space_gradually(1).await;
+        assert!(std::fs::read(&log_path).expect("read segment") == stored);
+        drop(reader);
+
+        // Held by the deleter alone: every block goes back before the removal.
+        segment.release_space_gradually(1).await;
+        assert_eq!(std::fs::metadata(&log_path).expect("stat").len(), 0);
+        segment.close().await.expect("close");
+    });
+}
+
+#[test]
 fn changed_limits_apply_to_an_open_log() {
     run(|dir| async move {
         // Opened keeping everything, as a topic created with defaults.
