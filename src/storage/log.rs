@@ -867,8 +867,8 @@ impl Log {
         self.read_ahead.take();
         let deleted = doomed.len();
         for segment in &doomed {
-            // `doomed` holds one reference; a fetch in flight may hold another.
-            segment.release_space_gradually(1).await;
+            // Skipped for a segment a fetch in flight still holds (beside `doomed`).
+            segment.release_space_gradually().await;
             Segment::remove_files(&self.dir, segment.base_offset).await?;
         }
         io::sync_dir(&self.dir).await?;

@@ -583,11 +583,11 @@ impl Segment {
     /// and on ext4 every `fdatasync` (each acks=all answer) waits behind that: 33 ms each,
     /// which retention turned into 100-400 ms acknowledgement stalls every 30 s.
     /// `perf/unlink-stall` measures it: 32 MiB steps 2 ms apart keep the worst sync at
-    /// 5 ms. Only done when nothing else holds the segment: an open reader of the same file
-    /// would see its data vanish, so a shared segment is removed whole, as before. Errors
-    /// are only logged: the removal that follows frees the rest anyway.
-    pub async fn release_space_gradually(self: &Rc<Self>, held_by_caller: usize) {
-        if Rc::strong_count(self) > held_by_caller || Rc::strong_count(&self.file) > 1 {
+    /// 5 ms. Only done when the caller holds the only reference: an open reader of the same
+    /// file would see its data vanish, so a shared segment is removed whole, as before.
+    /// Errors are only logged: the removal that follows frees the rest anyway.
+    pub async fn release_space_gradually(self: &Rc<Self>) {
+        if Rc::strong_count(self) > 1 || Rc::strong_count(&self.file) > 1 {
             return;
         }
         let mut remaining = self.size();

@@ -294,12 +294,12 @@ fn a_deleted_segment_is_shrunk_only_when_nothing_else_reads_it() {
 
         // A reader holds the segment too: its data must stay.
         let reader = segment.clone();
-        segment.release_space_gradually(1).await;
+        segment.release_space_gradually().await;
         assert!(std::fs::read(&log_path).expect("read segment") == stored);
         drop(reader);
 
         // Held by the deleter alone: every block goes back before the removal.
-        segment.release_space_gradually(1).await;
+        segment.release_space_gradually().await;
         assert_eq!(std::fs::metadata(&log_path).expect("stat").len(), 0);
         segment.close().await.expect("close");
     });

@@ -5,6 +5,7 @@ between clients only in how they produce and consume.
 
 A scenario imports it with its own directory's parent on sys.path.
 """
+import contextlib
 import json
 import os
 import sys
@@ -42,6 +43,17 @@ def step(name, ok, detail=None, gap=None):
     if ok is False:
         failures += 1
     print(json.dumps(out), flush=True)
+
+
+@contextlib.contextmanager
+def step_guard(name, context=None):
+    """Runs a step's body, which reports its own outcome; an exception fails the step with
+    the exception (prefixed by `context`, the call that raised) and its traceback."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        step(name, False, f"{context}: {e!r}" if context else repr(e))
 
 
 def exit_code():
@@ -173,7 +185,7 @@ def produce_and_consume(produce, consume, how, as_bytes=True, topic_ok=True):
     if not expected:
         step("consume_group", False, "not run: nothing was produced")
     else:
-        try:
+        with step_guard("consume_group"):
             started = time.monotonic()
             problems, received = consume(expected, 0.0)
             if problems:
@@ -184,15 +196,12 @@ def produce_and_consume(produce, consume, how, as_bytes=True, topic_ok=True):
                      f"partitions {received.partitions()} in {time.monotonic() - started:.1f}s; "
                      + how["consume"])
                 consumed_ok = True
-        except Exception as e:  # noqa: BLE001
-            traceback.print_exc()
-            step("consume_group", False, repr(e))
 
     produced = len(expected)
     if not consumed_ok:
         step("resume_from_commit", False, "not run: consume_group failed")
         return produced
-    try:
+    with step_guard("resume_from_commit"):
         records = [resume_record(i, as_bytes) for i in range(RESUME)]
         acked, errors = produce("none", records)
         produced += len(set(acked))
@@ -207,7 +216,4 @@ def produce_and_consume(produce, consume, how, as_bytes=True, topic_ok=True):
             step("resume_from_commit", True,
                  f"a new consumer got exactly the {RESUME} new records (none of the earlier "
                  f"{len(expected)}) and nothing more in 2s; " + how["resume"])
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("resume_from_commit", False, repr(e))
     return produced

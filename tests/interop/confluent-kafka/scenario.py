@@ -5,7 +5,6 @@ Prints one JSON line per step on stdout; everything else goes to stderr.
 import os
 import sys
 import time
-import traceback
 
 import confluent_kafka
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -20,7 +19,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from contract import (  # noqa: E402
     BOOTSTRAP, GROUP, PARTITIONS, TIMEOUT_S, TOPIC, Received, exit_code, log,
-    poll_until_complete, produce_and_consume, step,
+    poll_until_complete, produce_and_consume, step, step_guard,
 )
 
 
@@ -111,13 +110,10 @@ def main():
     a = admin()
 
     # 1. create_topic
-    try:
+    topic_ok = False
+    with step_guard("create_topic", "create_topics"):
         step("create_topic", True, create_topic(a))
         topic_ok = True
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("create_topic", False, f"create_topics: {e!r}")
-        topic_ok = False
 
     # 2-4. produce_<codec>, consume_group, resume_from_commit
     produced_total = produce_and_consume(produce, consume, {
@@ -127,18 +123,15 @@ def main():
     }, topic_ok=topic_ok)
 
     # 5. list_topics
-    try:
+    with step_guard("list_topics"):
         topics = a.list_topics(timeout=30).topics
         if TOPIC in topics:
             step("list_topics", True, f"{TOPIC} among {len(topics)} topics")
         else:
             step("list_topics", False, f"{TOPIC} not in {sorted(topics)}")
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("list_topics", False, repr(e))
 
     # 6. describe_topic
-    try:
+    with step_guard("describe_topic"):
         if TopicCollection is None or not hasattr(a, "describe_topics"):
             md = a.list_topics(topic=TOPIC, timeout=30).topics[TOPIC]
             parts = {p.id: p.leader for p in md.partitions.values()}
@@ -153,12 +146,9 @@ def main():
         else:
             step("describe_topic", False, f"{how}: partitions->leader {parts} "
                                           f"(want {PARTITIONS} partitions led by node 0)")
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("describe_topic", False, repr(e))
 
     # 7. describe_group
-    try:
+    with step_guard("describe_group"):
         problems = []
         listed = a.list_consumer_groups(request_timeout=30).result(timeout=60)
         ids = [g.group_id for g in listed.valid]
@@ -187,12 +177,9 @@ def main():
             step("describe_group", False, "; ".join(problems) + f" ({detail})")
         else:
             step("describe_group", True, detail)
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("describe_group", False, repr(e))
 
     # 8. delete_topic
-    try:
+    with step_guard("delete_topic"):
         a.delete_topics([TOPIC], operation_timeout=30, request_timeout=30)[TOPIC].result(timeout=60)
         deadline = time.monotonic() + 10
         while True:
@@ -204,9 +191,6 @@ def main():
                 step("delete_topic", False, f"{TOPIC} still listed 10s after delete_topics succeeded")
                 break
             time.sleep(0.2)
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("delete_topic", False, repr(e))
 
     return exit_code()
 

@@ -361,12 +361,25 @@ func stepConsumeGroup(produced []string) bool {
 			expected[w.key] = w
 		}
 	}
-	cl, err := newConsumer()
-	if err != nil {
-		emit("consume_group", false, "new consumer: "+err.Error())
+	got, problems := consumeCheckCommit(expected, 0)
+	if len(problems) > 0 {
+		emit("consume_group", false, strings.Join(problems, "; "))
 		return false
 	}
-	got, fetchErrs := consume(cl, expected, 0)
+	emit("consume_group", true, fmt.Sprintf("%d records (%s) checked, committed", got, strings.Join(produced, ", ")))
+	return true
+}
+
+// consumeCheckCommit reads with a new group consumer until everything expected arrived (and
+// `extra` longer, to catch anything unexpected), checks it exactly, and commits. It returns
+// how many records arrived and every problem found.
+func consumeCheckCommit(expected map[string]want, extra time.Duration) (int, []string) {
+	cl, err := newConsumer()
+	if err != nil {
+		return 0, []string{"new consumer: " + err.Error()}
+	}
+	defer cl.Close()
+	got, fetchErrs := consume(cl, expected, extra)
 	problems := check(got, expected)
 	if len(fetchErrs) > 0 {
 		problems = append(problems, fmt.Sprintf("fetch errors: %s", list(fetchErrs)))
@@ -376,13 +389,7 @@ func stepConsumeGroup(produced []string) bool {
 	if err := cl.CommitUncommittedOffsets(ctx); err != nil {
 		problems = append(problems, "commit: "+err.Error())
 	}
-	cl.Close()
-	if len(problems) > 0 {
-		emit("consume_group", false, strings.Join(problems, "; "))
-		return false
-	}
-	emit("consume_group", true, fmt.Sprintf("%d records (%s) checked, committed", len(got), strings.Join(produced, ", ")))
-	return true
+	return len(got), problems
 }
 
 func stepResume() bool {
@@ -396,27 +403,12 @@ func stepResume() bool {
 		emit("resume_from_commit", false, "producing resume records: "+err.Error())
 		return false
 	}
-	cl, err := newConsumer()
-	if err != nil {
-		emit("resume_from_commit", false, "new consumer: "+err.Error())
-		return false
-	}
-	got, fetchErrs := consume(cl, expected, 2*time.Second)
-	problems := check(got, expected)
-	if len(fetchErrs) > 0 {
-		problems = append(problems, fmt.Sprintf("fetch errors: %s", list(fetchErrs)))
-	}
-	ctx, cancel := ctxTimeout(30 * time.Second)
-	defer cancel()
-	if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-		problems = append(problems, "commit: "+err.Error())
-	}
-	cl.Close()
+	got, problems := consumeCheckCommit(expected, 2*time.Second)
 	if len(problems) > 0 {
 		emit("resume_from_commit", false, strings.Join(problems, "; "))
 		return false
 	}
-	emit("resume_from_commit", true, fmt.Sprintf("exactly the %d new records, committed", len(got)))
+	emit("resume_from_commit", true, fmt.Sprintf("exactly the %d new records, committed", got))
 	return true
 }
 

@@ -5,7 +5,6 @@ Prints one JSON line per step on stdout; everything else goes to stderr.
 import os
 import sys
 import time
-import traceback
 
 import kafka
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -13,7 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from contract import (  # noqa: E402
     BOOTSTRAP, GROUP, PARTITIONS, TIMEOUT_S, TOPIC, Received, exit_code, log,
-    poll_until_complete, produce_and_consume, step,
+    poll_until_complete, produce_and_consume, step, step_guard,
 )
 
 
@@ -77,15 +76,12 @@ def main():
     a = admin()
 
     # 1. create_topic
-    try:
+    topic_ok = False
+    with step_guard("create_topic", "create_topics"):
         a.create_topics({TOPIC: {"num_partitions": PARTITIONS, "replication_factor": 1}},
                         timeout_ms=30000)
         step("create_topic", True, f"{TOPIC}, {PARTITIONS} partitions")
         topic_ok = True
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("create_topic", False, f"create_topics: {e!r}")
-        topic_ok = False
 
     # 2-4. produce_<codec>, consume_group, resume_from_commit
     produced_total = produce_and_consume(produce, consume, {
@@ -95,18 +91,15 @@ def main():
     }, topic_ok=topic_ok)
 
     # 5. list_topics
-    try:
+    with step_guard("list_topics"):
         topics = a.list_topics()
         if TOPIC in topics:
             step("list_topics", True, f"list_topics: {TOPIC} among {len(topics)} topics")
         else:
             step("list_topics", False, f"list_topics: {TOPIC} not in {sorted(topics)}")
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("list_topics", False, repr(e))
 
     # 6. describe_topic
-    try:
+    with step_guard("describe_topic"):
         desc = [t for t in a.describe_topics([TOPIC]) if t.get("name") == TOPIC]
         if not desc:
             step("describe_topic", False, f"describe_topics returned nothing for {TOPIC}")
@@ -121,12 +114,9 @@ def main():
             else:
                 step("describe_topic", False, f"describe_topics: partitions->leader {parts} "
                                               f"(want {PARTITIONS} partitions led by node 0)")
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("describe_topic", False, repr(e))
 
     # 7. describe_group
-    try:
+    with step_guard("describe_group"):
         problems = []
         listed = a.list_groups()
         mine = [g for g in listed if g.get("group_id") == GROUP]
@@ -155,12 +145,9 @@ def main():
             step("describe_group", False, "; ".join(problems) + f" ({detail})")
         else:
             step("describe_group", True, detail)
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("describe_group", False, repr(e))
 
     # 8. delete_topic
-    try:
+    with step_guard("delete_topic"):
         a.delete_topics([TOPIC], timeout_ms=30000)
         deadline = time.monotonic() + 10
         while True:
@@ -172,11 +159,7 @@ def main():
                 step("delete_topic", False, f"{TOPIC} still listed 10s after delete_topics succeeded")
                 break
             time.sleep(0.2)
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        step("delete_topic", False, repr(e))
-    finally:
-        a.close()
+    a.close()
 
     return exit_code()
 
