@@ -78,6 +78,17 @@ impl SegmentIndex {
         bytes: u32,
         max_timestamp: i64,
     ) {
+        // Log order: a batch starts past the last indexed one, in offset and in position, and
+        // the first starts the segment (what `decode` requires of the files). A caller's cast
+        // to u32 that wrapped would show here.
+        debug_assert!(
+            match self.offsets.last() {
+                Some(last) => relative_offset > last.relative_offset && position > last.position,
+                None => position == 0,
+            },
+            "batch at relative offset {relative_offset}, position {position} is out of log order (last entry {:?})",
+            self.offsets.last(),
+        );
         // The first batch is always indexed so a lookup never falls before the segment.
         if self.offsets.is_empty() || self.bytes_since_entry >= self.interval_bytes {
             self.offsets.push(IndexEntry {

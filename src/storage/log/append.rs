@@ -1,0 +1,339 @@
+//! Appending: offsets assigned under the append lock, segment roll, and group flush.
+
+use std::rc::Weak;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Active, AppendOutcome, Durability, Log, LogState};
+use crate::record_batch;
+use crate::storage::appender::{Appender, AppenderConfig};
+use crate::storage::config::{FlushPolicy, LogConfig};
+use crate::storage::error::{io_error, Result, StorageError};
+use crate::storage::io;
+use crate::storage::producer_state::{self, BatchRange, Verdict};
+use crate::storage::segment::Segment;
+
+/// Sizes of the pages batch copies are carved from. A page is freed once every batch carved
+/// from it has left the cache and every reader is done with it, so each log pins up to a
+/// page beyond what the cache accounts: pages are sized to about `CACHE_PAGE_BATCHES` of the
+/// log's batches, so a thousand logs of 1 KiB batches pin 16 MiB, not 256 MiB.
+const CACHE_PAGE_BYTES_MIN: usize = 16 * 1024;
+const CACHE_PAGE_BYTES_MAX: usize = 256 * 1024;
+const CACHE_PAGE_BATCHES: usize = 8;
+
+impl Log {
+    /// Appends one producer batch (exactly one RecordBatch v2, CRC checked here), assigning
+    /// its offsets. Returns once the batch is in the appender's buffer: call [`Log::wait`]
+    /// before acknowledging it durably. Nothing of a rejected batch is written.
+    ///
+    /// Not cancellation-safe: once started, an append must be driven to completion (the
+    /// server runs every request in a detached task). `wait` and `read` may be dropped.
+    pub async fn append(&self, batch: Bytes, leader_epoch: i32) -> Result<AppendOutcome> {
+        self.check_usable()?;
+        let view = record_batch::verify(&batch, self.config.batch_bytes_max)?;
+        if view.bytes.len() != batch.len() {
+            return Err(StorageError::InvalidBatch(
+                record_batch::BatchError::Truncated {
+                    declared: view.bytes.len(),
+                    available: batch.len(),
+                },
+            ));
+        }
+        let header = *view.header;
+        let total = batch.len();
+        let mut guard = self.active.lock().await;
+        let active = guard.as_mut().ok_or_else(|| self.closed_error())?;
+        self.check_usable()?;
+        let base_offset = self.state.borrow().next_offset;
+        let delta = i64::from(header.last_offset_delta.get());
+        let last_offset = base_offset
+            .checked_add(delta)
+            .ok_or(StorageError::InvalidBatch(
+                record_batch::BatchError::BadLength(header.batch_length.get()),
+            ))?;
+        let producer = (header.producer_id.get() >= 0).then(|| {
+            let first = header.base_sequence.get();
+            (
+                header.producer_id.get(),
+                header.producer_epoch.get(),
+                first,
+                producer_state::last_sequence(first, header.last_offset_delta.get()),
+            )
+        });
+        if let Some((producer_id, epoch, first, last)) = producer {
+            let verdict = self
+                .state
+                .borrow()
+                .producers
+                .check(producer_id, epoch, first, last)?;
+            if let Verdict::Duplicate {
+                base_offset,
+                last_offset,
+            } = verdict
+            {
+                return Ok(AppendOutcome {
+                    base_offset,
+                    last_offset,
+                    duplicate: true,
+                });
+            }
+        }
+        if self.should_roll(&active.segment, total as u64, last_offset) {
+            if let Err(error) = self.roll(active, base_offset).await {
+                self.fail(&error);
+                return Err(error);
+            }
+        }
+        let stored = self.copy_for_cache(&batch, base_offset, leader_epoch);
+        let position = active.appender.logical_size();
+        if let Err(error) = active.appender.append(&stored, last_offset + 1).await {
+            self.fail(&error);
+            return Err(error);
+        }
+        // The segment's index keeps positions and offsets relative to the segment base as
+        // u32: `should_roll` rolled first unless the batch fits (an empty segment always
+        // does, its base being this batch's).
+        debug_assert!(
+            u32::try_from(position + total as u64).is_ok()
+                && u32::try_from(base_offset - active.segment.base_offset).is_ok(),
+            "batch at {position} (+{total}), offset {base_offset} overflows the u32 index of segment {}",
+            active.segment.base_offset,
+        );
+        active.segment.on_append(
+            position,
+            total as u32,
+            base_offset,
+            last_offset,
+            header.max_timestamp.get(),
+        );
+        let advanced = {
+            let mut state = self.state.borrow_mut();
+            state.next_offset = last_offset + 1;
+            if let Some((producer_id, epoch, first_sequence, last_sequence)) = producer {
+                let range = BatchRange {
+                    first_sequence,
+                    last_sequence,
+                    base_offset,
+                    last_offset,
+                };
+                state.producers.record(producer_id, epoch, range);
+            }
+            let written = active.appender.written_offset();
+            let advanced = written > state.written_offset;
+            state.written_offset = state.written_offset.max(written);
+            state.check_invariants();
+            advanced
+        };
+        if advanced {
+            self.written_advanced.notify(usize::MAX);
+        }
+        self.shard
+            .cache
+            .borrow_mut()
+            .insert(self.id, base_offset, last_offset, stored);
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            duplicate: false,
+        })
+    }
+
+    /// The producer's bytes are shared (they sit in a request buffer), so the stored batch,
+    /// with its offset assigned, is a copy. Copies are packed into pages so the cache holds
+    /// one allocation per page rather than one per batch.
+    fn copy_for_cache(&self, batch: &[u8], base_offset: i64, leader_epoch: i32) -> Bytes {
+        let mut page = self.cache_page.borrow_mut();
+        if page.capacity() - page.len() < batch.len() {
+            let page_bytes = (batch.len() * CACHE_PAGE_BATCHES)
+                .clamp(CACHE_PAGE_BYTES_MIN, CACHE_PAGE_BYTES_MAX)
+                .max(batch.len());
+            *page = BytesMut::with_capacity(page_bytes);
+        }
+        page.extend_from_slice(batch);
+        let mut stored = page.split();
+        record_batch::assign_offset(&mut stored, base_offset, leader_epoch);
+        stored.freeze()
+    }
+
+    fn should_roll(&self, segment: &Segment, bytes: u64, last_offset: i64) -> bool {
+        if segment.size() == 0 {
+            return false;
+        }
+        let limits = self.limits.get();
+        segment.size() + bytes > limits.segment_bytes_max
+            || segment.created_at().elapsed() >= limits.segment_age_max
+            || !segment.can_hold(bytes, last_offset)
+    }
+
+    /// Seals the active segment and starts a new one at `next_offset`.
+    ///
+    /// fsyncs, in order: the sealed `.log` (so everything below the new recovery point is
+    /// durable), its `.index` and `.timeindex` (via temp file + rename + directory fsync),
+    /// the directory after creating the new `.log`, then the checkpoint (+ directory).
+    pub(super) async fn roll(&self, active: &mut Active, next_offset: i64) -> Result<()> {
+        active.appender.flush().await?;
+        active.appender.drain().await?;
+        let sealed = active.segment.clone();
+        let file = &sealed.file().file;
+        file.truncate(sealed.size())
+            .await
+            .map_err(io_error("truncate", sealed.log_path()))?;
+        file.fdatasync()
+            .await
+            .map_err(io_error("fdatasync", sealed.log_path()))?;
+        sealed.write_index_files(&self.dir).await?;
+        let segment = Segment::create(
+            &self.shard,
+            &self.dir,
+            next_offset,
+            self.config.index_interval_bytes,
+        )
+        .await?;
+        io::sync_dir(&self.dir).await?;
+        let appender = Appender::open(
+            segment.file().clone(),
+            0,
+            next_offset,
+            segment.written_handle(),
+            &appender_config(&self.config),
+        )
+        .await?;
+        {
+            let mut state = self.state.borrow_mut();
+            state.segments.insert(next_offset, segment.clone());
+            state.written_offset = state.written_offset.max(next_offset);
+            state.synced_offset = state.synced_offset.max(next_offset);
+            state.recovery_point = next_offset;
+            state.check_invariants();
+        }
+        *active = Active { segment, appender };
+        self.written_advanced.notify(usize::MAX);
+        self.write_checkpoint().await?;
+        tracing::debug!(log = %self.name, base_offset = next_offset, "rolled segment");
+        Ok(())
+    }
+
+    /// Waits until every offset below `end_offset` is at least `durability`.
+    ///
+    /// Group commit: if a flush is already running, wait for it and re-check; otherwise run
+    /// one that covers everything appended so far, on behalf of every waiter behind it.
+    pub async fn wait(&self, durability: Durability, end_offset: i64) -> Result<()> {
+        loop {
+            self.check_usable()?;
+            {
+                let state = self.state.borrow();
+                let reached = match durability {
+                    Durability::Written => state.written_offset,
+                    Durability::Synced => state.synced_offset,
+                };
+                if reached >= end_offset.min(state.next_offset) {
+                    return Ok(());
+                }
+            }
+            if self.flush_running.get() {
+                let listener = self.flush_done.listen();
+                if self.flush_running.get() {
+                    listener.await;
+                }
+                continue;
+            }
+            self.flush_running.set(true);
+            // Reset even if this waiter is dropped mid-flush, or every later waiter would
+            // wait for a flush that never ends.
+            let _running = FlushRunning(self);
+            let result = self.flush_once(durability).await;
+            drop(_running);
+            if let Err(error) = result {
+                self.fail(&error);
+                return Err(error);
+            }
+        }
+    }
+
+    /// Waits for what the log's flush policy promises a durable (acks=all) producer:
+    /// `fdatasync` under `EveryAppend`, the completed write under `Interval`.
+    pub async fn wait_durable(&self, end_offset: i64) -> Result<()> {
+        let durability = match self.config.flush {
+            FlushPolicy::EveryAppend => Durability::Synced,
+            FlushPolicy::Interval(_) => Durability::Written,
+        };
+        self.wait(durability, end_offset).await
+    }
+
+    async fn flush_once(&self, durability: Durability) -> Result<()> {
+        let (file, target, truncations) = {
+            let mut guard = self.active.lock().await;
+            let active = guard.as_mut().ok_or_else(|| self.closed_error())?;
+            active.appender.flush().await?;
+            active.appender.drain().await?;
+            let state = self.state.borrow();
+            (
+                active.segment.file().clone(),
+                state.next_offset,
+                state.truncations,
+            )
+        };
+        self.advance(|state| &mut state.written_offset, target, truncations);
+        if durability == Durability::Synced {
+            // fdatasync outside the append lock: appends continue while the disk syncs, and
+            // the next flush picks them up.
+            file.file
+                .fdatasync()
+                .await
+                .map_err(io_error("fdatasync", &file.path))?;
+            self.syncs.set(self.syncs.get() + 1);
+            self.advance(|state| &mut state.synced_offset, target, truncations);
+        }
+        Ok(())
+    }
+
+    fn advance(&self, field: impl Fn(&mut LogState) -> &mut i64, target: i64, truncations: u64) {
+        let mut state = self.state.borrow_mut();
+        if state.truncations == truncations {
+            let value = field(&mut state);
+            *value = (*value).max(target);
+            state.check_invariants();
+        }
+        drop(state);
+        self.written_advanced.notify(usize::MAX);
+    }
+}
+
+struct FlushRunning<'a>(&'a Log);
+
+impl Drop for FlushRunning<'_> {
+    fn drop(&mut self) {
+        self.0.flush_running.set(false);
+        self.0.flush_done.notify(usize::MAX);
+    }
+}
+
+pub(super) fn appender_config(config: &LogConfig) -> AppenderConfig {
+    AppenderConfig {
+        chunk_bytes_min: config.chunk_bytes_min,
+        chunk_bytes_max: config.chunk_bytes_max,
+        write_behind_max: config.write_behind_max,
+        preallocate_bytes: config.preallocate_bytes,
+    }
+}
+
+/// Background `fdatasync` for `FlushPolicy::Interval`. Ends when the log is dropped or closed.
+pub(super) async fn interval_sync(log: Weak<Log>, interval: Duration) {
+    loop {
+        glommio::timer::sleep(interval).await;
+        let Some(log) = log.upgrade() else {
+            return;
+        };
+        if log.closed.get() {
+            return;
+        }
+        // Up to what was appended by now: with `i64::MAX` the wait chased every later
+        // append too, so under steady load this task never slept and synced back to back.
+        let target = log.next_offset();
+        if let Err(error) = log.wait(Durability::Synced, target).await {
+            tracing::error!(log = %log.name, %error, "interval sync failed");
+            return;
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Opening a log: recovery of its segments from disk and of its idempotent-producer state.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use event_listener::Event;
+
+use super::append::{appender_config, interval_sync};
+use super::{Active, Log, LogState};
+use crate::storage::appender::Appender;
+use crate::storage::checkpoint::{self, Checkpoint};
+use crate::storage::config::{FlushPolicy, LogConfig};
+use crate::storage::error::{io_error, Result};
+use crate::storage::io;
+use crate::storage::producer_state::{self, BatchRange, ProducerStates};
+use crate::storage::segment::{self, Segment};
+use crate::storage::shard::ShardStorage;
+
+/// Idempotent producers remembered per partition (see `producer_state`).
+const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
+/// Segments whose batch headers rebuild the producer state on open: a retry that reaches a
+/// restarted broker is for a batch written just before it stopped.
+const PRODUCER_STATE_SEGMENTS: usize = 2;
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering it: sealed segments below the
+    /// recovery point load their index files; every later segment is scanned batch by
+    /// batch (length, magic, CRC-32C, offsets), its index rebuilt and any invalid tail cut.
+    pub async fn open(
+        shard: Rc<ShardStorage>,
+        dir: PathBuf,
+        name: String,
+        config: LogConfig,
+    ) -> Result<Rc<Log>> {
+        config.validate()?;
+        io::create_dir_all(&dir).await?;
+        let (segments, checkpoint) = recover_segments(&shard, &dir, &name, &config).await?;
+        let last = segments
+            .values()
+            .next_back()
+            .cloned()
+            .expect("recovery leaves at least one segment");
+        let next_offset = last.next_offset();
+        // Whatever recovery found on disk may sit in the device cache only: sync it so the
+        // acknowledged prefix after a restart is also durable.
+        last.file()
+            .file
+            .fdatasync()
+            .await
+            .map_err(io_error("fdatasync", last.log_path()))?;
+        let appender = Appender::open(
+            last.file().clone(),
+            last.size(),
+            next_offset,
+            last.written_handle(),
+            &appender_config(&config),
+        )
+        .await?;
+        let log_start_offset = checkpoint
+            .log_start_offset
+            .max(segments.keys().next().copied().unwrap_or(0))
+            .min(next_offset);
+        let log = Rc::new(Log {
+            id: shard.next_log_id(),
+            name,
+            dir,
+            limits: Cell::new(config.limits()),
+            config,
+            shard,
+            state: RefCell::new(LogState {
+                segments,
+                log_start_offset,
+                next_offset,
+                written_offset: next_offset,
+                synced_offset: next_offset,
+                recovery_point: checkpoint.recovery_point,
+                truncations: 0,
+                failure: None,
+                producers: ProducerStates::new(PRODUCERS_PER_PARTITION_MAX),
+            }),
+            active: async_lock::Mutex::new(Some(Active {
+                segment: last,
+                appender,
+            })),
+            read_ahead: RefCell::new(None),
+            cache_page: RefCell::new(BytesMut::new()),
+            flush_running: Cell::new(false),
+            syncs: Cell::new(0),
+            flush_done: Event::new(),
+            written_advanced: Event::new(),
+            closed: Cell::new(false),
+        });
+        log.state.borrow().check_invariants();
+        log.rebuild_producer_state().await?;
+        log.write_checkpoint().await?;
+        if let FlushPolicy::Interval(interval) = log.config.flush {
+            glommio::spawn_local(interval_sync(Rc::downgrade(&log), interval)).detach();
+        }
+        Ok(log)
+    }
+
+    /// Rebuilds idempotent-producer state from the batch headers of the last segments.
+    pub(super) async fn rebuild_producer_state(&self) -> Result<()> {
+        let segments: Vec<Rc<Segment>> = {
+            let state = self.state.borrow();
+            state
+                .segments
+                .values()
+                .rev()
+                .take(PRODUCER_STATE_SEGMENTS)
+                .rev()
+                .cloned()
+                .collect()
+        };
+        let mut rebuilt = ProducerStates::new(PRODUCERS_PER_PARTITION_MAX);
+        for segment in segments {
+            segment
+                .visit_headers(self.config.batch_bytes_max, |header| {
+                    let producer_id = header.producer_id.get();
+                    let Some(last_offset) = header.last_offset() else {
+                        return;
+                    };
+                    if producer_id >= 0 && header.base_sequence.get() >= 0 {
+                        let first = header.base_sequence.get();
+                        let range = BatchRange {
+                            first_sequence: first,
+                            last_sequence: producer_state::last_sequence(
+                                first,
+                                header.last_offset_delta.get(),
+                            ),
+                            base_offset: header.base_offset.get(),
+                            last_offset,
+                        };
+                        rebuilt.record(producer_id, header.producer_epoch.get(), range);
+                    }
+                })
+                .await?;
+        }
+        self.state.borrow_mut().producers = rebuilt;
+        Ok(())
+    }
+}
+
+/// Lists and opens the segments of `dir`, recovering what needs it. Removes temp files
+/// and index files without a log. Segments after a corrupt one are removed: a log has no
+/// holes.
+async fn recover_segments(
+    shard: &Rc<ShardStorage>,
+    dir: &Path,
+    name: &str,
+    config: &LogConfig,
+) -> Result<(BTreeMap<i64, Rc<Segment>>, Checkpoint)> {
+    let names = io::list_dir(dir).await?;
+    let checkpoint_path = dir.join(checkpoint::FILE_NAME);
+    let checkpoint =
+        match io::read_small_file(&checkpoint_path, checkpoint::ENCODED_BYTES * 2).await? {
+            Some(bytes) => Checkpoint::decode(&bytes).unwrap_or_else(|error| {
+                tracing::warn!(log = %name, %error, "damaged checkpoint; scanning every segment");
+                Checkpoint {
+                    log_start_offset: 0,
+                    recovery_point: 0,
+                }
+            }),
+            None => Checkpoint {
+                log_start_offset: 0,
+                recovery_point: 0,
+            },
+        };
+    let mut bases: Vec<i64> = names
+        .iter()
+        .filter_map(|n| segment::parse_log_file_name(n))
+        .collect();
+    bases.sort_unstable();
+    for stray in names.iter().filter(|n| n.ends_with(".tmp")) {
+        io::remove_file_if_exists(&dir.join(stray)).await?;
+    }
+    // Segments wholly below the log start were deleted by retention, or were about to be.
+    let first_kept = bases
+        .iter()
+        .rposition(|&b| b <= checkpoint.log_start_offset)
+        .unwrap_or(0);
+    for &base in &bases[..first_kept] {
+        Segment::remove_files(dir, base).await?;
+    }
+    let bases = bases.split_off(first_kept);
+    let mut segments = BTreeMap::new();
+    let mut cut_at: Option<usize> = None;
+    let mut expected_base: Option<i64> = None;
+    for (position, &base) in bases.iter().enumerate() {
+        let is_last = position + 1 == bases.len();
+        let (segment, invalid_tail) = if base < checkpoint.recovery_point && !is_last {
+            Segment::open_sealed(
+                shard,
+                dir,
+                base,
+                config.index_interval_bytes,
+                config.batch_bytes_max,
+            )
+            .await?
+        } else {
+            Segment::open_dirty(
+                shard,
+                dir,
+                base,
+                config.index_interval_bytes,
+                config.batch_bytes_max,
+            )
+            .await?
+        };
+        if expected_base.is_some_and(|expected| base < expected) {
+            tracing::warn!(log = %name, base_offset = base, "segment overlaps its predecessor; removing it and what follows");
+            cut_at = Some(position);
+            segment.close().await?;
+            break;
+        }
+        if let Some((at, reason)) = invalid_tail {
+            tracing::warn!(log = %name, segment = %segment.log_path().display(), position = at, %reason, "truncated invalid tail");
+            segments.insert(base, segment);
+            if !is_last {
+                cut_at = Some(position + 1);
+            }
+            break;
+        }
+        expected_base = Some(segment.next_offset());
+        segments.insert(base, segment);
+    }
+    if let Some(cut) = cut_at {
+        for &base in &bases[cut..] {
+            Segment::remove_files(dir, base).await?;
+        }
+    }
+    // Index files of the segments that will be appended to again are stale from now on.
+    if segments.is_empty() {
+        let start = checkpoint.log_start_offset.max(0);
+        let segment = Segment::create(shard, dir, start, config.index_interval_bytes).await?;
+        segments.insert(start, segment);
+    }
+    io::sync_dir(dir).await?;
+    Ok((segments, checkpoint))
+}

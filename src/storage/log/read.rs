@@ -1,0 +1,184 @@
+//! Reads: whole batches from the shard's cache or from disk with read-ahead, and the
+//! lookup by timestamp.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::{Durability, Log, LogRead, ReadAhead};
+use crate::record_batch;
+use crate::storage::error::{Result, StorageError};
+use crate::storage::segment::{Segment, Window};
+
+impl Log {
+    /// Reads whole batches starting with the one holding `offset`, up to `bytes_max` (the
+    /// first batch always, as Kafka does), never at or past `end_offset` (e.g. the high
+    /// watermark). Recent batches come from the shard's cache; older ones from disk, with
+    /// read-ahead kept for the next sequential read.
+    pub async fn read(&self, offset: i64, bytes_max: usize, end_offset: i64) -> Result<LogRead> {
+        self.check_usable()?;
+        let (log_start_offset, next_offset) = {
+            let state = self.state.borrow();
+            (state.log_start_offset, state.next_offset)
+        };
+        if offset < log_start_offset || offset > next_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                log_end_offset: next_offset,
+            });
+        }
+        let end_offset = end_offset.min(next_offset);
+        if offset >= end_offset {
+            return Ok(LogRead {
+                next_offset: offset,
+                ..LogRead::default()
+            });
+        }
+        if let Some(cached) = self
+            .shard
+            .cache
+            .borrow()
+            .read(self.id, offset, bytes_max, end_offset)
+        {
+            return Ok(LogRead {
+                batches: cached.batches,
+                bytes: cached.bytes,
+                next_offset: cached.next_offset,
+            });
+        }
+        // The disk must hold what we are about to read: data still in the appender's chunk
+        // is written out first (no fsync needed for visibility).
+        if self.written_offset() < end_offset {
+            self.wait(Durability::Written, end_offset).await?;
+        }
+        self.read_from_disk(offset, bytes_max, end_offset).await
+    }
+
+    async fn read_from_disk(
+        &self,
+        offset: i64,
+        bytes_max: usize,
+        end_offset: i64,
+    ) -> Result<LogRead> {
+        let mut result = LogRead {
+            next_offset: offset,
+            ..LogRead::default()
+        };
+        let mut continuation = self.read_ahead.take();
+        let truncations = self.state.borrow().truncations;
+        while result.next_offset < end_offset
+            && (result.batches.is_empty() || result.bytes < bytes_max)
+        {
+            let (segment, following) = {
+                let state = self.state.borrow();
+                let Some((_, segment)) = state.segments.range(..=result.next_offset).next_back()
+                else {
+                    break;
+                };
+                let following = state
+                    .segments
+                    .range(segment.base_offset + 1..)
+                    .next()
+                    .map(|(base, _)| *base);
+                (segment.clone(), following)
+            };
+            let (position, mut window) = match continuation.take() {
+                Some(ahead)
+                    if ahead.segment_base == segment.base_offset
+                        && ahead.next_offset == result.next_offset
+                        && ahead.truncations == truncations
+                        && ahead.window.covers(ahead.next_position) =>
+                {
+                    (ahead.next_position, ahead.window)
+                }
+                _ => (segment.position_for(result.next_offset), Window::default()),
+            };
+            let read = segment
+                .read(
+                    &mut window,
+                    position,
+                    result.next_offset,
+                    bytes_max.saturating_sub(result.bytes),
+                    end_offset,
+                    segment.written_bytes(),
+                    self.config.read_ahead_bytes,
+                    self.config.batch_bytes_max,
+                )
+                .await?;
+            result.bytes += read.bytes;
+            result.batches.extend(read.batches);
+            result.next_offset = read.next_offset;
+            match (read.reached_end, following) {
+                // The segment is exhausted: offsets continue at the next segment's base.
+                (true, Some(next_base)) => result.next_offset = result.next_offset.max(next_base),
+                (true, None) => break,
+                (false, _) => {
+                    continuation = Some(ReadAhead {
+                        segment_base: segment.base_offset,
+                        next_offset: read.next_offset,
+                        next_position: read.next_position,
+                        truncations,
+                        window,
+                    });
+                    break;
+                }
+            }
+        }
+        if continuation.is_some() {
+            *self.read_ahead.borrow_mut() = continuation;
+        }
+        if result.batches.is_empty() {
+            result.next_offset = offset;
+        }
+        Ok(result)
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp`, for ListOffsets by time.
+    /// The caller finds the exact record inside it.
+    pub async fn find_batch_by_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>> {
+        self.check_usable()?;
+        let next_offset = self.next_offset();
+        if self.written_offset() < next_offset {
+            self.wait(Durability::Written, next_offset).await?;
+        }
+        let candidates: Vec<Rc<Segment>> = {
+            let state = self.state.borrow();
+            state
+                .segments
+                .values()
+                .filter(|s| s.max_timestamp() >= timestamp)
+                .cloned()
+                .collect()
+        };
+        let log_start_offset = self.log_start_offset();
+        for segment in candidates {
+            let mut position = segment.position_for_timestamp(timestamp);
+            let mut window = Window::default();
+            loop {
+                let read = segment
+                    .read(
+                        &mut window,
+                        position,
+                        log_start_offset,
+                        1,
+                        i64::MAX,
+                        segment.written_bytes(),
+                        self.config.read_ahead_bytes,
+                        self.config.batch_bytes_max,
+                    )
+                    .await?;
+                let Some(batch) = read.batches.into_iter().next() else {
+                    break;
+                };
+                let header = record_batch::RecordBatchHeader::parse(&batch)
+                    .map_err(StorageError::InvalidBatch)?;
+                if header.max_timestamp.get() >= timestamp {
+                    return Ok(Some(batch));
+                }
+                position = read.next_position;
+            }
+        }
+        Ok(None)
+    }
+}
