@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cluster::metadata::PARTITIONS_PER_TOPIC_MAX;
+use crate::cluster::topic_config::TopicDefaults;
 use crate::storage::{FlushPolicy, LogConfig, ShardStorageConfig};
 
 /// Settings as given on the command line or in the environment (`None` = not given).
@@ -113,16 +115,6 @@ pub struct BrokerConfig {
     pub group_limits: crate::group::state::GroupLimits,
 }
 
-/// Broker-wide defaults for topic configs (Kafka's `log.*` broker settings).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicDefaults {
-    pub retention_ms: i64,
-    pub retention_bytes: i64,
-    pub segment_bytes: i64,
-    pub segment_ms: i64,
-    pub max_message_bytes: i64,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -151,8 +143,6 @@ fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) 
 /// Requests one connection may have in flight (pipelined) before its reads pause.
 const INFLIGHT_REQUESTS_MAX: usize = 128;
 pub const SHARDS_MAX: usize = 256;
-/// Kafka caps partitions per topic request at this in practice; a bound on per-request work.
-pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
 
 impl ServeArgs {
     /// Fills every setting not given on the command line or in the environment from the
@@ -392,20 +382,6 @@ impl BrokerConfig {
 
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
-}
-
-/// The CPUs this process may run on (`sched_getaffinity`), in order.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
-    }
 }
 
 #[cfg(test)]

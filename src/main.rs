@@ -1,4 +1,5 @@
 //! The `petrel` command line.
+#![deny(unsafe_code)]
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -81,7 +82,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: petrel::config::ServeArgs) -> anyhow::Result<()> {
-    let config = args.merge_file()?.resolve(petrel::config::allowed_cpus())?;
+    let config = args
+        .merge_file()?
+        .resolve(runtime::executor::allowed_cpus())?;
     // Registered before the shards start, so a signal during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -90,7 +93,7 @@ fn serve(args: petrel::config::ServeArgs) -> anyhow::Result<()> {
     .context("installing signal handlers")?;
     let shards = config.shards;
     let data_dir = config.data_dir.clone();
-    let broker = petrel::shard::start::start(config)?;
+    let broker = petrel::broker::start(config)?;
     // Tests and scripts wait for this line (and read the port from it).
     println!(
         "petrel listening on {} with {shards} shards, data in {}",

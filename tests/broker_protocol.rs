@@ -15,7 +15,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use petrel::record_batch::RecordBatchHeader;
-use petrel::shard::shard_for;
+use petrel::runtime::placement::partition_shard as shard_for;
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))

@@ -1,4 +1,5 @@
 //! Petrel's benchmark commands. Benchmarks are commands, never timed tests.
+#![deny(unsafe_code)]
 
 use std::path::PathBuf;
 

@@ -1,42 +1,89 @@
-//! The controller: topic creation, deletion, partition growth and config changes. Runs on
-//! shard 0 only, one
-//! change at a time (`Shard::controller_lock`); other shards reach it with `run_on(0, ..)`.
+//! The controller: topic creation, deletion, partition growth, config changes and producer
+//! ids. One change at a time (`Controller::lock`); the broker runs the one controller on
+//! shard 0 (`runtime::placement::CONTROLLER_SHARD`) and other shards reach it by message.
+//!
+//! The controller decides and persists; it does not know how partitions are spread over
+//! shards. It acts on them through a [`TopicHost`], which the shard layer implements.
 //!
 //! Order of a creation (and of partition growth): open the new logs on their owning shards
 //! (removing any leftover directory of a deleted namesake), persist the metadata file, then
-//! send every shard the new snapshot. A crash before the persist leaves only orphan
+//! give every shard the new snapshot. A crash before the persist leaves only orphan
 //! directories, which a later creation of the same name removes. Deletion persists first,
 //! then deletes the logs, so a deleted topic never comes back.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::metadata::{validate_topic_name, ClusterMetadata, Topic};
-use super::topic_config;
-use crate::config::PARTITIONS_PER_TOPIC_MAX;
-use crate::shard::Shard;
+use super::metadata::{validate_topic_name, ClusterMetadata, Topic, PARTITIONS_PER_TOPIC_MAX};
+use super::topic_config::{self, TopicDefaults};
 
-pub const CONTROLLER_SHARD: usize = 0;
+/// Why a topic operation failed. The server maps each to its Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("topic '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("no topic has id {0}")]
+    UnknownTopicId(Uuid),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    Storage(String),
+}
 
-/// Why a topic operation failed, as a Kafka error code and message.
+pub type Outcome<T> = Result<T, TopicError>;
+
+/// What the controller acts on: the partitions' logs on their owning shards, and every
+/// shard's metadata snapshot. Implemented by the shard layer.
+#[allow(async_fn_in_trait)] // single-threaded: the futures never cross threads
+pub trait TopicHost {
+    /// The metadata snapshot the controller's shard holds (the latest published).
+    fn metadata(&self) -> Arc<ClusterMetadata>;
+    /// Opens partitions `range` of `topic` on their owning shards, each replacing any
+    /// leftover directory of a deleted namesake.
+    async fn open_logs(&self, topic: &Topic, range: Range<i32>) -> Result<(), String>;
+    /// Closes and deletes every log of `topic`; failures are logged, not returned.
+    async fn delete_logs(&self, topic: &Topic);
+    /// Gives the open logs of `topic` its current roll and retention limits.
+    async fn reconfigure_logs(&self, topic: &Topic);
+    /// Gives every shard `snapshot` (already persisted).
+    async fn publish(&self, snapshot: Arc<ClusterMetadata>);
+}
+
+/// What the controller needs of the broker's settings.
 #[derive(Debug, Clone)]
-pub struct Failure {
-    pub code: ResponseError,
-    pub message: String,
+pub struct ControllerSettings {
+    /// The one broker's id: every replica assignment must name it.
+    pub node_id: i32,
+    pub default_partitions: i32,
+    pub topic_defaults: TopicDefaults,
+    pub metadata_path: PathBuf,
 }
 
-fn failure(code: ResponseError, message: impl Into<String>) -> Failure {
-    Failure {
-        code,
-        message: message.into(),
-    }
-}
+/// Producer ids reserved (persisted) at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
-pub type Outcome<T> = Result<T, Failure>;
+pub struct Controller {
+    settings: ControllerSettings,
+    /// Serializes changes: each reads the snapshot, changes it and publishes it whole.
+    lock: async_lock::Mutex<()>,
+    /// The next producer id to hand out (`None` until the first).
+    next_producer_id: Cell<Option<i64>>,
+}
 
 /// A topic to create, as requested.
 #[derive(Debug, Clone)]
@@ -84,430 +131,350 @@ pub enum TopicRef {
     Id(Uuid),
 }
 
-fn validate_spec(spec: &TopicSpec, metadata: &ClusterMetadata, shard: &Shard) -> Outcome<i32> {
-    validate_topic_name(&spec.name)
-        .map_err(|m| failure(ResponseError::InvalidTopicException, m))?;
-    if metadata.topic(&spec.name).is_some() {
-        return Err(failure(
-            ResponseError::TopicAlreadyExists,
-            format!("topic '{}' already exists", spec.name),
-        ));
+impl Controller {
+    pub fn new(settings: ControllerSettings) -> Controller {
+        Controller {
+            settings,
+            lock: async_lock::Mutex::new(()),
+            next_producer_id: Cell::new(None),
+        }
     }
-    let node = shard.config.node_id;
-    let partitions = if spec.assignments.is_empty() {
-        if !matches!(spec.replication_factor, -1 | 1) {
-            return Err(failure(
-                ResponseError::InvalidReplicationFactor,
-                format!(
-                    "replication factor {} is larger than the 1 available broker",
-                    spec.replication_factor
-                ),
-            ));
-        }
-        if spec.partitions == -1 {
-            shard.config.default_partitions
-        } else {
-            spec.partitions
-        }
-    } else {
-        let mut indexes: Vec<i32> = spec.assignments.iter().map(|(index, _)| *index).collect();
-        indexes.sort_unstable();
-        let contiguous = indexes
-            .iter()
-            .enumerate()
-            .all(|(position, &index)| index == position as i32);
-        let local = spec
-            .assignments
-            .iter()
-            .all(|(_, brokers)| brokers.as_slice() == [node]);
-        if !contiguous || !local || spec.replication_factor != -1 || !matches!(spec.partitions, -1)
-        {
-            return Err(failure(
-                ResponseError::InvalidReplicaAssignment,
-                format!(
-                    "assignments must cover partitions 0..n, each with the single replica [{node}]"
-                ),
-            ));
-        }
-        spec.assignments.len() as i32
-    };
-    if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
-        return Err(failure(
-            ResponseError::InvalidPartitions,
-            format!("partitions must be in 1..={PARTITIONS_PER_TOPIC_MAX}, got {partitions}"),
-        ));
-    }
-    topic_config::validate(&spec.configs).map_err(|(name, value, reason)| {
-        failure(
-            ResponseError::InvalidConfig,
-            format!("{name}={value}: {reason}"),
-        )
-    })?;
-    Ok(partitions)
-}
 
-/// Creates topics (or only validates them). Results are in request order.
-pub async fn create_topics(
-    shard: &Rc<Shard>,
-    specs: Vec<TopicSpec>,
-    validate_only: bool,
-) -> Vec<Outcome<Topic>> {
-    let _one_change_at_a_time = shard.controller_lock.lock().await;
-    let mut metadata = (*shard.metadata()).clone();
-    let mut results = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let outcome = match validate_spec(&spec, &metadata, shard) {
-            Ok(partitions) => {
-                let topic = Topic {
-                    name: spec.name.clone(),
-                    id: Uuid::new_v4(),
-                    partitions,
-                    configs: spec.configs.clone(),
-                };
-                if validate_only {
-                    Ok(topic)
-                } else {
-                    match open_logs(shard, &topic, 0..partitions).await {
-                        Ok(()) => {
-                            metadata.topics.insert(topic.name.clone(), topic.clone());
-                            Ok(topic)
-                        }
-                        Err(message) => {
-                            delete_logs(shard, &topic).await;
-                            Err(failure(ResponseError::KafkaStorageError, message))
+    /// Creates topics (or only validates them). Results are in request order.
+    pub async fn create_topics(
+        &self,
+        host: &impl TopicHost,
+        specs: Vec<TopicSpec>,
+        validate_only: bool,
+    ) -> Vec<Outcome<Topic>> {
+        let _one_change_at_a_time = self.lock.lock().await;
+        let mut metadata = (*host.metadata()).clone();
+        let mut results = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let outcome = match self.validate_spec(&spec, &metadata) {
+                Ok(partitions) => {
+                    let topic = Topic {
+                        name: spec.name.clone(),
+                        id: Uuid::new_v4(),
+                        partitions,
+                        configs: spec.configs.clone(),
+                    };
+                    if validate_only {
+                        Ok(topic)
+                    } else {
+                        match host.open_logs(&topic, 0..partitions).await {
+                            Ok(()) => {
+                                metadata.topics.insert(topic.name.clone(), topic.clone());
+                                Ok(topic)
+                            }
+                            Err(message) => {
+                                host.delete_logs(&topic).await;
+                                Err(TopicError::Storage(message))
+                            }
                         }
                     }
                 }
+                Err(error) => Err(error),
+            };
+            results.push(outcome);
+        }
+        if !validate_only && results.iter().any(Result::is_ok) {
+            return self.publish_or_fail(host, metadata, results).await;
+        }
+        results
+    }
+
+    fn validate_spec(&self, spec: &TopicSpec, metadata: &ClusterMetadata) -> Outcome<i32> {
+        validate_topic_name(&spec.name).map_err(TopicError::InvalidName)?;
+        if metadata.topic(&spec.name).is_some() {
+            return Err(TopicError::AlreadyExists(spec.name.clone()));
+        }
+        let node = self.settings.node_id;
+        let partitions = if spec.assignments.is_empty() {
+            if !matches!(spec.replication_factor, -1 | 1) {
+                return Err(TopicError::InvalidReplicationFactor(format!(
+                    "replication factor {} is larger than the 1 available broker",
+                    spec.replication_factor
+                )));
             }
-            Err(error) => Err(error),
+            if spec.partitions == -1 {
+                self.settings.default_partitions
+            } else {
+                spec.partitions
+            }
+        } else {
+            let mut indexes: Vec<i32> = spec.assignments.iter().map(|(index, _)| *index).collect();
+            indexes.sort_unstable();
+            let contiguous = indexes
+                .iter()
+                .enumerate()
+                .all(|(position, &index)| i32::try_from(position) == Ok(index));
+            let local = spec
+                .assignments
+                .iter()
+                .all(|(_, brokers)| brokers.as_slice() == [node]);
+            if !contiguous || !local || spec.replication_factor != -1 || spec.partitions != -1 {
+                return Err(TopicError::InvalidReplicaAssignment(format!(
+                    "assignments must cover partitions 0..n, each with the single replica [{node}]"
+                )));
+            }
+            i32::try_from(spec.assignments.len()).unwrap_or(i32::MAX)
         };
-        results.push(outcome);
-    }
-    if !validate_only && results.iter().any(Result::is_ok) {
-        return publish_or_fail(shard, metadata, results).await;
-    }
-    results
-}
-
-/// Deletes topics. Results are in request order and name the deleted topic.
-pub async fn delete_topics(shard: &Rc<Shard>, refs: Vec<TopicRef>) -> Vec<Outcome<Topic>> {
-    let _one_change_at_a_time = shard.controller_lock.lock().await;
-    let mut metadata = (*shard.metadata()).clone();
-    let mut results = Vec::with_capacity(refs.len());
-    for topic_ref in refs {
-        let found = match &topic_ref {
-            TopicRef::Name(name) => metadata.topic(name).cloned().ok_or_else(|| {
-                failure(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("topic '{name}' does not exist"),
-                )
-            }),
-            TopicRef::Id(id) => metadata.topic_by_id(id).cloned().ok_or_else(|| {
-                failure(
-                    ResponseError::UnknownTopicId,
-                    format!("no topic has id {id}"),
-                )
-            }),
-        };
-        if let Ok(topic) = &found {
-            metadata.topics.remove(&topic.name);
-        }
-        results.push(found);
-    }
-    if results.iter().all(Result::is_err) {
-        return results;
-    }
-    // Persisted first, so a deleted topic never comes back; then its logs go.
-    let results = publish_or_fail(shard, metadata, results).await;
-    for topic in results.iter().filter_map(|outcome| outcome.as_ref().ok()) {
-        delete_logs(shard, topic).await;
-    }
-    results
-}
-
-/// Grows topics to `count` partitions each. Results are in request order.
-pub async fn create_partitions(
-    shard: &Rc<Shard>,
-    changes: Vec<PartitionGrowth>,
-    validate_only: bool,
-) -> Vec<Outcome<()>> {
-    let _one_change_at_a_time = shard.controller_lock.lock().await;
-    let mut metadata = (*shard.metadata()).clone();
-    let mut results = Vec::with_capacity(changes.len());
-    let node = shard.config.node_id;
-    for PartitionGrowth {
-        topic: name,
-        count,
-        assignments,
-    } in changes
-    {
-        let Some(topic) = metadata.topic(&name).cloned() else {
-            results.push(Err(failure(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(format!(
+                "partitions must be in 1..={PARTITIONS_PER_TOPIC_MAX}, got {partitions}"
             )));
-            continue;
-        };
+        }
+        topic_config::validate(&spec.configs).map_err(|(name, value, reason)| {
+            TopicError::InvalidConfig(format!("{name}={value}: {reason}"))
+        })?;
+        Ok(partitions)
+    }
+
+    /// Deletes topics. Results are in request order and name the deleted topic.
+    pub async fn delete_topics(
+        &self,
+        host: &impl TopicHost,
+        refs: Vec<TopicRef>,
+    ) -> Vec<Outcome<Topic>> {
+        let _one_change_at_a_time = self.lock.lock().await;
+        let mut metadata = (*host.metadata()).clone();
+        let mut results = Vec::with_capacity(refs.len());
+        for topic_ref in refs {
+            let found = match &topic_ref {
+                TopicRef::Name(name) => metadata
+                    .topic(name)
+                    .cloned()
+                    .ok_or_else(|| TopicError::UnknownTopic(name.clone())),
+                TopicRef::Id(id) => metadata
+                    .topic_by_id(id)
+                    .cloned()
+                    .ok_or(TopicError::UnknownTopicId(*id)),
+            };
+            if let Ok(topic) = &found {
+                metadata.topics.remove(&topic.name);
+            }
+            results.push(found);
+        }
+        if results.iter().all(Result::is_err) {
+            return results;
+        }
+        // Persisted first, so a deleted topic never comes back; then its logs go.
+        let results = self.publish_or_fail(host, metadata, results).await;
+        for topic in results.iter().filter_map(|outcome| outcome.as_ref().ok()) {
+            host.delete_logs(topic).await;
+        }
+        results
+    }
+
+    /// Grows topics to `count` partitions each. Results are in request order.
+    pub async fn create_partitions(
+        &self,
+        host: &impl TopicHost,
+        changes: Vec<PartitionGrowth>,
+        validate_only: bool,
+    ) -> Vec<Outcome<()>> {
+        let _one_change_at_a_time = self.lock.lock().await;
+        let mut metadata = (*host.metadata()).clone();
+        let mut results = Vec::with_capacity(changes.len());
+        for change in changes {
+            let grown = match self.validate_growth(&change, &metadata) {
+                Ok(grown) => grown,
+                Err(error) => {
+                    results.push(Err(error));
+                    continue;
+                }
+            };
+            if validate_only {
+                results.push(Ok(()));
+                continue;
+            }
+            let old_count = metadata
+                .topic(&change.topic)
+                .map_or(grown.partitions, |topic| topic.partitions);
+            match host.open_logs(&grown, old_count..grown.partitions).await {
+                Ok(()) => {
+                    metadata.topics.insert(change.topic, grown);
+                    results.push(Ok(()));
+                }
+                Err(message) => results.push(Err(TopicError::Storage(message))),
+            }
+        }
+        if !validate_only && results.iter().any(Result::is_ok) {
+            return self.publish_or_fail(host, metadata, results).await;
+        }
+        results
+    }
+
+    /// The topic as `change` would grow it, or why it cannot.
+    fn validate_growth(
+        &self,
+        change: &PartitionGrowth,
+        metadata: &ClusterMetadata,
+    ) -> Outcome<Topic> {
+        let (name, count) = (&change.topic, change.count);
+        let topic = metadata
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.clone()))?;
         if count <= topic.partitions || count > PARTITIONS_PER_TOPIC_MAX {
-            results.push(Err(failure(
-                ResponseError::InvalidPartitions,
-                format!("topic '{name}' has {} partitions; the new count must be larger and at most {PARTITIONS_PER_TOPIC_MAX}, got {count}", topic.partitions),
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic '{name}' has {} partitions; the new count must be larger and at most \
+                 {PARTITIONS_PER_TOPIC_MAX}, got {count}",
+                topic.partitions
             )));
-            continue;
         }
-        if let Some(assignments) = &assignments {
-            let added = (count - topic.partitions) as usize;
+        if let Some(assignments) = &change.assignments {
+            let node = self.settings.node_id;
+            let added = usize::try_from(count - topic.partitions).unwrap_or(0);
             if assignments.len() != added
                 || assignments
                     .iter()
                     .any(|brokers| brokers.as_slice() != [node])
             {
-                results.push(Err(failure(
-                    ResponseError::InvalidReplicaAssignment,
-                    format!(
-                        "give one assignment per new partition, each the single replica [{node}]"
-                    ),
+                return Err(TopicError::InvalidReplicaAssignment(format!(
+                    "give one assignment per new partition, each the single replica [{node}]"
                 )));
-                continue;
             }
         }
-        if validate_only {
-            results.push(Ok(()));
-            continue;
-        }
-        let grown = Topic {
+        Ok(Topic {
             partitions: count,
             ..topic.clone()
-        };
-        match open_logs(shard, &grown, topic.partitions..count).await {
-            Ok(()) => {
-                metadata.topics.insert(name, grown);
-                results.push(Ok(()));
-            }
-            Err(message) => results.push(Err(failure(ResponseError::KafkaStorageError, message))),
-        }
+        })
     }
-    if !validate_only && results.iter().any(Result::is_ok) {
-        return publish_or_fail(shard, metadata, results).await;
-    }
-    results
-}
 
-/// Changes topics' config overrides (or only validates the change). Results are in request
-/// order. The new overrides are persisted, then every owning shard applies the new roll and
-/// retention limits to its open logs.
-pub async fn alter_topic_configs(
-    shard: &Rc<Shard>,
-    changes: Vec<TopicConfigChange>,
-    validate_only: bool,
-) -> Vec<Outcome<()>> {
-    let _one_change_at_a_time = shard.controller_lock.lock().await;
-    let mut metadata = (*shard.metadata()).clone();
-    let defaults = &shard.config.topic_defaults;
-    let mut results = Vec::with_capacity(changes.len());
-    let mut changed = Vec::new();
-    for change in changes {
-        let Some(topic) = metadata.topic(&change.topic).cloned() else {
-            results.push(Err(failure(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{}' does not exist", change.topic),
-            )));
-            continue;
-        };
-        let mut overrides = if change.replace_all {
+    /// Changes topics' config overrides (or only validates the change). Results are in
+    /// request order. The new overrides are persisted, then every owning shard applies the
+    /// new roll and retention limits to its open logs.
+    pub async fn alter_topic_configs(
+        &self,
+        host: &impl TopicHost,
+        changes: Vec<TopicConfigChange>,
+        validate_only: bool,
+    ) -> Vec<Outcome<()>> {
+        let _one_change_at_a_time = self.lock.lock().await;
+        let mut metadata = (*host.metadata()).clone();
+        let mut results = Vec::with_capacity(changes.len());
+        let mut changed = Vec::new();
+        for change in changes {
+            let outcome = metadata
+                .topic(&change.topic)
+                .ok_or_else(|| TopicError::UnknownTopic(change.topic.clone()))
+                .and_then(|topic| self.changed_overrides(topic, change.replace_all, change.edits));
+            match outcome {
+                Ok(overrides) if !validate_only => {
+                    if let Some(topic) = metadata.topics.get_mut(&change.topic) {
+                        topic.configs = overrides;
+                        changed.push(topic.clone());
+                    }
+                    results.push(Ok(()));
+                }
+                outcome => results.push(outcome.map(drop)),
+            }
+        }
+        if changed.is_empty() {
+            return results;
+        }
+        let results = self.publish_or_fail(host, metadata, results).await;
+        if results.iter().any(Result::is_ok) {
+            for topic in changed {
+                host.reconfigure_logs(&topic).await;
+            }
+        }
+        results
+    }
+
+    /// `topic`'s overrides after `edits`, validated.
+    fn changed_overrides(
+        &self,
+        topic: &Topic,
+        replace_all: bool,
+        edits: Vec<ConfigEdit>,
+    ) -> Outcome<BTreeMap<String, String>> {
+        let defaults = &self.settings.topic_defaults;
+        let mut overrides = if replace_all {
             BTreeMap::new()
         } else {
             topic.configs.clone()
         };
-        for edit in change.edits {
+        for edit in edits {
             match edit {
                 ConfigEdit::Set(name, value) => overrides.insert(name, value),
                 ConfigEdit::Delete(name) => overrides.remove(&name),
             };
         }
-        let invalid = topic_config::validate(&overrides).map_err(|(name, value, reason)| {
-            failure(
-                ResponseError::InvalidConfig,
-                format!("{name}={value}: {reason}"),
-            )
-        });
+        topic_config::validate(&overrides).map_err(|(name, value, reason)| {
+            TopicError::InvalidConfig(format!("{name}={value}: {reason}"))
+        })?;
         // The largest batch also bounds reads of what is stored (`LogConfig::batch_bytes_max`),
         // so open logs keep the limit they were opened with.
         let old = topic_config::resolve(&topic.configs, defaults).max_message_bytes;
         let new = topic_config::resolve(&overrides, defaults).max_message_bytes;
-        let outcome = invalid.and_then(|()| {
-            if old == new {
-                Ok(())
-            } else {
-                Err(failure(
-                    ResponseError::InvalidConfig,
-                    format!(
-                        "max.message.bytes={new}: it can only be set when the topic is created \
-                         (it is {old})"
-                    ),
-                ))
+        if old != new {
+            return Err(TopicError::InvalidConfig(format!(
+                "max.message.bytes={new}: it can only be set when the topic is created (it is {old})"
+            )));
+        }
+        Ok(overrides)
+    }
+
+    /// Hands out a new producer id, persisting a new block of ids first when the current
+    /// one is used up, so no id is handed out twice, even across restarts.
+    pub async fn allocate_producer_id(&self, host: &impl TopicHost) -> Outcome<i64> {
+        let _one_change_at_a_time = self.lock.lock().await;
+        let metadata = host.metadata();
+        let next = self
+            .next_producer_id
+            .get()
+            .unwrap_or(metadata.producer_id_block_end);
+        if next >= metadata.producer_id_block_end {
+            let mut updated = (*metadata).clone();
+            updated.producer_id_block_end = next + PRODUCER_ID_BLOCK;
+            self.publish(host, updated).await.map_err(|error| {
+                TopicError::Storage(format!("cannot persist producer ids: {error}"))
+            })?;
+        }
+        self.next_producer_id.set(Some(next + 1));
+        Ok(next)
+    }
+
+    /// Publishes `metadata`; if it cannot be persisted, every change in `results` failed.
+    async fn publish_or_fail<T>(
+        &self,
+        host: &impl TopicHost,
+        metadata: ClusterMetadata,
+        results: Vec<Outcome<T>>,
+    ) -> Vec<Outcome<T>> {
+        match self.publish(host, metadata).await {
+            Ok(()) => results,
+            Err(error) => {
+                let message = format!("cannot persist topic metadata: {error}");
+                tracing::error!("{message}");
+                results
+                    .into_iter()
+                    .map(|outcome| outcome.and_then(|_| Err(TopicError::Storage(message.clone()))))
+                    .collect()
             }
-        });
-        if outcome.is_ok() && !validate_only {
-            let updated = Topic {
-                configs: overrides,
-                ..topic
-            };
-            metadata.topics.insert(change.topic, updated.clone());
-            changed.push(updated);
-        }
-        results.push(outcome);
-    }
-    if changed.is_empty() {
-        return results;
-    }
-    let results = publish_or_fail(shard, metadata, results).await;
-    if results.iter().any(Result::is_ok) {
-        for topic in changed {
-            reconfigure_logs(shard, &topic).await;
         }
     }
-    results
-}
 
-/// Producer ids reserved (persisted) at a time.
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
-/// Hands out a new producer id, persisting a new block of ids first when the current one
-/// is used up, so no id is handed out twice, even across restarts.
-pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Outcome<i64> {
-    let _one_change_at_a_time = shard.controller_lock.lock().await;
-    let metadata = shard.metadata();
-    let next = shard
-        .next_producer_id
-        .get()
-        .unwrap_or(metadata.producer_id_block_end);
-    if next >= metadata.producer_id_block_end {
-        let mut updated = (*metadata).clone();
-        updated.producer_id_block_end = next + PRODUCER_ID_BLOCK;
-        publish(shard, updated).await.map_err(|error| {
-            failure(
-                ResponseError::KafkaStorageError,
-                format!("cannot persist producer ids: {error}"),
-            )
-        })?;
-    }
-    shard.next_producer_id.set(Some(next + 1));
-    Ok(next)
-}
-
-/// Opens partitions `range` of `topic` on their owning shards, in parallel.
-async fn open_logs(
-    shard: &Rc<Shard>,
-    topic: &Topic,
-    range: std::ops::Range<i32>,
-) -> Result<(), String> {
-    let mut by_owner: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
-    for partition in range {
-        by_owner
-            .entry(shard.owner_of(topic, partition))
-            .or_default()
-            .push(partition);
-    }
-    let topic = topic.clone();
-    let opened = shard
-        .run_on_each(by_owner.into_iter().collect(), move |target, partitions| {
-            let topic = topic.clone();
-            async move {
-                target
-                    .open_partitions(&topic, &partitions, true)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    opened
-        .into_iter()
-        .collect::<Result<Vec<()>, String>>()
-        .map(drop)
-}
-
-/// Gives the owning shards' open logs of `topic` its (new) roll and retention limits.
-async fn reconfigure_logs(shard: &Rc<Shard>, topic: &Topic) {
-    for owner in shard.owners(topic) {
-        let topic = topic.clone();
-        if let Err(error) = shard
-            .run_on(owner, move |target| async move {
-                target.reconfigure_partitions(&topic)
-            })
-            .await
-        {
-            tracing::error!(shard = owner, %error, "a shard missed a topic config change");
-        }
+    /// Persists `metadata` (temp file, `fdatasync`, rename, directory fsync), then gives
+    /// every shard the new snapshot.
+    async fn publish(
+        &self,
+        host: &impl TopicHost,
+        metadata: ClusterMetadata,
+    ) -> Result<(), crate::storage::StorageError> {
+        crate::storage::io::write_file_atomic(&self.settings.metadata_path, &metadata.encode())
+            .await?;
+        host.publish(Arc::new(metadata)).await;
+        Ok(())
     }
 }
 
-async fn delete_logs(shard: &Rc<Shard>, topic: &Topic) {
-    for owner in shard.owners(topic) {
-        let name = topic.name.clone();
-        let deleted = shard
-            .run_on(owner, move |target| async move {
-                target
-                    .delete_partitions(&name)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-        if let Err(error) = deleted.map_err(|e| e.to_string()).and_then(|d| d) {
-            tracing::error!(topic = %topic.name, shard = owner, %error, "deleting partition logs failed");
-        }
-    }
-}
-
-/// Publishes `metadata`; if it cannot be persisted, every change in `results` failed.
-async fn publish_or_fail<T>(
-    shard: &Rc<Shard>,
-    metadata: ClusterMetadata,
-    results: Vec<Outcome<T>>,
-) -> Vec<Outcome<T>> {
-    match publish(shard, metadata).await {
-        Ok(()) => results,
-        Err(error) => {
-            let message = format!("cannot persist topic metadata: {error}");
-            tracing::error!("{message}");
-            results
-                .into_iter()
-                .map(|outcome| {
-                    outcome.and_then(|_| {
-                        Err(failure(ResponseError::KafkaStorageError, message.clone()))
-                    })
-                })
-                .collect()
-        }
-    }
-}
-
-/// Persists `metadata`, then gives every shard the new snapshot.
-async fn publish(
-    shard: &Rc<Shard>,
-    metadata: ClusterMetadata,
-) -> Result<(), crate::storage::StorageError> {
-    crate::storage::io::write_file_atomic(&shard.config.metadata_path(), &metadata.encode())
-        .await?;
-    let snapshot = Arc::new(metadata);
-    let sent = shard
-        .run_on_all(move |target| {
-            let snapshot = snapshot.clone();
-            async move { target.set_metadata(snapshot) }
-        })
-        .await;
-    if let Err(error) = sent {
-        tracing::error!(%error, "a shard missed a metadata update");
-    }
-    Ok(())
-}
-
-/// From any shard: creates `names` with default settings if they do not exist yet (topic
-/// auto-creation). Names that are invalid or fail to create are left out.
-pub async fn ensure_topics(shard: &Rc<Shard>, names: Vec<String>) {
-    let metadata = shard.metadata();
-    let missing: Vec<TopicSpec> = names
+/// The specs that auto-creation asks for: the `names` not in `metadata` that are valid
+/// topic names, with default settings.
+pub fn auto_create_specs(metadata: &ClusterMetadata, names: Vec<String>) -> Vec<TopicSpec> {
+    names
         .into_iter()
         .filter(|name| metadata.topic(name).is_none() && validate_topic_name(name).is_ok())
         .map(|name| TopicSpec {
@@ -517,27 +484,5 @@ pub async fn ensure_topics(shard: &Rc<Shard>, names: Vec<String>) {
             assignments: Vec::new(),
             configs: BTreeMap::new(),
         })
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    let created = shard
-        .run_on(CONTROLLER_SHARD, move |controller| async move {
-            create_topics(&controller, missing, false)
-                .await
-                .into_iter()
-                .filter_map(|outcome| {
-                    outcome
-                        .err()
-                        .filter(|f| f.code != ResponseError::TopicAlreadyExists)
-                })
-                .map(|f| f.message)
-                .collect::<Vec<_>>()
-        })
-        .await;
-    match created {
-        Ok(errors) if errors.is_empty() => {}
-        Ok(errors) => tracing::warn!(?errors, "auto-creating topics failed"),
-        Err(error) => tracing::warn!(%error, "auto-creating topics failed"),
-    }
+        .collect()
 }

@@ -8,6 +8,8 @@ use uuid::Uuid;
 
 pub const FILE_NAME: &str = "petrel-metadata.json";
 const FORMAT_VERSION: u32 = 1;
+/// Kafka caps partitions per topic request at this in practice; a bound on per-request work.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
 /// Kafka's limit on topic name length.
 const TOPIC_NAME_BYTES_MAX: usize = 249;
 

@@ -3,7 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::TopicDefaults;
+/// Broker-wide defaults for topic configs (Kafka's `log.*` broker settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDefaults {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    pub max_message_bytes: i64,
+}
 
 /// Resolved configs of one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]

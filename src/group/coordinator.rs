@@ -1,8 +1,9 @@
 //! The group coordinator of one shard: the groups placed on it, their state machines, the
 //! answers that wait for other members, and the committed-offsets log.
 //!
-//! **Placement.** Group `g` lives on shard `fnv1a64(g) mod shards` ([`group_shard`]); the
-//! connection's shard forwards every group request there with `Shard::run_on`.
+//! **Placement.** Group `g` lives on shard `fnv1a64(g) mod shards`
+//! (`runtime::placement::group_shard`); the connection's shard forwards every group request
+//! there by message.
 //!
 //! JoinGroup and SyncGroup answers that depend on other members wait on a oneshot, fed by
 //! the state machine's completions. A ticker applies session and rebalance timeouts.
@@ -27,16 +28,6 @@ use crate::storage::{Log, LogConfig, ShardStorage, StorageError};
 const TICK: Duration = Duration::from_millis(100);
 /// Records per batch in the offsets log (a snapshot is written in several batches).
 const RECORDS_PER_BATCH_MAX: usize = 500;
-
-/// The shard that coordinates `group`.
-pub fn group_shard(group: &str, shards: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in group.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % shards as u64) as usize
-}
 
 /// A join's answer.
 #[derive(Debug, Clone)]
@@ -352,7 +343,7 @@ impl GroupCoordinator {
         for chunk in records.chunks(RECORDS_PER_BATCH_MAX) {
             let values: Vec<Vec<u8>> = chunk.iter().map(offsets::encode).collect();
             let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-            let batch = crate::record_batch::build_batch(&refs, crate::server::now_ms());
+            let batch = crate::record_batch::build_batch(&refs, crate::runtime::clock::now_ms());
             let appended = self.log.append(Bytes::from(batch), 0).await?;
             last_end = appended.last_offset + 1;
         }
@@ -542,22 +533,5 @@ async fn ticker(coordinator: Weak<GroupCoordinator>) {
             return;
         }
         coordinator.tick();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn groups_spread_over_shards_stably() {
-        let mut counts = [0; 4];
-        for n in 0..400 {
-            let group = format!("group-{n}");
-            let shard = group_shard(&group, 4);
-            assert_eq!(shard, group_shard(&group, 4));
-            counts[shard] += 1;
-        }
-        assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
     }
 }

@@ -20,7 +20,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 
-use super::registry::{self, DispatchError};
+use super::exchange::DispatchError;
+use super::registry;
 use super::turn::Turn;
 use crate::protocol::frame;
 use crate::shard::Shard;
@@ -86,25 +87,17 @@ async fn read_requests(
     let mut previous_turn = None;
     loop {
         // Between requests: wait for the next one, the idle timeout, or shutdown.
-        let stop = shard.shutdown_started.listen();
-        if shard.shutting_down.get() {
-            return ReadError::Shutdown;
-        }
         let mut prefix = [0u8; 4];
-        let first = futures_lite::future::or(
-            futures_lite::future::or(
-                async { reader.read(&mut prefix[..1]).await.map_err(ReadError::from) },
-                async {
-                    glommio::timer::sleep(config.connection_idle).await;
-                    Err(ReadError::Idle)
-                },
-            ),
+        let next = futures_lite::future::or(
+            async { reader.read(&mut prefix[..1]).await.map_err(ReadError::from) },
             async {
-                stop.await;
-                Err(ReadError::Shutdown)
+                glommio::timer::sleep(config.connection_idle).await;
+                Err(ReadError::Idle)
             },
-        )
-        .await;
+        );
+        let Some(first) = shard.shutdown.or_stopped(next).await else {
+            return ReadError::Shutdown;
+        };
         match first {
             Ok(0) => return ReadError::Closed,
             Ok(_) => {}

@@ -3,10 +3,47 @@
 
 use kafka_protocol::ResponseError;
 
+use crate::cluster::controller::TopicError;
 use crate::group::state::GroupError;
 use crate::record_batch::BatchError;
 use crate::storage::producer_state::SequenceError;
 use crate::storage::StorageError;
+
+/// A failed part of a request, as the client sees it: a Kafka error code and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<TopicError> for Failure {
+    fn from(error: TopicError) -> Failure {
+        Failure::new(topic_error_code(&error), error.to_string())
+    }
+}
+
+pub fn topic_error_code(error: &TopicError) -> ResponseError {
+    match error {
+        TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
+        TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        TopicError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        TopicError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+        TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        TopicError::Storage(_) => ResponseError::KafkaStorageError,
+    }
+}
 
 pub fn storage_error_code(error: &StorageError) -> ResponseError {
     match error {
@@ -87,5 +124,25 @@ mod tests {
             log_end_offset: 5,
         };
         assert_eq!(storage_error_code(&out_of_range).code(), 1);
+    }
+
+    #[test]
+    fn topic_errors_map_to_the_codes_clients_expect() {
+        let cases = [
+            (TopicError::InvalidName("x".into()), 17),
+            (TopicError::AlreadyExists("t".into()), 36),
+            (TopicError::UnknownTopic("t".into()), 3),
+            (TopicError::UnknownTopicId(uuid::Uuid::nil()), 100),
+            (TopicError::InvalidReplicationFactor("r".into()), 38),
+            (TopicError::InvalidReplicaAssignment("a".into()), 39),
+            (TopicError::InvalidPartitions("p".into()), 37),
+            (TopicError::InvalidConfig("c".into()), 40),
+            (TopicError::Storage("s".into()), 56),
+        ];
+        for (error, code) in cases {
+            let failure = Failure::from(error.clone());
+            assert_eq!(failure.code.code(), code, "{error:?}");
+            assert_eq!(failure.message, error.to_string());
+        }
     }
 }

@@ -1,187 +1,179 @@
-//! The one registry of supported Kafka APIs: the version range each one advertises in
-//! ApiVersions, checked here once for every request, and the handler it dispatches to.
+//! The one table of supported Kafka APIs. Each row names the API, the versions it
+//! advertises, how it orders with the connection's other requests, its request type and
+//! its handler; ApiVersions, dispatch and the decoder tests are all derived from it, so
+//! adding an API is adding a row (and its handler file).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
-use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
 
-use super::handlers;
+use super::exchange::{self, DispatchError, HandlerResult};
+use super::handlers::*;
 use super::turn::Turn;
 use crate::protocol::frame::Request;
-use crate::protocol::response::EncodeError;
 use crate::shard::Shard;
 
-/// An API Petrel serves and the versions it advertises.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiSpec {
+/// How a request orders with the earlier and later requests of its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ordering {
+    /// Starts once every earlier request has passed its ordered phase, and lets the next
+    /// one start at once (reads).
+    Concurrent,
+    /// Holds the connection's turn until the handler releases it or finishes: produce
+    /// appends in request order (and releases before its durability wait), topic and group
+    /// changes complete in order.
+    Sequential,
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult>>>;
+
+/// One supported API.
+pub struct Api {
     pub key: ApiKey,
     pub min_version: i16,
     pub max_version: i16,
+    pub ordering: Ordering,
+    handler: fn(Rc<Shard>, Request, Turn) -> HandlerFuture,
+    /// Decodes a body as this API's request type and drops it (for the decoder tests).
+    decode_only: fn(&Request) -> Result<(), DispatchError>,
 }
 
-const fn api(key: ApiKey, min_version: i16, max_version: i16) -> ApiSpec {
-    ApiSpec {
-        key,
-        min_version,
-        max_version,
+impl Api {
+    pub fn supports(&self, version: i16) -> bool {
+        (self.min_version..=self.max_version).contains(&version)
     }
+
+    /// Decodes `request`'s body as this API's request type, only to see whether it decodes
+    /// (decoder tests and fuzzing reach every decoder through the table).
+    pub fn decode_only(&self, request: &Request) -> Result<(), DispatchError> {
+        (self.decode_only)(request)
+    }
+}
+
+/// A row of [`APIS`]. The handler expression runs with `$shard: Rc<Shard>`, `$request:
+/// Request` and `$turn: Turn` in scope; the turn lives until the handler is done.
+macro_rules! api {
+    ($key:ident $min:literal..=$max:literal, $ordering:ident, $body:ty,
+     |$shard:ident, $request:ident, $turn:ident| $handle:expr) => {
+        Api {
+            key: ApiKey::$key,
+            min_version: $min,
+            max_version: $max,
+            ordering: Ordering::$ordering,
+            handler: |$shard, $request, $turn| {
+                Box::pin(async move {
+                    let $turn = $turn;
+                    $handle
+                })
+            },
+            decode_only: |request| exchange::decode::<$body>(request).map(drop),
+        }
+    };
 }
 
 /// Advertised as Kafka 4.x does. Produce starts at v0 because librdkafka before 2.11.1
 /// disables compression unless it is listed (KAFKA-18659); v0-v2 (magic 0/1 message sets)
 /// were removed in Kafka 4 and a request at those versions closes the connection.
-pub const APIS: &[ApiSpec] = &[
-    api(ApiKey::Produce, 0, 13),
-    api(ApiKey::Fetch, 4, 18),
-    api(ApiKey::ListOffsets, 1, 10),
-    api(ApiKey::Metadata, 0, 13),
-    api(ApiKey::ApiVersions, 0, 4),
-    api(ApiKey::CreateTopics, 2, 7),
-    api(ApiKey::DeleteTopics, 1, 6),
-    api(ApiKey::DescribeConfigs, 1, 4),
-    api(ApiKey::AlterConfigs, 0, 2),
-    api(ApiKey::IncrementalAlterConfigs, 0, 1),
-    api(ApiKey::CreatePartitions, 0, 3),
-    api(ApiKey::DescribeCluster, 0, 2),
-    api(ApiKey::InitProducerId, 0, 5),
-    api(ApiKey::FindCoordinator, 0, 6),
-    api(ApiKey::JoinGroup, 0, 9),
-    api(ApiKey::SyncGroup, 0, 5),
-    api(ApiKey::Heartbeat, 0, 4),
-    api(ApiKey::LeaveGroup, 0, 5),
-    api(ApiKey::OffsetCommit, 2, 9),
-    api(ApiKey::OffsetFetch, 1, 9),
-    api(ApiKey::OffsetDelete, 0, 0),
-    api(ApiKey::DescribeGroups, 0, 6),
-    api(ApiKey::ListGroups, 0, 5),
-    api(ApiKey::DeleteGroups, 0, 2),
+#[rustfmt::skip]
+pub static APIS: &[Api] = &[
+    api!(Produce 0..=13, Sequential, ProduceRequest,
+        |shard, request, turn| produce::handle(&shard, &request, turn).await),
+    api!(Fetch 4..=18, Concurrent, FetchRequest,
+        |shard, request, _turn| fetch::handle(&shard, &request).await),
+    api!(ListOffsets 1..=10, Concurrent, ListOffsetsRequest,
+        |shard, request, _turn| list_offsets::handle(&shard, &request).await),
+    api!(Metadata 0..=13, Concurrent, MetadataRequest,
+        |shard, request, _turn| metadata::handle(&shard, &request).await),
+    api!(ApiVersions 0..=4, Concurrent, ApiVersionsRequest,
+        |_shard, request, _turn| api_versions::handle(&request, &advertised())),
+    api!(CreateTopics 2..=7, Sequential, CreateTopicsRequest,
+        |shard, request, _turn| create_topics::handle(&shard, &request).await),
+    api!(DeleteTopics 1..=6, Sequential, DeleteTopicsRequest,
+        |shard, request, _turn| delete_topics::handle(&shard, &request).await),
+    api!(DescribeConfigs 1..=4, Concurrent, DescribeConfigsRequest,
+        |shard, request, _turn| describe_configs::handle(&shard, &request)),
+    api!(AlterConfigs 0..=2, Sequential, AlterConfigsRequest,
+        |shard, request, _turn| alter_configs::handle(&shard, &request).await),
+    api!(IncrementalAlterConfigs 0..=1, Sequential, IncrementalAlterConfigsRequest,
+        |shard, request, _turn| incremental_alter_configs::handle(&shard, &request).await),
+    api!(CreatePartitions 0..=3, Sequential, CreatePartitionsRequest,
+        |shard, request, _turn| create_partitions::handle(&shard, &request).await),
+    api!(DescribeCluster 0..=2, Concurrent, DescribeClusterRequest,
+        |shard, request, _turn| describe_cluster::handle(&shard, &request)),
+    api!(InitProducerId 0..=5, Concurrent, InitProducerIdRequest,
+        |shard, request, _turn| init_producer_id::handle(&shard, &request).await),
+    api!(FindCoordinator 0..=6, Concurrent, FindCoordinatorRequest,
+        |shard, request, _turn| find_coordinator::handle(&shard, &request)),
+    api!(JoinGroup 0..=9, Sequential, JoinGroupRequest,
+        |shard, request, _turn| join_group::handle(&shard, &request).await),
+    api!(SyncGroup 0..=5, Sequential, SyncGroupRequest,
+        |shard, request, _turn| sync_group::handle(&shard, &request).await),
+    api!(Heartbeat 0..=4, Concurrent, HeartbeatRequest,
+        |shard, request, _turn| heartbeat::handle(&shard, &request).await),
+    api!(LeaveGroup 0..=5, Sequential, LeaveGroupRequest,
+        |shard, request, _turn| leave_group::handle(&shard, &request).await),
+    api!(OffsetCommit 2..=9, Sequential, OffsetCommitRequest,
+        |shard, request, _turn| offset_commit::handle(&shard, &request).await),
+    api!(OffsetFetch 1..=9, Concurrent, OffsetFetchRequest,
+        |shard, request, _turn| offset_fetch::handle(&shard, &request).await),
+    api!(OffsetDelete 0..=0, Sequential, OffsetDeleteRequest,
+        |shard, request, _turn| offset_delete::handle(&shard, &request).await),
+    api!(DescribeGroups 0..=6, Concurrent, DescribeGroupsRequest,
+        |shard, request, _turn| describe_groups::handle(&shard, &request).await),
+    api!(ListGroups 0..=5, Concurrent, ListGroupsRequest,
+        |shard, request, _turn| list_groups::handle(&shard, &request).await),
+    api!(DeleteGroups 0..=2, Sequential, DeleteGroupsRequest,
+        |shard, request, _turn| delete_groups::handle(&shard, &request).await),
 ];
 
-/// Why a request gets no answer and its connection closes.
-#[derive(Debug, thiserror::Error)]
-pub enum DispatchError {
-    #[error("unsupported API {0:?}")]
-    UnsupportedApi(ApiKey),
-    #[error("{api_key:?} v{version} is not supported")]
-    UnsupportedVersion { api_key: ApiKey, version: i16 },
-    #[error("cannot decode {api_key:?} v{version}: {reason}")]
-    Decode {
-        api_key: ApiKey,
-        version: i16,
-        reason: String,
-    },
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    #[error("a shard stopped while serving the request")]
-    ShardGone(#[from] crate::shard::ShardGone),
-    #[error("the request's handler stopped without answering")]
-    Abandoned,
+pub fn find(key: ApiKey) -> Option<&'static Api> {
+    APIS.iter().find(|api| api.key == key)
 }
 
-/// What a handler returns: the encoded response, or none (acks=0 produce).
-pub type HandlerResult = Result<Option<Bytes>, DispatchError>;
-
-pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
-    APIS.iter().find(|spec| spec.key == key)
+/// Every API's version range, as ApiVersions advertises them.
+pub fn advertised() -> Vec<ApiVersion> {
+    APIS.iter()
+        .map(|api| {
+            let mut version = ApiVersion::default();
+            version.api_key = api.key as i16;
+            version.min_version = api.min_version;
+            version.max_version = api.max_version;
+            version
+        })
+        .collect()
 }
 
-/// Decodes a request body, mapping failure to a connection-closing error.
-pub fn decode<T: kafka_protocol::protocol::Decodable>(
-    request: &Request,
-) -> Result<T, DispatchError> {
-    let mut body = request.body.clone();
-    T::decode(&mut body, request.api_version).map_err(|error| DispatchError::Decode {
-        api_key: request.api_key,
-        version: request.api_version,
-        reason: error.to_string(),
-    })
-}
-
-/// Encodes a response to `request`.
-pub fn respond<T: kafka_protocol::protocol::Encodable>(
-    request: &Request,
-    body: &T,
-) -> HandlerResult {
-    Ok(Some(crate::protocol::response::encode(
-        request.api_key,
-        request.api_version,
-        request.correlation_id,
-        body,
-    )?))
-}
-
-/// Runs one request. `turn` orders it after the connection's earlier requests: reads go
-/// as soon as every earlier request has passed its ordered phase; produce holds its turn
-/// through its appends; topic and group changes hold it until done.
+/// Runs one request. `turn` orders it after the connection's earlier requests (see
+/// [`Ordering`]).
 pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> HandlerResult {
     turn.wait().await;
-    let Some(spec) = spec(request.api_key) else {
+    let Some(api) = find(request.api_key) else {
         return Err(DispatchError::UnsupportedApi(request.api_key));
     };
     let version = request.api_version;
-    if version < spec.min_version || version > spec.max_version {
+    if !api.supports(version) {
         if request.api_key == ApiKey::ApiVersions {
             // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
-            return handlers::api_versions::unsupported_version(&request);
+            return api_versions::unsupported_version(&request, &advertised());
         }
         return Err(DispatchError::UnsupportedVersion {
             api_key: request.api_key,
             version,
         });
     }
-    if !matches!(
-        request.api_key,
-        ApiKey::Produce
-            | ApiKey::CreateTopics
-            | ApiKey::DeleteTopics
-            | ApiKey::CreatePartitions
-            | ApiKey::AlterConfigs
-            | ApiKey::IncrementalAlterConfigs
-            | ApiKey::JoinGroup
-            | ApiKey::SyncGroup
-            | ApiKey::LeaveGroup
-            | ApiKey::OffsetCommit
-            | ApiKey::OffsetDelete
-            | ApiKey::DeleteGroups
-    ) {
+    if api.ordering == Ordering::Concurrent {
         turn.release();
     }
-    match request.api_key {
-        ApiKey::ApiVersions => handlers::api_versions::handle(&request),
-        ApiKey::Metadata => handlers::metadata::handle(&shard, &request).await,
-        ApiKey::Produce => handlers::produce::handle(&shard, &request, turn).await,
-        ApiKey::Fetch => handlers::fetch::handle(&shard, &request).await,
-        ApiKey::ListOffsets => handlers::list_offsets::handle(&shard, &request).await,
-        ApiKey::CreateTopics => handlers::create_topics::handle(&shard, &request).await,
-        ApiKey::DeleteTopics => handlers::delete_topics::handle(&shard, &request).await,
-        ApiKey::CreatePartitions => handlers::create_partitions::handle(&shard, &request).await,
-        ApiKey::DescribeConfigs => handlers::describe_configs::handle(&shard, &request),
-        ApiKey::AlterConfigs => handlers::alter_configs::handle(&shard, &request).await,
-        ApiKey::IncrementalAlterConfigs => {
-            handlers::incremental_alter_configs::handle(&shard, &request).await
-        }
-        ApiKey::DescribeCluster => handlers::describe_cluster::handle(&shard, &request),
-        ApiKey::InitProducerId => handlers::init_producer_id::handle(&shard, &request).await,
-        ApiKey::FindCoordinator => handlers::find_coordinator::handle(&shard, &request),
-        ApiKey::JoinGroup => handlers::join_group::handle(&shard, &request).await,
-        ApiKey::SyncGroup => handlers::sync_group::handle(&shard, &request).await,
-        ApiKey::Heartbeat => handlers::heartbeat::handle(&shard, &request).await,
-        ApiKey::LeaveGroup => handlers::leave_group::handle(&shard, &request).await,
-        ApiKey::OffsetCommit => handlers::offset_commit::handle(&shard, &request).await,
-        ApiKey::OffsetFetch => handlers::offset_fetch::handle(&shard, &request).await,
-        ApiKey::OffsetDelete => handlers::offset_delete::handle(&shard, &request).await,
-        ApiKey::DescribeGroups => handlers::describe_groups::handle(&shard, &request).await,
-        ApiKey::ListGroups => handlers::list_groups::handle(&shard, &request).await,
-        ApiKey::DeleteGroups => handlers::delete_groups::handle(&shard, &request).await,
-        other => Err(DispatchError::UnsupportedApi(other)),
-    }
+    (api.handler)(shard, request, turn).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::*;
+    use bytes::Bytes;
     use rand::{Rng, SeedableRng};
 
     fn request(api_key: ApiKey, api_version: i16, body: &[u8]) -> Request {
@@ -200,78 +192,84 @@ mod tests {
     #[test]
     fn absurd_array_counts_fail_without_allocating() {
         let count = i32::MAX.to_be_bytes();
-        assert!(decode::<MetadataRequest>(&request(ApiKey::Metadata, 1, &count)).is_err());
-        assert!(decode::<CreateTopicsRequest>(&request(ApiKey::CreateTopics, 2, &count)).is_err());
+        for api in APIS {
+            let version = api.min_version.max(0);
+            let _ = api.decode_only(&request(api.key, version, &count));
+        }
+        let decode = |key, version, body: &[u8]| {
+            find(key).map(|api| api.decode_only(&request(key, version, body)))
+        };
+        assert!(matches!(decode(ApiKey::Metadata, 1, &count), Some(Err(_))));
+        assert!(matches!(
+            decode(ApiKey::CreateTopics, 2, &count),
+            Some(Err(_))
+        ));
         // Flexible versions use unsigned varints: 0xffffffff0f is 2^32-1.
         let compact = [0xff, 0xff, 0xff, 0xff, 0x0f];
-        assert!(decode::<MetadataRequest>(&request(ApiKey::Metadata, 12, &compact)).is_err());
+        assert!(matches!(
+            decode(ApiKey::Metadata, 12, &compact),
+            Some(Err(_))
+        ));
     }
 
-    /// Random bodies through every decoder the registry uses, at every advertised version.
+    /// Random bodies through every decoder in the table, at every advertised version.
     #[test]
     fn random_bodies_never_panic_a_decoder() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for _ in 0..3000 {
             let length = rng.gen_range(0..300);
             let body: Vec<u8> = (0..length).map(|_| rng.gen()).collect();
-            for spec in APIS {
-                for version in spec.min_version.max(0)..=spec.max_version {
-                    let request = request(spec.key, version, &body);
-                    let _ = match spec.key {
-                        ApiKey::Produce => decode::<ProduceRequest>(&request).map(drop),
-                        ApiKey::Fetch => decode::<FetchRequest>(&request).map(drop),
-                        ApiKey::ListOffsets => decode::<ListOffsetsRequest>(&request).map(drop),
-                        ApiKey::Metadata => decode::<MetadataRequest>(&request).map(drop),
-                        ApiKey::ApiVersions => decode::<ApiVersionsRequest>(&request).map(drop),
-                        ApiKey::CreateTopics => decode::<CreateTopicsRequest>(&request).map(drop),
-                        ApiKey::DeleteTopics => decode::<DeleteTopicsRequest>(&request).map(drop),
-                        ApiKey::DescribeConfigs => {
-                            decode::<DescribeConfigsRequest>(&request).map(drop)
-                        }
-                        ApiKey::CreatePartitions => {
-                            decode::<CreatePartitionsRequest>(&request).map(drop)
-                        }
-                        ApiKey::AlterConfigs => decode::<AlterConfigsRequest>(&request).map(drop),
-                        ApiKey::IncrementalAlterConfigs => {
-                            decode::<IncrementalAlterConfigsRequest>(&request).map(drop)
-                        }
-                        ApiKey::DescribeCluster => {
-                            decode::<DescribeClusterRequest>(&request).map(drop)
-                        }
-                        ApiKey::InitProducerId => {
-                            decode::<InitProducerIdRequest>(&request).map(drop)
-                        }
-                        ApiKey::FindCoordinator => {
-                            decode::<FindCoordinatorRequest>(&request).map(drop)
-                        }
-                        ApiKey::JoinGroup => decode::<JoinGroupRequest>(&request).map(drop),
-                        ApiKey::SyncGroup => decode::<SyncGroupRequest>(&request).map(drop),
-                        ApiKey::Heartbeat => decode::<HeartbeatRequest>(&request).map(drop),
-                        ApiKey::LeaveGroup => decode::<LeaveGroupRequest>(&request).map(drop),
-                        ApiKey::OffsetCommit => decode::<OffsetCommitRequest>(&request).map(drop),
-                        ApiKey::OffsetFetch => decode::<OffsetFetchRequest>(&request).map(drop),
-                        ApiKey::OffsetDelete => decode::<OffsetDeleteRequest>(&request).map(drop),
-                        ApiKey::DescribeGroups => {
-                            decode::<DescribeGroupsRequest>(&request).map(drop)
-                        }
-                        ApiKey::ListGroups => decode::<ListGroupsRequest>(&request).map(drop),
-                        ApiKey::DeleteGroups => decode::<DeleteGroupsRequest>(&request).map(drop),
-                        other => panic!("registry lists {other:?} without a decoder in this test"),
-                    };
+            for api in APIS {
+                for version in api.min_version.max(0)..=api.max_version {
+                    let _ = api.decode_only(&request(api.key, version, &body));
                 }
             }
         }
     }
 
     #[test]
-    fn every_registered_api_is_within_the_codec_ranges() {
-        for spec in APIS {
-            let codec = spec.key.valid_versions();
-            assert!(spec.max_version <= codec.max, "{:?}", spec.key);
+    fn every_api_is_listed_once_and_within_the_codec_ranges() {
+        for (index, api) in APIS.iter().enumerate() {
+            assert!(
+                APIS[..index].iter().all(|earlier| earlier.key != api.key),
+                "{:?} is listed twice",
+                api.key
+            );
+            assert!(api.min_version <= api.max_version, "{:?}", api.key);
+            let codec = api.key.valid_versions();
+            assert!(api.max_version <= codec.max, "{:?}", api.key);
             // Produce advertises from v0 as Kafka 4 does (see APIS); all others within range.
-            if spec.key != ApiKey::Produce {
-                assert!(spec.min_version >= codec.min, "{:?}", spec.key);
+            if api.key != ApiKey::Produce {
+                assert!(api.min_version >= codec.min, "{:?}", api.key);
             }
         }
+    }
+
+    /// Requests that change state keep their connection's order; reads do not wait for
+    /// each other. A change of this list is a change of behaviour clients can see.
+    #[test]
+    fn state_changes_are_sequential_and_reads_concurrent() {
+        let sequential: Vec<ApiKey> = APIS
+            .iter()
+            .filter(|api| api.ordering == Ordering::Sequential)
+            .map(|api| api.key)
+            .collect();
+        assert_eq!(
+            sequential,
+            [
+                ApiKey::Produce,
+                ApiKey::CreateTopics,
+                ApiKey::DeleteTopics,
+                ApiKey::AlterConfigs,
+                ApiKey::IncrementalAlterConfigs,
+                ApiKey::CreatePartitions,
+                ApiKey::JoinGroup,
+                ApiKey::SyncGroup,
+                ApiKey::LeaveGroup,
+                ApiKey::OffsetCommit,
+                ApiKey::OffsetDelete,
+                ApiKey::DeleteGroups,
+            ]
+        );
     }
 }

@@ -1,54 +1,37 @@
-//! Shards: one pinned glommio executor per core, each owning a set of partitions, their
-//! logs, and the connections it accepted.
+//! A shard's services: the partitions it owns (their logs), its metadata snapshot, its
+//! consumer-group coordinator and, on shard 0, the controller. One `Shard` per executor;
+//! handlers receive it, and every cross-shard job runs with the target's `Shard`.
 //!
-//! **Placement rule.** Partition `p` of the topic with id `t` lives on shard
-//! `(fnv1a64(t) + p) mod shards`: consecutive partitions of a topic land on consecutive
-//! shards, so every topic spreads over all shards, and the rule depends only on the
-//! persisted topic id, so it is stable across restarts (for a fixed shard count).
-//!
-//! **Messaging.** Each shard has one bounded inbox (`async_channel`, capacity
-//! `INBOX_CAPACITY`). A message is a `Send` closure that runs on the target shard with that
-//! shard's context and answers through a oneshot ([`Shard::run_on`]). Only `Send` data
-//! crosses: record data as `bytes::Bytes`, names as `String`, snapshots as `Arc`. The inbox
-//! loop never awaits anything but its next message (each job runs as its own task), so a
-//! shard waiting for another can never block that other's inbox: no cycle can deadlock.
+//! This layer wires the services (storage, cluster, group) to one shard and to the others
+//! (`runtime::mesh`); it knows nothing of the Kafka wire protocol. Started and stopped by
+//! `broker`.
 
-pub mod start;
+mod topics;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use event_listener::Event;
 use uuid::Uuid;
 
+use crate::cluster::controller::{Controller, ControllerSettings};
 use crate::cluster::metadata::{ClusterMetadata, Topic};
 use crate::cluster::topic_config;
 use crate::config::BrokerConfig;
+use crate::group::coordinator::GroupCoordinator;
+use crate::runtime::mesh::{Job, Mesh};
+use crate::runtime::placement;
+use crate::runtime::shutdown::Shutdown;
 use crate::storage::{Log, ShardStorage, StorageError};
 
-/// Jobs queued for one shard before senders wait.
-pub const INBOX_CAPACITY: usize = 1024;
+pub use crate::runtime::mesh::ShardGone;
+pub use topics::ensure_topics;
 
-/// A unit of work sent to a shard: runs there, on its executor.
-pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
-
-#[derive(Debug, thiserror::Error)]
-#[error("shard {0} is gone (shutting down)")]
-pub struct ShardGone(pub usize);
-
-/// The shard that owns partition `partition` of topic `topic_id`.
-pub fn shard_for(topic_id: &Uuid, partition: i32, shards: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in topic_id.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash.wrapping_add(partition as u64) % shards as u64) as usize
-}
+/// A job for a shard.
+pub type ShardJob = Job<Shard>;
 
 /// A partition this shard owns.
 pub struct Partition {
@@ -73,19 +56,18 @@ pub struct Shard {
     pub config: Arc<BrokerConfig>,
     /// The port every shard listens on (resolved when the configured port is 0).
     pub port: u16,
-    peers: Vec<async_channel::Sender<Job>>,
+    mesh: Mesh<Shard>,
     pub storage: Rc<ShardStorage>,
     partitions: RefCell<HashMap<String, Vec<Option<Rc<Partition>>>>>,
     metadata: RefCell<Arc<ClusterMetadata>>,
-    /// Serializes metadata changes; only used on the controller (shard 0).
-    pub controller_lock: async_lock::Mutex<()>,
+    /// Topic changes and producer ids; only the one on `CONTROLLER_SHARD` is used.
+    pub controller: Controller,
     /// The coordinator of the consumer groups placed on this shard (set once loaded).
-    pub groups: RefCell<Option<Rc<crate::group::coordinator::GroupCoordinator>>>,
-    /// The next producer id to hand out (controller only; `None` until the first).
-    pub next_producer_id: Cell<Option<i64>>,
+    pub groups: RefCell<Option<Rc<GroupCoordinator>>>,
+    /// Open client connections on this shard.
     pub connections: Cell<usize>,
-    pub shutting_down: Cell<bool>,
-    pub shutdown_started: Event,
+    pub shutdown: Shutdown,
+    /// Fired when a connection closes (shutdown waits for the last).
     pub connection_closed: Event,
 }
 
@@ -94,25 +76,29 @@ impl Shard {
         id: usize,
         config: Arc<BrokerConfig>,
         port: u16,
-        peers: Vec<async_channel::Sender<Job>>,
+        peers: Vec<async_channel::Sender<ShardJob>>,
         metadata: Arc<ClusterMetadata>,
     ) -> Rc<Shard> {
         let storage = ShardStorage::new(&config.shard_storage());
+        let controller = Controller::new(ControllerSettings {
+            node_id: config.node_id,
+            default_partitions: config.default_partitions,
+            topic_defaults: config.topic_defaults.clone(),
+            metadata_path: config.metadata_path(),
+        });
         Rc::new(Shard {
             id,
             count: peers.len(),
             config,
             port,
-            peers,
+            mesh: Mesh::new(id, peers),
             storage,
             partitions: RefCell::new(HashMap::new()),
             metadata: RefCell::new(metadata),
-            controller_lock: async_lock::Mutex::new(()),
-            next_producer_id: Cell::new(None),
+            controller,
             groups: RefCell::new(None),
             connections: Cell::new(0),
-            shutting_down: Cell::new(false),
-            shutdown_started: Event::new(),
+            shutdown: Shutdown::new(),
             connection_closed: Event::new(),
         })
     }
@@ -124,19 +110,7 @@ impl Shard {
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        if target == self.id {
-            return Ok(job(self.clone()).await);
-        }
-        let (reply, answer) = futures_channel::oneshot::channel();
-        let boxed: Job = Box::new(move |shard| {
-            Box::pin(async move {
-                // The asker may have given up (its connection closed); nothing to do then.
-                let _ = reply.send(job(shard).await);
-            })
-        });
-        let peer = self.peers.get(target).ok_or(ShardGone(target))?;
-        peer.send(boxed).await.map_err(|_| ShardGone(target))?;
-        answer.await.map_err(|_| ShardGone(target))
+        self.mesh.run_on(self, target, job).await
     }
 
     /// Runs `job` on every shard (this one included) and collects the results in shard order.
@@ -164,20 +138,7 @@ impl Shard {
         F: Fn(Rc<Shard>, P) -> Fut + Send + Clone + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let runs: Vec<_> = parts
-            .into_iter()
-            .map(|(target, part)| {
-                let (shard, job) = (self.clone(), job.clone());
-                glommio::spawn_local(async move {
-                    shard.run_on(target, move |owner| job(owner, part)).await
-                })
-            })
-            .collect();
-        let mut results = Vec::with_capacity(runs.len());
-        for run in runs {
-            results.push(run.await?);
-        }
-        Ok(results)
+        self.mesh.run_on_each(self, parts, job).await
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
@@ -189,7 +150,7 @@ impl Shard {
     }
 
     pub fn owner_of(&self, topic: &Topic, partition: i32) -> usize {
-        shard_for(&topic.id, partition, self.count)
+        placement::partition_shard(&topic.id, partition, self.count)
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Rc<Partition>> {
@@ -272,7 +233,7 @@ impl Shard {
     }
 
     /// This shard's group coordinator, once its offsets are loaded.
-    pub fn coordinator(&self) -> Option<Rc<crate::group::coordinator::GroupCoordinator>> {
+    pub fn coordinator(&self) -> Option<Rc<GroupCoordinator>> {
         self.groups.borrow().clone()
     }
 
@@ -298,100 +259,5 @@ impl Shard {
         owners.sort_unstable();
         owners.dedup();
         owners
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placement_spreads_a_topic_over_all_shards_and_is_stable() {
-        let topic = Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
-        for shards in [1, 2, 3, 8] {
-            let mut counts = vec![0; shards];
-            for partition in 0..(shards as i32 * 4) {
-                let shard = shard_for(&topic, partition, shards);
-                assert_eq!(shard, shard_for(&topic, partition, shards));
-                counts[shard] += 1;
-            }
-            assert!(
-                counts.iter().all(|&count| count == 4),
-                "{shards} shards: {counts:?}"
-            );
-        }
-    }
-
-    /// Cross-shard replies wake a shard's task from another thread, and that thread may drop
-    /// the task's last waker just as the task completes and its `JoinHandle` is dropped (what
-    /// `run_on_each` does for every part). Upstream glommio 0.9.0 let the count pass through
-    /// zero there and freed the task under the foreign waker; a shard then hung on a garbage
-    /// futex (vendor/glommio/PETREL-PATCHES.md). This drives that interleaving many times,
-    /// with the foreign drop jittered over the owner's drop of the `JoinHandle`.
-    #[test]
-    fn a_task_outlives_a_waker_dropped_on_another_thread() {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        use std::sync::mpsc;
-        use std::task::{Poll, Waker};
-        use std::time::Duration;
-
-        const ROUNDS: usize = 30_000;
-        let (to_foreign, foreign_inbox) = mpsc::sync_channel::<(Waker, Arc<AtomicBool>)>(1);
-        let foreign = std::thread::spawn(move || {
-            let mut jitter: u32 = 0x9e37_79b9;
-            for (waker, ready) in foreign_inbox {
-                ready.store(true, Ordering::Release);
-                waker.wake_by_ref();
-                // xorshift: spin 0..4095 rounds so the drop sweeps over the owner's work.
-                jitter ^= jitter << 13;
-                jitter ^= jitter >> 17;
-                jitter ^= jitter << 5;
-                for _ in 0..(jitter % 4096) {
-                    std::hint::spin_loop();
-                }
-                drop(waker);
-            }
-        });
-        let completed = Arc::new(AtomicUsize::new(0));
-        let counted = completed.clone();
-        let (finished_tx, finished) = mpsc::channel();
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .spin_before_park(Duration::from_millis(10))
-            .spawn(move || async move {
-                for _ in 0..ROUNDS {
-                    let ready = Arc::new(AtomicBool::new(false));
-                    let (sender, flag) = (to_foreign.clone(), ready.clone());
-                    let mut sent = false;
-                    let task = glommio::spawn_local(futures_lite::future::poll_fn(move |cx| {
-                        if flag.load(Ordering::Acquire) {
-                            return Poll::Ready(());
-                        }
-                        if !sent {
-                            sent = true;
-                            let _ = sender.send((cx.waker().clone(), flag.clone()));
-                        }
-                        Poll::Pending
-                    }));
-                    task.await;
-                    counted.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = finished_tx.send(());
-            })
-            .expect("executor starts");
-        // A freed task shows as a panic on either thread or as a hung executor; don't wait
-        // out the deadline when the foreign thread has already died.
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while finished.recv_timeout(Duration::from_millis(100)).is_err() {
-            let rounds = completed.load(Ordering::Relaxed);
-            assert!(
-                !foreign.is_finished(),
-                "the foreign thread died after {rounds} of {ROUNDS} rounds"
-            );
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the executor stopped after {rounds} of {ROUNDS} rounds"
-            );
-        }
-        foreign.join().expect("the foreign thread ends");
     }
 }

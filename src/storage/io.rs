@@ -23,36 +23,6 @@ pub async fn open_dma(path: &Path, create: bool) -> Result<DmaFile> {
         .map_err(io_error("open", path))
 }
 
-/// Must run once per executor thread before any other DMA open on the data directory's
-/// device: glommio's iopoll probe misfires when the first file it sees is empty, after
-/// which every read fails with EOPNOTSUPP. A non-empty first file gives a true answer.
-pub async fn prime_iopoll_probe(dir: &Path) -> Result<()> {
-    create_dir_all(dir).await?;
-    let probe = dir.join(format!(".iopoll-probe-{}", thread_tag()));
-    let contents = vec![0u8; 4096];
-    let probe_path = probe.clone();
-    // std::fs on glommio's blocking pool, not on the executor: DMA cannot be used yet.
-    glommio::executor()
-        .spawn_blocking(move || std::fs::write(&probe_path, contents))
-        .await
-        .map_err(io_error("write iopoll probe", &probe))?;
-    let file = open_dma(&probe, false).await?;
-    let read = file.read_at_aligned(0, 4096).await;
-    file.close().await.map_err(io_error("close", &probe))?;
-    glommio::io::remove(&probe)
-        .await
-        .map_err(io_error("remove", &probe))?;
-    read.map(|_| ())
-        .map_err(io_error("read iopoll probe", &probe))
-}
-
-fn thread_tag() -> String {
-    format!("{:?}", std::thread::current().id())
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect()
-}
-
 pub async fn create_dir_all(dir: &Path) -> Result<()> {
     let owned = dir.to_path_buf();
     glommio::executor()

@@ -219,6 +219,7 @@ fn produce_backlog(
 
 /// Writes dirty pages back and empties the page cache; a failure (not root) is reported and
 /// the run goes on, since the figures stay valid, only warmer.
+#[allow(unsafe_code)] // sync(2) through libc: the bench crate's one unsafe block
 fn drop_page_cache() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };

@@ -12,11 +12,11 @@ use super::incremental_alter_configs::{apply, check_resource, check_unique};
 use super::str_bytes;
 use crate::cluster::controller::{ConfigEdit, TopicConfigChange};
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: AlterConfigsRequest = registry::decode(request)?;
+    let body: AlterConfigsRequest = exchange::decode(request)?;
     let changes = body
         .resources
         .iter()
@@ -50,5 +50,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.responses.push(result);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

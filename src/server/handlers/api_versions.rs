@@ -6,33 +6,22 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult, APIS};
+use crate::server::exchange::{self, HandlerResult};
 
-fn ranges() -> Vec<ApiVersion> {
-    APIS.iter()
-        .map(|spec| {
-            let mut version = ApiVersion::default();
-            version.api_key = spec.key as i16;
-            version.min_version = spec.min_version;
-            version.max_version = spec.max_version;
-            version
-        })
-        .collect()
-}
-
-pub fn handle(request: &Request) -> HandlerResult {
+/// Answers with `ranges`, the registry's advertised versions.
+pub fn handle(request: &Request, ranges: &[ApiVersion]) -> HandlerResult {
     let mut response = ApiVersionsResponse::default();
-    response.api_keys = ranges();
-    if registry::decode::<ApiVersionsRequest>(request).is_err() {
+    response.api_keys = ranges.to_vec();
+    if exchange::decode::<ApiVersionsRequest>(request).is_err() {
         response.error_code = ResponseError::InvalidRequest.code();
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }
 
-pub fn unsupported_version(request: &Request) -> HandlerResult {
+pub fn unsupported_version(request: &Request, ranges: &[ApiVersion]) -> HandlerResult {
     let mut response = ApiVersionsResponse::default();
     response.error_code = ResponseError::UnsupportedVersion.code();
-    response.api_keys = ranges();
+    response.api_keys = ranges.to_vec();
     Ok(Some(crate::protocol::response::encode(
         ApiKey::ApiVersions,
         0,

@@ -6,13 +6,15 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::str_bytes;
-use crate::cluster::controller::{self, PartitionGrowth, CONTROLLER_SHARD};
+use crate::cluster::controller::PartitionGrowth;
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::runtime::placement::CONTROLLER_SHARD;
+use crate::server::errors::Failure;
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: CreatePartitionsRequest = registry::decode(request)?;
+    let body: CreatePartitionsRequest = exchange::decode(request)?;
     let changes: Vec<PartitionGrowth> = body
         .topics
         .iter()
@@ -37,18 +39,22 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let validate_only = body.validate_only;
     let outcomes = shard
         .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
-            controller::create_partitions(&controller_shard, changes, validate_only).await
+            controller_shard
+                .controller
+                .create_partitions(&controller_shard, changes, validate_only)
+                .await
         })
         .await?;
     let mut response = CreatePartitionsResponse::default();
     for (topic, outcome) in body.topics.iter().zip(outcomes) {
         let mut result = CreatePartitionsTopicResult::default();
         result.name = topic.name.clone();
-        if let Err(failure) = outcome {
+        if let Err(error) = outcome {
+            let failure = Failure::from(error);
             result.error_code = failure.code.code();
             result.error_message = Some(str_bytes(&failure.message));
         }
         response.results.push(result);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

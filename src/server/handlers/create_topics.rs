@@ -9,17 +9,19 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
-use crate::cluster::controller::{self, TopicSpec, CONTROLLER_SHARD};
+use crate::cluster::controller::TopicSpec;
 use crate::cluster::topic_config;
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::runtime::placement::CONTROLLER_SHARD;
+use crate::server::errors::Failure;
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: CreateTopicsRequest = registry::decode(request)?;
+    let body: CreateTopicsRequest = exchange::decode(request)?;
     let version = request.api_version;
     let specs: Vec<TopicSpec> = body
         .topics
@@ -53,7 +55,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let validate_only = body.validate_only;
     let outcomes = shard
         .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
-            controller::create_topics(&controller_shard, specs, validate_only).await
+            controller_shard
+                .controller
+                .create_topics(&controller_shard, specs, validate_only)
+                .await
         })
         .await?;
     let defaults = &shard.config.topic_defaults;
@@ -87,7 +92,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                     );
                 }
             }
-            Err(failure) => {
+            Err(error) => {
+                let failure = Failure::from(error);
                 result.error_code = failure.code.code();
                 result.error_message = Some(str_bytes(&failure.message));
                 if version >= 5 {
@@ -98,5 +104,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.topics.push(result);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

@@ -9,11 +9,11 @@ use kafka_protocol::ResponseError;
 use super::on_coordinator;
 use crate::group::coordinator::DeleteError;
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: DeleteGroupsRequest = registry::decode(request)?;
+    let body: DeleteGroupsRequest = exchange::decode(request)?;
     let mut response = DeleteGroupsResponse::default();
     for group_id in &body.groups_names {
         let id = group_id.to_string();
@@ -36,5 +36,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         };
         response.results.push(result);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

@@ -6,13 +6,15 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::str_bytes;
-use crate::cluster::controller::{self, TopicRef, CONTROLLER_SHARD};
+use crate::cluster::controller::TopicRef;
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::runtime::placement::CONTROLLER_SHARD;
+use crate::server::errors::Failure;
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: DeleteTopicsRequest = registry::decode(request)?;
+    let body: DeleteTopicsRequest = exchange::decode(request)?;
     let version = request.api_version;
     let refs: Vec<TopicRef> = if version >= 6 {
         body.topics
@@ -32,7 +34,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         .run_on(CONTROLLER_SHARD, {
             let refs = refs.clone();
             move |controller_shard| async move {
-                controller::delete_topics(&controller_shard, refs).await
+                controller_shard
+                    .controller
+                    .delete_topics(&controller_shard, refs)
+                    .await
             }
         })
         .await?;
@@ -51,7 +56,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                 result.topic_id = *id;
             }
         }
-        if let Err(failure) = outcome {
+        if let Err(error) = outcome {
+            let failure = Failure::from(error);
             result.error_code = failure.code.code();
             if version >= 5 {
                 result.error_message = Some(str_bytes(&failure.message));
@@ -59,5 +65,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.responses.push(result);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

@@ -8,14 +8,14 @@ use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 /// `endpoint_type` 1 = brokers; 2 = controllers (Petrel answers both with itself).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
 pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: DescribeClusterRequest = registry::decode(request)?;
+    let body: DescribeClusterRequest = exchange::decode(request)?;
     let config = &shard.config;
     let mut response = DescribeClusterResponse::default();
     if request.api_version >= 1 {
@@ -34,5 +34,5 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     broker.port = i32::from(config.advertised.1);
     response.brokers = vec![broker];
     response.cluster_authorized_operations = i32::MIN;
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::cluster::topic_config::{self, ConfigType, Described};
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -22,7 +22,7 @@ const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
 pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: DescribeConfigsRequest = registry::decode(request)?;
+    let body: DescribeConfigsRequest = exchange::decode(request)?;
     let metadata = shard.metadata();
     let defaults = &shard.config.topic_defaults;
     let mut response = DescribeConfigsResponse::default();
@@ -95,7 +95,7 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.results.push(result);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }
 
 fn config_entry(

@@ -8,11 +8,11 @@ use kafka_protocol::ResponseError;
 
 use super::{on_coordinator, str_bytes};
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: DescribeGroupsRequest = registry::decode(request)?;
+    let body: DescribeGroupsRequest = exchange::decode(request)?;
     let version = request.api_version;
     let mut response = DescribeGroupsResponse::default();
     for group_id in &body.groups {
@@ -60,5 +60,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.groups.push(described);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

@@ -12,7 +12,6 @@
 //! Sessions (KIP-227): Petrel answers with session id 0 (no session), so clients keep
 //! sending full fetch requests.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -23,15 +22,16 @@ use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
 use crate::server::errors::storage_error_code;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
+use crate::server::fanout::Fanout;
 use crate::shard::Shard;
 
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
+/// What the owning shard needs to read one partition.
 #[derive(Clone)]
 struct Item {
-    position: usize,
     topic: String,
     partition: i32,
     offset: i64,
@@ -46,12 +46,22 @@ struct Outcome {
     records: Bytes,
 }
 
+impl Outcome {
+    fn failed(error: ResponseError) -> Outcome {
+        Outcome {
+            error: Some(error),
+            high_watermark: -1,
+            log_start_offset: -1,
+            ..Outcome::default()
+        }
+    }
+}
+
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: FetchRequest = registry::decode(request)?;
+    let body: FetchRequest = exchange::decode(request)?;
     let version = request.api_version;
     let metadata = shard.metadata();
-    let mut outcomes: Vec<Option<Outcome>> = Vec::new();
-    let mut by_owner: BTreeMap<usize, Vec<Item>> = BTreeMap::new();
+    let mut fanout = Fanout::new();
     for fetch_topic in &body.topics {
         let topic = if version >= 13 {
             metadata.topic_by_id(&fetch_topic.topic_id)
@@ -59,64 +69,49 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             metadata.topic(&fetch_topic.topic)
         };
         for fetch_partition in &fetch_topic.partitions {
-            let position = outcomes.len();
             match topic {
                 Some(topic) if (0..topic.partitions).contains(&fetch_partition.partition) => {
-                    by_owner
-                        .entry(shard.owner_of(topic, fetch_partition.partition))
-                        .or_default()
-                        .push(Item {
-                            position,
-                            topic: topic.name.clone(),
-                            partition: fetch_partition.partition,
-                            offset: fetch_partition.fetch_offset,
-                            partition_max_bytes: fetch_partition.partition_max_bytes.max(0)
-                                as usize,
-                        });
-                    outcomes.push(None);
-                }
-                _ => {
-                    let error = if version >= 13 {
-                        ResponseError::UnknownTopicId
-                    } else {
-                        ResponseError::UnknownTopicOrPartition
+                    let item = Item {
+                        topic: topic.name.clone(),
+                        partition: fetch_partition.partition,
+                        offset: fetch_partition.fetch_offset,
+                        partition_max_bytes: fetch_partition.partition_max_bytes.max(0) as usize,
                     };
-                    outcomes.push(Some(Outcome {
-                        error: Some(error),
-                        high_watermark: -1,
-                        log_start_offset: -1,
-                        ..Outcome::default()
-                    }));
+                    fanout.route(shard.owner_of(topic, fetch_partition.partition), item);
                 }
+                _ if version >= 13 => fanout.answer(Outcome::failed(ResponseError::UnknownTopicId)),
+                _ => fanout.answer(Outcome::failed(ResponseError::UnknownTopicOrPartition)),
             }
         }
     }
     let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let min_bytes = body.min_bytes.max(0) as usize;
-    let share = (body.max_bytes.max(0) as usize / by_owner.len().max(1)).max(1);
+    let share = (body.max_bytes.max(0) as usize / fanout.owner_count().max(1)).max(1);
     loop {
-        let reads = read_everywhere(shard, &by_owner, share).await?;
-        let mut bytes = 0;
-        let mut errors = false;
-        for (position, outcome) in reads {
+        fanout
+            .run(shard, move |target, items| async move {
+                read_on_owner(&target, items, share).await
+            })
+            .await?;
+        let (mut bytes, mut errors) = (0, false);
+        for outcome in fanout.routed_answers() {
             bytes += outcome.records.len();
             errors |= outcome.error.is_some();
-            outcomes[position] = Some(outcome);
         }
         let now = Instant::now();
-        if by_owner.is_empty()
+        if fanout.owner_count() == 0
             || bytes >= min_bytes.max(1)
             || errors
             || now >= deadline
-            || shard.shutting_down.get()
+            || shard.shutdown.is_started()
         {
             break;
         }
-        wait_anywhere(shard, &by_owner, deadline - now).await;
+        wait_anywhere(shard, &fanout, deadline - now).await;
     }
     let mut response = FetchResponse::default();
-    let mut outcomes = outcomes.into_iter();
+    let mut outcomes = fanout.into_answers(Outcome::default);
     for fetch_topic in &body.topics {
         let mut topic_response = FetchableTopicResponse::default();
         if version >= 13 {
@@ -125,7 +120,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             topic_response.topic = TopicName(fetch_topic.topic.0.clone());
         }
         for fetch_partition in &fetch_topic.partitions {
-            let outcome = outcomes.next().flatten().unwrap_or_default();
+            let outcome = outcomes.next().unwrap_or_default();
             let mut partition = PartitionData::default();
             partition.partition_index = fetch_partition.partition;
             partition.error_code = outcome.error.map_or(0, |e| e.code());
@@ -139,42 +134,22 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.responses.push(topic_response);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }
 
-/// Reads every part on its owning shard, concurrently.
-async fn read_everywhere(
+async fn read_on_owner(
     shard: &Rc<Shard>,
-    by_owner: &BTreeMap<usize, Vec<Item>>,
+    items: Vec<(usize, Item)>,
     share: usize,
-) -> Result<Vec<(usize, Outcome)>, crate::shard::ShardGone> {
-    let parts = by_owner
-        .iter()
-        .map(|(&owner, items)| (owner, items.clone()))
-        .collect();
-    let reads = shard
-        .run_on_each(parts, move |target, items| async move {
-            read_on_owner(&target, items, share).await
-        })
-        .await?;
-    Ok(reads.into_iter().flatten().collect())
-}
-
-async fn read_on_owner(shard: &Rc<Shard>, items: Vec<Item>, share: usize) -> Vec<(usize, Outcome)> {
+) -> Vec<(usize, Outcome)> {
     let mut left = share;
     let mut results = Vec::with_capacity(items.len());
     let mut first = true;
-    for item in items {
+    for (position, item) in items {
         let Some(partition) = shard.partition(&item.topic, item.partition) else {
-            let error = Some(ResponseError::UnknownTopicOrPartition);
             results.push((
-                item.position,
-                Outcome {
-                    error,
-                    high_watermark: -1,
-                    log_start_offset: -1,
-                    ..Outcome::default()
-                },
+                position,
+                Outcome::failed(ResponseError::UnknownTopicOrPartition),
             ));
             continue;
         };
@@ -206,7 +181,7 @@ async fn read_on_owner(shard: &Rc<Shard>, items: Vec<Item>, share: usize) -> Vec
                 Err(error) => outcome.error = Some(storage_error_code(&error)),
             }
         }
-        results.push((item.position, outcome));
+        results.push((position, outcome));
     }
     results
 }
@@ -225,12 +200,12 @@ fn concat(batches: Vec<Bytes>, bytes: usize) -> Bytes {
 }
 
 /// Waits until any owning shard reports new data for its part, or `within` passes.
-async fn wait_anywhere(shard: &Rc<Shard>, by_owner: &BTreeMap<usize, Vec<Item>>, within: Duration) {
-    let (signal, woken) = async_channel::bounded::<()>(by_owner.len().max(1));
-    for (&owner, items) in by_owner {
+async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within: Duration) {
+    let (signal, woken) = async_channel::bounded::<()>(fanout.owner_count().max(1));
+    for (owner, items) in fanout.parts() {
         let watched: Vec<(String, i32, i64)> = items
             .iter()
-            .map(|i| (i.topic.clone(), i.partition, i.offset))
+            .map(|(_, i)| (i.topic.clone(), i.partition, i.offset))
             .collect();
         let (shard, signal) = (shard.clone(), signal.clone());
         glommio::spawn_local(async move {

@@ -12,14 +12,14 @@ use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: FindCoordinatorRequest = registry::decode(request)?;
+    let body: FindCoordinatorRequest = exchange::decode(request)?;
     let version = request.api_version;
     let config = &shard.config;
     let answer = |key: &str| {
@@ -65,5 +65,5 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         response.host = single.host;
         response.port = single.port;
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

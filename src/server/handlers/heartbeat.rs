@@ -8,11 +8,11 @@ use kafka_protocol::ResponseError;
 use super::on_coordinator;
 use crate::protocol::frame::Request;
 use crate::server::errors::group_error_code;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: HeartbeatRequest = registry::decode(request)?;
+    let body: HeartbeatRequest = exchange::decode(request)?;
     let group_id = body.group_id.to_string();
     let member_id = body.member_id.to_string();
     let instance_id = body.group_instance_id.as_ref().map(|id| id.to_string());
@@ -28,5 +28,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         Some(Ok(())) => 0,
         Some(Err(error)) => group_error_code(&error).code(),
     };
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

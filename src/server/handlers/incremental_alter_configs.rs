@@ -10,9 +10,11 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::cluster::controller::{self, ConfigEdit, Failure, TopicConfigChange, CONTROLLER_SHARD};
+use crate::cluster::controller::{ConfigEdit, TopicConfigChange};
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::runtime::placement::CONTROLLER_SHARD;
+use crate::server::errors::Failure;
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::{Shard, ShardGone};
 
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -26,7 +28,7 @@ const OP_SUBTRACT: i8 = 3;
 const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: IncrementalAlterConfigsRequest = registry::decode(request)?;
+    let body: IncrementalAlterConfigsRequest = exchange::decode(request)?;
     let metadata = shard.metadata();
     let changes = body
         .resources
@@ -66,7 +68,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.responses.push(result);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }
 
 /// One incremental operation as an edit of the topic's overrides (`current`).
@@ -153,7 +155,10 @@ pub async fn apply(
     } else {
         shard
             .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
-                controller::alter_topic_configs(&controller_shard, valid, validate_only).await
+                controller_shard
+                    .controller
+                    .alter_topic_configs(&controller_shard, valid, validate_only)
+                    .await
             })
             .await?
     }
@@ -161,26 +166,21 @@ pub async fn apply(
     Ok(changes
         .into_iter()
         .map(|change| match change {
-            Ok(_) => applied.next().unwrap_or_else(|| {
-                Err(invalid_request("the controller gave no answer".to_string()))
-            }),
+            Ok(_) => match applied.next() {
+                Some(outcome) => outcome.map_err(Failure::from),
+                None => Err(invalid_request("the controller gave no answer".to_string())),
+            },
             Err(failure) => Err(failure),
         })
         .collect())
 }
 
 fn invalid_request(message: String) -> Failure {
-    Failure {
-        code: ResponseError::InvalidRequest,
-        message,
-    }
+    Failure::new(ResponseError::InvalidRequest, message)
 }
 
 fn invalid_config(message: String) -> Failure {
-    Failure {
-        code: ResponseError::InvalidConfig,
-        message,
-    }
+    Failure::new(ResponseError::InvalidConfig, message)
 }
 
 #[cfg(test)]

@@ -10,13 +10,14 @@ use std::rc::Rc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
-use crate::cluster::controller::{self, CONTROLLER_SHARD};
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::runtime::placement::CONTROLLER_SHARD;
+use crate::server::errors::topic_error_code;
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: InitProducerIdRequest = registry::decode(request)?;
+    let body: InitProducerIdRequest = exchange::decode(request)?;
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
@@ -28,19 +29,21 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             ResponseError::TransactionalIdAuthorizationFailed
         };
         response.error_code = error.code();
-        return registry::respond(request, &response);
+        return exchange::respond(request, &response);
     }
     let (current_id, current_epoch) = (body.producer_id.0, body.producer_epoch);
     if current_id >= 0 && (0..i16::MAX - 1).contains(&current_epoch) {
         response.producer_id = ProducerId(current_id);
         response.producer_epoch = current_epoch + 1;
-        return registry::respond(request, &response);
+        return exchange::respond(request, &response);
     }
     let allocated = shard
         .run_on(CONTROLLER_SHARD, |controller_shard| async move {
-            controller::allocate_producer_id(&controller_shard)
+            controller_shard
+                .controller
+                .allocate_producer_id(&controller_shard)
                 .await
-                .map_err(|f| f.code)
+                .map_err(|error| topic_error_code(&error))
         })
         .await?;
     match allocated {
@@ -50,5 +53,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         Err(code) => response.error_code = code.code(),
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

@@ -12,11 +12,11 @@ use crate::group::coordinator::JoinAnswer;
 use crate::group::state::JoinRequest;
 use crate::protocol::frame::Request;
 use crate::server::errors::group_error_code;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: JoinGroupRequest = registry::decode(request)?;
+    let body: JoinGroupRequest = exchange::decode(request)?;
     let version = request.api_version;
     let group_id = body.group_id.to_string();
     let session_timeout = Duration::from_millis(body.session_timeout_ms.max(0) as u64);
@@ -82,5 +82,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                 .collect();
         }
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

@@ -9,11 +9,11 @@ use kafka_protocol::ResponseError;
 use super::{on_coordinator, str_bytes};
 use crate::protocol::frame::Request;
 use crate::server::errors::group_error_code;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: LeaveGroupRequest = registry::decode(request)?;
+    let body: LeaveGroupRequest = exchange::decode(request)?;
     let version = request.api_version;
     let group_id = body.group_id.to_string();
     let members: Vec<(String, Option<String>)> = if version >= 3 {
@@ -61,5 +61,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                 .map_or(0, |e| group_error_code(e).code());
         }
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

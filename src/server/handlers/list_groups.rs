@@ -8,11 +8,11 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: ListGroupsRequest = registry::decode(request)?;
+    let body: ListGroupsRequest = exchange::decode(request)?;
     let version = request.api_version;
     let per_shard = shard
         .run_on_all(
@@ -44,5 +44,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.groups.push(listed);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

@@ -1,6 +1,5 @@
 //! ListOffsets (key 2): earliest, latest, max timestamp, and offset by timestamp.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -12,7 +11,8 @@ use kafka_protocol::ResponseError;
 use crate::protocol::frame::Request;
 use crate::protocol::records;
 use crate::server::errors::storage_error_code;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
+use crate::server::fanout::Fanout;
 use crate::shard::{Partition, Shard};
 use crate::storage::StorageError;
 
@@ -34,68 +34,46 @@ const NOT_FOUND: Answer = Answer {
     timestamp: -1,
 };
 
+/// What the owning shard needs to answer one partition.
+#[derive(Clone)]
+struct Item {
+    topic: String,
+    partition: i32,
+    timestamp: i64,
+}
+
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: ListOffsetsRequest = registry::decode(request)?;
+    let body: ListOffsetsRequest = exchange::decode(request)?;
     let metadata = shard.metadata();
-    let mut answers: Vec<Option<Answer>> = Vec::new();
-    let mut by_owner: BTreeMap<usize, Vec<(usize, String, i32, i64)>> = BTreeMap::new();
+    let mut fanout = Fanout::new();
     for topic_request in &body.topics {
         let topic = metadata.topic(&topic_request.name);
         for partition in &topic_request.partitions {
-            let position = answers.len();
             match topic {
                 Some(topic) if (0..topic.partitions).contains(&partition.partition_index) => {
-                    by_owner
-                        .entry(shard.owner_of(topic, partition.partition_index))
-                        .or_default()
-                        .push((
-                            position,
-                            topic.name.clone(),
-                            partition.partition_index,
-                            partition.timestamp,
-                        ));
-                    answers.push(None);
+                    let item = Item {
+                        topic: topic.name.clone(),
+                        partition: partition.partition_index,
+                        timestamp: partition.timestamp,
+                    };
+                    fanout.route(shard.owner_of(topic, partition.partition_index), item);
                 }
-                _ => answers.push(Some(Answer {
-                    error: Some(ResponseError::UnknownTopicOrPartition),
-                    ..NOT_FOUND
-                })),
+                _ => fanout.answer(unknown_partition()),
             }
         }
     }
-    let looked_up = shard
-        .run_on_each(by_owner.into_iter().collect(), |target, items| async move {
-            let mut results = Vec::with_capacity(items.len());
-            for (position, topic, index, timestamp) in items {
-                let answer = match target.partition(&topic, index) {
-                    Some(partition) => {
-                        lookup(&partition, timestamp)
-                            .await
-                            .unwrap_or_else(|error| Answer {
-                                error: Some(storage_error_code(&error)),
-                                ..NOT_FOUND
-                            })
-                    }
-                    None => Answer {
-                        error: Some(ResponseError::UnknownTopicOrPartition),
-                        ..NOT_FOUND
-                    },
-                };
-                results.push((position, answer));
-            }
-            results
+    fanout
+        .run(shard, |target, items| async move {
+            look_up_on_owner(&target, items).await
         })
         .await?;
-    for (position, answer) in looked_up.into_iter().flatten() {
-        answers[position] = Some(answer);
-    }
     let mut response = ListOffsetsResponse::default();
-    let mut answers = answers.into_iter();
+    let mut answers = fanout.into_answers(|| NOT_FOUND);
     for topic_request in &body.topics {
         let mut topic_response = ListOffsetsTopicResponse::default();
         topic_response.name = topic_request.name.clone();
         for partition in &topic_request.partitions {
-            let answer = answers.next().flatten().unwrap_or(NOT_FOUND);
+            let answer = answers.next().unwrap_or(NOT_FOUND);
             let mut partition_response = ListOffsetsPartitionResponse::default();
             partition_response.partition_index = partition.partition_index;
             partition_response.error_code = answer.error.map_or(0, |e| e.code());
@@ -108,7 +86,32 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.topics.push(topic_response);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
+}
+
+fn unknown_partition() -> Answer {
+    Answer {
+        error: Some(ResponseError::UnknownTopicOrPartition),
+        ..NOT_FOUND
+    }
+}
+
+/// Runs on the shard that owns `items`: looks each one up, in order.
+async fn look_up_on_owner(shard: &Rc<Shard>, items: Vec<(usize, Item)>) -> Vec<(usize, Answer)> {
+    let mut answers = Vec::with_capacity(items.len());
+    for (position, item) in items {
+        let answer = match shard.partition(&item.topic, item.partition) {
+            Some(partition) => lookup(&partition, item.timestamp)
+                .await
+                .unwrap_or_else(|error| Answer {
+                    error: Some(storage_error_code(&error)),
+                    ..NOT_FOUND
+                }),
+            None => unknown_partition(),
+        };
+        answers.push((position, answer));
+    }
+    answers
 }
 
 async fn lookup(partition: &Partition, timestamp: i64) -> Result<Answer, StorageError> {

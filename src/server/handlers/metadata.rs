@@ -11,10 +11,9 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::str_bytes;
-use crate::cluster::controller;
 use crate::cluster::metadata::{validate_topic_name, Topic};
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 /// Kafka's "authorized operations not requested" marker.
@@ -26,7 +25,7 @@ enum Wanted {
 }
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: MetadataRequest = registry::decode(request)?;
+    let body: MetadataRequest = exchange::decode(request)?;
     let version = request.api_version;
     let wanted = match body.topics {
         None => Wanted::All,
@@ -43,7 +42,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         shard.config.auto_create_topics && (version < 4 || body.allow_auto_topic_creation);
     if let (Wanted::Some(topics), true) = (&wanted, auto_create) {
         let names: Vec<String> = topics.iter().filter_map(|(name, _)| name.clone()).collect();
-        controller::ensure_topics(shard, names).await;
+        crate::shard::ensure_topics(shard, names).await;
     }
     let metadata = shard.metadata();
     let mut response = MetadataResponse::default();
@@ -83,7 +82,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             })
             .collect(),
     };
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }
 
 fn name_error(name: &str) -> ResponseError {

@@ -31,7 +31,8 @@ use std::rc::Rc;
 
 use kafka_protocol::protocol::StrBytes;
 
-use crate::group::coordinator::{group_shard, GroupCoordinator};
+use crate::group::coordinator::GroupCoordinator;
+use crate::runtime::placement::group_shard;
 use crate::shard::{Shard, ShardGone};
 
 /// Runs `job` with the coordinator of `group_id`, on the shard it lives on; `None` while

@@ -16,13 +16,13 @@ use crate::group::coordinator::CommitError;
 use crate::group::offsets::Committed;
 use crate::protocol::frame::Request;
 use crate::server::errors::group_error_code;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: OffsetCommitRequest = registry::decode(request)?;
+    let body: OffsetCommitRequest = exchange::decode(request)?;
     let metadata = shard.metadata();
-    let now = crate::server::now_ms();
+    let now = crate::runtime::clock::now_ms();
     let mut entries = Vec::new();
     let mut unknown = Vec::new();
     for topic in &body.topics {
@@ -96,5 +96,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.topics.push(answered);
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

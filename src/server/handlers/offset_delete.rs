@@ -11,11 +11,11 @@ use kafka_protocol::ResponseError;
 use super::on_coordinator;
 use crate::group::coordinator::DeleteError;
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: OffsetDeleteRequest = registry::decode(request)?;
+    let body: OffsetDeleteRequest = exchange::decode(request)?;
     let group_id = body.group_id.to_string();
     let partitions: Vec<(String, i32)> = body
         .topics
@@ -66,5 +66,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             response.topics.push(answered);
         }
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

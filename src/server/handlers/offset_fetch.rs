@@ -14,7 +14,7 @@ use kafka_protocol::ResponseError;
 use super::{on_coordinator, str_bytes};
 use crate::group::offsets::Committed;
 use crate::protocol::frame::Request;
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 type Answer = Option<Vec<(String, i32, Option<Committed>)>>;
@@ -56,7 +56,7 @@ fn by_topic(answer: Vec<(String, i32, Option<Committed>)>) -> Vec<TopicOffsets> 
 }
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: OffsetFetchRequest = registry::decode(request)?;
+    let body: OffsetFetchRequest = exchange::decode(request)?;
     let version = request.api_version;
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
@@ -103,7 +103,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             }
             response.groups.push(answered);
         }
-        return registry::respond(request, &response);
+        return exchange::respond(request, &response);
     }
     let wanted = body.topics.as_ref().map(|topics| {
         topics
@@ -147,5 +147,5 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                 .collect();
         }
     }
-    registry::respond(request, &response)
+    exchange::respond(request, &response)
 }

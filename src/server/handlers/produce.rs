@@ -11,7 +11,6 @@
 //! - acks=-1: the batch is `fdatasync`ed (survives power loss) under the default flush
 //!   policy; with `--flush-interval-ms`, as acks=1 plus a sync within the interval.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,18 +20,18 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::cluster::controller;
 use crate::protocol::frame::Request;
 use crate::record_batch;
 use crate::server::errors::{batch_error_code, storage_error_code};
-use crate::server::registry::{self, HandlerResult};
+use crate::server::exchange::{self, HandlerResult};
+use crate::server::fanout::Fanout;
 use crate::server::turn::Turn;
 use crate::shard::Shard;
 use crate::storage::{Durability, StorageError};
 
 /// One partition's part of the request, sent to its owning shard.
+#[derive(Clone)]
 struct Item {
-    position: usize,
     topic: String,
     partition: i32,
     records: Option<Bytes>,
@@ -53,117 +52,129 @@ impl Outcome {
             log_start_offset: -1,
         }
     }
+
+    fn lost() -> Outcome {
+        Outcome::failed(ResponseError::UnknownServerError, "lost")
+    }
+}
+
+/// A partition's answer after its append: the outcome, and for an appended batch what its
+/// acknowledgement waits for.
+struct Appended {
+    outcome: Outcome,
+    wait: Option<Wait>,
+}
+
+/// An appended batch whose acknowledgement waits for durability, on the shard that owns it.
+#[derive(Clone)]
+struct Wait {
+    owner: usize,
+    topic: String,
+    partition: i32,
+    end_offset: i64,
 }
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> HandlerResult {
-    let body: ProduceRequest = registry::decode(request)?;
+    let body: ProduceRequest = exchange::decode(request)?;
     let version = request.api_version;
     let acks = body.acks;
     if version < 13 && shard.config.auto_create_topics {
         let names = body.topic_data.iter().map(|t| t.name.to_string()).collect();
-        controller::ensure_topics(shard, names).await;
+        crate::shard::ensure_topics(shard, names).await;
     }
     let metadata = shard.metadata();
-    // (topic name or id as asked, partition index) per position, in request order.
-    let mut layout: Vec<(usize, i32)> = Vec::new();
-    let mut outcomes: Vec<Option<Outcome>> = Vec::new();
-    let mut by_owner: BTreeMap<usize, Vec<Item>> = BTreeMap::new();
-    for (topic_position, topic_data) in body.topic_data.iter().enumerate() {
+    let unknown = if version >= 13 {
+        ResponseError::UnknownTopicId
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    };
+    let mut appends = Fanout::new();
+    for topic_data in &body.topic_data {
         let topic = if version >= 13 {
             metadata.topic_by_id(&topic_data.topic_id)
         } else {
             metadata.topic(&topic_data.name)
         };
         for partition_data in &topic_data.partition_data {
-            let position = outcomes.len();
-            layout.push((topic_position, partition_data.index));
-            let unknown = if version >= 13 {
-                ResponseError::UnknownTopicId
-            } else {
-                ResponseError::UnknownTopicOrPartition
+            let refused = |code, message: &str| Appended {
+                outcome: Outcome::failed(code, message),
+                wait: None,
             };
-            let outcome = if !matches!(acks, -1..=1) {
-                Some(Outcome::failed(
-                    ResponseError::InvalidRequiredAcks,
-                    format!("acks must be -1, 0 or 1, got {acks}"),
-                ))
+            if !matches!(acks, -1..=1) {
+                let message = format!("acks must be -1, 0 or 1, got {acks}");
+                appends.answer(refused(ResponseError::InvalidRequiredAcks, &message));
             } else if body.transactional_id.is_some() {
-                Some(Outcome::failed(
+                let message = "transactions are not supported";
+                appends.answer(refused(
                     ResponseError::TransactionalIdAuthorizationFailed,
-                    "transactions are not supported",
-                ))
+                    message,
+                ));
             } else {
                 match topic {
                     Some(topic) if (0..topic.partitions).contains(&partition_data.index) => {
-                        by_owner
-                            .entry(shard.owner_of(topic, partition_data.index))
-                            .or_default()
-                            .push(Item {
-                                position,
-                                topic: topic.name.clone(),
-                                partition: partition_data.index,
-                                records: partition_data.records.clone(),
-                            });
-                        None
+                        let item = Item {
+                            topic: topic.name.clone(),
+                            partition: partition_data.index,
+                            records: partition_data.records.clone(),
+                        };
+                        appends.route(shard.owner_of(topic, partition_data.index), item);
                     }
-                    _ => Some(Outcome::failed(
+                    _ => appends.answer(refused(
                         unknown,
                         "this server does not host this topic-partition",
                     )),
                 }
-            };
-            outcomes.push(outcome);
+            }
         }
     }
     let timeout = Duration::from_millis(body.timeout_ms.max(0) as u64);
     // Phase 1, in this connection's request order: validate and append on every owner.
-    let owners: Vec<usize> = by_owner.keys().copied().collect();
-    let appended = shard
-        .run_on_each(
-            by_owner.into_iter().collect(),
-            move |target, items| async move { append_on_owner(&target, items, acks).await },
-        )
+    appends
+        .run(shard, move |target, items| async move {
+            append_on_owner(&target, items, acks).await
+        })
         .await?;
-    let mut waits: Vec<(usize, Vec<Wait>)> = Vec::new();
-    for (owner, (results, owner_waits)) in owners.into_iter().zip(appended) {
-        for (position, outcome) in results {
-            outcomes[position] = Some(outcome);
-        }
-        if !owner_waits.is_empty() {
-            waits.push((owner, owner_waits));
-        }
-    }
     turn.release();
-    // Phase 2: wait for durability as acks asks; overlaps with later requests.
-    if acks != 0 {
-        let failures = shard
-            .run_on_each(waits, move |target, owner_waits| async move {
-                wait_on_owner(&target, owner_waits, acks, timeout).await
-            })
-            .await?;
-        for (position, failure) in failures.into_iter().flatten() {
-            outcomes[position] = Some(failure);
-        }
-    }
     if acks == 0 {
         return Ok(None);
     }
+    // Phase 2: wait for durability as acks asks; overlaps with later requests. Each
+    // position keeps its append outcome unless its wait fails.
+    let mut waits: Fanout<Wait, Option<Outcome>> = Fanout::new();
+    let mut outcomes = Vec::new();
+    for appended in appends.into_answers(|| Appended {
+        outcome: Outcome::lost(),
+        wait: None,
+    }) {
+        match appended.wait {
+            Some(wait) => waits.route(wait.owner, wait),
+            None => waits.answer(None),
+        }
+        outcomes.push(appended.outcome);
+    }
+    waits
+        .run(shard, move |target, owner_waits| async move {
+            wait_on_owner(&target, owner_waits, acks, timeout).await
+        })
+        .await?;
+    for (outcome, failure) in outcomes.iter_mut().zip(waits.into_answers(|| None)) {
+        if let Some(failure) = failure {
+            *outcome = failure;
+        }
+    }
     let mut response = ProduceResponse::default();
     let mut outcomes = outcomes.into_iter();
-    for (topic_position, topic_data) in body.topic_data.iter().enumerate() {
+    for topic_data in &body.topic_data {
         let mut topic_response = TopicProduceResponse::default();
         if version >= 13 {
             topic_response.topic_id = topic_data.topic_id;
         } else {
             topic_response.name = TopicName(topic_data.name.0.clone());
         }
-        for &(_, index) in layout.iter().filter(|(t, _)| *t == topic_position) {
-            let outcome = outcomes
-                .next()
-                .flatten()
-                .unwrap_or_else(|| Outcome::failed(ResponseError::UnknownServerError, "lost"));
+        for partition_data in &topic_data.partition_data {
+            let outcome = outcomes.next().unwrap_or_else(Outcome::lost);
             let mut partition = PartitionProduceResponse::default();
-            partition.index = index;
+            partition.index = partition_data.index;
             partition.base_offset = outcome.base_offset;
             if version >= 5 {
                 partition.log_start_offset = outcome.log_start_offset;
@@ -178,55 +189,45 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
         }
         response.responses.push(topic_response);
     }
-    registry::respond(request, &response)
-}
-
-/// An appended batch whose acknowledgement waits for durability.
-struct Wait {
-    position: usize,
-    topic: String,
-    partition: i32,
-    end_offset: i64,
+    exchange::respond(request, &response)
 }
 
 /// Runs on the shard that owns `items`: validates and appends each batch, in order.
 async fn append_on_owner(
     shard: &Rc<Shard>,
-    items: Vec<Item>,
+    items: Vec<(usize, Item)>,
     acks: i16,
-) -> (Vec<(usize, Outcome)>, Vec<Wait>) {
+) -> Vec<(usize, Appended)> {
     let mut results = Vec::with_capacity(items.len());
-    let mut waits = Vec::new();
-    for item in items {
+    for (position, item) in items {
+        let refused = |outcome| {
+            (
+                position,
+                Appended {
+                    outcome,
+                    wait: None,
+                },
+            )
+        };
         let Some(partition) = shard.partition(&item.topic, item.partition) else {
-            results.push((
-                item.position,
-                Outcome::failed(
-                    ResponseError::UnknownTopicOrPartition,
-                    "partition not found",
-                ),
-            ));
+            let outcome = Outcome::failed(
+                ResponseError::UnknownTopicOrPartition,
+                "partition not found",
+            );
+            results.push(refused(outcome));
             continue;
         };
         let batch = match check_batch(item.records, partition.log.config().batch_bytes_max) {
             Ok(batch) => batch,
             Err((code, message)) => {
                 tracing::debug!(topic = %item.topic, partition = item.partition, %message, "rejected batch");
-                results.push((item.position, Outcome::failed(code, message)));
+                results.push(refused(Outcome::failed(code, message)));
                 continue;
             }
         };
         match partition.log.append(batch, 0).await {
             Ok(appended) => {
                 let end_offset = appended.last_offset + 1;
-                results.push((
-                    item.position,
-                    Outcome {
-                        error: None,
-                        base_offset: appended.base_offset,
-                        log_start_offset: partition.log.log_start_offset(),
-                    },
-                ));
                 if acks == 0 {
                     // Nobody waits for the answer, but the data goes to disk now.
                     let log = partition.log.clone();
@@ -237,30 +238,42 @@ async fn append_on_owner(
                     })
                     .detach();
                 }
-                waits.push(Wait {
-                    position: item.position,
+                let outcome = Outcome {
+                    error: None,
+                    base_offset: appended.base_offset,
+                    log_start_offset: partition.log.log_start_offset(),
+                };
+                let wait = Wait {
+                    owner: shard.id,
                     topic: item.topic,
                     partition: item.partition,
                     end_offset,
-                });
+                };
+                results.push((
+                    position,
+                    Appended {
+                        outcome,
+                        wait: Some(wait),
+                    },
+                ));
             }
-            Err(error) => results.push((item.position, storage_failure(&error))),
+            Err(error) => results.push(refused(storage_failure(&error))),
         }
     }
-    (results, waits)
+    results
 }
 
 /// Runs on the owning shard: waits for every appended batch at once (group commit shares
-/// the flushes) and returns the ones that failed or timed out.
+/// the flushes); a batch whose wait failed or timed out gets its failure as its answer.
 async fn wait_on_owner(
     shard: &Rc<Shard>,
-    waits: Vec<Wait>,
+    waits: Vec<(usize, Wait)>,
     acks: i16,
     timeout: Duration,
-) -> Vec<(usize, Outcome)> {
+) -> Vec<(usize, Option<Outcome>)> {
     let waiting: Vec<_> = waits
         .into_iter()
-        .filter_map(|wait| {
+        .filter_map(|(position, wait)| {
             let log = shard.partition(&wait.topic, wait.partition)?.log.clone();
             Some(glommio::spawn_local(async move {
                 let done = async {
@@ -275,7 +288,7 @@ async fn wait_on_owner(
                     None
                 })
                 .await;
-                (wait.position, outcome)
+                (position, outcome)
             }))
         })
         .collect();
@@ -284,13 +297,13 @@ async fn wait_on_owner(
         let (position, outcome) = wait.await;
         match outcome {
             Some(Ok(())) => {}
-            Some(Err(error)) => failures.push((position, storage_failure(&error))),
+            Some(Err(error)) => failures.push((position, Some(storage_failure(&error)))),
             None => failures.push((
                 position,
-                Outcome::failed(
+                Some(Outcome::failed(
                     ResponseError::RequestTimedOut,
                     "durability wait exceeded timeout_ms",
-                ),
+                )),
             )),
         }
     }

@@ -1,0 +1,116 @@
+//! The controller's hands: how topic changes reach the shards that own the partitions.
+//! The controller (`cluster::controller`) decides and persists; this fans its decisions out.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::Shard;
+use crate::cluster::controller::{self, TopicError, TopicHost};
+use crate::cluster::metadata::{ClusterMetadata, Topic};
+use crate::runtime::placement::CONTROLLER_SHARD;
+
+impl TopicHost for Rc<Shard> {
+    fn metadata(&self) -> Arc<ClusterMetadata> {
+        Shard::metadata(self)
+    }
+
+    /// Opens the partitions on their owning shards, in parallel.
+    async fn open_logs(&self, topic: &Topic, range: Range<i32>) -> Result<(), String> {
+        let mut by_owner: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
+        for partition in range {
+            by_owner
+                .entry(self.owner_of(topic, partition))
+                .or_default()
+                .push(partition);
+        }
+        let topic = topic.clone();
+        let opened = self
+            .run_on_each(by_owner.into_iter().collect(), move |target, partitions| {
+                let topic = topic.clone();
+                async move {
+                    target
+                        .open_partitions(&topic, &partitions, true)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        opened
+            .into_iter()
+            .collect::<Result<Vec<()>, String>>()
+            .map(drop)
+    }
+
+    async fn delete_logs(&self, topic: &Topic) {
+        for owner in self.owners(topic) {
+            let name = topic.name.clone();
+            let deleted = self
+                .run_on(owner, move |target| async move {
+                    target
+                        .delete_partitions(&name)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+            if let Err(error) = deleted.map_err(|e| e.to_string()).and_then(|d| d) {
+                tracing::error!(topic = %topic.name, shard = owner, %error, "deleting partition logs failed");
+            }
+        }
+    }
+
+    async fn reconfigure_logs(&self, topic: &Topic) {
+        for owner in self.owners(topic) {
+            let topic = topic.clone();
+            if let Err(error) = self
+                .run_on(owner, move |target| async move {
+                    target.reconfigure_partitions(&topic)
+                })
+                .await
+            {
+                tracing::error!(shard = owner, %error, "a shard missed a topic config change");
+            }
+        }
+    }
+
+    async fn publish(&self, snapshot: Arc<ClusterMetadata>) {
+        let sent = self
+            .run_on_all(move |target| {
+                let snapshot = snapshot.clone();
+                async move { target.set_metadata(snapshot) }
+            })
+            .await;
+        if let Err(error) = sent {
+            tracing::error!(%error, "a shard missed a metadata update");
+        }
+    }
+}
+
+/// From any shard: creates `names` with default settings if they do not exist yet (topic
+/// auto-creation). Names that are invalid or fail to create are left out.
+pub async fn ensure_topics(shard: &Rc<Shard>, names: Vec<String>) {
+    let missing = controller::auto_create_specs(&shard.metadata(), names);
+    if missing.is_empty() {
+        return;
+    }
+    let created = shard
+        .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
+            controller_shard
+                .controller
+                .create_topics(&controller_shard, missing, false)
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .filter(|error| !matches!(error, TopicError::AlreadyExists(_)))
+                .map(|error| error.to_string())
+                .collect::<Vec<_>>()
+        })
+        .await;
+    match created {
+        Ok(errors) if errors.is_empty() => {}
+        Ok(errors) => tracing::warn!(?errors, "auto-creating topics failed"),
+        Err(error) => tracing::warn!(%error, "auto-creating topics failed"),
+    }
+}
