@@ -13,6 +13,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod index;
 pub mod io;
 pub mod log;
