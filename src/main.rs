@@ -129,7 +129,7 @@ fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {
         let mut offset = log.log_start_offset();
         let mut count = 0u64;
         while offset < log.next_offset() {
-            let read = log.read(offset, 1 << 20, i64::MAX).await?;
+            let read = log.read(offset, 1 << 20, i64::MAX, true).await?;
             if read.batches.is_empty() {
                 break;
             }

@@ -103,7 +103,7 @@ async fn measure(
         let gigabytes_per_second = rate_async(duration, end, |offset| {
             let log = log.clone();
             async move {
-                log.read(offset, FETCH_BYTES, i64::MAX)
+                log.read(offset, FETCH_BYTES, i64::MAX, true)
                     .await
                     .map(|r| (r.bytes, r.next_offset))
             }

@@ -22,6 +22,11 @@ use crate::record_batch::{self, BatchError, RecordBatchHeader, HEADER_BYTES};
 const INDEX_FILE_BYTES_MAX: usize = 64 << 20;
 /// Bytes read at once while scanning a segment on recovery.
 const SCAN_WINDOW_BYTES: usize = 1 << 20;
+/// Largest disk read one `Segment::read` call asks for to cover its byte budget at once
+/// (beyond `read_ahead_bytes`). A fetch budget may be up to `fetch.max.bytes` (1 GiB at
+/// most), but one pinned DMA buffer that large would be as costly as it is rare: bigger
+/// budgets are read window by window.
+const READ_WINDOW_BYTES_MAX: usize = 8 << 20;
 
 /// How much of a deleted segment is freed at a time, and the pause between steps
 /// (`Segment::release_space_gradually`).
@@ -452,8 +457,10 @@ impl Segment {
     }
 
     /// Reads whole batches from `position` (a batch start), skipping those entirely below
-    /// `offset`, up to `bytes_max` (the first batch always), stopping before `end_offset` or
-    /// at `limit` bytes. Each batch's CRC is checked: a corrupt batch is an error, never data.
+    /// `offset`, up to `bytes_max`, stopping before `end_offset` or at `limit` bytes. With
+    /// `min_one` the first batch is returned even if larger than `bytes_max` (KIP-74);
+    /// without it nothing is returned when it does not fit. Each batch's CRC is checked: a
+    /// corrupt batch is an error, never data.
     ///
     /// `window` carries read-ahead between calls: bytes read from disk beyond what one call
     /// returns are kept for the next sequential read.
@@ -468,6 +475,7 @@ impl Segment {
         limit: u64,
         read_ahead_bytes: usize,
         batch_bytes_max: usize,
+        min_one: bool,
     ) -> Result<SegmentRead> {
         let mut read = SegmentRead {
             batches: Vec::new(),
@@ -482,7 +490,11 @@ impl Segment {
                 break;
             }
             let available = (limit - position) as usize;
-            let want = read_ahead_bytes.max(bytes_max.saturating_sub(read.bytes));
+            let want = read_ahead_bytes.max(
+                bytes_max
+                    .saturating_sub(read.bytes)
+                    .min(READ_WINDOW_BYTES_MAX),
+            );
             let header_bytes = window
                 .get(
                     &self.file,
@@ -519,7 +531,7 @@ impl Segment {
                 position += total as u64;
                 continue;
             }
-            if !read.batches.is_empty() && read.bytes + total > bytes_max {
+            if (!read.batches.is_empty() || !min_one) && read.bytes + total > bytes_max {
                 break;
             }
             let bytes = window

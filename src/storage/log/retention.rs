@@ -186,6 +186,7 @@ impl Log {
                         segment.written_bytes(),
                         0,
                         self.config.batch_bytes_max,
+                        true,
                     )
                     .await?;
                 let cut = match read.batches.first() {
