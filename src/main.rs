@@ -82,9 +82,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: petrel::config::ServeArgs) -> anyhow::Result<()> {
-    let config = args
-        .merge_file()?
-        .resolve(runtime::executor::allowed_cpus())?;
+    let config = args.merge_file()?.resolve(
+        runtime::executor::allowed_cpus(),
+        petrel::config::raise_fd_limit()?,
+    )?;
     // Registered before the shards start, so a signal during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,

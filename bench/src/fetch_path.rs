@@ -112,7 +112,7 @@ async fn measure(
         rows.push((name, gigabytes_per_second, copies));
     }
 
-    let fetched = cached.read(0, FETCH_BYTES, i64::MAX).await?;
+    let fetched = cached.read(0, FETCH_BYTES, i64::MAX, true).await?;
     let join = rate(duration, || {
         let mut joined = BytesMut::with_capacity(fetched.bytes);
         for batch in &fetched.batches {

@@ -529,25 +529,56 @@ fn finds_batches_by_timestamp() {
 }
 
 #[test]
-fn open_file_limit_is_enforced() {
+fn sealed_segment_files_are_closed_to_stay_within_the_open_file_budget() {
     run(|dir| async move {
-        let shard = ShardStorage::new(&ShardStorageConfig {
-            open_files_max: 3,
-            ..ShardStorageConfig::default()
-        });
+        let limited = || {
+            ShardStorage::new(&ShardStorageConfig {
+                open_files_max: 3,
+                ..ShardStorageConfig::default()
+            })
+        };
+        let shard = limited();
         let log = open(&dir, shard.clone(), small_config()).await;
-        let mut result = Ok(());
-        for n in 0..200 {
-            if let Err(error) = log.append(Bytes::from(batch(n)), 3).await {
-                result = Err(error);
-                break;
-            }
-        }
-        assert!(
-            matches!(result, Err(StorageError::TooManyOpenFiles { limit: 3 })),
-            "{result:?}"
-        );
+        append_synced(&log, 0..200).await;
+        assert!(log.segment_count() >= 5, "{} segments", log.segment_count());
         assert!(shard.open_files() <= 3);
+        // Every segment is read back from disk, each reopened in turn.
+        log.drop_cached();
+        let batches = read_all(&log, 0).await;
+        assert_eq!(batches.len(), 200);
+        assert!(shard.open_files() <= 3);
+        log.close().await.expect("close");
+        assert_eq!(shard.open_files(), 0);
+
+        // Opening a log of many segments does not open them all: the active one, and the
+        // sealed one before it, whose headers rebuild the producer state.
+        let shard = limited();
+        let log = open(&dir, shard.clone(), small_config()).await;
+        assert_eq!(shard.open_files(), 2);
+        assert_eq!(read_all(&log, 0).await.len(), 200);
+        // Retention reopens what it shrinks; the budget still holds.
+        log.delete_before(log.segment_bases()[3])
+            .await
+            .expect("delete");
+        assert!(shard.open_files() <= 3);
+
+        // Active segments are never closed: once every file is active, opens fail.
+        let other = Log::open(shard.clone(), dir.join("b-0"), "b-0".into(), small_config())
+            .await
+            .expect("second log");
+        let third = Log::open(shard.clone(), dir.join("c-0"), "c-0".into(), small_config())
+            .await
+            .expect("third log");
+        let refused = Log::open(shard.clone(), dir.join("d-0"), "d-0".into(), small_config()).await;
+        assert!(
+            matches!(refused, Err(StorageError::TooManyOpenFiles { limit: 3 })),
+            "{:?}",
+            refused.err()
+        );
+        assert_eq!(shard.open_files(), 3);
+        for log in [log, other, third] {
+            log.close().await.expect("close");
+        }
     });
 }
 

@@ -66,8 +66,19 @@ impl Log {
         if self.written_offset() < end_offset {
             self.wait(Durability::Written, end_offset).await?;
         }
-        self.read_from_disk(offset, bytes_max, end_offset, min_one)
+        match self
+            .read_from_disk(offset, bytes_max, end_offset, min_one)
             .await
+        {
+            // Retention deleted the segment meanwhile, and its file, closed by the shard's
+            // file cache, could not be reopened: the offset is simply gone.
+            Err(_) if self.log_start_offset() > offset => Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: self.next_offset(),
+            }),
+            read => read,
+        }
     }
 
     async fn read_from_disk(
