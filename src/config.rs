@@ -87,6 +87,18 @@ pub struct ServeArgs {
     /// Bytes of recent batches cached in memory, over all shards. [default: 67108864]
     #[arg(long, env = "PETREL_CACHE_BYTES")]
     pub cache_bytes: Option<usize>,
+    /// Largest fetch response, whatever the request asks (`fetch.max.bytes`); only the
+    /// first batch of the first non-empty partition may exceed it. [default: 57671680]
+    #[arg(long, env = "PETREL_FETCH_MAX_BYTES")]
+    pub fetch_max_bytes: Option<usize>,
+    /// Segment files each shard may hold open at once; sealed segments' files beyond it are
+    /// closed while unused. [default: derived from the file descriptor limit, RLIMIT_NOFILE]
+    #[arg(long, env = "PETREL_OPEN_FILES_MAX")]
+    pub open_files_max: Option<usize>,
+    /// Partitions this broker may hold, over all topics: creations beyond it are refused
+    /// (POLICY_VIOLATION). [default: shards * open-files-max / 2]
+    #[arg(long, env = "PETREL_PARTITIONS_MAX")]
+    pub partitions_max: Option<usize>,
 }
 
 /// Validated broker configuration.
@@ -111,7 +123,12 @@ pub struct BrokerConfig {
     pub request_read_timeout: Duration,
     pub connection_idle: Duration,
     pub cache_bytes: usize,
+    /// Largest fetch response (Kafka's `fetch.max.bytes`), whatever the request's `max_bytes`.
+    pub fetch_bytes_max: usize,
+    /// Segment files one shard may hold open (derived from RLIMIT_NOFILE unless given).
     pub open_files_max: usize,
+    /// Partitions the broker may hold, over all topics.
+    pub partitions_max: usize,
     pub group_limits: crate::group::state::GroupLimits,
 }
 
@@ -130,6 +147,11 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error(
+        "the file descriptor limit (RLIMIT_NOFILE) is {nofile}: {reason}; raise it \
+         (`ulimit -n`, or `LimitNOFILE=` in a systemd unit) or lower connections-max"
+    )]
+    FileDescriptors { nofile: u64, reason: String },
 }
 
 fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
@@ -142,6 +164,10 @@ fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) 
 
 /// Requests one connection may have in flight (pipelined) before its reads pause.
 const INFLIGHT_REQUESTS_MAX: usize = 128;
+/// Kafka's default `fetch.max.bytes` (55 MiB), and the range accepted for it: at least 1 KiB
+/// as in Kafka; at most 1 GiB, like `request-bytes-max`, so one response's buffer stays sane.
+const FETCH_BYTES_MAX_DEFAULT: usize = 57_671_680;
+const FETCH_BYTES_MAX_RANGE: std::ops::RangeInclusive<usize> = 1024..=(1 << 30);
 pub const SHARDS_MAX: usize = 256;
 
 impl ServeArgs {
@@ -184,6 +210,9 @@ impl ServeArgs {
                 .or(file.request_read_timeout_ms),
             connection_idle_ms: self.connection_idle_ms.or(file.connection_idle_ms),
             cache_bytes: self.cache_bytes.or(file.cache_bytes),
+            fetch_max_bytes: self.fetch_max_bytes.or(file.fetch_max_bytes),
+            open_files_max: self.open_files_max.or(file.open_files_max),
+            partitions_max: self.partitions_max.or(file.partitions_max),
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms),
@@ -196,8 +225,9 @@ impl ServeArgs {
         })
     }
 
-    /// Applies defaults and validates. `cpus` are the CPUs this process may run on.
-    pub fn resolve(self, cpus: Vec<usize>) -> Result<BrokerConfig, ConfigError> {
+    /// Applies defaults and validates. `cpus` are the CPUs this process may run on,
+    /// `nofile` its file descriptor limit (see [`raise_fd_limit`]).
+    pub fn resolve(self, cpus: Vec<usize>, nofile: u64) -> Result<BrokerConfig, ConfigError> {
         let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             invalid(
@@ -286,6 +316,14 @@ impl ServeArgs {
         // `bench/kafka-vs-petrel` (workload 2, 131 MB/s): 256 MiB and 64 MiB give the same
         // end-to-end p99 (7.0 ms), with peak RSS 320 MB against 113 MB.
         let cache_bytes = self.cache_bytes.unwrap_or(64 << 20);
+        let fetch_bytes_max = self.fetch_max_bytes.unwrap_or(FETCH_BYTES_MAX_DEFAULT);
+        if !FETCH_BYTES_MAX_RANGE.contains(&fetch_bytes_max) {
+            return Err(invalid(
+                "fetch-max-bytes",
+                fetch_bytes_max,
+                "must be in 1 KiB..=1 GiB",
+            ));
+        }
         let session_min = self.group_min_session_timeout_ms.unwrap_or(6_000);
         let session_max = self.group_max_session_timeout_ms.unwrap_or(1_800_000);
         if session_min == 0 || session_min > session_max {
@@ -293,6 +331,22 @@ impl ServeArgs {
                 "group-min-session-timeout-ms",
                 session_min,
                 "must be positive and at most group-max-session-timeout-ms",
+            ));
+        }
+        let open_files_max =
+            open_files_budget(self.open_files_max, nofile, shards, connections_max)?;
+        // Each partition holds its active segment's file for good; half the budget is left
+        // for sealed segments' files and the reads using them.
+        let open_files_total = open_files_max.saturating_mul(shards);
+        let partitions_max = self.partitions_max.unwrap_or(open_files_total / 2);
+        if !(1..=open_files_total).contains(&partitions_max) {
+            return Err(invalid(
+                "partitions-max",
+                partitions_max,
+                format!(
+                    "must be in 1..={open_files_total} (shards * open-files-max): every \
+                     partition keeps a segment file open"
+                ),
             ));
         }
         let group_limits = crate::group::state::GroupLimits {
@@ -324,9 +378,78 @@ impl ServeArgs {
             request_read_timeout: Duration::from_millis(request_read_timeout_ms),
             connection_idle: Duration::from_millis(connection_idle_ms),
             cache_bytes,
-            open_files_max: 10_000,
+            fetch_bytes_max,
+            open_files_max,
+            partitions_max,
             group_limits,
         })
+    }
+}
+
+/// File descriptors kept for what is not a segment file or a client connection: stdio, the
+/// metadata file, glommio's blocking-pool threads, and per shard its io_uring rings and
+/// eventfds, the listener socket, and index, checkpoint, temp and directory files opened
+/// for a moment (log opens, rolls, retention).
+const FDS_RESERVED: u64 = 256;
+const FDS_RESERVED_PER_SHARD: u64 = 64;
+/// Fewest segment files a shard may work with: its consumer-offsets log and a few
+/// partitions, each holding its active segment, plus a roll in progress.
+const OPEN_FILES_MIN: usize = 8;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (the default soft limit, often 1024, is
+/// far below what thousands of partitions and connections need) and returns the soft limit
+/// now in force. Called once at start, before any shard exists.
+pub fn raise_fd_limit() -> Result<u64, ConfigError> {
+    let failed = |error: std::io::Error| ConfigError::FileDescriptors {
+        nofile: 0,
+        reason: format!("cannot read it: {error}"),
+    };
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).map_err(failed)?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    match rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard) {
+        Ok(()) => Ok(hard),
+        Err(error) => {
+            // E.g. an unlimited hard limit, which the kernel caps at fs.nr_open.
+            tracing::warn!(soft, hard, %error, "cannot raise the file descriptor limit");
+            Ok(soft)
+        }
+    }
+}
+
+/// Segment files each shard may hold open: `given`, if it fits `nofile`, or what is left of
+/// `nofile` after the connections and the reserve, shared by the shards.
+fn open_files_budget(
+    given: Option<usize>,
+    nofile: u64,
+    shards: usize,
+    connections_max: usize,
+) -> Result<usize, ConfigError> {
+    let shards_u64 = shards as u64;
+    let reserved = FDS_RESERVED.saturating_add(FDS_RESERVED_PER_SHARD.saturating_mul(shards_u64));
+    let available = nofile
+        .saturating_sub(connections_max as u64)
+        .saturating_sub(reserved);
+    let per_shard = usize::try_from(available / shards_u64.max(1)).unwrap_or(usize::MAX);
+    let explain = |wanted: usize| ConfigError::FileDescriptors {
+        nofile,
+        reason: format!(
+            "after {connections_max} connections (connections-max) and {reserved} kept for the \
+             broker itself, {shards} shards get {per_shard} segment files each, fewer than the \
+             {wanted} needed"
+        ),
+    };
+    match given {
+        Some(open_files_max) if open_files_max < OPEN_FILES_MIN => Err(invalid(
+            "open-files-max",
+            open_files_max,
+            format!("must be at least {OPEN_FILES_MIN}"),
+        )),
+        Some(open_files_max) if open_files_max > per_shard => Err(explain(open_files_max)),
+        Some(open_files_max) => Ok(open_files_max),
+        None if per_shard < OPEN_FILES_MIN => Err(explain(OPEN_FILES_MIN)),
+        None => Ok(per_shard),
     }
 }
 
@@ -388,9 +511,75 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// A file descriptor limit as on a typical server (the kernel's default fs.nr_open).
+    const NOFILE: u64 = 1 << 20;
+
+    #[test]
+    fn the_open_file_budget_and_partition_limit_follow_the_descriptor_limit() {
+        // (1 Mi - 4096 connections - 256 - 2 * 64) / 2 shards.
+        let config = ServeArgs::default().resolve(vec![0, 1], NOFILE).unwrap();
+        assert_eq!(
+            config.open_files_max,
+            (NOFILE as usize - 4096 - 256 - 128) / 2
+        );
+        assert_eq!(config.partitions_max, config.open_files_max);
+        // The common soft limit of 1024 cannot even hold the default connections.
+        match ServeArgs::default().resolve(vec![0, 1], 1024) {
+            Err(error @ ConfigError::FileDescriptors { .. }) => {
+                let message = error.to_string();
+                assert!(message.contains("ulimit -n") && message.contains("LimitNOFILE"));
+            }
+            other => panic!("expected a descriptor error, got {other:?}"),
+        }
+        let fewer_connections = ServeArgs {
+            connections_max: Some(100),
+            ..Default::default()
+        };
+        let config = fewer_connections.clone().resolve(vec![0, 1], 1024).unwrap();
+        assert_eq!(config.open_files_max, (1024 - 100 - 256 - 128) / 2);
+        // An explicit budget must fit the limit, and be usable.
+        let explicit = |open_files_max, partitions_max| ServeArgs {
+            open_files_max: Some(open_files_max),
+            partitions_max,
+            ..fewer_connections.clone()
+        };
+        assert_eq!(
+            explicit(8, None)
+                .resolve(vec![0, 1], 1024)
+                .unwrap()
+                .partitions_max,
+            8
+        );
+        assert!(matches!(
+            explicit(271, None).resolve(vec![0, 1], 1024),
+            Err(ConfigError::FileDescriptors { .. })
+        ));
+        assert!(matches!(
+            explicit(7, None).resolve(vec![0, 1], 1024),
+            Err(ConfigError::Invalid {
+                name: "open-files-max",
+                ..
+            })
+        ));
+        // The partition limit may use the whole budget, not more.
+        let config = explicit(100, Some(200)).resolve(vec![0, 1], 1024).unwrap();
+        assert_eq!(config.partitions_max, 200);
+        for partitions_max in [0, 201] {
+            assert!(matches!(
+                explicit(100, Some(partitions_max)).resolve(vec![0, 1], 1024),
+                Err(ConfigError::Invalid {
+                    name: "partitions-max",
+                    ..
+                })
+            ));
+        }
+    }
+
     #[test]
     fn defaults_resolve_and_bad_values_are_named() {
-        let config = ServeArgs::default().resolve(vec![0, 1]).expect("defaults");
+        let config = ServeArgs::default()
+            .resolve(vec![0, 1], NOFILE)
+            .expect("defaults");
         assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
         assert_eq!(config.advertised, ("127.0.0.1".to_string(), 9092));
         assert_eq!(config.shards, 2);
@@ -399,6 +588,7 @@ mod tests {
             std::env::current_dir().unwrap().join("petrel-data")
         );
         assert_eq!(config.flush, FlushPolicy::EveryAppend);
+        assert_eq!(config.fetch_bytes_max, 57_671_680);
         let cases: Vec<(ServeArgs, &str)> = vec![
             (
                 ServeArgs {
@@ -442,9 +632,23 @@ mod tests {
                 },
                 "advertised-listener",
             ),
+            (
+                ServeArgs {
+                    fetch_max_bytes: Some(1023),
+                    ..Default::default()
+                },
+                "fetch-max-bytes",
+            ),
+            (
+                ServeArgs {
+                    fetch_max_bytes: Some((1 << 30) + 1),
+                    ..Default::default()
+                },
+                "fetch-max-bytes",
+            ),
         ];
         for (args, name) in cases {
-            match args.resolve(vec![0]) {
+            match args.resolve(vec![0], NOFILE) {
                 Err(ConfigError::Invalid { name: got, .. }) => assert_eq!(got, name),
                 other => panic!("{name}: expected an error, got {other:?}"),
             }
@@ -465,7 +669,11 @@ mod tests {
             shards: Some(2),
             ..Default::default()
         };
-        let config = args.merge_file().unwrap().resolve(vec![0, 1]).unwrap();
+        let config = args
+            .merge_file()
+            .unwrap()
+            .resolve(vec![0, 1], NOFILE)
+            .unwrap();
         assert_eq!(config.listen.port(), 19092);
         assert_eq!(config.shards, 2);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));

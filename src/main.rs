@@ -82,9 +82,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: petrel::config::ServeArgs) -> anyhow::Result<()> {
-    let config = args
-        .merge_file()?
-        .resolve(runtime::executor::allowed_cpus())?;
+    let config = args.merge_file()?.resolve(
+        runtime::executor::allowed_cpus(),
+        petrel::config::raise_fd_limit()?,
+    )?;
     // Registered before the shards start, so a signal during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -129,7 +130,7 @@ fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {
         let mut offset = log.log_start_offset();
         let mut count = 0u64;
         while offset < log.next_offset() {
-            let read = log.read(offset, 1 << 20, i64::MAX).await?;
+            let read = log.read(offset, 1 << 20, i64::MAX, true).await?;
             if read.batches.is_empty() {
                 break;
             }

@@ -92,7 +92,7 @@ fn recover(dir: PathBuf) -> (BTreeMap<i64, Vec<u8>>, i64) {
         let end = log.next_offset();
         while offset < end {
             let read = log
-                .read(offset, 1 << 20, i64::MAX)
+                .read(offset, 1 << 20, i64::MAX, true)
                 .await
                 .expect("every served batch verifies");
             assert!(

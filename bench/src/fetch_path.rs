@@ -103,7 +103,7 @@ async fn measure(
         let gigabytes_per_second = rate_async(duration, end, |offset| {
             let log = log.clone();
             async move {
-                log.read(offset, FETCH_BYTES, i64::MAX)
+                log.read(offset, FETCH_BYTES, i64::MAX, true)
                     .await
                     .map(|r| (r.bytes, r.next_offset))
             }
@@ -112,7 +112,7 @@ async fn measure(
         rows.push((name, gigabytes_per_second, copies));
     }
 
-    let fetched = cached.read(0, FETCH_BYTES, i64::MAX).await?;
+    let fetched = cached.read(0, FETCH_BYTES, i64::MAX, true).await?;
     let join = rate(duration, || {
         let mut joined = BytesMut::with_capacity(fetched.bytes);
         for batch in &fetched.batches {

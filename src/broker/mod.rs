@@ -41,6 +41,14 @@ pub enum StartError {
     },
     #[error("shard {shard} failed to start: {reason}")]
     Shard { shard: usize, reason: String },
+    #[error(
+        "the topics hold {partitions} partitions, more than partitions-max ({partitions_max}); \
+         raise --partitions-max (and with it the file descriptor limit) or delete topics"
+    )]
+    PartitionsMax {
+        partitions: usize,
+        partitions_max: usize,
+    },
 }
 
 /// A running broker: its shards' inboxes and threads.
@@ -53,6 +61,13 @@ pub struct Broker {
 /// Starts every shard and returns once all of them listen.
 pub fn start(config: BrokerConfig) -> Result<Broker, StartError> {
     let metadata = Arc::new(bootstrap::load_or_create_metadata(&config)?);
+    let partitions = metadata.partition_count();
+    if partitions > config.partitions_max {
+        return Err(StartError::PartitionsMax {
+            partitions,
+            partitions_max: config.partitions_max,
+        });
+    }
     // A second broker on the same port would share it silently (SO_REUSEPORT): refuse early
     // if anything already listens there.
     if config.listen.port() != 0

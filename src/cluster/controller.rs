@@ -41,6 +41,9 @@ pub enum TopicError {
     InvalidPartitions(String),
     #[error("{0}")]
     InvalidConfig(String),
+    /// The change is valid but would take the broker past one of its limits.
+    #[error("{0}")]
+    PolicyViolation(String),
     #[error("{0}")]
     Storage(String),
 }
@@ -72,6 +75,8 @@ pub struct ControllerSettings {
     pub default_partitions: i32,
     pub topic_defaults: TopicDefaults,
     pub metadata_path: PathBuf,
+    /// Partitions the broker may hold over all topics: each keeps a file open and memory.
+    pub partitions_max: usize,
 }
 
 /// Producer ids reserved (persisted) at a time.
@@ -149,10 +154,20 @@ impl Controller {
     ) -> Vec<Outcome<Topic>> {
         let _one_change_at_a_time = self.lock.lock().await;
         let mut metadata = (*host.metadata()).clone();
+        // Counts the topics of this request created (or validated) so far too, and is
+        // checked before any log is opened.
+        let mut partitions_total = metadata.partition_count();
         let mut results = Vec::with_capacity(specs.len());
         for spec in specs {
-            let outcome = match self.validate_spec(&spec, &metadata) {
-                Ok(partitions) => {
+            let checked = self.validate_spec(&spec, &metadata).and_then(|partitions| {
+                let total = self.check_partitions_max(partitions_total, partitions, || {
+                    format!("creating '{}' ({partitions} partitions)", spec.name)
+                })?;
+                Ok((partitions, total))
+            });
+            let outcome = match checked {
+                Ok((partitions, total)) => {
+                    partitions_total = total;
                     let topic = Topic {
                         name: spec.name.clone(),
                         id: Uuid::new_v4(),
@@ -169,6 +184,7 @@ impl Controller {
                             }
                             Err(message) => {
                                 host.delete_logs(&topic).await;
+                                partitions_total = metadata.partition_count();
                                 Err(TopicError::Storage(message))
                             }
                         }
@@ -182,6 +198,26 @@ impl Controller {
             return self.publish_or_fail(host, metadata, results).await;
         }
         results
+    }
+
+    /// The broker's partition count after adding `added` to `total`, or why it may not grow
+    /// that far; `change` names the change for the message.
+    fn check_partitions_max(
+        &self,
+        total: usize,
+        added: i32,
+        change: impl FnOnce() -> String,
+    ) -> Outcome<usize> {
+        let partitions_max = self.settings.partitions_max;
+        let after = total.saturating_add(usize::try_from(added).unwrap_or(0));
+        if after > partitions_max {
+            return Err(TopicError::PolicyViolation(format!(
+                "{} would bring this broker to {after} partitions; partitions-max is \
+                 {partitions_max}",
+                change()
+            )));
+        }
+        Ok(after)
     }
 
     fn validate_spec(&self, spec: &TopicSpec, metadata: &ClusterMetadata) -> Outcome<i32> {
@@ -276,28 +312,43 @@ impl Controller {
     ) -> Vec<Outcome<()>> {
         let _one_change_at_a_time = self.lock.lock().await;
         let mut metadata = (*host.metadata()).clone();
+        let mut partitions_total = metadata.partition_count();
         let mut results = Vec::with_capacity(changes.len());
         for change in changes {
-            let grown = match self.validate_growth(&change, &metadata) {
-                Ok(grown) => grown,
+            let old_count = metadata
+                .topic(&change.topic)
+                .map_or(0, |topic| topic.partitions);
+            let checked = self.validate_growth(&change, &metadata).and_then(|grown| {
+                let added = grown.partitions - old_count;
+                let total = self.check_partitions_max(partitions_total, added, || {
+                    format!(
+                        "growing '{}' to {} partitions (+{added})",
+                        change.topic, grown.partitions
+                    )
+                })?;
+                Ok((grown, total))
+            });
+            let (grown, total) = match checked {
+                Ok(checked) => checked,
                 Err(error) => {
                     results.push(Err(error));
                     continue;
                 }
             };
+            partitions_total = total;
             if validate_only {
                 results.push(Ok(()));
                 continue;
             }
-            let old_count = metadata
-                .topic(&change.topic)
-                .map_or(grown.partitions, |topic| topic.partitions);
             match host.open_logs(&grown, old_count..grown.partitions).await {
                 Ok(()) => {
                     metadata.topics.insert(change.topic, grown);
                     results.push(Ok(()));
                 }
-                Err(message) => results.push(Err(TopicError::Storage(message))),
+                Err(message) => {
+                    partitions_total = metadata.partition_count();
+                    results.push(Err(TopicError::Storage(message)));
+                }
             }
         }
         if !validate_only && results.iter().any(Result::is_ok) {

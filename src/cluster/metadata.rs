@@ -75,6 +75,14 @@ impl ClusterMetadata {
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Topic> {
         self.topics.values().find(|topic| &topic.id == id)
     }
+
+    /// Partitions of every topic together.
+    pub fn partition_count(&self) -> usize {
+        self.topics
+            .values()
+            .map(|topic| usize::try_from(topic.partitions).unwrap_or(0))
+            .sum()
+    }
 }
 
 impl Default for ClusterMetadata {

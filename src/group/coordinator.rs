@@ -92,7 +92,7 @@ impl GroupCoordinator {
         let mut store = OffsetStore::default();
         let mut offset = log.log_start_offset();
         while offset < log.next_offset() {
-            let read = log.read(offset, 1 << 20, i64::MAX).await?;
+            let read = log.read(offset, 1 << 20, i64::MAX, true).await?;
             if read.batches.is_empty() {
                 break;
             }

@@ -41,6 +41,7 @@ pub fn topic_error_code(error: &TopicError) -> ResponseError {
         TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }
@@ -137,6 +138,7 @@ mod tests {
             (TopicError::InvalidReplicaAssignment("a".into()), 39),
             (TopicError::InvalidPartitions("p".into()), 37),
             (TopicError::InvalidConfig("c".into()), 40),
+            (TopicError::PolicyViolation("p".into()), 44),
             (TopicError::Storage("s".into()), 56),
         ];
         for (error, code) in cases {

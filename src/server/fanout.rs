@@ -67,9 +67,25 @@ where
         F: Fn(Rc<Shard>, Vec<(usize, I)>) -> Fut + Send + Clone + 'static,
         Fut: Future<Output = Vec<(usize, A)>> + 'static,
     {
+        self.run_where(shard, |_| true, job).await
+    }
+
+    /// Like [`Fanout::run`], on the owning shards `owners` picks only; the others' answers
+    /// stay as they are (Fetch re-reads one part that could not fit its budget).
+    pub async fn run_where<F, Fut>(
+        &mut self,
+        shard: &Rc<Shard>,
+        owners: impl Fn(usize) -> bool,
+        job: F,
+    ) -> Result<(), ShardGone>
+    where
+        F: Fn(Rc<Shard>, Vec<(usize, I)>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = Vec<(usize, A)>> + 'static,
+    {
         let parts: Vec<(usize, Vec<(usize, I)>)> = self
             .parts
             .iter()
+            .filter(|(&owner, _)| owners(owner))
             .map(|(&owner, items)| (owner, items.clone()))
             .collect();
         for (position, answer) in shard.run_on_each(parts, job).await?.into_iter().flatten() {
@@ -78,6 +94,11 @@ where
             }
         }
         Ok(())
+    }
+
+    /// The answer so far at `position` (in request order).
+    pub fn answer_at(&self, position: usize) -> Option<&A> {
+        self.answers.get(position)?.as_ref()
     }
 
     /// The answers the owning shards gave so far (not those answered here).

@@ -85,6 +85,7 @@ impl Shard {
             default_partitions: config.default_partitions,
             topic_defaults: config.topic_defaults.clone(),
             metadata_path: config.metadata_path(),
+            partitions_max: config.partitions_max,
         });
         Rc::new(Shard {
             id,

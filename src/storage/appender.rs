@@ -35,7 +35,7 @@ use glommio::io::DmaBuffer;
 use glommio::Task;
 
 use super::error::{io_error, Result, StorageError};
-use super::io::SharedFile;
+use super::files::SharedFile;
 
 type WriteTask = Task<std::result::Result<usize, std::io::Error>>;
 

@@ -72,14 +72,16 @@ impl BatchCache {
     }
 
     /// Contiguous cached batches starting with the one that holds `offset`, stopping before
-    /// `end_offset`, after `bytes_max` (the first batch is returned even if larger), or at
-    /// the first gap. `None` if the batch holding `offset` is not cached.
+    /// `end_offset`, before exceeding `bytes_max`, or at the first gap. With `min_one` the
+    /// first batch is returned even if larger than `bytes_max` (KIP-74); without it the read
+    /// may be empty. `None` if the batch holding `offset` is not cached.
     pub fn read(
         &self,
         log_id: u64,
         offset: i64,
         bytes_max: usize,
         end_offset: i64,
+        min_one: bool,
     ) -> Option<CachedRead> {
         let (&(found_log, first_base), first) =
             self.entries.range(..=(log_id, offset)).next_back()?;
@@ -91,7 +93,8 @@ impl BatchCache {
             ..CachedRead::default()
         };
         for (&(entry_log, base_offset), entry) in self.entries.range((log_id, first_base)..) {
-            let fits = read.batches.is_empty() || read.bytes + entry.batch.len() <= bytes_max;
+            let fits =
+                (read.batches.is_empty() && min_one) || read.bytes + entry.batch.len() <= bytes_max;
             if entry_log != log_id
                 || base_offset != read.next_offset
                 || base_offset >= end_offset
@@ -156,13 +159,13 @@ mod tests {
     #[test]
     fn reads_contiguous_batches_from_the_one_holding_the_offset() {
         let cache = cache_with(10, 10_000);
-        let read = cache.read(1, 25, 250, i64::MAX).expect("cached");
+        let read = cache.read(1, 25, 250, i64::MAX, true).expect("cached");
         assert_eq!(read.batches.len(), 2);
         assert_eq!(read.next_offset, 40);
         // The first batch is served even when it alone exceeds the byte budget.
         assert_eq!(
             cache
-                .read(1, 25, 1, i64::MAX)
+                .read(1, 25, 1, i64::MAX, true)
                 .expect("cached")
                 .batches
                 .len(),
@@ -170,19 +173,38 @@ mod tests {
         );
         // The end offset bounds the read (e.g. the high watermark).
         assert_eq!(
-            cache.read(1, 0, 10_000, 30).expect("cached").next_offset,
+            cache
+                .read(1, 0, 10_000, 30, true)
+                .expect("cached")
+                .next_offset,
             30
         );
-        assert!(cache.read(1, 100, 10_000, i64::MAX).is_none());
-        assert!(cache.read(2, 5, 10_000, i64::MAX).is_none());
+        assert!(cache.read(1, 100, 10_000, i64::MAX, true).is_none());
+        assert!(cache.read(2, 5, 10_000, i64::MAX, true).is_none());
+    }
+
+    #[test]
+    fn without_min_one_a_read_never_exceeds_its_budget() {
+        let cache = cache_with(10, 10_000);
+        // The batch holding the offset is cached but larger than the budget: an empty read,
+        // not `None`, so the caller does not go to the disk for it.
+        let read = cache.read(1, 25, 99, i64::MAX, false).expect("cached");
+        assert!(read.batches.is_empty());
+        assert_eq!(read.bytes, 0);
+        let read = cache.read(1, 25, 250, i64::MAX, false).expect("cached");
+        assert_eq!((read.batches.len(), read.bytes), (2, 200));
+        let read = cache.read(1, 25, 300, i64::MAX, false).expect("cached");
+        assert_eq!((read.batches.len(), read.next_offset), (3, 50));
     }
 
     #[test]
     fn evicts_oldest_first_and_stays_within_its_budget() {
         let cache = cache_with(10, 550);
         assert!(cache.bytes() <= 550);
-        assert!(cache.read(1, 0, 10_000, i64::MAX).is_none());
-        let read = cache.read(1, 50, 10_000, i64::MAX).expect("newest kept");
+        assert!(cache.read(1, 0, 10_000, i64::MAX, true).is_none());
+        let read = cache
+            .read(1, 50, 10_000, i64::MAX, true)
+            .expect("newest kept");
         assert_eq!(read.next_offset, 100);
     }
 
@@ -193,15 +215,15 @@ mod tests {
         cache.invalidate_from(1, 55);
         assert_eq!(
             cache
-                .read(1, 0, 10_000, i64::MAX)
+                .read(1, 0, 10_000, i64::MAX, true)
                 .expect("kept")
                 .next_offset,
             50
         );
         cache.invalidate_before(1, 20);
-        assert!(cache.read(1, 5, 10_000, i64::MAX).is_none());
-        assert!(cache.read(1, 25, 10_000, i64::MAX).is_some());
-        assert!(cache.read(2, 0, 10_000, i64::MAX).is_some());
+        assert!(cache.read(1, 5, 10_000, i64::MAX, true).is_none());
+        assert!(cache.read(1, 25, 10_000, i64::MAX, true).is_some());
+        assert!(cache.read(2, 0, 10_000, i64::MAX, true).is_some());
         assert_eq!(cache.bytes(), 400);
     }
 

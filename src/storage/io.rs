@@ -3,7 +3,6 @@
 //! run on glommio's blocking thread pool so the shard's executor never blocks.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use glommio::io::{DmaFile, OpenOptions};
 
@@ -170,39 +169,4 @@ async fn read_whole(file: &DmaFile, path: &Path, bytes_max: usize) -> Result<Vec
         .await
         .map_err(io_error("read", path))?;
     Ok(read.to_vec())
-}
-
-/// A DMA file shared by a segment's appender and readers, counted against the shard's
-/// open-file limit until the last handle is dropped.
-pub struct SharedFile {
-    pub file: DmaFile,
-    pub path: PathBuf,
-    _permit: super::shard::OpenFilePermit,
-}
-
-impl SharedFile {
-    pub async fn open(
-        path: PathBuf,
-        create: bool,
-        permit: super::shard::OpenFilePermit,
-    ) -> Result<Rc<SharedFile>> {
-        let file = open_dma(&path, create).await?;
-        Ok(Rc::new(SharedFile {
-            file,
-            path,
-            _permit: permit,
-        }))
-    }
-
-    /// Closes the file if this is its last handle; otherwise the last holder's drop closes it.
-    pub async fn close(self: Rc<Self>) -> Result<()> {
-        match Rc::try_unwrap(self) {
-            Ok(shared) => shared
-                .file
-                .close()
-                .await
-                .map_err(io_error("close", &shared.path)),
-            Err(_still_shared) => Ok(()),
-        }
-    }
 }

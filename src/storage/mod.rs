@@ -6,7 +6,8 @@
 //! - `appender`: aligned DMA chunks, write-behind, partial-block rewrite.
 //! - `index`, `checkpoint`, `cache`, `producer_state`: sans-I/O data structures.
 //! - `io`: every file system call (glommio DMA files, blocking-pool directory calls).
-//! - `shard`: per-shard state (batch cache, open-file budget).
+//! - `files`: the shard's open segment files: budget, and a cache of sealed segments' files.
+//! - `shard`: per-shard state (batch cache, open files).
 
 mod appender;
 pub mod cache;
@@ -14,6 +15,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod faults;
+pub mod files;
 pub mod index;
 pub mod io;
 pub mod log;

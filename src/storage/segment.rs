@@ -13,8 +13,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::error::{io_error, Result, StorageError};
+use super::files::{SegmentFile, SharedFile};
 use super::index::SegmentIndex;
-use super::io::{self, SharedFile};
+use super::io;
 use super::shard::ShardStorage;
 use crate::record_batch::{self, BatchError, RecordBatchHeader, HEADER_BYTES};
 
@@ -22,6 +23,11 @@ use crate::record_batch::{self, BatchError, RecordBatchHeader, HEADER_BYTES};
 const INDEX_FILE_BYTES_MAX: usize = 64 << 20;
 /// Bytes read at once while scanning a segment on recovery.
 const SCAN_WINDOW_BYTES: usize = 1 << 20;
+/// Largest disk read one `Segment::read` call asks for to cover its byte budget at once
+/// (beyond `read_ahead_bytes`). A fetch budget may be up to `fetch.max.bytes` (1 GiB at
+/// most), but one pinned DMA buffer that large would be as costly as it is rare: bigger
+/// budgets are read window by window.
+const READ_WINDOW_BYTES_MAX: usize = 8 << 20;
 
 /// How much of a deleted segment is freed at a time, and the pause between steps
 /// (`Segment::release_space_gradually`).
@@ -44,7 +50,9 @@ pub fn parse_log_file_name(name: &str) -> Option<i64> {
 pub struct Segment {
     pub base_offset: i64,
     log_path: PathBuf,
-    file: Rc<SharedFile>,
+    /// The `.log`: always open while the segment is active; a sealed segment's may be closed
+    /// by the shard's file cache and is reopened on use (`Segment::file`).
+    file: Rc<SegmentFile>,
     /// Logical bytes of batches in the segment (appended, whether written yet or not).
     size: Cell<u64>,
     /// Bytes the appender has finished writing; readers never read past it.
@@ -80,7 +88,7 @@ impl Segment {
     fn empty(
         base_offset: i64,
         log_path: PathBuf,
-        file: Rc<SharedFile>,
+        file: Rc<SegmentFile>,
         index_interval_bytes: u32,
     ) -> Segment {
         Segment {
@@ -114,7 +122,7 @@ impl Segment {
         index_interval_bytes: u32,
     ) -> Result<Rc<Segment>> {
         let [log_path, _, _] = Segment::paths(dir, base_offset);
-        let file = SharedFile::open(log_path.clone(), true, shard.open_file_permit()?).await?;
+        let file = SegmentFile::open(&shard.files, log_path.clone(), true).await?;
         Ok(Rc::new(Segment::empty(
             base_offset,
             log_path,
@@ -133,8 +141,10 @@ impl Segment {
         batch_bytes_max: usize,
     ) -> Result<(Rc<Segment>, Option<(u64, BatchError)>)> {
         let [log_path, index_path, time_path] = Segment::paths(dir, base_offset);
-        let file = SharedFile::open(log_path.clone(), false, shard.open_file_permit()?).await?;
+        let file = SegmentFile::open(&shard.files, log_path.clone(), false).await?;
         let size = file
+            .get()
+            .await?
             .file
             .file_size()
             .await
@@ -171,7 +181,7 @@ impl Segment {
         batch_bytes_max: usize,
     ) -> Result<(Rc<Segment>, Option<(u64, BatchError)>)> {
         let [log_path, _, _] = Segment::paths(dir, base_offset);
-        let file = SharedFile::open(log_path.clone(), false, shard.open_file_permit()?).await?;
+        let file = SegmentFile::open(&shard.files, log_path.clone(), false).await?;
         let segment = Rc::new(Segment::empty(
             base_offset,
             log_path,
@@ -189,8 +199,8 @@ impl Segment {
         index_interval_bytes: u32,
         batch_bytes_max: usize,
     ) -> Result<Option<(u64, BatchError)>> {
-        let file_size = self
-            .file
+        let file = self.file().await?;
+        let file_size = file
             .file
             .file_size()
             .await
@@ -200,13 +210,11 @@ impl Segment {
             .await?;
         if outcome.valid_bytes < file_size {
             // Cut the torn or corrupt tail (and any zero padding) so it is never served.
-            self.file
-                .file
+            file.file
                 .truncate(outcome.valid_bytes)
                 .await
                 .map_err(io_error("truncate", &self.log_path))?;
-            self.file
-                .file
+            file.file
                 .fdatasync()
                 .await
                 .map_err(io_error("fdatasync", &self.log_path))?;
@@ -225,6 +233,7 @@ impl Segment {
         index_interval_bytes: u32,
         batch_bytes_max: usize,
     ) -> Result<ScanOutcome> {
+        let file = self.file().await?;
         let mut index = SegmentIndex::new(index_interval_bytes);
         let mut position = 0u64;
         let mut next_offset = self.base_offset;
@@ -236,7 +245,7 @@ impl Segment {
             let available = (file_size - position) as usize;
             let header_bytes = window
                 .get(
-                    &self.file,
+                    &file,
                     position,
                     HEADER_BYTES.min(available),
                     SCAN_WINDOW_BYTES,
@@ -265,7 +274,7 @@ impl Segment {
                 break Some((position, error));
             }
             let bytes = window
-                .get(&self.file, position, total, SCAN_WINDOW_BYTES, file_size)
+                .get(&file, position, total, SCAN_WINDOW_BYTES, file_size)
                 .await?;
             if let Err(error) = record_batch::verify(bytes, batch_bytes_max) {
                 break Some((position, error));
@@ -310,12 +319,13 @@ impl Segment {
         batch_bytes_max: usize,
         mut visit: impl FnMut(&RecordBatchHeader) -> bool,
     ) -> Result<bool> {
+        let file = self.file().await?;
         let mut window = Window::default();
         while position < limit {
             let available = (limit - position) as usize;
             let bytes = window
                 .get(
-                    &self.file,
+                    &file,
                     position,
                     HEADER_BYTES.min(available),
                     SCAN_WINDOW_BYTES,
@@ -399,6 +409,23 @@ impl Segment {
         }
     }
 
+    /// The segment will not change again: its file may be closed while no read uses it,
+    /// and is reopened on the next read.
+    pub fn seal(&self) {
+        self.file.seal();
+    }
+
+    /// Truncation made this sealed segment the active one again: its file stays open.
+    pub fn unseal(&self) {
+        self.file.unseal();
+    }
+
+    /// Closes a sealed segment's file until a read needs it (segments opened at start:
+    /// most are never read, and a broker may hold far more than it may keep open).
+    pub async fn release_file(&self) -> Result<()> {
+        self.file.release().await
+    }
+
     pub fn max_timestamp(&self) -> i64 {
         self.index.borrow().max_timestamp()
     }
@@ -407,8 +434,10 @@ impl Segment {
         self.created_at
     }
 
-    pub fn file(&self) -> &Rc<SharedFile> {
-        &self.file
+    /// The open `.log`, reopened if the shard's file cache closed it. Held for one
+    /// operation: a held file cannot be closed to make room for another.
+    pub async fn file(&self) -> Result<Rc<SharedFile>> {
+        self.file.get().await
     }
 
     pub fn log_path(&self) -> &Path {
@@ -452,8 +481,10 @@ impl Segment {
     }
 
     /// Reads whole batches from `position` (a batch start), skipping those entirely below
-    /// `offset`, up to `bytes_max` (the first batch always), stopping before `end_offset` or
-    /// at `limit` bytes. Each batch's CRC is checked: a corrupt batch is an error, never data.
+    /// `offset`, up to `bytes_max`, stopping before `end_offset` or at `limit` bytes. With
+    /// `min_one` the first batch is returned even if larger than `bytes_max` (KIP-74);
+    /// without it nothing is returned when it does not fit. Each batch's CRC is checked: a
+    /// corrupt batch is an error, never data.
     ///
     /// `window` carries read-ahead between calls: bytes read from disk beyond what one call
     /// returns are kept for the next sequential read.
@@ -468,7 +499,9 @@ impl Segment {
         limit: u64,
         read_ahead_bytes: usize,
         batch_bytes_max: usize,
+        min_one: bool,
     ) -> Result<SegmentRead> {
+        let file = self.file().await?;
         let mut read = SegmentRead {
             batches: Vec::new(),
             bytes: 0,
@@ -482,15 +515,13 @@ impl Segment {
                 break;
             }
             let available = (limit - position) as usize;
-            let want = read_ahead_bytes.max(bytes_max.saturating_sub(read.bytes));
+            let want = read_ahead_bytes.max(
+                bytes_max
+                    .saturating_sub(read.bytes)
+                    .min(READ_WINDOW_BYTES_MAX),
+            );
             let header_bytes = window
-                .get(
-                    &self.file,
-                    position,
-                    HEADER_BYTES.min(available),
-                    want,
-                    limit,
-                )
+                .get(&file, position, HEADER_BYTES.min(available), want, limit)
                 .await?;
             let header =
                 *RecordBatchHeader::parse(header_bytes).map_err(|e| self.corrupt(position, e))?;
@@ -519,11 +550,11 @@ impl Segment {
                 position += total as u64;
                 continue;
             }
-            if !read.batches.is_empty() && read.bytes + total > bytes_max {
+            if (!read.batches.is_empty() || !min_one) && read.bytes + total > bytes_max {
                 break;
             }
             let bytes = window
-                .get_bytes(&self.file, position, total, want, limit)
+                .get_bytes(&file, position, total, want, limit)
                 .await?;
             record_batch::verify(&bytes, batch_bytes_max.max(total))
                 .map_err(|e| self.corrupt(position, e))?;
@@ -563,7 +594,8 @@ impl Segment {
         index_interval_bytes: u32,
         batch_bytes_max: usize,
     ) -> Result<()> {
-        self.file
+        self.file()
+            .await?
             .file
             .truncate(position)
             .await
@@ -587,13 +619,25 @@ impl Segment {
     /// file would see its data vanish, so a shared segment is removed whole, as before.
     /// Errors are only logged: the removal that follows frees the rest anyway.
     pub async fn release_space_gradually(self: &Rc<Self>) {
-        if Rc::strong_count(self) > 1 || Rc::strong_count(&self.file) > 1 {
+        if Rc::strong_count(self) > 1 {
+            return;
+        }
+        // Reopened if the file cache had closed it: shrinking needs an open file.
+        let file = match self.file().await {
+            Ok(file) => file,
+            Err(error) => {
+                tracing::warn!(path = %self.log_path.display(), %error, "reopening a deleted segment");
+                return;
+            }
+        };
+        // The segment's own handle and this one; any other is a read in flight.
+        if Rc::strong_count(&file) > 2 {
             return;
         }
         let mut remaining = self.size();
         while remaining > 0 {
             remaining = remaining.saturating_sub(RELEASE_STEP_BYTES);
-            if let Err(error) = self.file.file.truncate(remaining).await {
+            if let Err(error) = file.file.truncate(remaining).await {
                 tracing::warn!(path = %self.log_path.display(), %error, "shrinking a deleted segment");
                 return;
             }

@@ -1,17 +1,17 @@
-//! State the storage engine keeps per shard: the batch cache, the open-file budget and
-//! log ids. Lives in an `Rc` on one executor; never crosses threads.
+//! State the storage engine keeps per shard: the batch cache, the open segment files (their
+//! budget and the cache of sealed segments' files, `files`) and log ids. Lives in an `Rc` on
+//! one executor; never crosses threads.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::cache::BatchCache;
 use super::config::ShardStorageConfig;
-use super::error::{Result, StorageError};
+use super::files::OpenFiles;
 
 pub struct ShardStorage {
     pub cache: RefCell<BatchCache>,
-    open_files: Rc<Cell<usize>>,
-    open_files_max: usize,
+    pub files: Rc<OpenFiles>,
     next_log_id: Cell<u64>,
 }
 
@@ -19,28 +19,14 @@ impl ShardStorage {
     pub fn new(config: &ShardStorageConfig) -> Rc<ShardStorage> {
         Rc::new(ShardStorage {
             cache: RefCell::new(BatchCache::new(config.cache_bytes_max)),
-            open_files: Rc::new(Cell::new(0)),
-            open_files_max: config.open_files_max,
+            files: OpenFiles::new(config.open_files_max),
             next_log_id: Cell::new(0),
         })
     }
 
-    /// Reserves one open file, or fails with `TooManyOpenFiles` at the limit.
-    pub fn open_file_permit(&self) -> Result<OpenFilePermit> {
-        let open = self.open_files.get();
-        if open >= self.open_files_max {
-            return Err(StorageError::TooManyOpenFiles {
-                limit: self.open_files_max,
-            });
-        }
-        self.open_files.set(open + 1);
-        Ok(OpenFilePermit {
-            open_files: self.open_files.clone(),
-        })
-    }
-
+    /// Segment files open now.
     pub fn open_files(&self) -> usize {
-        self.open_files.get()
+        self.files.open()
     }
 
     /// A shard-unique id, the log's key in the batch cache.
@@ -48,16 +34,5 @@ impl ShardStorage {
         let id = self.next_log_id.get();
         self.next_log_id.set(id + 1);
         id
-    }
-}
-
-/// Held for as long as a file is open; gives its slot back on drop.
-pub struct OpenFilePermit {
-    open_files: Rc<Cell<usize>>,
-}
-
-impl Drop for OpenFilePermit {
-    fn drop(&mut self) {
-        self.open_files.set(self.open_files.get().saturating_sub(1));
     }
 }

@@ -67,7 +67,10 @@ async fn read_all(log: &Log, from: i64) -> Vec<Bytes> {
     let mut batches = Vec::new();
     let mut offset = from;
     while offset < log.next_offset() {
-        let read = log.read(offset, 10_000, i64::MAX).await.expect("read");
+        let read = log
+            .read(offset, 10_000, i64::MAX, true)
+            .await
+            .expect("read");
         assert!(!read.batches.is_empty(), "no progress at offset {offset}");
         assert!(read.next_offset > offset);
         offset = read.next_offset;
@@ -108,7 +111,10 @@ fn append_read_back_and_reopen() {
         check(&read_all(&log, 0).await);
         // Reads starting mid-batch return the batch that holds the offset (batch 104 has
         // five records).
-        let read = log.read(bases[104] + 2, 1, i64::MAX).await.expect("read");
+        let read = log
+            .read(bases[104] + 2, 1, i64::MAX, true)
+            .await
+            .expect("read");
         assert_eq!(read.batches.len(), 1);
         assert_same_batch(&read.batches[0], &batch(104), bases[104]);
         // Appends continue after reopen, in the recovered active segment.
@@ -128,31 +134,52 @@ fn reads_respect_byte_budget_end_offset_and_range() {
                 log.drop_cached();
             }
             // The first batch is returned even when it is larger than the budget.
-            let read = log.read(0, 1, i64::MAX).await.expect("read");
+            let read = log.read(0, 1, i64::MAX, true).await.expect("read");
             assert_eq!(read.batches.len(), 1, "cached={cached}");
             // The end offset (high watermark) is never crossed.
-            let read = log.read(0, usize::MAX, bases[10]).await.expect("read");
+            let read = log
+                .read(0, usize::MAX, bases[10], true)
+                .await
+                .expect("read");
             assert_eq!(read.next_offset, bases[10], "cached={cached}");
             assert_eq!(read.batches.len(), 10);
             // A budget stops between batches.
             let budget = batch(0).len() + batch(1).len() + batch(2).len();
-            let read = log.read(0, budget, i64::MAX).await.expect("read");
+            let read = log.read(0, budget, i64::MAX, true).await.expect("read");
             assert_eq!(read.batches.len(), 3, "cached={cached}");
             assert!(read.bytes <= budget);
+            // Without min_one the budget holds even for the first batch: a budget one byte
+            // short of it reads nothing, and the offset to read next stays put.
+            let first = batch(0).len();
+            let read = log.read(0, first - 1, i64::MAX, false).await.expect("read");
+            assert!(read.batches.is_empty(), "cached={cached}");
+            assert_eq!((read.bytes, read.next_offset), (0, 0));
+            let read = log.read(0, first, i64::MAX, false).await.expect("read");
+            assert_eq!(read.batches.len(), 1, "cached={cached}");
+            let read = log
+                .read(0, budget - 1, i64::MAX, false)
+                .await
+                .expect("read");
+            assert_eq!(read.batches.len(), 2, "cached={cached}");
+            // A read that skips into a later segment is bounded the same way.
+            let late = bases[40];
+            let read = log.read(late, 1, i64::MAX, false).await.expect("read");
+            assert!(read.batches.is_empty() && read.next_offset == late);
         }
+        assert!(log.segment_count() > 1, "the reads above cross segments");
         let end = log.next_offset();
         assert!(log
-            .read(end, 100, i64::MAX)
+            .read(end, 100, i64::MAX, true)
             .await
             .expect("at end")
             .batches
             .is_empty());
         assert!(matches!(
-            log.read(end + 1, 100, i64::MAX).await,
+            log.read(end + 1, 100, i64::MAX, true).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
         assert!(matches!(
-            log.read(-1, 100, i64::MAX).await,
+            log.read(-1, 100, i64::MAX, true).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
         log.close().await.expect("close");
@@ -238,7 +265,7 @@ fn retention_by_size_and_time_deletes_whole_old_segments() {
         let start = log.log_start_offset();
         assert_eq!(Some(&start), log.segment_bases().first());
         assert!(matches!(
-            log.read(0, 100, i64::MAX).await,
+            log.read(0, 100, i64::MAX, true).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
         assert!(!read_all(&log, start).await.is_empty());
@@ -431,7 +458,7 @@ fn corruption_in_a_sealed_segment_is_an_error_never_data() {
         // The sealed segment is below the recovery point, so it is not rescanned; a read
         // still checks the CRC and refuses the batch, naming where it is.
         let log = open(&dir, shard(), small_config()).await;
-        match log.read(0, 1 << 20, i64::MAX).await {
+        match log.read(0, 1 << 20, i64::MAX, true).await {
             Err(StorageError::Corrupt {
                 path: at, position, ..
             }) => {
@@ -502,25 +529,56 @@ fn finds_batches_by_timestamp() {
 }
 
 #[test]
-fn open_file_limit_is_enforced() {
+fn sealed_segment_files_are_closed_to_stay_within_the_open_file_budget() {
     run(|dir| async move {
-        let shard = ShardStorage::new(&ShardStorageConfig {
-            open_files_max: 3,
-            ..ShardStorageConfig::default()
-        });
+        let limited = || {
+            ShardStorage::new(&ShardStorageConfig {
+                open_files_max: 3,
+                ..ShardStorageConfig::default()
+            })
+        };
+        let shard = limited();
         let log = open(&dir, shard.clone(), small_config()).await;
-        let mut result = Ok(());
-        for n in 0..200 {
-            if let Err(error) = log.append(Bytes::from(batch(n)), 3).await {
-                result = Err(error);
-                break;
-            }
-        }
-        assert!(
-            matches!(result, Err(StorageError::TooManyOpenFiles { limit: 3 })),
-            "{result:?}"
-        );
+        append_synced(&log, 0..200).await;
+        assert!(log.segment_count() >= 5, "{} segments", log.segment_count());
         assert!(shard.open_files() <= 3);
+        // Every segment is read back from disk, each reopened in turn.
+        log.drop_cached();
+        let batches = read_all(&log, 0).await;
+        assert_eq!(batches.len(), 200);
+        assert!(shard.open_files() <= 3);
+        log.close().await.expect("close");
+        assert_eq!(shard.open_files(), 0);
+
+        // Opening a log of many segments does not open them all: the active one, and the
+        // sealed one before it, whose headers rebuild the producer state.
+        let shard = limited();
+        let log = open(&dir, shard.clone(), small_config()).await;
+        assert_eq!(shard.open_files(), 2);
+        assert_eq!(read_all(&log, 0).await.len(), 200);
+        // Retention reopens what it shrinks; the budget still holds.
+        log.delete_before(log.segment_bases()[3])
+            .await
+            .expect("delete");
+        assert!(shard.open_files() <= 3);
+
+        // Active segments are never closed: once every file is active, opens fail.
+        let other = Log::open(shard.clone(), dir.join("b-0"), "b-0".into(), small_config())
+            .await
+            .expect("second log");
+        let third = Log::open(shard.clone(), dir.join("c-0"), "c-0".into(), small_config())
+            .await
+            .expect("third log");
+        let refused = Log::open(shard.clone(), dir.join("d-0"), "d-0".into(), small_config()).await;
+        assert!(
+            matches!(refused, Err(StorageError::TooManyOpenFiles { limit: 3 })),
+            "{:?}",
+            refused.err()
+        );
+        assert_eq!(shard.open_files(), 3);
+        for log in [log, other, third] {
+            log.close().await.expect("close");
+        }
     });
 }
 
@@ -598,11 +656,18 @@ fn random_operations_match_a_model() {
                         if let Some(index) =
                             (!model.is_empty()).then(|| rng.gen_range(0..model.len()))
                         {
+                            let (budget, min_one) = (rng.gen_range(1..300_000), rng.gen_bool(0.5));
                             let read = log
-                                .read(model[index].0, rng.gen_range(1..300_000), i64::MAX)
+                                .read(model[index].0, budget, i64::MAX, min_one)
                                 .await
                                 .expect("read");
-                            assert!(!read.batches.is_empty(), "seed {seed} step {step}");
+                            let fits = model[index].1.len() <= budget;
+                            assert_eq!(
+                                read.batches.is_empty(),
+                                !min_one && !fits,
+                                "seed {seed} step {step}"
+                            );
+                            assert!(read.bytes <= budget || read.batches.len() == 1);
                             for (stored, (base, sent)) in read.batches.iter().zip(&model[index..]) {
                                 assert_same_batch(stored, sent, *base);
                             }

@@ -213,6 +213,11 @@ fn broker_configs(shard: &Shard) -> Vec<(Described, i8)> {
             ConfigType::Int,
         ),
         (
+            "fetch.max.bytes",
+            config.fetch_bytes_max.to_string(),
+            ConfigType::Int,
+        ),
+        (
             "connections.max.idle.ms",
             config.connection_idle.as_millis().to_string(),
             ConfigType::Long,

@@ -2,12 +2,21 @@
 //!
 //! The connection's shard splits the request by owning shard and reads every part
 //! concurrently. If the answer holds fewer than `min_bytes` and `max_wait_ms` has not
-//! passed, it asks each owning shard to wait until one of its partitions has new data
-//! (woken by the log's written-offset event), and reads again as soon as the first does.
+//! passed, it asks each owning shard to wait until one of its partitions' high watermark
+//! passes what the last read saw (woken by the log's written-offset event), and reads again
+//! as soon as the first does.
 //!
-//! Byte budgets: each partition is bounded by its `partition_max_bytes`, each shard's part
-//! by an equal share of the request's `max_bytes`; within a part, the first batch of the
-//! first partition with data is always returned whole (as Kafka does, KIP-74).
+//! Byte budgets (KIP-74, as Kafka): the response holds at most `limit = min(max_bytes,
+//! fetch_bytes_max)`; each partition gets at most `min(partition_max_bytes, what is left)`.
+//! The parts run at once on different shards, so the limit is split into equal shares, one
+//! per owning shard, and each part spends its share in request order. Only the first batch
+//! of the first non-empty partition may exceed the budgets (Kafka's minOneMessage), so a
+//! consumer always makes progress however small its limits: that allowance goes to the part
+//! holding the request's first partition, until one of its partitions returns data. If a
+//! round returns nothing although a partition has data that did not fit its budget (its
+//! first batch is larger, or it sits on another part than the allowance), the part holding
+//! the first such partition reads again with the allowance. So the response exceeds `limit`
+//! by at most one batch, and is never empty while a requested partition has data.
 //!
 //! Sessions (KIP-227): Petrel answers with session id 0 (no session), so clients keep
 //! sending full fetch requests.
@@ -44,6 +53,11 @@ struct Outcome {
     high_watermark: i64,
     log_start_offset: i64,
     records: Bytes,
+    /// The partition has data below its high watermark that this answer leaves out.
+    more: bool,
+    /// ... because the response's budget ran out (not the partition's own): the response
+    /// cannot grow by waiting for new data.
+    cut: bool,
 }
 
 impl Outcome {
@@ -87,22 +101,45 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let min_bytes = body.min_bytes.max(0) as usize;
-    let share = (body.max_bytes.max(0) as usize / fanout.owner_count().max(1)).max(1);
+    let limit = usize::try_from(body.max_bytes)
+        .unwrap_or(0)
+        .min(shard.config.fetch_bytes_max);
+    let share = limit / fanout.owner_count().max(1);
+    // The part holding the request's first partition gets the first-batch allowance.
+    let allowance_owner = first_owner(&fanout, |_| true);
     loop {
         fanout
             .run(shard, move |target, items| async move {
-                read_on_owner(&target, items, share).await
+                let min_one = allowance_owner == Some(target.id);
+                read_on_owner(&target, items, share, min_one).await
             })
             .await?;
-        let (mut bytes, mut errors) = (0, false);
+        if routed_bytes(&fanout) == 0 {
+            // Data exists but did not fit: the part holding the first such partition reads
+            // it again with the first-batch allowance, so the answer is not empty.
+            if let Some(owner) = first_owner(&fanout, |outcome| outcome.more) {
+                fanout
+                    .run_where(
+                        shard,
+                        |candidate| candidate == owner,
+                        move |target, items| async move {
+                            read_on_owner(&target, items, share, true).await
+                        },
+                    )
+                    .await?;
+            }
+        }
+        let (mut bytes, mut errors, mut cut) = (0, false, false);
         for outcome in fanout.routed_answers() {
             bytes += outcome.records.len();
             errors |= outcome.error.is_some();
+            cut |= outcome.cut;
         }
         let now = Instant::now();
         if fanout.owner_count() == 0
             || bytes >= min_bytes.max(1)
             || errors
+            || cut
             || now >= deadline
             || shard.shutdown.is_started()
         {
@@ -137,14 +174,39 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     exchange::respond(request, &response)
 }
 
+/// Bytes of records the owning shards returned in the last round.
+fn routed_bytes(fanout: &Fanout<Item, Outcome>) -> usize {
+    fanout.routed_answers().map(|o| o.records.len()).sum()
+}
+
+/// The owning shard of the first partition, in request order, whose answer so far passes
+/// `test` (before any round, every answer passes as the empty default).
+fn first_owner(fanout: &Fanout<Item, Outcome>, test: impl Fn(&Outcome) -> bool) -> Option<usize> {
+    fanout
+        .parts()
+        .filter_map(|(owner, items)| {
+            items
+                .iter()
+                .map(|(position, _)| *position)
+                .find(|&position| fanout.answer_at(position).is_none_or(&test))
+                .map(|position| (position, owner))
+        })
+        .min()
+        .map(|(_, owner)| owner)
+}
+
+/// Reads this shard's partitions of a fetch in request order, spending at most `share`
+/// bytes, except that with `min_one` the first partition with data returns its first batch
+/// whatever the budgets.
 async fn read_on_owner(
     shard: &Rc<Shard>,
     items: Vec<(usize, Item)>,
     share: usize,
+    min_one: bool,
 ) -> Vec<(usize, Outcome)> {
     let mut left = share;
+    let mut min_one = min_one;
     let mut results = Vec::with_capacity(items.len());
-    let mut first = true;
     for (position, item) in items {
         let Some(partition) = shard.partition(&item.topic, item.partition) else {
             results.push((
@@ -159,28 +221,31 @@ async fn read_on_owner(
             log_start_offset: partition.log.log_start_offset(),
             ..Outcome::default()
         };
-        // Past the first data, a partition only gets what is left of the share.
-        let budget = if first {
-            item.partition_max_bytes
-        } else {
-            item.partition_max_bytes.min(left)
-        };
-        if budget > 0 && item.offset != high_watermark {
+        let budget = item.partition_max_bytes.min(left);
+        let mut next_offset = item.offset;
+        if item.offset != high_watermark && (budget > 0 || min_one) {
             match partition
                 .log
-                .read(item.offset, budget, high_watermark)
+                .read(item.offset, budget, high_watermark, min_one)
                 .await
             {
                 Ok(read) => {
                     if !read.batches.is_empty() {
-                        first = false;
+                        min_one = false;
+                        next_offset = read.next_offset;
                     }
                     left = left.saturating_sub(read.bytes);
                     outcome.records = concat(read.batches, read.bytes);
                 }
-                Err(error) => outcome.error = Some(storage_error_code(&error)),
+                Err(error) => {
+                    outcome.error = Some(storage_error_code(&error));
+                    results.push((position, outcome));
+                    continue;
+                }
             }
         }
+        outcome.more = next_offset < high_watermark;
+        outcome.cut = outcome.more && budget < item.partition_max_bytes;
         results.push((position, outcome));
     }
     results
@@ -203,9 +268,17 @@ fn concat(batches: Vec<Bytes>, bytes: usize) -> Bytes {
 async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within: Duration) {
     let (signal, woken) = async_channel::bounded::<()>(fanout.owner_count().max(1));
     for (owner, items) in fanout.parts() {
+        // New data means a high watermark past the one the last read saw (or past the fetch
+        // offset): waiting for one past the fetch offset alone would return at once, again
+        // and again, while the data there is not enough for `min_bytes`.
         let watched: Vec<(String, i32, i64)> = items
             .iter()
-            .map(|(_, i)| (i.topic.clone(), i.partition, i.offset))
+            .map(|(position, item)| {
+                let seen = fanout
+                    .answer_at(*position)
+                    .map_or(item.offset, |outcome| outcome.high_watermark);
+                (item.topic.clone(), item.partition, seen.max(item.offset))
+            })
             .collect();
         let (shard, signal) = (shard.clone(), signal.clone());
         glommio::spawn_local(async move {
@@ -228,13 +301,13 @@ async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within
     .await;
 }
 
-/// Resolves when any watched partition's high watermark passes its fetch offset.
+/// Resolves when any watched partition's high watermark passes the one given for it.
 async fn wait_on_owner(shard: &Rc<Shard>, watched: Vec<(String, i32, i64)>, within: Duration) {
     let mut listeners = Vec::new();
-    for (topic, index, offset) in watched {
+    for (topic, index, seen) in watched {
         if let Some(partition) = shard.partition(&topic, index) {
             listeners.push(partition.log.on_written());
-            if partition.high_watermark() > offset {
+            if partition.high_watermark() > seen {
                 return;
             }
         }

@@ -175,7 +175,8 @@ impl Log {
         active.appender.flush().await?;
         active.appender.drain().await?;
         let sealed = active.segment.clone();
-        let file = &sealed.file().file;
+        let sealed_file = sealed.file().await?;
+        let file = &sealed_file.file;
         file.truncate(sealed.size())
             .await
             .map_err(io_error("truncate", sealed.log_path()))?;
@@ -192,7 +193,7 @@ impl Log {
         .await?;
         io::sync_dir(&self.dir).await?;
         let appender = Appender::open(
-            segment.file().clone(),
+            segment.file().await?,
             0,
             next_offset,
             segment.written_handle(),
@@ -208,6 +209,10 @@ impl Log {
             state.check_invariants();
         }
         *active = Active { segment, appender };
+        // The old appender is gone with its handle: the sealed file may now be closed
+        // while unused.
+        drop(sealed_file);
+        sealed.seal();
         self.written_advanced.notify(usize::MAX);
         self.write_checkpoint().await?;
         tracing::debug!(log = %self.name, base_offset = next_offset, "rolled segment");
@@ -267,12 +272,10 @@ impl Log {
             let active = guard.as_mut().ok_or_else(|| self.closed_error())?;
             active.appender.flush().await?;
             active.appender.drain().await?;
+            // The active segment's file is always open (its appender holds it).
+            let file = active.segment.file().await?;
             let state = self.state.borrow();
-            (
-                active.segment.file().clone(),
-                state.next_offset,
-                state.truncations,
-            )
+            (file, state.next_offset, state.truncations)
         };
         self.advance(|state| &mut state.written_offset, target, truncations);
         if durability == Durability::Synced {

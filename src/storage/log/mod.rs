@@ -278,7 +278,8 @@ impl Log {
         let active = self.active.lock().await.take();
         if let Some(active) = active {
             let size = active.segment.size();
-            let file = &active.segment.file().file;
+            let file = active.segment.file().await?;
+            let file = &file.file;
             if flushed.is_ok() {
                 // Cut the zero padding after the last batch so the file size is the data size.
                 file.truncate(size)

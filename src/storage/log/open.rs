@@ -46,13 +46,14 @@ impl Log {
         let next_offset = last.next_offset();
         // Whatever recovery found on disk may sit in the device cache only: sync it so the
         // acknowledged prefix after a restart is also durable.
-        last.file()
+        let last_file = last.file().await?;
+        last_file
             .file
             .fdatasync()
             .await
             .map_err(io_error("fdatasync", last.log_path()))?;
         let appender = Appender::open(
-            last.file().clone(),
+            last_file,
             last.size(),
             next_offset,
             last.written_handle(),
@@ -225,12 +226,23 @@ async fn recover_segments(
             break;
         }
         expected_base = Some(segment.next_offset());
+        if !is_last {
+            // Sealed: its file is closed until a read needs it, so opening a log holds one
+            // file however many segments it has.
+            segment.seal();
+            segment.release_file().await?;
+        }
         segments.insert(base, segment);
     }
     if let Some(cut) = cut_at {
         for &base in &bases[cut..] {
             Segment::remove_files(dir, base).await?;
         }
+    }
+    // The last segment kept is the active one: it keeps its file open (a cut above may
+    // have made a sealed one the last).
+    if let Some(last) = segments.values().next_back() {
+        last.unseal();
     }
     // Index files of the segments that will be appended to again are stale from now on.
     if segments.is_empty() {

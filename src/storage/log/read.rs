@@ -11,11 +11,20 @@ use crate::storage::error::{Result, StorageError};
 use crate::storage::segment::{Segment, Window};
 
 impl Log {
-    /// Reads whole batches starting with the one holding `offset`, up to `bytes_max` (the
-    /// first batch always, as Kafka does), never at or past `end_offset` (e.g. the high
-    /// watermark). Recent batches come from the shard's cache; older ones from disk, with
-    /// read-ahead kept for the next sequential read.
-    pub async fn read(&self, offset: i64, bytes_max: usize, end_offset: i64) -> Result<LogRead> {
+    /// Reads whole batches starting with the one holding `offset`, up to `bytes_max`, never
+    /// at or past `end_offset` (e.g. the high watermark). With `min_one` the first batch is
+    /// returned even if it alone exceeds `bytes_max` (Kafka's minOneMessage, KIP-74), so a
+    /// reader always makes progress; without it the read is empty when the first batch does
+    /// not fit (a fetch's later partitions, which must stay within the response's budget).
+    /// Recent batches come from the shard's cache; older ones from disk, with read-ahead
+    /// kept for the next sequential read.
+    pub async fn read(
+        &self,
+        offset: i64,
+        bytes_max: usize,
+        end_offset: i64,
+        min_one: bool,
+    ) -> Result<LogRead> {
         self.check_usable()?;
         let (log_start_offset, next_offset) = {
             let state = self.state.borrow();
@@ -39,12 +48,17 @@ impl Log {
             .shard
             .cache
             .borrow()
-            .read(self.id, offset, bytes_max, end_offset)
+            .read(self.id, offset, bytes_max, end_offset, min_one)
         {
+            let next_offset = if cached.batches.is_empty() {
+                offset
+            } else {
+                cached.next_offset
+            };
             return Ok(LogRead {
                 batches: cached.batches,
                 bytes: cached.bytes,
-                next_offset: cached.next_offset,
+                next_offset,
             });
         }
         // The disk must hold what we are about to read: data still in the appender's chunk
@@ -52,7 +66,19 @@ impl Log {
         if self.written_offset() < end_offset {
             self.wait(Durability::Written, end_offset).await?;
         }
-        self.read_from_disk(offset, bytes_max, end_offset).await
+        match self
+            .read_from_disk(offset, bytes_max, end_offset, min_one)
+            .await
+        {
+            // Retention deleted the segment meanwhile, and its file, closed by the shard's
+            // file cache, could not be reopened: the offset is simply gone.
+            Err(_) if self.log_start_offset() > offset => Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: self.next_offset(),
+            }),
+            read => read,
+        }
     }
 
     async fn read_from_disk(
@@ -60,6 +86,7 @@ impl Log {
         offset: i64,
         bytes_max: usize,
         end_offset: i64,
+        min_one: bool,
     ) -> Result<LogRead> {
         let mut result = LogRead {
             next_offset: offset,
@@ -104,6 +131,9 @@ impl Log {
                     segment.written_bytes(),
                     self.config.read_ahead_bytes,
                     self.config.batch_bytes_max,
+                    // Only the read's first batch may exceed the budget, whichever
+                    // segment it comes from.
+                    min_one && result.batches.is_empty(),
                 )
                 .await?;
             result.bytes += read.bytes;
@@ -166,6 +196,7 @@ impl Log {
                         segment.written_bytes(),
                         self.config.read_ahead_bytes,
                         self.config.batch_bytes_max,
+                        true,
                     )
                     .await?;
                 let Some(batch) = read.batches.into_iter().next() else {

@@ -186,6 +186,7 @@ impl Log {
                         segment.written_bytes(),
                         0,
                         self.config.batch_bytes_max,
+                        true,
                     )
                     .await?;
                 let cut = match read.batches.first() {
@@ -219,14 +220,17 @@ impl Log {
                 segment
             }
         };
-        let file = &segment.file().file;
-        file.fdatasync()
+        // A formerly sealed segment is written again: its file must stay open.
+        segment.unseal();
+        let file = segment.file().await?;
+        file.file
+            .fdatasync()
             .await
             .map_err(io_error("fdatasync", segment.log_path()))?;
         io::sync_dir(&self.dir).await?;
         let new_end = segment.next_offset();
         let appender = Appender::open(
-            segment.file().clone(),
+            file,
             segment.size(),
             new_end,
             segment.written_handle(),
