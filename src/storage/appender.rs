@@ -35,7 +35,9 @@ use glommio::io::DmaBuffer;
 use glommio::Task;
 
 use super::error::{io_error, Result, StorageError};
+use super::faults::{self, FaultOp};
 use super::files::SharedFile;
+use super::io;
 
 type WriteTask = Task<std::result::Result<usize, std::io::Error>>;
 
@@ -190,6 +192,14 @@ impl Appender {
         Ok(())
     }
 
+    /// Waits for every submitted write, failed or not (a failed log closing: nothing it
+    /// submitted may land on disk after the log is reopened and scanned).
+    pub async fn settle(&mut self) {
+        while !self.inflight.is_empty() {
+            let _ = self.complete_oldest().await;
+        }
+    }
+
     /// Makes room for `incoming` bytes after what the chunk holds (called when it holds at
     /// most one carried block, so the copy is small).
     fn grow_chunk_for(&mut self, incoming: usize) {
@@ -257,11 +267,16 @@ impl Appender {
         self.reserve_space(end).await?;
         let bytes = buffer.len();
         let file = self.file.clone();
+        let fault = faults::check(FaultOp::Write, &file.path);
         let task = glommio::spawn_local(async move {
-            file.file
-                .write_at(buffer, position)
-                .await
-                .map_err(std::io::Error::from)
+            match fault {
+                None => file
+                    .file
+                    .write_at(buffer, position)
+                    .await
+                    .map_err(std::io::Error::from),
+                Some(kind) => Err(io::write_faulty(&file.file, buffer, position, kind).await),
+            }
         });
         self.inflight.push_back(InflightWrite {
             task,
@@ -300,11 +315,7 @@ impl Appender {
             return Ok(());
         }
         let target = end.div_ceil(self.preallocate_bytes) * self.preallocate_bytes;
-        self.file
-            .file
-            .pre_allocate(target, true)
-            .await
-            .map_err(io_error("fallocate", &self.file.path))?;
+        io::fallocate(&self.file.file, &self.file.path, target).await?;
         self.preallocated_end = target;
         Ok(())
     }

@@ -188,9 +188,13 @@ mod tests {
 
     #[test]
     fn specs_parse_and_bad_ones_are_named() {
-        let plan = FaultPlan::parse("write:enospc:skip=3:count=2, sync:eio:path=t-0").expect("parses");
+        let plan =
+            FaultPlan::parse("write:enospc:skip=3:count=2, sync:eio:path=t-0").expect("parses");
         assert_eq!(
-            plan.rules.iter().map(|(rule, _)| rule.clone()).collect::<Vec<_>>(),
+            plan.rules
+                .iter()
+                .map(|(rule, _)| rule.clone())
+                .collect::<Vec<_>>(),
             vec![
                 FaultRule {
                     op: FaultOp::Write,
@@ -208,7 +212,13 @@ mod tests {
                 },
             ]
         );
-        for bad in ["fsync:eio", "write:boom", "write:eio:skip", "write:eio:skip=x", "write:eio:k=1"] {
+        for bad in [
+            "fsync:eio",
+            "write:boom",
+            "write:eio:skip",
+            "write:eio:skip=x",
+            "write:eio:k=1",
+        ] {
             let error = FaultPlan::parse(bad).expect_err(bad);
             assert!(error.to_string().contains(bad), "{error}");
         }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use glommio::io::{DmaFile, OpenOptions};
 
 use super::error::{io_error, Result};
+use super::faults::{self, FaultKind, FaultOp};
 
 /// Opens a DMA file, always with read access.
 ///
@@ -60,10 +61,13 @@ pub async fn sync_dir(dir: &Path) -> Result<()> {
     let directory = glommio::io::Directory::open(dir)
         .await
         .map_err(io_error("open directory", dir))?;
-    let synced = directory
-        .sync()
-        .await
-        .map_err(io_error("fsync directory", dir));
+    let synced = match injected(FaultOp::Sync, dir, "fsync directory") {
+        Ok(()) => directory
+            .sync()
+            .await
+            .map_err(io_error("fsync directory", dir)),
+        Err(error) => Err(error),
+    };
     directory
         .close()
         .await
@@ -112,9 +116,7 @@ pub async fn write_file_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let closed = file.close().await.map_err(io_error("close", &temp));
     written?;
     closed?;
-    glommio::io::rename(&temp, path)
-        .await
-        .map_err(io_error("rename", &temp))?;
+    rename(&temp, path).await?;
     match path.parent() {
         Some(dir) => sync_dir(dir).await,
         None => Ok(()),
@@ -126,13 +128,73 @@ async fn write_padded(file: &DmaFile, contents: &[u8], path: &Path) -> Result<()
     let mut buffer = file.alloc_dma_buffer(padded);
     buffer.as_bytes_mut()[..contents.len()].copy_from_slice(contents);
     buffer.as_bytes_mut()[contents.len()..].fill(0);
-    file.write_at(buffer, 0)
-        .await
-        .map_err(io_error("write", path))?;
-    file.truncate(contents.len() as u64)
-        .await
-        .map_err(io_error("truncate", path))?;
+    let written = match faults::check(FaultOp::Write, path) {
+        None => file.write_at(buffer, 0).await.map_err(std::io::Error::from),
+        Some(kind) => Err(write_faulty(file, buffer, 0, kind).await),
+    };
+    written.map_err(io_error("write", path))?;
+    truncate(file, path, contents.len() as u64).await?;
+    fdatasync(file, path).await
+}
+
+/// Fails with the fault the installed plan (`storage::faults`) injects for `op`, if any.
+fn injected(op: FaultOp, path: &Path, what: &'static str) -> Result<()> {
+    match faults::check(op, path) {
+        Some(kind) => Err(io_error(what, path)(kind.error())),
+        None => Ok(()),
+    }
+}
+
+/// `fdatasync` of a data file (every sync on the write path goes through here).
+pub async fn fdatasync(file: &DmaFile, path: &Path) -> Result<()> {
+    injected(FaultOp::Sync, path, "fdatasync")?;
     file.fdatasync().await.map_err(io_error("fdatasync", path))
+}
+
+/// Sets a data file's size.
+pub async fn truncate(file: &DmaFile, path: &Path, size: u64) -> Result<()> {
+    injected(FaultOp::Truncate, path, "truncate")?;
+    file.truncate(size)
+        .await
+        .map_err(io_error("truncate", path))
+}
+
+/// Reserves blocks up to `end` without changing the file size (fallocate KEEP_SIZE).
+pub async fn fallocate(file: &DmaFile, path: &Path, end: u64) -> Result<()> {
+    injected(FaultOp::Allocate, path, "fallocate")?;
+    file.pre_allocate(end, true)
+        .await
+        .map_err(io_error("fallocate", path))
+}
+
+pub async fn rename(from: &Path, to: &Path) -> Result<()> {
+    injected(FaultOp::Rename, from, "rename")?;
+    glommio::io::rename(from, to)
+        .await
+        .map_err(io_error("rename", from))
+}
+
+/// An injected write fault: a torn write stores the first half of `buffer` (in whole
+/// alignment blocks) before failing; the others store nothing. Returns the error to report.
+pub async fn write_faulty(
+    file: &DmaFile,
+    buffer: glommio::io::DmaBuffer,
+    position: u64,
+    kind: FaultKind,
+) -> std::io::Error {
+    if kind == FaultKind::Torn {
+        let alignment = file.alignment().max(512) as usize;
+        let prefix = buffer.len() / 2 / alignment * alignment;
+        if prefix > 0 {
+            let mut part = file.alloc_dma_buffer(prefix);
+            part.as_bytes_mut()
+                .copy_from_slice(&buffer.as_bytes()[..prefix]);
+            if let Err(error) = file.write_at(part, position).await {
+                return error.into();
+            }
+        }
+    }
+    kind.error()
 }
 
 pub fn temp_path(path: &Path) -> PathBuf {

@@ -210,14 +210,8 @@ impl Segment {
             .await?;
         if outcome.valid_bytes < file_size {
             // Cut the torn or corrupt tail (and any zero padding) so it is never served.
-            file.file
-                .truncate(outcome.valid_bytes)
-                .await
-                .map_err(io_error("truncate", &self.log_path))?;
-            file.file
-                .fdatasync()
-                .await
-                .map_err(io_error("fdatasync", &self.log_path))?;
+            io::truncate(&file.file, &self.log_path, outcome.valid_bytes).await?;
+            io::fdatasync(&file.file, &self.log_path).await?;
         }
         self.size.set(outcome.valid_bytes);
         self.written.set(outcome.valid_bytes);
@@ -594,12 +588,8 @@ impl Segment {
         index_interval_bytes: u32,
         batch_bytes_max: usize,
     ) -> Result<()> {
-        self.file()
-            .await?
-            .file
-            .truncate(position)
-            .await
-            .map_err(io_error("truncate", &self.log_path))?;
+        let file = self.file().await?;
+        io::truncate(&file.file, &self.log_path, position).await?;
         let outcome = self
             .scan(position, index_interval_bytes, batch_bytes_max)
             .await?;

@@ -9,7 +9,7 @@ use super::{Active, AppendOutcome, Durability, Log, LogState};
 use crate::record_batch;
 use crate::storage::appender::{Appender, AppenderConfig};
 use crate::storage::config::{FlushPolicy, LogConfig};
-use crate::storage::error::{io_error, Result, StorageError};
+use crate::storage::error::{Result, StorageError};
 use crate::storage::io;
 use crate::storage::producer_state::{self, BatchRange, Verdict};
 use crate::storage::segment::Segment;
@@ -177,12 +177,8 @@ impl Log {
         let sealed = active.segment.clone();
         let sealed_file = sealed.file().await?;
         let file = &sealed_file.file;
-        file.truncate(sealed.size())
-            .await
-            .map_err(io_error("truncate", sealed.log_path()))?;
-        file.fdatasync()
-            .await
-            .map_err(io_error("fdatasync", sealed.log_path()))?;
+        io::truncate(file, sealed.log_path(), sealed.size()).await?;
+        io::fdatasync(file, sealed.log_path()).await?;
         sealed.write_index_files(&self.dir).await?;
         let segment = Segment::create(
             &self.shard,
@@ -281,10 +277,7 @@ impl Log {
         if durability == Durability::Synced {
             // fdatasync outside the append lock: appends continue while the disk syncs, and
             // the next flush picks them up.
-            file.file
-                .fdatasync()
-                .await
-                .map_err(io_error("fdatasync", &file.path))?;
+            io::fdatasync(&file.file, &file.path).await?;
             self.syncs.set(self.syncs.get() + 1);
             self.advance(|state| &mut state.synced_offset, target, truncations);
         }

@@ -32,7 +32,7 @@ use event_listener::Event;
 use super::appender::Appender;
 use super::checkpoint::{self, Checkpoint};
 use super::config::{LogConfig, LogLimits};
-use super::error::{io_error, Result, StorageError};
+use super::error::{Result, StorageError};
 use super::io;
 use super::producer_state::ProducerStates;
 use super::segment::{Segment, Window};
@@ -245,6 +245,12 @@ impl Log {
         self.written_advanced.listen()
     }
 
+    /// Why the log refuses work (a write or sync failed), if it does. The shard reopens a
+    /// failed log: the recovery scan keeps exactly what is valid on disk.
+    pub fn failure(&self) -> Option<String> {
+        self.state.borrow().failure.clone()
+    }
+
     fn check_usable(&self) -> Result<()> {
         if let Some(reason) = &self.state.borrow().failure {
             return Err(StorageError::LogFailed {
@@ -276,18 +282,17 @@ impl Log {
             Ok(())
         };
         let active = self.active.lock().await.take();
-        if let Some(active) = active {
-            let size = active.segment.size();
-            let file = active.segment.file().await?;
-            let file = &file.file;
-            if flushed.is_ok() {
+        if let Some(mut active) = active {
+            if flushed.is_ok() && self.check_usable().is_ok() {
                 // Cut the zero padding after the last batch so the file size is the data size.
-                file.truncate(size)
-                    .await
-                    .map_err(io_error("truncate", active.segment.log_path()))?;
-                file.fdatasync()
-                    .await
-                    .map_err(io_error("fdatasync", active.segment.log_path()))?;
+                let size = active.segment.size();
+                let file = active.segment.file().await?;
+                io::truncate(&file.file, active.segment.log_path(), size).await?;
+                io::fdatasync(&file.file, active.segment.log_path()).await?;
+            } else {
+                // A failed log still waits for its writes in flight, so that nothing lands
+                // on disk after a reopen has scanned it; their errors are the known failure.
+                active.appender.settle().await;
             }
         }
         let segments = std::mem::take(&mut self.state.borrow_mut().segments);

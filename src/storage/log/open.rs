@@ -13,7 +13,7 @@ use super::{Active, Log, LogState};
 use crate::storage::appender::Appender;
 use crate::storage::checkpoint::{self, Checkpoint};
 use crate::storage::config::{FlushPolicy, LogConfig};
-use crate::storage::error::{io_error, Result};
+use crate::storage::error::Result;
 use crate::storage::io;
 use crate::storage::producer_state::{self, BatchRange, ProducerStates};
 use crate::storage::segment::{self, Segment};
@@ -47,11 +47,7 @@ impl Log {
         // Whatever recovery found on disk may sit in the device cache only: sync it so the
         // acknowledged prefix after a restart is also durable.
         let last_file = last.file().await?;
-        last_file
-            .file
-            .fdatasync()
-            .await
-            .map_err(io_error("fdatasync", last.log_path()))?;
+        io::fdatasync(&last_file.file, last.log_path()).await?;
         let appender = Appender::open(
             last_file,
             last.size(),

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use super::append::appender_config;
 use super::{Active, Log};
 use crate::storage::appender::Appender;
-use crate::storage::error::{io_error, Result};
+use crate::storage::error::Result;
 use crate::storage::io;
 use crate::storage::segment::{Segment, Window};
 
@@ -223,10 +223,7 @@ impl Log {
         // A formerly sealed segment is written again: its file must stay open.
         segment.unseal();
         let file = segment.file().await?;
-        file.file
-            .fdatasync()
-            .await
-            .map_err(io_error("fdatasync", segment.log_path()))?;
+        io::fdatasync(&file.file, segment.log_path()).await?;
         io::sync_dir(&self.dir).await?;
         let new_end = segment.next_offset();
         let appender = Appender::open(
