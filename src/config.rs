@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::cluster::metadata::PARTITIONS_PER_TOPIC_MAX;
 use crate::cluster::topic_config::TopicDefaults;
+use crate::storage::config::{BATCH_DECOMPRESSED_BYTES_MAX, BATCH_DECOMPRESSED_BYTES_MIN};
 use crate::storage::{FlushPolicy, LogConfig, ShardStorageConfig};
 
 /// Settings as given on the command line or in the environment (`None` = not given).
@@ -59,6 +60,11 @@ pub struct ServeArgs {
     /// Largest record batch accepted (`message.max.bytes`). [default: 1048588]
     #[arg(long, env = "PETREL_MESSAGE_MAX_BYTES")]
     pub message_max_bytes: Option<i64>,
+    /// A compressed record batch may inflate to at most this many bytes when its records are
+    /// checked (on produce) or read (ListOffsets by time); a larger one is refused with
+    /// MESSAGE_TOO_LARGE, so a small decompression bomb cannot exhaust memory. [default: 67108864]
+    #[arg(long, env = "PETREL_BATCH_DECOMPRESSED_BYTES_MAX")]
+    pub batch_decompressed_bytes_max: Option<usize>,
     /// Largest request frame accepted (`socket.request.max.bytes`). [default: 104857600]
     #[arg(long, env = "PETREL_REQUEST_BYTES_MAX")]
     pub request_bytes_max: Option<usize>,
@@ -116,6 +122,7 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     pub flush: FlushPolicy,
     pub topic_defaults: TopicDefaults,
+    pub batch_decompressed_bytes_max: usize,
     pub request_bytes_max: usize,
     pub connections_max: usize,
     pub connection_inflight_bytes_max: usize,
@@ -200,6 +207,9 @@ impl ServeArgs {
             segment_bytes: self.segment_bytes.or(file.segment_bytes),
             segment_ms: self.segment_ms.or(file.segment_ms),
             message_max_bytes: self.message_max_bytes.or(file.message_max_bytes),
+            batch_decompressed_bytes_max: self
+                .batch_decompressed_bytes_max
+                .or(file.batch_decompressed_bytes_max),
             request_bytes_max: self.request_bytes_max.or(file.request_bytes_max),
             connections_max: self.connections_max.or(file.connections_max),
             connection_inflight_bytes_max: self
@@ -282,6 +292,18 @@ impl ServeArgs {
         };
         crate::cluster::topic_config::validate_defaults(&topic_defaults)
             .map_err(|(name, value, reason)| invalid(name, value, reason))?;
+        let batch_decompressed_bytes_max = self
+            .batch_decompressed_bytes_max
+            .unwrap_or(crate::record_batch::DECOMPRESSED_BYTES_MAX_DEFAULT);
+        if !(BATCH_DECOMPRESSED_BYTES_MIN..=BATCH_DECOMPRESSED_BYTES_MAX)
+            .contains(&batch_decompressed_bytes_max)
+        {
+            return Err(invalid(
+                "batch-decompressed-bytes-max",
+                batch_decompressed_bytes_max,
+                "must be in 1 KiB..=1 GiB",
+            ));
+        }
         let request_bytes_max = self.request_bytes_max.unwrap_or(100 << 20);
         if !(1024..=(1 << 30)).contains(&request_bytes_max) {
             return Err(invalid(
@@ -371,6 +393,7 @@ impl ServeArgs {
             default_partitions,
             flush,
             topic_defaults,
+            batch_decompressed_bytes_max,
             request_bytes_max,
             connections_max,
             connection_inflight_bytes_max,
@@ -489,6 +512,7 @@ impl BrokerConfig {
                 .then_some(topic.retention_bytes as u64),
             // A stored batch may be as large as the topic allows, plus the log overhead.
             batch_bytes_max: (topic.max_message_bytes as usize).min(topic.segment_bytes as usize),
+            batch_decompressed_bytes_max: self.batch_decompressed_bytes_max,
             flush: self.flush,
             ..LogConfig::default()
         }
@@ -627,6 +651,13 @@ mod tests {
             ),
             (
                 ServeArgs {
+                    batch_decompressed_bytes_max: Some(100),
+                    ..Default::default()
+                },
+                "batch-decompressed-bytes-max",
+            ),
+            (
+                ServeArgs {
                     advertised_listener: Some("host".into()),
                     ..Default::default()
                 },
@@ -661,7 +692,7 @@ mod tests {
         let path = dir.path().join("petrel.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:19092\"\nshards = 1\ndata-dir = \"/tmp/x\"\n",
+            "listen = \"127.0.0.1:19092\"\nshards = 1\ndata-dir = \"/tmp/x\"\nbatch-decompressed-bytes-max = 2048\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -677,6 +708,7 @@ mod tests {
         assert_eq!(config.listen.port(), 19092);
         assert_eq!(config.shards, 2);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.batch_decompressed_bytes_max, 2048);
         std::fs::write(&path, "no-such-setting = 1\n").unwrap();
         let args = ServeArgs {
             config: Some(path),

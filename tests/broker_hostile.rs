@@ -7,8 +7,13 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use common::{api_versions_ok, Broker, Raw};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 
 fn send_raw(address: &str, bytes: &[u8]) -> Raw {
     let mut raw = Raw::connect(address);
@@ -207,4 +212,166 @@ fn a_flood_of_garbage_does_not_disturb_a_working_client() {
     }
     flood.join().expect("flood thread");
     assert!(api_versions_ok(&address));
+}
+
+fn produce_one(raw: &mut Raw, topic: &str, records: Vec<u8>) -> (i16, i64) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let mut partition = PartitionProduceData::default();
+    partition.index = 0;
+    partition.records = Some(Bytes::from(records));
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = TopicName(StrBytes::from_string(topic.to_string()));
+    topic_data.partition_data = vec![partition];
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 10_000;
+    request.topic_data = vec![topic_data];
+    let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    (answer.error_code, answer.base_offset)
+}
+
+/// ListOffsets v7 for partition 0: (error code, offset, timestamp).
+fn list_offsets(raw: &mut Raw, topic: &str, timestamp: i64) -> (i16, i64, i64) {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let mut partition = ListOffsetsPartition::default();
+    partition.partition_index = 0;
+    partition.timestamp = timestamp;
+    let mut topic_request = ListOffsetsTopic::default();
+    topic_request.name = TopicName(StrBytes::from_string(topic.to_string()));
+    topic_request.partitions = vec![partition];
+    let mut request = ListOffsetsRequest::default();
+    request.topics = vec![topic_request];
+    let response: ListOffsetsResponse = raw.call(ApiKey::ListOffsets, 7, &request);
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.offset, answer.timestamp)
+}
+
+fn create_topic(raw: &mut Raw, name: &str) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let mut topic = CreatableTopic::default();
+    topic.name = TopicName(StrBytes::from_string(name.to_string()));
+    topic.num_partitions = 1;
+    topic.replication_factor = -1;
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 10_000;
+    let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request);
+    assert_eq!(response.topics[0].error_code, 0, "create {name}");
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+#[test]
+fn poison_batches_are_refused_and_cannot_crash() {
+    use common::{batch_with, length_prefixed, poison_batch, record_body};
+    let flags = ["--batch-decompressed-bytes-max", "1048576"];
+    let broker = Broker::start(&flags);
+    let mut raw = Raw::connect(&broker.address);
+    create_topic(&mut raw, "poison");
+    let valid = petrel::record_batch::build_batch(&[b"a", b"b"], 1_000);
+    assert_eq!(produce_one(&mut raw, "poison", valid), (0, 0));
+    let one = length_prefixed(&[record_body(0, b"v", 0)]);
+    let mut past_the_end = Vec::new();
+    common::put_varint(&mut past_the_end, 100);
+    past_the_end.extend_from_slice(&record_body(0, b"v", 0));
+    let mut trailing = one.clone();
+    trailing.extend_from_slice(&[0, 0, 0]);
+    // Decompresses to 2 MiB: a single record whose value is zeros.
+    let bomb = gzip(&length_prefixed(&[record_body(0, &vec![0; 2 << 20], 0)]));
+    assert!(bomb.len() < 10_000, "the bomb is small on the wire");
+    let cases: Vec<(&str, Vec<u8>, i16)> = vec![
+        ("2^31-1 records in no bytes", poison_batch(1_000), 87),
+        (
+            "2^31-1 headers",
+            batch_with(
+                &length_prefixed(&[record_body(0, b"v", 0x7FFF_FFFF)]),
+                1,
+                0,
+                0,
+                1,
+            ),
+            87,
+        ),
+        (
+            "offset deltas 0, 2",
+            batch_with(
+                &length_prefixed(&[record_body(0, b"v", 0), record_body(2, b"v", 0)]),
+                2,
+                1,
+                0,
+                1,
+            ),
+            87,
+        ),
+        (
+            "record length past the end",
+            batch_with(&past_the_end, 1, 0, 0, 1),
+            87,
+        ),
+        (
+            "bytes after the last record",
+            batch_with(&trailing, 1, 0, 0, 1),
+            87,
+        ),
+        ("gzip bomb", batch_with(&bomb, 1, 0, 1, 1), 10),
+        ("unknown codec 5", batch_with(&one, 1, 0, 5, 1), 76),
+    ];
+    for (name, batch, code) in cases {
+        assert_eq!(produce_one(&mut raw, "poison", batch).0, code, "{name}");
+        assert_eq!(
+            list_offsets(&mut raw, "poison", -1).1,
+            2,
+            "{name}: high watermark moved"
+        );
+        assert_eq!(list_offsets(&mut raw, "poison", 0), (0, 0, 1_000), "{name}");
+        assert_eq!(
+            list_offsets(&mut raw, "poison", -3),
+            (0, 0, 1_000),
+            "{name}"
+        );
+    }
+    // A poison batch already on disk (written by an older version): readers refuse it
+    // with CORRUPT_MESSAGE and the broker stays up, after every restart.
+    create_topic(&mut raw, "stored");
+    drop(raw);
+    let data_dir = broker.data_dir.clone();
+    let temp = broker.stop();
+    let segment = data_dir.join("stored-0").join("00000000000000000000.log");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .expect("open segment");
+    file.write_all(&poison_batch(5_000)).expect("append poison");
+    drop(file);
+    let mut broker = Broker::start_in(&data_dir, &flags);
+    let mut raw = Raw::connect(&broker.address);
+    assert_eq!(list_offsets(&mut raw, "stored", 0).0, 2, "CORRUPT_MESSAGE");
+    assert_eq!(list_offsets(&mut raw, "stored", -3).0, 2, "CORRUPT_MESSAGE");
+    assert_eq!(list_offsets(&mut raw, "poison", 0), (0, 0, 1_000));
+    assert!(broker.is_running());
+    assert!(api_versions_ok(&broker.address));
+    drop(raw);
+    broker.stop();
+    // The dump tool reports the batch instead of aborting on it.
+    let dump = std::process::Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["log", "dump", "--batches"])
+        .arg(data_dir.join("stored-0"))
+        .output()
+        .expect("run petrel log dump");
+    let stdout = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.status.code() == Some(1),
+        "dump must exit 1 (not by a signal) on an invalid batch: {:?}\n{stdout}",
+        dump.status
+    );
+    assert!(
+        stdout.contains("INVALID"),
+        "the dump names the bad batch:\n{stdout}"
+    );
+    drop(temp);
 }

@@ -97,17 +97,10 @@ impl GroupCoordinator {
                 break;
             }
             for batch in read.batches {
-                let mut buffer = batch;
-                match kafka_protocol::records::RecordBatchDecoder::decode(&mut buffer) {
-                    Ok(set) => {
-                        for record in set.records {
-                            if let Some(decoded) = record.value.as_deref().and_then(offsets::decode)
-                            {
-                                store.apply(decoded);
-                            }
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "skipping an undecodable offsets batch"),
+                if let Err(error) =
+                    offsets::replay_batch(&batch, log.config().record_limits(), &mut store)
+                {
+                    tracing::warn!(%error, "skipping an undecodable offsets batch");
                 }
             }
             offset = read.next_offset;

@@ -7,8 +7,11 @@
 //! moved to it, so older segments are deleted whole.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
+
+use crate::record_batch::{self, BatchError, RecordLimits};
 
 /// Kafka's `offset.metadata.max.bytes`.
 pub const METADATA_BYTES_MAX: usize = 4096;
@@ -107,6 +110,28 @@ pub fn decode(bytes: &[u8]) -> Option<OffsetRecord> {
     serde_json::from_slice(bytes).ok()
 }
 
+/// Replays one stored batch of the offsets log into `store`: all of its records, or none
+/// if the batch is damaged (CRC, framing, or any record), so a bad batch costs only itself.
+/// A record whose value is not an offset record is skipped.
+pub fn replay_batch(
+    batch: &[u8],
+    limits: RecordLimits,
+    store: &mut OffsetStore,
+) -> Result<(), BatchError> {
+    let view = record_batch::verify(batch, batch.len())?;
+    let mut decoded = Vec::new();
+    record_batch::for_each_record(&view, limits, |record| {
+        if let Some(offset) = record.value.and_then(decode) {
+            decoded.push(offset);
+        }
+        ControlFlow::Continue(())
+    })?;
+    for offset in decoded {
+        store.apply(offset);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +148,31 @@ mod tests {
                 timestamp_ms: 0,
             }),
         }
+    }
+
+    #[test]
+    fn replay_applies_whole_batches_and_skips_damaged_ones() {
+        let limits = RecordLimits::default();
+        let values = [
+            encode(&record("g", "t", 0, Some(5))),
+            b"not json".to_vec(),
+            encode(&record("g", "t", 1, Some(7))),
+        ];
+        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let batch = record_batch::build_batch(&refs, 1);
+        let mut store = OffsetStore::default();
+        replay_batch(&batch, limits, &mut store).expect("valid batch");
+        assert_eq!(store.live(), 2);
+        // The same batch with a record cut short: nothing of it is applied.
+        let mut cut = record_batch::build_batch(&refs, 1);
+        cut.truncate(cut.len() - 1);
+        let length = (cut.len() - record_batch::LOG_OVERHEAD_BYTES) as i32;
+        cut[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = crc32c::crc32c(&cut[21..]);
+        cut[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut empty = OffsetStore::default();
+        assert!(replay_batch(&cut, limits, &mut empty).is_err());
+        assert_eq!(empty.live(), 0);
     }
 
     #[test]

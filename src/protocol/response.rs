@@ -12,6 +12,9 @@ pub struct EncodeError {
     pub reason: String,
 }
 
+/// Bytes of the `int32 size` that precedes every response.
+const SIZE_PREFIX_BYTES: usize = 4;
+
 /// Encodes `body` as the response to request `correlation_id`, size prefix included.
 pub fn encode<T: Encodable>(
     api_key: ApiKey,
@@ -29,16 +32,57 @@ pub fn encode<T: Encodable>(
     let header_version = api_key.response_header_version(version);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
-    let size = header
+    let header_size = header
         .compute_size(header_version)
-        .and_then(|header_size| Ok(header_size + body.compute_size(version)?))
         .map_err(|e| failed(e.to_string()))?;
-    let mut out = BytesMut::with_capacity(4 + size);
-    out.put_i32(i32::try_from(size).map_err(|_| failed(format!("{size} bytes")))?);
+    let body_size = body
+        .compute_size(version)
+        .map_err(|e| failed(e.to_string()))?;
+    // The size prefix is an i32: check it before allocating, so an oversized answer is an
+    // error instead of a multi-gigabyte (or overflowing) allocation.
+    let size = header_size
+        .checked_add(body_size)
+        .and_then(|size| i32::try_from(size).ok())
+        .ok_or_else(|| failed(format!("{header_size} + {body_size} bytes exceed i32")))?;
+    let mut out = BytesMut::with_capacity(SIZE_PREFIX_BYTES + size as usize);
+    out.put_i32(size);
     header
         .encode(&mut out, header_version)
         .map_err(|e| failed(e.to_string()))?;
     body.encode(&mut out, version)
         .map_err(|e| failed(e.to_string()))?;
     Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiVersionsResponse;
+    use kafka_protocol::protocol::buf::ByteBufMut;
+
+    /// A body that claims `size` bytes and must never be asked to encode them.
+    struct Claims(usize);
+
+    impl Encodable for Claims {
+        fn encode<B: ByteBufMut>(&self, _buf: &mut B, _version: i16) -> anyhow::Result<()> {
+            panic!("encode must not be reached for a body that cannot fit an i32 frame")
+        }
+
+        fn compute_size(&self, _version: i16) -> anyhow::Result<usize> {
+            Ok(self.0)
+        }
+    }
+
+    #[test]
+    fn an_answer_larger_than_i32_is_an_error_before_any_allocation() {
+        for size in [i32::MAX as usize, isize::MAX as usize, usize::MAX] {
+            let error = encode(ApiKey::Fetch, 12, 7, &Claims(size)).expect_err("too large");
+            assert_eq!(error.api_key, ApiKey::Fetch, "{size}");
+        }
+        let ok = encode(ApiKey::ApiVersions, 3, 7, &ApiVersionsResponse::default()).unwrap();
+        assert_eq!(
+            i32::from_be_bytes(ok[..4].try_into().unwrap()) as usize,
+            ok.len() - SIZE_PREFIX_BYTES
+        );
+    }
 }

@@ -81,13 +81,21 @@ pub fn sequence_error_code(error: &SequenceError) -> ResponseError {
 
 pub fn batch_error_code(error: &BatchError) -> ResponseError {
     match error {
-        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
-        BatchError::CountMismatch { .. } => ResponseError::InvalidRecord,
+        BatchError::TooLarge { .. } | BatchError::DecompressedTooLarge { .. } => {
+            ResponseError::MessageTooLarge
+        }
+        BatchError::CountMismatch { .. }
+        | BatchError::CountExceedsBytes { .. }
+        | BatchError::BadRecord { .. }
+        | BatchError::OffsetDelta { .. }
+        | BatchError::TrailingBytes { .. } => ResponseError::InvalidRecord,
         BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        BatchError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType,
         BatchError::CrcMismatch { .. }
         | BatchError::ShortHeader(_)
         | BatchError::BadLength(_)
-        | BatchError::Truncated { .. } => ResponseError::CorruptMessage,
+        | BatchError::Truncated { .. }
+        | BatchError::DecompressFailed { .. } => ResponseError::CorruptMessage,
     }
 }
 
@@ -115,6 +123,37 @@ mod tests {
             ),
             (BatchError::UnsupportedMagic(1), 43),
             (BatchError::ShortHeader(3), 2),
+            (
+                BatchError::CountExceedsBytes {
+                    records_count: i32::MAX,
+                    bytes: 0,
+                },
+                87,
+            ),
+            (
+                BatchError::BadRecord {
+                    index: 0,
+                    reason: "r",
+                },
+                87,
+            ),
+            (
+                BatchError::OffsetDelta {
+                    index: 1,
+                    offset_delta: 2,
+                },
+                87,
+            ),
+            (BatchError::TrailingBytes { records_count: 1 }, 87),
+            (
+                BatchError::DecompressFailed {
+                    codec: 1,
+                    reason: "r".into(),
+                },
+                2,
+            ),
+            (BatchError::DecompressedTooLarge { limit: 1 }, 10),
+            (BatchError::UnknownCodec(5), 76),
         ];
         for (error, code) in cases {
             assert_eq!(batch_error_code(&error).code(), code, "{error:?}");

@@ -27,6 +27,9 @@ pub struct LogConfig {
     pub retention_bytes_max: Option<u64>,
     /// Largest batch accepted on append and on recovery (Kafka `max.message.bytes`).
     pub batch_bytes_max: usize,
+    /// A compressed batch may inflate to at most this many bytes when its records are
+    /// checked on append or read for a lookup (`--batch-decompressed-bytes-max`).
+    pub batch_decompressed_bytes_max: usize,
     /// One sparse index entry per this many bytes of log (`index.interval.bytes`).
     pub index_interval_bytes: u32,
     pub flush: FlushPolicy,
@@ -54,6 +57,13 @@ pub struct LogLimits {
 }
 
 impl LogConfig {
+    /// The bounds of a walk over one of this log's batches.
+    pub fn record_limits(&self) -> crate::record_batch::RecordLimits {
+        crate::record_batch::RecordLimits {
+            decompressed_bytes_max: self.batch_decompressed_bytes_max,
+        }
+    }
+
     pub fn limits(&self) -> LogLimits {
         LogLimits {
             segment_bytes_max: self.segment_bytes_max,
@@ -73,6 +83,7 @@ impl Default for LogConfig {
             retention_bytes_max: None,
             // Kafka's default `message.max.bytes` (1 MiB plus the 12-byte log overhead).
             batch_bytes_max: 1_048_588,
+            batch_decompressed_bytes_max: crate::record_batch::DECOMPRESSED_BYTES_MAX_DEFAULT,
             index_interval_bytes: 4096,
             flush: FlushPolicy::EveryAppend,
             chunk_bytes_min: 64 * 1024,
@@ -110,6 +121,10 @@ pub const CHUNK_BYTES_MIN: usize = 4096;
 pub const CHUNK_BYTES_MAX: usize = 8 << 20;
 pub const WRITE_BEHIND_MAX: usize = 64;
 pub const READ_AHEAD_BYTES_MAX: usize = 64 << 20;
+/// Bounds of `batch_decompressed_bytes_max`: room for a real batch, and no single
+/// decompression larger than 1 GiB.
+pub const BATCH_DECOMPRESSED_BYTES_MIN: usize = 1024;
+pub const BATCH_DECOMPRESSED_BYTES_MAX: usize = 1 << 30;
 
 impl LogConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -123,6 +138,12 @@ impl LogConfig {
                 && self.batch_bytes_max as u64 <= self.segment_bytes_max,
             "batch_bytes_max",
             "must hold a batch header and fit in a segment",
+        )?;
+        check(
+            (BATCH_DECOMPRESSED_BYTES_MIN..=BATCH_DECOMPRESSED_BYTES_MAX)
+                .contains(&self.batch_decompressed_bytes_max),
+            "batch_decompressed_bytes_max",
+            format!("must be in {BATCH_DECOMPRESSED_BYTES_MIN}..={BATCH_DECOMPRESSED_BYTES_MAX}"),
         )?;
         check(
             self.index_interval_bytes > 0,
@@ -200,6 +221,13 @@ mod tests {
                     ..LogConfig::default()
                 },
                 "batch_bytes_max",
+            ),
+            (
+                LogConfig {
+                    batch_decompressed_bytes_max: 10,
+                    ..LogConfig::default()
+                },
+                "batch_decompressed_bytes_max",
             ),
             (
                 LogConfig {

@@ -19,6 +19,76 @@ use super::io;
 use super::shard::ShardStorage;
 use crate::record_batch::{self, BatchError, RecordBatchHeader, HEADER_BYTES};
 
+/// A batch the recovery scan accepted, as the segment's index and offsets need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScannedBatch {
+    pub relative_offset: u32,
+    pub position: u32,
+    pub total_bytes: u32,
+    pub max_timestamp: i64,
+    /// The offset after the batch's last record.
+    pub next_offset: i64,
+}
+
+/// The recovery scan's first step at a batch start, pure: from the header bytes there
+/// (at most `HEADER_BYTES`) and the `available` bytes left in the file, the batch's total
+/// size, if sane, present and within `batch_bytes_max`.
+pub fn scan_header(
+    header_bytes: &[u8],
+    available: usize,
+    batch_bytes_max: usize,
+) -> std::result::Result<usize, BatchError> {
+    let total = RecordBatchHeader::parse(header_bytes)?.total_bytes()?;
+    if total > available {
+        return Err(BatchError::Truncated {
+            declared: total,
+            available,
+        });
+    }
+    if total > batch_bytes_max {
+        return Err(BatchError::TooLarge {
+            size: total,
+            limit: batch_bytes_max,
+        });
+    }
+    Ok(total)
+}
+
+/// The recovery scan's decision on one whole batch at `position` of the segment based at
+/// `segment_base`, pure: the cheap `verify` (records are not walked: readers of stored data
+/// walk them within bounds), then offsets that continue the log (no overlap, no overflow,
+/// representable as u32 relative to the segment base) and a position that fits the index.
+pub fn scan_batch(
+    bytes: &[u8],
+    position: u64,
+    segment_base: i64,
+    next_offset: i64,
+    batch_bytes_max: usize,
+) -> std::result::Result<ScannedBatch, BatchError> {
+    let view = record_batch::verify(bytes, batch_bytes_max)?;
+    let header = view.header;
+    let bad = || BatchError::BadLength(header.batch_length.get());
+    let base = header.base_offset.get();
+    let relative_offset = base
+        .checked_sub(segment_base)
+        .and_then(|r| u32::try_from(r).ok())
+        .ok_or_else(bad)?;
+    let last = header.last_offset().ok_or_else(bad)?;
+    let next = last.checked_add(1).ok_or_else(bad)?;
+    let position = u32::try_from(position).map_err(|_| bad())?;
+    let total_bytes = u32::try_from(view.bytes.len()).map_err(|_| bad())?;
+    if base < next_offset {
+        return Err(bad());
+    }
+    Ok(ScannedBatch {
+        relative_offset,
+        position,
+        total_bytes,
+        max_timestamp: header.max_timestamp.get(),
+        next_offset: next,
+    })
+}
+
 /// Index files are bounded by the segment size: one entry per `index_interval_bytes`.
 const INDEX_FILE_BYTES_MAX: usize = 64 << 20;
 /// Bytes read at once while scanning a segment on recovery.
@@ -246,53 +316,31 @@ impl Segment {
                     file_size,
                 )
                 .await?;
-            let checked = match RecordBatchHeader::parse(header_bytes)
-                .and_then(|header| header.total_bytes().map(|total| (total, *header)))
-            {
-                Ok(checked) => checked,
+            let total = match scan_header(header_bytes, available, batch_bytes_max) {
+                Ok(total) => total,
                 Err(error) => break Some((position, error)),
             };
-            let (total, header) = checked;
-            if total > batch_bytes_max || total > available {
-                let error = if total > available {
-                    BatchError::Truncated {
-                        declared: total,
-                        available,
-                    }
-                } else {
-                    BatchError::TooLarge {
-                        size: total,
-                        limit: batch_bytes_max,
-                    }
-                };
-                break Some((position, error));
-            }
             let bytes = window
                 .get(&file, position, total, SCAN_WINDOW_BYTES, file_size)
                 .await?;
-            if let Err(error) = record_batch::verify(bytes, batch_bytes_max) {
-                break Some((position, error));
-            }
-            // Offsets must continue the log: no overlap, no overflow, representable as u32
-            // relative to the segment base.
-            let base = header.base_offset.get();
-            let relative = base
-                .checked_sub(self.base_offset)
-                .and_then(|r| u32::try_from(r).ok());
-            let (Some(relative), Some(last)) = (relative, header.last_offset()) else {
-                break Some((position, BatchError::BadLength(header.batch_length.get())));
+            let scanned = match scan_batch(
+                bytes,
+                position,
+                self.base_offset,
+                next_offset,
+                batch_bytes_max,
+            ) {
+                Ok(scanned) => scanned,
+                Err(error) => break Some((position, error)),
             };
-            if base < next_offset || position > u64::from(u32::MAX) {
-                break Some((position, BatchError::BadLength(header.batch_length.get())));
-            }
             index.on_batch(
-                relative,
-                position as u32,
-                total as u32,
-                header.max_timestamp.get(),
+                scanned.relative_offset,
+                scanned.position,
+                scanned.total_bytes,
+                scanned.max_timestamp,
             );
-            next_offset = last + 1;
-            position += total as u64;
+            next_offset = scanned.next_offset;
+            position += u64::from(scanned.total_bytes);
             glommio::yield_if_needed().await;
         };
         Ok(ScanOutcome {
@@ -777,5 +825,41 @@ mod tests {
         ] {
             assert_eq!(parse_log_file_name(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn the_scan_decision_accepts_continuing_batches_and_refuses_the_rest() {
+        let mut batch = record_batch::build_batch(&[b"a", b"b"], 42);
+        record_batch::assign_offset(&mut batch, 100, 0);
+        let total = batch.len();
+        assert_eq!(
+            scan_header(&batch[..HEADER_BYTES], total, 1 << 20),
+            Ok(total)
+        );
+        assert!(matches!(
+            scan_header(&batch[..HEADER_BYTES], total - 1, 1 << 20),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(
+            scan_header(&batch[..HEADER_BYTES], total, total - 1),
+            Err(BatchError::TooLarge { .. })
+        ));
+        assert_eq!(
+            scan_batch(&batch, 4096, 90, 100, 1 << 20),
+            Ok(ScannedBatch {
+                relative_offset: 10,
+                position: 4096,
+                total_bytes: total as u32,
+                max_timestamp: 42,
+                next_offset: 102,
+            })
+        );
+        // Overlapping the log, below the segment base, past the index's u32 positions, or
+        // ending beyond i64::MAX: each cuts the log here instead of panicking.
+        assert!(scan_batch(&batch, 0, 90, 101, 1 << 20).is_err());
+        assert!(scan_batch(&batch, 0, 101, 0, 1 << 20).is_err());
+        assert!(scan_batch(&batch, 1 << 32, 90, 100, 1 << 20).is_err());
+        record_batch::assign_offset(&mut batch, i64::MAX - 1, 0);
+        assert!(scan_batch(&batch, 0, i64::MAX - 1, 0, 1 << 20).is_err());
     }
 }

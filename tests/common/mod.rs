@@ -209,3 +209,70 @@ pub fn api_versions_ok(address: &str) -> bool {
 pub fn get_i32(bytes: &mut Bytes) -> i32 {
     bytes.get_i32()
 }
+
+/// Recomputes a hand-edited batch's `batch_length` (bytes 8..12) and CRC-32C (bytes 17..21,
+/// over `attributes..end`), so that only the checks after framing and CRC can refuse it.
+pub fn reseal(batch: &mut [u8]) {
+    let length = i32::try_from(batch.len() - 12).expect("batch fits i32");
+    batch[8..12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Kafka's zig-zag varint.
+pub fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    while zigzag >= 0x80 {
+        out.push((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    out.push(zigzag as u8);
+}
+
+/// A record body (without its length prefix): no key, `value`, `header_count` as given
+/// (no header bytes follow it).
+pub fn record_body(offset_delta: i64, value: &[u8], header_count: i64) -> Vec<u8> {
+    let mut body = vec![0]; // attributes
+    put_varint(&mut body, 0); // timestamp delta
+    put_varint(&mut body, offset_delta);
+    put_varint(&mut body, -1); // null key
+    put_varint(&mut body, value.len() as i64);
+    body.extend_from_slice(value);
+    put_varint(&mut body, header_count);
+    body
+}
+
+/// A resealed batch of `records` bytes (length-prefixed records, or a compressed stream)
+/// whose header claims `records_count` and `last_offset_delta` and carries `attributes`.
+pub fn batch_with(
+    records: &[u8],
+    records_count: i32,
+    last_offset_delta: i32,
+    attributes: i16,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let mut batch = petrel::record_batch::build_batch(&[b"x"], timestamp_ms);
+    batch.truncate(petrel::record_batch::HEADER_BYTES);
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+    batch[57..61].copy_from_slice(&records_count.to_be_bytes());
+    batch.extend_from_slice(records);
+    reseal(&mut batch);
+    batch
+}
+
+/// Length-prefixes record bodies as a batch holds them.
+pub fn length_prefixed(bodies: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for body in bodies {
+        put_varint(&mut out, body.len() as i64);
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// The batch that used to abort the broker: a valid CRC over a header that claims 2^31 - 1
+/// records (and a matching last offset delta) with no record bytes at all.
+pub fn poison_batch(timestamp_ms: i64) -> Vec<u8> {
+    batch_with(&[], 0x7FFF_FFFF, 0x7FFF_FFFE, 0, timestamp_ms)
+}

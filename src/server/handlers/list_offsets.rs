@@ -122,6 +122,7 @@ async fn lookup(partition: &Partition, timestamp: i64) -> Result<Answer, Storage
         offset,
         timestamp: -1,
     };
+    let limits = log.config().record_limits();
     match timestamp {
         LATEST => Ok(found(high_watermark)),
         EARLIEST | EARLIEST_LOCAL => Ok(found(log.log_start_offset())),
@@ -130,11 +131,14 @@ async fn lookup(partition: &Partition, timestamp: i64) -> Result<Answer, Storage
             if max == i64::MIN {
                 return Ok(NOT_FOUND);
             }
-            by_time(partition, max, records::max_timestamp_record).await
+            by_time(partition, max, |batch| {
+                records::max_timestamp_record(batch, limits)
+            })
+            .await
         }
         timestamp if timestamp >= 0 => {
             by_time(partition, timestamp, |batch| {
-                records::first_at_or_after(batch, timestamp)
+                records::first_at_or_after(batch, timestamp, limits)
             })
             .await
         }
@@ -145,12 +149,14 @@ async fn lookup(partition: &Partition, timestamp: i64) -> Result<Answer, Storage
 async fn by_time(
     partition: &Partition,
     timestamp: i64,
-    pick: impl Fn(bytes::Bytes) -> Result<Option<(i64, i64)>, records::RecordsError>,
+    pick: impl Fn(&[u8]) -> Result<Option<(i64, i64)>, records::RecordsError>,
 ) -> Result<Answer, StorageError> {
     let Some(batch) = partition.log.find_batch_by_timestamp(timestamp).await? else {
         return Ok(NOT_FOUND);
     };
-    match pick(batch) {
+    // A stored batch that cannot be walked (written by an older version, or damaged) is
+    // answered CORRUPT_MESSAGE; the walk is bounded, so it cannot take the broker down.
+    match pick(&batch) {
         Ok(Some((offset, timestamp))) if offset < partition.high_watermark() => Ok(Answer {
             error: None,
             offset,

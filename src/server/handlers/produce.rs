@@ -2,8 +2,10 @@
 //!
 //! The connection's shard resolves topics (creating unknown ones if allowed), splits the
 //! request by owning shard, runs each part there concurrently, and reassembles one reply in
-//! request order. Per partition: exactly one v2 batch, CRC-32C checked, count consistent,
-//! within `max.message.bytes`; a bad batch gets its Kafka error and nothing of it is written.
+//! request order. Per partition: exactly one v2 batch, CRC-32C checked, every record walked
+//! and checked as Kafka's `LogValidator` does (compressed ones inflated within
+//! `--batch-decompressed-bytes-max`), within `max.message.bytes`; a bad batch gets its Kafka
+//! error and nothing of it is written.
 //!
 //! What an acknowledgement promises (ARCHITECTURE.md, Durability):
 //! - acks=0: no answer. The write to disk is started right away.
@@ -331,8 +333,9 @@ fn check_batch(
             ),
         ));
     }
-    // Framing only: the CRC-32C and the record count are checked once, by the log's append
-    // (its guarantee that no corrupt batch is ever stored), and map to the same codes.
+    // Framing only: the CRC-32C and every record are checked once, by the log's append
+    // (`record_batch::validate`: its guarantee that no invalid batch is ever stored), and
+    // map to the same codes.
     let view = record_batch::frame(&records, batch_bytes_max)
         .map_err(|e| (batch_error_code(&e), e.to_string()))?;
     if view.bytes.len() != records.len() {

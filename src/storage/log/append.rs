@@ -23,7 +23,8 @@ const CACHE_PAGE_BYTES_MAX: usize = 256 * 1024;
 const CACHE_PAGE_BATCHES: usize = 8;
 
 impl Log {
-    /// Appends one producer batch (exactly one RecordBatch v2, CRC checked here), assigning
+    /// Appends one producer batch (exactly one RecordBatch v2, CRC and every record checked
+    /// here: `record_batch::validate`, so nothing a reader cannot walk is stored), assigning
     /// its offsets. Returns once the batch is in the appender's buffer: call [`Log::wait`]
     /// before acknowledging it durably. Nothing of a rejected batch is written.
     ///
@@ -31,7 +32,11 @@ impl Log {
     /// server runs every request in a detached task). `wait` and `read` may be dropped.
     pub async fn append(&self, batch: Bytes, leader_epoch: i32) -> Result<AppendOutcome> {
         self.check_usable()?;
-        let view = record_batch::verify(&batch, self.config.batch_bytes_max)?;
+        let view = record_batch::validate(
+            &batch,
+            self.config.batch_bytes_max,
+            self.config.record_limits(),
+        )?;
         if view.bytes.len() != batch.len() {
             return Err(StorageError::InvalidBatch(
                 record_batch::BatchError::Truncated {

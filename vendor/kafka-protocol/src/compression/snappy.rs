@@ -57,6 +57,22 @@ impl<B: ByteBufMut> Compressor<B> for Snappy {
 
 const MAGIC_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 
+/// Petrel patch: snappy cannot expand more than this (its densest element, a copy with a
+/// 2-byte offset, spends 3 bytes on at most 64 output bytes). A block whose header claims
+/// more is refused before its output buffer is allocated.
+const EXPANSION_MAX: usize = 22;
+
+fn checked_len(compressed: &[u8]) -> Result<usize> {
+    let len = decompress_len(compressed).context("failed to read snappy header")?;
+    if len > compressed.len().saturating_mul(EXPANSION_MAX) {
+        anyhow::bail!(
+            "a {}-byte snappy block cannot expand to {len} bytes",
+            compressed.len()
+        );
+    }
+    Ok(len)
+}
+
 impl<B: ByteBuf> Decompressor<B> for Snappy {
     type Buf = Bytes;
     fn decompress<R, F>(compressed: &mut B, f: F) -> Result<R>
@@ -80,7 +96,7 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
             .is_none_or(|magic| *magic != MAGIC_HEADER[..])
         {
             let compressed = compressed.copy_to_bytes(compressed.remaining());
-            let actual_len = decompress_len(&compressed).context("failed to read snappy header")?;
+            let actual_len = checked_len(&compressed)?;
             let mut tmp = BytesMut::zeroed(actual_len);
             Decoder::new()
                 .decompress(&compressed, &mut tmp)
@@ -102,8 +118,7 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
                 .try_get_bytes(compressed_block_size)
                 .context("not enough bytes for block")?;
 
-            let uncompressed_block_length = decompress_len(&compressed_block)
-                .context("failed to get snappy uncompressed length")?;
+            let uncompressed_block_length = checked_len(&compressed_block)?;
             let uncompressed_block_start = uncompressed.len();
             uncompressed.resize(
                 uncompressed_block_start.saturating_add(uncompressed_block_length),
