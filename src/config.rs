@@ -105,6 +105,11 @@ pub struct ServeArgs {
     /// (POLICY_VIOLATION). [default: shards * open-files-max / 2]
     #[arg(long, env = "PETREL_PARTITIONS_MAX")]
     pub partitions_max: Option<usize>,
+    /// Tests only: makes storage calls fail as the spec says (`storage::faults`), e.g.
+    /// `write:enospc:skip=100:count=50:path=t-0`. Not settable from the config file.
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub inject_faults: Option<String>,
 }
 
 /// Validated broker configuration.
@@ -136,6 +141,8 @@ pub struct BrokerConfig {
     pub open_files_max: usize,
     /// Partitions the broker may hold, over all topics.
     pub partitions_max: usize,
+    /// Tests only: the storage fault plan every shard installs (`--inject-faults`).
+    pub inject_faults: Option<crate::storage::faults::FaultPlan>,
     pub group_limits: crate::group::state::GroupLimits,
 }
 
@@ -223,6 +230,7 @@ impl ServeArgs {
             fetch_max_bytes: self.fetch_max_bytes.or(file.fetch_max_bytes),
             open_files_max: self.open_files_max.or(file.open_files_max),
             partitions_max: self.partitions_max.or(file.partitions_max),
+            inject_faults: self.inject_faults,
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms),
@@ -379,6 +387,13 @@ impl ServeArgs {
             ),
             members_max: 1000,
         };
+        let inject_faults = match &self.inject_faults {
+            Some(spec) => Some(
+                crate::storage::faults::FaultPlan::parse(spec)
+                    .map_err(|error| invalid("inject-faults", spec, error.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(BrokerConfig {
             listen,
             advertised,
@@ -404,6 +419,7 @@ impl ServeArgs {
             fetch_bytes_max,
             open_files_max,
             partitions_max,
+            inject_faults,
             group_limits,
         })
     }

@@ -18,6 +18,10 @@ use crate::shard::{Shard, ShardJob};
 const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a shutting-down shard waits for its connections to finish their requests.
 const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often each shard reopens its failed logs (`Shard::reopen_failed_logs`). Short, so a
+/// partition whose disk filled up works again soon after space is freed; a check is a scan
+/// of the shard's partition table when nothing failed.
+const FAILED_LOG_REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs one shard from start to stop, reporting to `ready` once it listens (or why it
 /// could not start).
@@ -28,6 +32,14 @@ pub async fn run_shard(
 ) {
     // The inbox runs from the start: other shards may already send jobs (e.g. metadata).
     glommio::spawn_local(mesh::serve_inbox(shard.clone(), inbox)).detach();
+    if let Some(plan) = shard.config.inject_faults.clone() {
+        tracing::warn!(
+            shard = shard.id,
+            ?plan,
+            "storage fault injection is on (tests only)"
+        );
+        crate::storage::faults::install(plan);
+    }
     let listener = match open_services(&shard).await.and_then(|()| listen(&shard)) {
         Ok(listener) => listener,
         Err(error) => {
@@ -43,6 +55,7 @@ pub async fn run_shard(
         "shard ready"
     );
     glommio::spawn_local(retention_loop(shard.clone())).detach();
+    glommio::spawn_local(reopen_failed_logs_loop(shard.clone())).detach();
     crate::server::accept_loop(shard.clone(), listener).await;
     drain_connections(&shard).await;
     shard.close_all().await;
@@ -110,5 +123,13 @@ async fn retention_loop(shard: Rc<Shard>) {
                 tracing::error!(log = %partition.log.name(), %error, "retention failed");
             }
         }
+    }
+}
+
+/// Reopens this shard's failed logs every `FAILED_LOG_REOPEN_INTERVAL`, until shutdown.
+async fn reopen_failed_logs_loop(shard: Rc<Shard>) {
+    let tick = || glommio::timer::sleep(FAILED_LOG_REOPEN_INTERVAL);
+    while shard.shutdown.or_stopped(tick()).await.is_some() {
+        shard.reopen_failed_logs().await;
     }
 }

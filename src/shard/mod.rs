@@ -209,6 +209,58 @@ impl Shard {
         Ok(())
     }
 
+    /// Reopens every failed log of this shard. A log fails when a write or sync fails (a
+    /// full disk, an I/O error) and then refuses work, because its unsynced tail is
+    /// unknown; reopening runs the recovery scan, which keeps exactly what is valid on
+    /// disk (every acknowledged batch), so the partition takes appends again once the
+    /// disk does, without a restart. A log that fails to reopen is tried again next time.
+    pub async fn reopen_failed_logs(&self) {
+        let failed: Vec<Rc<Partition>> = self
+            .owned_partitions()
+            .into_iter()
+            .filter(|partition| partition.log.failure().is_some())
+            .collect();
+        for partition in failed {
+            let name = partition.log.name().to_string();
+            if let Err(error) = partition.log.close().await {
+                tracing::warn!(log = %name, %error, "closing a failed log");
+            }
+            let Some(topic) = self.metadata().topic(&partition.topic).cloned() else {
+                continue; // deleted meanwhile
+            };
+            let resolved = topic_config::resolve(&topic.configs, &self.config.topic_defaults);
+            let dir = self.config.partition_dir(&topic.name, partition.index);
+            let config = self.config.log_config(&resolved);
+            let log = match Log::open(self.storage.clone(), dir, name.clone(), config).await {
+                Ok(log) => log,
+                Err(error) => {
+                    tracing::warn!(log = %name, %error, "reopening a failed log failed; will retry");
+                    continue;
+                }
+            };
+            let mut table = self.partitions.borrow_mut();
+            let slot = table
+                .get_mut(&partition.topic)
+                .and_then(|slots| slots.get_mut(usize::try_from(partition.index).ok()?));
+            match slot {
+                // Still the failed partition (not deleted or recreated meanwhile).
+                Some(slot) if slot.as_ref().is_some_and(|p| Rc::ptr_eq(p, &partition)) => {
+                    tracing::info!(log = %name, next_offset = log.next_offset(), "reopened a failed log");
+                    *slot = Some(Rc::new(Partition {
+                        topic: partition.topic.clone(),
+                        topic_id: partition.topic_id,
+                        index: partition.index,
+                        log,
+                    }));
+                }
+                _ => {
+                    drop(table);
+                    let _ = log.close().await;
+                }
+            }
+        }
+    }
+
     /// Applies `topic`'s current configs to this shard's open logs of it (roll and
     /// retention limits; see `Log::set_limits`).
     pub fn reconfigure_partitions(&self, topic: &Topic) {
