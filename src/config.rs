@@ -87,6 +87,14 @@ pub struct ServeArgs {
     /// Bytes of recent batches cached in memory, over all shards. [default: 67108864]
     #[arg(long, env = "PETREL_CACHE_BYTES")]
     pub cache_bytes: Option<usize>,
+    /// Committed offsets expire this long after their group became empty, or after their
+    /// commit for standalone committers (`offsets.retention.minutes`). [default: 10080]
+    #[arg(long, env = "PETREL_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<u64>,
+    /// How often expired offsets are looked for (`offsets.retention.check.interval.ms`).
+    /// [default: 600000]
+    #[arg(long, env = "PETREL_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
+    pub offsets_retention_check_interval_ms: Option<u64>,
 }
 
 /// Validated broker configuration.
@@ -140,6 +148,9 @@ fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) 
     }
 }
 
+/// Kafka's `offsets.retention.minutes` is an int: at most about 4,000 years, and the
+/// retention in ms must fit an i64 when compared with commit timestamps.
+const OFFSETS_RETENTION_MINUTES_MAX: u64 = i32::MAX as u64;
 /// Requests one connection may have in flight (pipelined) before its reads pause.
 const INFLIGHT_REQUESTS_MAX: usize = 128;
 pub const SHARDS_MAX: usize = 256;
@@ -193,6 +204,12 @@ impl ServeArgs {
             group_max_session_timeout_ms: self
                 .group_max_session_timeout_ms
                 .or(file.group_max_session_timeout_ms),
+            offsets_retention_minutes: self
+                .offsets_retention_minutes
+                .or(file.offsets_retention_minutes),
+            offsets_retention_check_interval_ms: self
+                .offsets_retention_check_interval_ms
+                .or(file.offsets_retention_check_interval_ms),
         })
     }
 
@@ -295,6 +312,22 @@ impl ServeArgs {
                 "must be positive and at most group-max-session-timeout-ms",
             ));
         }
+        let retention_minutes = self.offsets_retention_minutes.unwrap_or(7 * 24 * 60);
+        if !(1..=OFFSETS_RETENTION_MINUTES_MAX).contains(&retention_minutes) {
+            return Err(invalid(
+                "offsets-retention-minutes",
+                retention_minutes,
+                format!("must be in 1..={OFFSETS_RETENTION_MINUTES_MAX}"),
+            ));
+        }
+        let retention_check_ms = self.offsets_retention_check_interval_ms.unwrap_or(600_000);
+        if retention_check_ms == 0 {
+            return Err(invalid(
+                "offsets-retention-check-interval-ms",
+                0,
+                "must be positive",
+            ));
+        }
         let group_limits = crate::group::state::GroupLimits {
             session_timeout_min: Duration::from_millis(session_min),
             session_timeout_max: Duration::from_millis(session_max),
@@ -302,6 +335,8 @@ impl ServeArgs {
                 self.group_initial_rebalance_delay_ms.unwrap_or(3_000),
             ),
             members_max: 1000,
+            offsets_retention: Duration::from_secs(retention_minutes * 60),
+            offsets_retention_check_interval: Duration::from_millis(retention_check_ms),
         };
         Ok(BrokerConfig {
             listen,
@@ -399,6 +434,14 @@ mod tests {
             std::env::current_dir().unwrap().join("petrel-data")
         );
         assert_eq!(config.flush, FlushPolicy::EveryAppend);
+        assert_eq!(
+            config.group_limits.offsets_retention,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(
+            config.group_limits.offsets_retention_check_interval,
+            Duration::from_secs(600)
+        );
         let cases: Vec<(ServeArgs, &str)> = vec![
             (
                 ServeArgs {
@@ -441,6 +484,20 @@ mod tests {
                     ..Default::default()
                 },
                 "advertised-listener",
+            ),
+            (
+                ServeArgs {
+                    offsets_retention_minutes: Some(0),
+                    ..Default::default()
+                },
+                "offsets-retention-minutes",
+            ),
+            (
+                ServeArgs {
+                    offsets_retention_check_interval_ms: Some(0),
+                    ..Default::default()
+                },
+                "offsets-retention-check-interval-ms",
             ),
         ];
         for (args, name) in cases {

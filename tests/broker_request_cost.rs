@@ -11,11 +11,15 @@ use common::{Broker, Raw};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
 /// Generous: the linear handlers answer in about a second in a debug build; the quadratic
 /// ones they replace took minutes at these sizes.
@@ -82,6 +86,64 @@ fn an_offset_commit_of_many_unknown_partitions_is_answered_in_linear_time() {
         .iter()
         .enumerate()
         .all(|(index, p)| p.partition_index == index as i32 && p.error_code == 3));
+}
+
+#[test]
+fn an_offset_delete_of_many_subscribed_topics_is_answered_in_linear_time() {
+    const TOPICS: usize = 100_000;
+    let broker = Broker::start(&["--group-initial-rebalance-delay-ms", "0"]);
+    let mut raw = connect(&broker);
+    let mut others = others(&broker);
+    let topics: Vec<String> = (0..TOPICS).map(|i| format!("t{i}")).collect();
+    // One member (JoinGroup v3: no MEMBER_ID_REQUIRED step) subscribing to every topic.
+    let mut subscription = ConsumerProtocolSubscription::default();
+    subscription.topics = topics.iter().map(|t| text(t.clone())).collect();
+    let mut metadata = bytes::BytesMut::new();
+    metadata.extend_from_slice(&0i16.to_be_bytes());
+    subscription.encode(&mut metadata, 0).expect("encode");
+    let mut protocol = JoinGroupRequestProtocol::default();
+    protocol.name = text("range");
+    protocol.metadata = metadata.freeze();
+    let mut join = JoinGroupRequest::default();
+    join.group_id = GroupId(text("g"));
+    join.session_timeout_ms = 30_000;
+    join.rebalance_timeout_ms = 30_000;
+    join.protocol_type = text("consumer");
+    join.protocols = vec![protocol];
+    let joined: JoinGroupResponse = raw.call(ApiKey::JoinGroup, 3, &join);
+    assert_eq!(joined.error_code, 0);
+    // Every subscribed topic, then one nobody subscribes to.
+    let mut request = OffsetDeleteRequest::default();
+    request.group_id = GroupId(text("g"));
+    request.topics = topics
+        .iter()
+        .map(String::as_str)
+        .chain(["unsubscribed"])
+        .map(|name| {
+            let mut topic = OffsetDeleteRequestTopic::default();
+            topic.name = TopicName(text(name));
+            let mut partition = OffsetDeleteRequestPartition::default();
+            partition.partition_index = 0;
+            topic.partitions = vec![partition];
+            topic
+        })
+        .collect();
+    let started = Instant::now();
+    let id = raw.send(ApiKey::OffsetDelete, 0, &request);
+    shards_keep_serving(&mut others, started);
+    let response: OffsetDeleteResponse = raw.receive(ApiKey::OffsetDelete, 0, id);
+    assert_eq!(response.error_code, 0);
+    let codes: Vec<i16> = response
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    assert_eq!(codes.len(), TOPICS + 1);
+    assert!(
+        codes[..TOPICS].iter().all(|&code| code == 86),
+        "GROUP_SUBSCRIBED_TO_TOPIC"
+    );
+    assert_eq!(codes[TOPICS], 0);
 }
 
 #[test]
