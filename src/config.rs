@@ -110,6 +110,14 @@ pub struct ServeArgs {
     #[arg(long, hide = true)]
     #[serde(skip)]
     pub inject_faults: Option<String>,
+    /// Committed offsets expire this long after their group became empty, or after their
+    /// commit for standalone committers (`offsets.retention.minutes`). [default: 10080]
+    #[arg(long, env = "PETREL_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<u64>,
+    /// How often expired offsets are looked for (`offsets.retention.check.interval.ms`).
+    /// [default: 600000]
+    #[arg(long, env = "PETREL_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
+    pub offsets_retention_check_interval_ms: Option<u64>,
 }
 
 /// Validated broker configuration.
@@ -176,6 +184,9 @@ fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) 
     }
 }
 
+/// Kafka's `offsets.retention.minutes` is an int: at most about 4,000 years, and the
+/// retention in ms must fit an i64 when compared with commit timestamps.
+const OFFSETS_RETENTION_MINUTES_MAX: u64 = i32::MAX as u64;
 /// Requests one connection may have in flight (pipelined) before its reads pause.
 const INFLIGHT_REQUESTS_MAX: usize = 128;
 /// Kafka's default `fetch.max.bytes` (55 MiB), and the range accepted for it: at least 1 KiB
@@ -240,6 +251,12 @@ impl ServeArgs {
             group_max_session_timeout_ms: self
                 .group_max_session_timeout_ms
                 .or(file.group_max_session_timeout_ms),
+            offsets_retention_minutes: self
+                .offsets_retention_minutes
+                .or(file.offsets_retention_minutes),
+            offsets_retention_check_interval_ms: self
+                .offsets_retention_check_interval_ms
+                .or(file.offsets_retention_check_interval_ms),
         })
     }
 
@@ -379,6 +396,22 @@ impl ServeArgs {
                 ),
             ));
         }
+        let retention_minutes = self.offsets_retention_minutes.unwrap_or(7 * 24 * 60);
+        if !(1..=OFFSETS_RETENTION_MINUTES_MAX).contains(&retention_minutes) {
+            return Err(invalid(
+                "offsets-retention-minutes",
+                retention_minutes,
+                format!("must be in 1..={OFFSETS_RETENTION_MINUTES_MAX}"),
+            ));
+        }
+        let retention_check_ms = self.offsets_retention_check_interval_ms.unwrap_or(600_000);
+        if retention_check_ms == 0 {
+            return Err(invalid(
+                "offsets-retention-check-interval-ms",
+                0,
+                "must be positive",
+            ));
+        }
         let group_limits = crate::group::state::GroupLimits {
             session_timeout_min: Duration::from_millis(session_min),
             session_timeout_max: Duration::from_millis(session_max),
@@ -386,6 +419,8 @@ impl ServeArgs {
                 self.group_initial_rebalance_delay_ms.unwrap_or(3_000),
             ),
             members_max: 1000,
+            offsets_retention: Duration::from_secs(retention_minutes * 60),
+            offsets_retention_check_interval: Duration::from_millis(retention_check_ms),
         };
         let inject_faults = match &self.inject_faults {
             Some(spec) => Some(
@@ -629,6 +664,14 @@ mod tests {
         );
         assert_eq!(config.flush, FlushPolicy::EveryAppend);
         assert_eq!(config.fetch_bytes_max, 57_671_680);
+        assert_eq!(
+            config.group_limits.offsets_retention,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(
+            config.group_limits.offsets_retention_check_interval,
+            Duration::from_secs(600)
+        );
         let cases: Vec<(ServeArgs, &str)> = vec![
             (
                 ServeArgs {
@@ -692,6 +735,20 @@ mod tests {
                     ..Default::default()
                 },
                 "fetch-max-bytes",
+            ),
+            (
+                ServeArgs {
+                    offsets_retention_minutes: Some(0),
+                    ..Default::default()
+                },
+                "offsets-retention-minutes",
+            ),
+            (
+                ServeArgs {
+                    offsets_retention_check_interval_ms: Some(0),
+                    ..Default::default()
+                },
+                "offsets-retention-check-interval-ms",
             ),
         ];
         for (args, name) in cases {

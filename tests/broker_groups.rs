@@ -475,3 +475,44 @@ fn a_static_member_restarts_without_a_rebalance() {
     );
     assert_eq!(stays.assignment().map_or(0, |a| a.count()), 1);
 }
+
+/// JoinGroups the broker refuses (here a session timeout below the minimum) create no
+/// group: a client cannot fill the coordinator with groups by sending them.
+#[test]
+fn refused_joins_create_no_groups() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    const JOINS: usize = 1_000;
+    let broker = Broker::start(&[]);
+    let mut raw = common::Raw::connect(&broker.address);
+    let mut protocol = JoinGroupRequestProtocol::default();
+    protocol.name = StrBytes::from_static_str("range");
+    let mut join = JoinGroupRequest::default();
+    join.session_timeout_ms = 1;
+    join.rebalance_timeout_ms = 1_000;
+    join.protocol_type = StrBytes::from_static_str("consumer");
+    join.protocols = vec![protocol];
+    // Pipelined in windows well under the broker's in-flight limit.
+    for window in (0..JOINS).collect::<Vec<_>>().chunks(100) {
+        let sent: Vec<i32> = window
+            .iter()
+            .map(|index| {
+                join.group_id = GroupId(StrBytes::from_string(format!("refused-{index}")));
+                raw.send(ApiKey::JoinGroup, 5, &join)
+            })
+            .collect();
+        for id in sent {
+            let answer: JoinGroupResponse = raw.receive(ApiKey::JoinGroup, 5, id);
+            assert_eq!(answer.error_code, 26, "INVALID_SESSION_TIMEOUT");
+        }
+    }
+    let listed: ListGroupsResponse = raw.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default());
+    assert_eq!(listed.error_code, 0);
+    assert!(
+        listed.groups.is_empty(),
+        "{} groups listed, e.g. {:?}",
+        listed.groups.len(),
+        listed.groups.first().map(|g| g.group_id.to_string())
+    );
+}

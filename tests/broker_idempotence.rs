@@ -237,3 +237,128 @@ fn an_idempotent_producer_survives_dropped_connections_without_duplicates() {
     eprintln!("chaos test: {cuts} connections cut, {received} records exactly once");
     drop(broker);
 }
+
+/// Raw-protocol helpers for the fencing test below.
+mod raw {
+    use bytes::Bytes;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::common::Raw;
+
+    pub fn topic_name(name: &str) -> TopicName {
+        TopicName(StrBytes::from_string(name.to_string()))
+    }
+
+    pub fn create_topic(raw: &mut Raw, name: &str) {
+        let mut topic = CreatableTopic::default();
+        topic.name = topic_name(name);
+        topic.num_partitions = 1;
+        topic.replication_factor = -1;
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 10_000;
+        let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request);
+        assert_eq!(response.topics[0].error_code, 0);
+    }
+
+    /// InitProducerId without a transactional id, naming `current` if given.
+    pub fn init_producer_id(raw: &mut Raw, current: Option<(i64, i16)>) -> (i64, i16) {
+        let mut request = InitProducerIdRequest::default();
+        request.transactional_id = None;
+        request.transaction_timeout_ms = 60_000;
+        let (id, epoch) = current.unwrap_or((-1, -1));
+        request.producer_id = ProducerId(id);
+        request.producer_epoch = epoch;
+        let response: InitProducerIdResponse = raw.call(ApiKey::InitProducerId, 4, &request);
+        assert_eq!(response.error_code, 0);
+        (response.producer_id.0, response.producer_epoch)
+    }
+
+    /// Produces one idempotent batch to partition 0: (error code, base offset).
+    pub fn produce(
+        raw: &mut Raw,
+        topic: &str,
+        (producer_id, epoch): (i64, i16),
+        sequence: i32,
+    ) -> (i16, i64) {
+        let batch = petrel::testkit::idempotent_batch(1, 20, producer_id, epoch, sequence);
+        let mut partition = PartitionProduceData::default();
+        partition.index = 0;
+        partition.records = Some(Bytes::from(batch));
+        let mut topic_data = TopicProduceData::default();
+        topic_data.name = topic_name(topic);
+        topic_data.partition_data = vec![partition];
+        let mut request = ProduceRequest::default();
+        request.acks = -1;
+        request.timeout_ms = 10_000;
+        request.topic_data = vec![topic_data];
+        let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &request);
+        let answer = &response.responses[0].partition_responses[0];
+        (answer.error_code, answer.base_offset)
+    }
+
+    /// Every batch of partition 0 from offset 0: (base offset, producer id).
+    pub fn batches(raw: &mut Raw, topic: &str) -> Vec<(i64, i64)> {
+        let mut partition = FetchPartition::default();
+        partition.partition = 0;
+        partition.fetch_offset = 0;
+        partition.partition_max_bytes = 1 << 20;
+        let mut fetch_topic = FetchTopic::default();
+        fetch_topic.topic = topic_name(topic);
+        fetch_topic.partitions = vec![partition];
+        let mut request = FetchRequest::default();
+        request.max_bytes = 1 << 20;
+        request.topics = vec![fetch_topic];
+        let response: FetchResponse = raw.call(ApiKey::Fetch, 12, &request);
+        let answer = &response.responses[0].partitions[0];
+        assert_eq!(answer.error_code, 0);
+        let mut records = answer.records.clone().unwrap_or_default();
+        let mut found = Vec::new();
+        while !records.is_empty() {
+            let header = petrel::record_batch::RecordBatchHeader::parse(&records).expect("batch");
+            found.push((header.base_offset.get(), header.producer_id.get()));
+            let length = header.total_bytes().expect("length");
+            records = records.slice(length..);
+        }
+        found
+    }
+}
+
+/// An intruder naming a live producer's id and epoch in InitProducerId must not take over
+/// its sequence numbers: every acknowledged batch must be in the log, written by the
+/// producer it was acknowledged to.
+#[test]
+fn a_producer_id_named_by_another_client_is_not_taken_over() {
+    let broker = Broker::start(&[]);
+    let mut raw = common::Raw::connect(&broker.address);
+    raw::create_topic(&mut raw, "fenced");
+    let real = raw::init_producer_id(&mut raw, None);
+    assert_eq!(real.1, 0);
+    let mut acknowledged = Vec::new();
+    let (code, offset) = raw::produce(&mut raw, "fenced", real, 0);
+    assert_eq!((code, offset), (0, 0));
+    acknowledged.push((offset, real.0));
+    // The intruder names the real producer's id and epoch.
+    let intruder = raw::init_producer_id(&mut raw, Some(real));
+    assert_ne!(intruder.0, real.0, "the intruder must get an id of its own");
+    assert_eq!(intruder.1, 0);
+    let (code, offset) = raw::produce(&mut raw, "fenced", intruder, 0);
+    assert_eq!((code, offset), (0, 1));
+    acknowledged.push((offset, intruder.0));
+    // The real producer carries on, neither fenced nor deduplicated against the intruder.
+    let (code, offset) = raw::produce(&mut raw, "fenced", real, 1);
+    assert_eq!((code, offset), (0, 2));
+    acknowledged.push((offset, real.0));
+    let stored = raw::batches(&mut raw, "fenced");
+    for (offset, producer_id) in &acknowledged {
+        assert!(
+            stored.contains(&(*offset, *producer_id)),
+            "offset {offset} was acknowledged to producer {producer_id}; the log holds {stored:?}"
+        );
+    }
+    drop(broker);
+}

@@ -742,9 +742,23 @@ fn idempotent_producers_get_ids_and_their_retries_are_deduplicated() {
         .0,
         45
     );
-    // KIP-360 epoch bump; the old epoch is then fenced with INVALID_PRODUCER_EPOCH.
-    let bumped = init_producer_id(&mut raw, Some((pid, 0)));
-    assert_eq!((bumped.producer_id.0, bumped.producer_epoch), (pid, 1));
+    // Naming an existing id and epoch (KIP-360) gets a new id at epoch 0, as in Kafka: never
+    // a bump of the pair named, which would let anyone fence a live producer.
+    let renewed = init_producer_id(&mut raw, Some((pid, 0)));
+    assert_eq!(renewed.error_code, 0);
+    assert_ne!(renewed.producer_id.0, pid);
+    assert_eq!(renewed.producer_epoch, 0);
+    // An id without an epoch, or the reverse: INVALID_REQUEST, as Kafka.
+    for pair in [(pid, -1), (-1, 0)] {
+        let refused = init_producer_id(&mut raw, Some(pair));
+        assert_eq!(
+            (refused.error_code, refused.producer_id.0),
+            (42, -1),
+            "{pair:?}"
+        );
+    }
+    // A producer that bumped its epoch itself starts again at sequence 0; the old epoch is
+    // then fenced with INVALID_PRODUCER_EPOCH.
     assert_eq!(
         answer(produce(
             &mut raw,

@@ -67,7 +67,7 @@ async fn open_services(shard: &Rc<Shard>) -> Result<(), StartError> {
     let id = shard.id;
     let fail = |reason: String| StartError::Shard { shard: id, reason };
     let metadata = shard.metadata();
-    for topic in metadata.topics.values() {
+    for topic in metadata.topics().values() {
         let owned: Vec<i32> = (0..topic.partitions)
             .filter(|&p| shard.owner_of(topic, p) == id)
             .collect();

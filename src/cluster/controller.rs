@@ -179,7 +179,7 @@ impl Controller {
                     } else {
                         match host.open_logs(&topic, 0..partitions).await {
                             Ok(()) => {
-                                metadata.topics.insert(topic.name.clone(), topic.clone());
+                                metadata.insert_topic(topic.clone());
                                 Ok(topic)
                             }
                             Err(message) => {
@@ -288,7 +288,7 @@ impl Controller {
                     .ok_or(TopicError::UnknownTopicId(*id)),
             };
             if let Ok(topic) = &found {
-                metadata.topics.remove(&topic.name);
+                metadata.remove_topic(&topic.name);
             }
             results.push(found);
         }
@@ -342,7 +342,7 @@ impl Controller {
             }
             match host.open_logs(&grown, old_count..grown.partitions).await {
                 Ok(()) => {
-                    metadata.topics.insert(change.topic, grown);
+                    metadata.insert_topic(grown);
                     results.push(Ok(()));
                 }
                 Err(message) => {
@@ -413,8 +413,7 @@ impl Controller {
                 .and_then(|topic| self.changed_overrides(topic, change.replace_all, change.edits));
             match outcome {
                 Ok(overrides) if !validate_only => {
-                    if let Some(topic) = metadata.topics.get_mut(&change.topic) {
-                        topic.configs = overrides;
+                    if let Some(topic) = metadata.set_topic_configs(&change.topic, overrides) {
                         changed.push(topic.clone());
                     }
                     results.push(Ok(()));

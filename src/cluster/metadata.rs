@@ -1,7 +1,7 @@
 //! The topic catalogue: names, ids, partition counts and config overrides. Persisted by the
 //! controller as JSON in `<data dir>/petrel-metadata.json` (atomic replace + directory fsync).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -21,15 +21,49 @@ pub struct Topic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// The catalogue. `topics` is reached only through methods, so the id index always
+/// matches it: produce, fetch and metadata requests look topics up by id once per topic
+/// named, and a scan of every topic per lookup made such a request cost topics x ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredMetadata")]
 pub struct ClusterMetadata {
     pub format_version: u32,
     pub cluster_id: String,
-    pub topics: BTreeMap<String, Topic>,
+    topics: BTreeMap<String, Topic>,
     /// Producer ids below this may have been handed out; the controller hands out ids from
     /// a block it has persisted first, so ids stay unique across restarts.
     #[serde(default)]
     pub producer_id_block_end: i64,
+    /// Topic id -> name, for every topic in `topics`; not persisted (rebuilt on load).
+    #[serde(skip)]
+    topic_ids: HashMap<Uuid, String>,
+}
+
+/// The persisted fields; loading goes through here so the id index is always built.
+#[derive(Deserialize)]
+struct StoredMetadata {
+    format_version: u32,
+    cluster_id: String,
+    topics: BTreeMap<String, Topic>,
+    #[serde(default)]
+    producer_id_block_end: i64,
+}
+
+impl From<StoredMetadata> for ClusterMetadata {
+    fn from(stored: StoredMetadata) -> ClusterMetadata {
+        let topic_ids = stored
+            .topics
+            .values()
+            .map(|topic| (topic.id, topic.name.clone()))
+            .collect();
+        ClusterMetadata {
+            format_version: stored.format_version,
+            cluster_id: stored.cluster_id,
+            topics: stored.topics,
+            producer_id_block_end: stored.producer_id_block_end,
+            topic_ids,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +81,7 @@ impl ClusterMetadata {
             cluster_id: Uuid::new_v4().simple().to_string(),
             topics: BTreeMap::new(),
             producer_id_block_end: 0,
+            topic_ids: HashMap::new(),
         }
     }
 
@@ -65,6 +100,10 @@ impl ClusterMetadata {
                 return Err(MetadataError::Damaged(format!("topic entry {name}")));
             }
         }
+        // Two topics with one id would make lookups by id ambiguous.
+        if metadata.topic_ids.len() != metadata.topics.len() {
+            return Err(MetadataError::Damaged("two topics share an id".into()));
+        }
         Ok(metadata)
     }
 
@@ -73,7 +112,40 @@ impl ClusterMetadata {
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Topic> {
-        self.topics.values().find(|topic| &topic.id == id)
+        self.topic_ids
+            .get(id)
+            .and_then(|name| self.topics.get(name))
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> &BTreeMap<String, Topic> {
+        &self.topics
+    }
+
+    /// Adds `topic`, or replaces the topic of the same name.
+    pub fn insert_topic(&mut self, topic: Topic) {
+        if let Some(old) = self.topics.get(&topic.name) {
+            self.topic_ids.remove(&old.id);
+        }
+        self.topic_ids.insert(topic.id, topic.name.clone());
+        self.topics.insert(topic.name.clone(), topic);
+    }
+
+    pub fn remove_topic(&mut self, name: &str) -> Option<Topic> {
+        let removed = self.topics.remove(name)?;
+        self.topic_ids.remove(&removed.id);
+        Some(removed)
+    }
+
+    /// Replaces a topic's config overrides; the changed topic, if it exists.
+    pub fn set_topic_configs(
+        &mut self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Option<&Topic> {
+        let topic = self.topics.get_mut(name)?;
+        topic.configs = configs;
+        Some(topic)
     }
 
     /// Partitions of every topic together.
@@ -119,22 +191,100 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_damage() {
         let mut metadata = ClusterMetadata::new();
-        metadata.topics.insert(
-            "orders".into(),
-            Topic {
-                name: "orders".into(),
-                id: Uuid::new_v4(),
-                partitions: 6,
-                configs: BTreeMap::new(),
-            },
-        );
+        metadata.insert_topic(topic("orders"));
         let decoded = ClusterMetadata::decode(&metadata.encode()).expect("decode");
         assert_eq!(decoded, metadata);
-        assert!(decoded.topic_by_id(&metadata.topics["orders"].id).is_some());
+        assert!(decoded
+            .topic_by_id(&metadata.topics()["orders"].id)
+            .is_some());
         assert!(ClusterMetadata::decode(b"{not json").is_err());
         let mut bytes = metadata.encode();
         bytes.truncate(bytes.len() / 2);
         assert!(ClusterMetadata::decode(&bytes).is_err());
+    }
+
+    fn topic(name: &str) -> Topic {
+        Topic {
+            name: name.into(),
+            id: Uuid::new_v4(),
+            partitions: 6,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_id_index_follows_every_change() {
+        let mut metadata = ClusterMetadata::new();
+        let (a, b) = (topic("a"), topic("b"));
+        metadata.insert_topic(a.clone());
+        metadata.insert_topic(b.clone());
+        assert_eq!(metadata.topic_by_id(&a.id).map(|t| &t.name), Some(&a.name));
+        // Replaced under the same name with a new id (deleted and created again).
+        let again = topic("a");
+        metadata.insert_topic(again.clone());
+        assert!(metadata.topic_by_id(&a.id).is_none());
+        assert_eq!(
+            metadata.topic_by_id(&again.id).map(|t| t.id),
+            Some(again.id)
+        );
+        // Grown: same name and id.
+        metadata.insert_topic(Topic {
+            partitions: 9,
+            ..again.clone()
+        });
+        assert_eq!(
+            metadata.topic_by_id(&again.id).map(|t| t.partitions),
+            Some(9)
+        );
+        let configs = BTreeMap::from([("retention.ms".to_string(), "1".to_string())]);
+        assert!(metadata.set_topic_configs("b", configs.clone()).is_some());
+        assert_eq!(
+            metadata.topic_by_id(&b.id).map(|t| &t.configs),
+            Some(&configs)
+        );
+        assert_eq!(metadata.remove_topic("b").map(|t| t.id), Some(b.id));
+        assert!(metadata.topic_by_id(&b.id).is_none());
+        assert!(metadata.remove_topic("b").is_none());
+        let decoded = ClusterMetadata::decode(&metadata.encode()).expect("decode");
+        assert_eq!(decoded, metadata, "the index is rebuilt on load");
+        assert!(
+            metadata.clone().topic_by_id(&again.id).is_some(),
+            "and cloned"
+        );
+    }
+
+    /// Lookups by id cost one hash probe each: a request naming many unknown ids in a
+    /// catalogue of many topics must not cost ids x topics.
+    #[test]
+    fn lookups_by_id_do_not_scan_the_catalogue() {
+        const TOPICS: usize = 100_000;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut metadata = ClusterMetadata::new();
+            for index in 0..TOPICS {
+                metadata.insert_topic(topic(&format!("t{index}")));
+            }
+            let found = (0..TOPICS)
+                .filter(|_| metadata.topic_by_id(&Uuid::new_v4()).is_some())
+                .count();
+            let _ = sender.send(found);
+        });
+        let found = receiver
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("did not finish within the watchdog: a scan per lookup?");
+        assert_eq!(found, 0);
+    }
+
+    #[test]
+    fn two_topics_with_one_id_are_damage() {
+        let mut metadata = ClusterMetadata::new();
+        let a = topic("a");
+        metadata.insert_topic(a.clone());
+        metadata.insert_topic(Topic {
+            name: "b".into(),
+            ..a
+        });
+        assert!(ClusterMetadata::decode(&metadata.encode()).is_err());
     }
 
     #[test]

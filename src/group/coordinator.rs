@@ -6,10 +6,23 @@
 //! there by message.
 //!
 //! JoinGroup and SyncGroup answers that depend on other members wait on a oneshot, fed by
-//! the state machine's completions. A ticker applies session and rebalance timeouts.
+//! the state machine's completions. A ticker applies session and rebalance timeouts and,
+//! every `offsets_retention_check_interval`, expires offsets (Kafka's
+//! `offsets.retention.minutes`) and forgets empty groups that have none left.
+//!
+//! **Groups are created only by a join that succeeds, or a standalone commit.** A JoinGroup
+//! refused by the state machine leaves no group behind, so refused joins cannot fill the
+//! shard with groups.
+//!
+//! **The offsets log and the table agree.** Commits and removals append their records, wait
+//! for them to be durable, then apply them to the in-memory table. Compaction snapshots the
+//! table and deletes every segment before the snapshot, so a record appended but not yet
+//! applied when the snapshot is taken would be lost from the log (and come back wrong after
+//! a restart). `gate` orders them: appending and applying hold it shared, compaction and
+//! expiry hold it exclusively.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -17,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_channel::oneshot;
 
-use super::offsets::{self, Committed, OffsetRecord, OffsetStore};
+use super::offsets::{self, Committed, Expiry, OffsetRecord, OffsetStore};
 use super::state::{
     Completion, Group, GroupError, GroupLimits, GroupState, JoinOutcome, JoinRequest, JoinResult,
     MemberView, SyncOutcome,
@@ -69,7 +82,20 @@ pub struct GroupCoordinator {
     sync_waiters: RefCell<HashMap<(String, String), Waiter<Bytes>>>,
     offsets: RefCell<OffsetStore>,
     log: Rc<Log>,
+    /// Shared while records are appended and applied; exclusive for compaction and expiry,
+    /// which must see every appended record applied (see the module comment).
+    gate: async_lock::RwLock<()>,
     stopped: Cell<bool>,
+    /// Tests: the next commit or removal stops between its append and its apply.
+    #[cfg(test)]
+    pause_before_apply: RefCell<Option<PausePoint>>,
+}
+
+/// Where a paused commit or removal tells the test it arrived, and waits to be released.
+#[cfg(test)]
+struct PausePoint {
+    reached: oneshot::Sender<()>,
+    release: oneshot::Receiver<()>,
 }
 
 impl GroupCoordinator {
@@ -113,7 +139,10 @@ impl GroupCoordinator {
             sync_waiters: RefCell::new(HashMap::new()),
             offsets: RefCell::new(store),
             log,
+            gate: async_lock::RwLock::new(()),
             stopped: Cell::new(false),
+            #[cfg(test)]
+            pause_before_apply: RefCell::new(None),
         });
         glommio::spawn_local(ticker(Rc::downgrade(&coordinator))).detach();
         Ok(coordinator)
@@ -170,8 +199,14 @@ impl GroupCoordinator {
 
     pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinAnswer {
         let now = Instant::now();
+        let created = !self.groups.borrow().contains_key(group_id);
         let (outcome, completions) =
             self.act_on(group_id, |group| group.join(now, request, &self.limits));
+        if created && matches!(outcome, JoinOutcome::Done(Err(_))) {
+            // As Kafka: a refused join (bad session timeout, unknown member id on a group
+            // that does not exist, ...) creates nothing.
+            self.forget_if_unused(group_id);
+        }
         match outcome {
             JoinOutcome::Done(result) => {
                 self.deliver(group_id, completions);
@@ -309,26 +344,67 @@ impl GroupCoordinator {
                 committed: Some(committed),
             })
             .collect();
-        self.persist(&records)
-            .await
-            .map_err(|e| CommitError::Storage(e.to_string()))?;
-        self.groups
+        {
+            let _shared = self.gate.read().await;
+            self.persist(&records)
+                .await
+                .map_err(|e| CommitError::Storage(e.to_string()))?;
+            self.pause_before_apply().await;
+            self.groups
+                .borrow_mut()
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id, &self.limits));
+            self.apply(records);
+        }
+        self.compact_if_wanted().await;
+        Ok(())
+    }
+
+    fn apply(&self, records: Vec<OffsetRecord>) {
+        let mut store = self.offsets.borrow_mut();
+        for record in records {
+            store.apply(record);
+        }
+    }
+
+    /// Tests: stops the next commit or removal between its append and its apply; answers
+    /// (arrived, release).
+    #[cfg(test)]
+    pub(crate) fn pause_next_apply(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (reached, arrived) = oneshot::channel();
+        let (release, released) = oneshot::channel();
+        *self.pause_before_apply.borrow_mut() = Some(PausePoint {
+            reached,
+            release: released,
+        });
+        (arrived, release)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_compaction_slack_records(&self, records: usize) {
+        self.offsets
             .borrow_mut()
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, &self.limits));
-        let compact = {
-            let mut store = self.offsets.borrow_mut();
-            for record in records {
-                store.apply(record);
-            }
-            store.wants_compaction()
-        };
-        if compact {
-            if let Err(error) = self.compact().await {
-                tracing::warn!(%error, "compacting the offsets log failed; will retry on a later commit");
+            .set_compaction_slack_records(records);
+    }
+
+    async fn pause_before_apply(&self) {
+        #[cfg(test)]
+        {
+            let point = self.pause_before_apply.borrow_mut().take();
+            if let Some(point) = point {
+                let _ = point.reached.send(());
+                let _ = point.release.await;
             }
         }
-        Ok(())
+    }
+
+    async fn compact_if_wanted(&self) {
+        if !self.offsets.borrow().wants_compaction() {
+            return;
+        }
+        if let Err(error) = self.compact().await {
+            tracing::warn!(%error, "compacting the offsets log failed; will retry on a later commit");
+        }
     }
 
     async fn persist(&self, records: &[OffsetRecord]) -> Result<(), StorageError> {
@@ -344,8 +420,14 @@ impl GroupCoordinator {
     }
 
     /// Rolls the segment, appends every live offset, then moves the log start to that
-    /// snapshot: every older segment is deleted whole.
+    /// snapshot: every older segment is deleted whole. Exclusive: no record may be appended
+    /// but not yet applied meanwhile, or the snapshot would miss it while its segment goes.
     async fn compact(&self) -> Result<(), StorageError> {
+        let _exclusive = self.gate.write().await;
+        // Another compaction may have run while this one waited.
+        if !self.offsets.borrow().wants_compaction() {
+            return Ok(());
+        }
         self.log.roll_segment().await?;
         let snapshot = self.offsets.borrow_mut().snapshot();
         let start = self.log.next_offset();
@@ -377,63 +459,81 @@ impl GroupCoordinator {
         }
     }
 
-    /// Removes committed offsets (OffsetDelete, DeleteGroups).
+    /// Removes committed offsets (OffsetDelete, DeleteGroups); partitions without one need
+    /// no record.
     async fn remove_offsets(
         &self,
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<(), StorageError> {
-        let records: Vec<OffsetRecord> = partitions
-            .into_iter()
-            .map(|(topic, partition)| OffsetRecord {
-                group: group_id.to_string(),
-                topic,
-                partition,
-                committed: None,
-            })
-            .collect();
-        if records.is_empty() {
-            return Ok(());
+        {
+            let _shared = self.gate.read().await;
+            let records: Vec<OffsetRecord> = {
+                let store = self.offsets.borrow();
+                partitions
+                    .into_iter()
+                    .filter(|(topic, partition)| store.get(group_id, topic, *partition).is_some())
+                    .map(|(topic, partition)| OffsetRecord {
+                        group: group_id.to_string(),
+                        topic,
+                        partition,
+                        committed: None,
+                    })
+                    .collect()
+            };
+            if records.is_empty() {
+                return Ok(());
+            }
+            self.persist(&records).await?;
+            self.pause_before_apply().await;
+            self.apply(records);
         }
-        self.persist(&records).await?;
-        let mut store = self.offsets.borrow_mut();
-        for record in records {
-            store.apply(record);
-        }
+        self.compact_if_wanted().await;
         Ok(())
     }
 
-    /// OffsetDelete: refused for topics the group's active members subscribe to.
+    /// OffsetDelete: refused for topics the group's active members subscribe to. Per
+    /// partition, in request order: deleted (or had nothing to delete), or refused.
     pub async fn delete_offsets(
         &self,
         group_id: &str,
         partitions: Vec<(String, i32)>,
-    ) -> Result<Vec<(String, i32, bool)>, DeleteError> {
-        let subscribed: Vec<String> = match self.groups.borrow().get(group_id) {
+    ) -> Result<Vec<bool>, DeleteError> {
+        let subscribed: HashSet<String> = match self.groups.borrow().get(group_id) {
             Some(group) => group
                 .members()
                 .iter()
-                .flat_map(|m| subscribed_topics(&m.metadata))
+                .flat_map(|m| subscribed_topics(&m.metadata).unwrap_or_default())
                 .collect(),
-            None if self.offsets.borrow().of_group(group_id).is_empty() => {
+            None if !self.offsets.borrow().has_group(group_id) => {
                 return Err(DeleteError::NotFound)
             }
-            None => Vec::new(),
+            None => HashSet::new(),
         };
-        let (refused, allowed): (Vec<_>, Vec<_>) = partitions
+        let allowed: Vec<bool> = partitions
+            .iter()
+            .map(|(topic, _)| !subscribed.contains(topic))
+            .collect();
+        let removed = partitions
             .into_iter()
-            .partition(|(topic, _)| subscribed.contains(topic));
-        self.remove_offsets(group_id, allowed.clone())
+            .zip(&allowed)
+            .filter(|(_, allowed)| **allowed)
+            .map(|(partition, _)| partition)
+            .collect();
+        self.remove_offsets(group_id, removed)
             .await
             .map_err(|e| DeleteError::Storage(e.to_string()))?;
-        Ok(allowed
-            .into_iter()
-            .map(|(t, p)| (t, p, true))
-            .chain(refused.into_iter().map(|(t, p)| (t, p, false)))
-            .collect())
+        Ok(allowed)
     }
 
     pub async fn delete_group(&self, group_id: &str) -> Result<(), DeleteError> {
+        match self.groups.borrow().get(group_id) {
+            Some(group) if !group.is_empty() => return Err(DeleteError::NotEmpty),
+            None if !self.offsets.borrow().has_group(group_id) => {
+                return Err(DeleteError::NotFound)
+            }
+            _ => {}
+        }
         let known_offsets: Vec<(String, i32)> = self
             .offsets
             .borrow()
@@ -441,11 +541,6 @@ impl GroupCoordinator {
             .into_iter()
             .map(|(t, p, _)| (t, p))
             .collect();
-        match self.groups.borrow().get(group_id) {
-            Some(group) if !group.is_empty() => return Err(DeleteError::NotEmpty),
-            None if known_offsets.is_empty() => return Err(DeleteError::NotFound),
-            _ => {}
-        }
         self.remove_offsets(group_id, known_offsets)
             .await
             .map_err(|e| DeleteError::Storage(e.to_string()))?;
@@ -462,7 +557,7 @@ impl GroupCoordinator {
                 protocol: group.protocol().unwrap_or_default().to_string(),
                 members: group.members(),
             }),
-            None if !self.offsets.borrow().of_group(group_id).is_empty() => Some(GroupView {
+            None if self.offsets.borrow().has_group(group_id) => Some(GroupView {
                 state: GroupState::Empty.name(),
                 protocol_type: String::new(),
                 protocol: String::new(),
@@ -493,30 +588,139 @@ impl GroupCoordinator {
         listed
     }
 
+    /// Applies timeouts. A group's `tick` returns at once before its earliest deadline, so
+    /// this costs one check per group; completions are collected, then delivered.
     fn tick(&self) {
         let now = Instant::now();
-        let ids: Vec<String> = self.groups.borrow().keys().cloned().collect();
-        for id in ids {
-            self.with_group(&id, |group| group.tick(now));
+        let mut completed = Vec::new();
+        for (id, group) in self.groups.borrow_mut().iter_mut() {
+            group.tick(now);
+            let completions = group.take_completions();
+            if !completions.is_empty() {
+                completed.push((id.clone(), completions));
+            }
         }
+        for (id, completions) in completed {
+            self.deliver(&id, completions);
+        }
+    }
+
+    /// Removes `group_id` if nothing is left of it: no members, no pending members, no
+    /// offsets (Kafka's transition to Dead).
+    fn forget_if_unused(&self, group_id: &str) {
+        let mut groups = self.groups.borrow_mut();
+        let unused = groups
+            .get(group_id)
+            .is_some_and(|g| g.state() == GroupState::Empty && g.is_empty());
+        if unused && !self.offsets.borrow().has_group(group_id) {
+            groups.remove(group_id);
+        }
+    }
+
+    /// Expires offsets whose retention has passed (`offsets.retention.minutes`), writing
+    /// their removals, then forgets the empty groups left without offsets. Exclusive (the
+    /// gate), so no commit lands between the decision and its removal records. `now` and
+    /// `now_ms` are the same moment on the monotonic clock (group state) and the wall clock
+    /// (commit timestamps).
+    pub async fn expire(&self, now: Instant, now_ms: i64) -> Result<usize, StorageError> {
+        let removed = {
+            let _exclusive = self.gate.write().await;
+            let retention_ms =
+                i64::try_from(self.limits.offsets_retention.as_millis()).unwrap_or(i64::MAX);
+            let expired = {
+                let groups = self.groups.borrow();
+                self.offsets.borrow().expired(now_ms, retention_ms, |id| {
+                    expiry_policy(groups.get(id), now, now_ms)
+                })
+            };
+            let records: Vec<OffsetRecord> = expired
+                .into_iter()
+                .map(|(group, topic, partition)| OffsetRecord {
+                    group,
+                    topic,
+                    partition,
+                    committed: None,
+                })
+                .collect();
+            let removed = records.len();
+            if !records.is_empty() {
+                self.persist(&records).await?;
+                self.apply(records);
+            }
+            let unused: Vec<String> = self
+                .groups
+                .borrow()
+                .iter()
+                .filter(|(_, g)| g.state() == GroupState::Empty && g.is_empty())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in unused {
+                self.forget_if_unused(&id);
+            }
+            removed
+        };
+        if removed > 0 {
+            tracing::info!(removed, "expired committed offsets");
+        }
+        self.compact_if_wanted().await;
+        Ok(removed)
     }
 }
 
-/// The topics a consumer's subscription metadata names (ConsumerProtocolSubscription).
-fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
+/// How a group's offsets expire (Kafka's `GroupMetadata.removeExpiredOffsets`).
+fn expiry_policy(group: Option<&Group>, now: Instant, now_ms: i64) -> Expiry {
+    // Known only by its offsets (after a restart: membership is not persisted).
+    let Some(group) = group else {
+        return Expiry::ByCommit;
+    };
+    match (group.protocol_type(), group.state()) {
+        // A standalone committer: the group never had members.
+        (None, _) => Expiry::ByCommit,
+        (Some(_), GroupState::Empty) => match group.empty_since() {
+            Some(since) => {
+                let empty_ms = i64::try_from(now.saturating_duration_since(since).as_millis())
+                    .unwrap_or(i64::MAX);
+                Expiry::EmptySince(now_ms.saturating_sub(empty_ms))
+            }
+            None => Expiry::ByCommit,
+        },
+        (Some("consumer"), GroupState::Stable) => {
+            let mut topics = HashSet::new();
+            for member in group.members() {
+                // A subscription that does not parse: keep everything, as Kafka.
+                let Some(subscribed) = subscribed_topics(&member.metadata) else {
+                    return Expiry::Keep;
+                };
+                topics.extend(subscribed);
+            }
+            Expiry::Unsubscribed(topics)
+        }
+        _ => Expiry::Keep,
+    }
+}
+
+/// The topics a consumer's subscription metadata names (ConsumerProtocolSubscription), or
+/// `None` if it does not parse.
+fn subscribed_topics(metadata: &Bytes) -> Option<Vec<String>> {
     use kafka_protocol::protocol::Decodable;
     let mut buffer = metadata.clone();
     if buffer.len() < 2 {
-        return Vec::new();
+        return None;
     }
     let version = i16::from_be_bytes([buffer[0], buffer[1]]);
     let _ = bytes::Buf::get_i16(&mut buffer);
     kafka_protocol::messages::ConsumerProtocolSubscription::decode(&mut buffer, version.clamp(0, 3))
         .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
-        .unwrap_or_default()
+        .ok()
 }
 
 async fn ticker(coordinator: Weak<GroupCoordinator>) {
+    // The first expiry waits one interval: after a restart, consumer groups are known only by
+    // their offsets until their members rejoin, and their subscribed topics are kept then.
+    let mut next_expiry = match coordinator.upgrade() {
+        Some(coordinator) => Instant::now() + coordinator.limits.offsets_retention_check_interval,
+        None => return,
+    };
     loop {
         glommio::timer::sleep(TICK).await;
         let Some(coordinator) = coordinator.upgrade() else {
@@ -526,5 +730,14 @@ async fn ticker(coordinator: Weak<GroupCoordinator>) {
             return;
         }
         coordinator.tick();
+        if Instant::now() >= next_expiry {
+            next_expiry = Instant::now() + coordinator.limits.offsets_retention_check_interval;
+            let expired = coordinator
+                .expire(Instant::now(), crate::runtime::clock::now_ms())
+                .await;
+            if let Err(error) = expired {
+                tracing::warn!(%error, "expiring committed offsets failed; will retry");
+            }
+        }
     }
 }

@@ -5,8 +5,12 @@
 //! the log is replayed from its start. Compaction by key: when the log holds many more
 //! records than live offsets, a snapshot of every live offset is appended and the log start
 //! moved to it, so older segments are deleted whole.
+//!
+//! Expiry (Kafka's `offsets.retention.minutes`): [`OffsetStore::expired`] names the offsets
+//! whose retention has passed under each group's [`Expiry`] policy; the coordinator writes
+//! their removals.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
@@ -33,13 +37,44 @@ pub struct OffsetRecord {
     pub committed: Option<Committed>,
 }
 
-type Key = (String, String, i32);
+/// (group, topic, partition).
+pub type Key = (String, String, i32);
 
-#[derive(Debug, Default)]
+/// Superseded records tolerated in the log beyond twice the live offsets before a snapshot
+/// pays off.
+pub const COMPACTION_SLACK_RECORDS: usize = 10_000;
+
+/// When a group's offsets expire (Kafka's `GroupMetadata.removeExpiredOffsets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expiry {
+    /// An empty group, empty since this time (ms): all its offsets expire together once the
+    /// retention has passed since.
+    EmptySince(i64),
+    /// Each offset on its own, the retention counted from its commit: standalone committers,
+    /// and empty groups whose emptied time is unknown (after a restart).
+    ByCommit,
+    /// A stable consumer group: offsets of topics no member subscribes to, by commit time.
+    Unsubscribed(HashSet<String>),
+    /// Nothing expires (the group is rebalancing, or not a consumer group).
+    Keep,
+}
+
+#[derive(Debug)]
 pub struct OffsetStore {
     offsets: BTreeMap<Key, Committed>,
     /// Records in the log since its start: decides when to compact.
     records_in_log: usize,
+    compaction_slack_records: usize,
+}
+
+impl Default for OffsetStore {
+    fn default() -> Self {
+        OffsetStore {
+            offsets: BTreeMap::new(),
+            records_in_log: 0,
+            compaction_slack_records: COMPACTION_SLACK_RECORDS,
+        }
+    }
 }
 
 impl OffsetStore {
@@ -72,6 +107,14 @@ impl OffsetStore {
             .collect()
     }
 
+    /// True if `group` has any committed offset (one range step, no copy).
+    pub fn has_group(&self, group: &str) -> bool {
+        self.offsets
+            .range((group.to_string(), String::new(), i32::MIN)..)
+            .next()
+            .is_some_and(|((g, _, _), _)| g == group)
+    }
+
     pub fn groups(&self) -> Vec<String> {
         let mut groups: Vec<String> = self.offsets.keys().map(|(g, _, _)| g.clone()).collect();
         groups.dedup();
@@ -84,7 +127,46 @@ impl OffsetStore {
 
     /// True when the log holds so many superseded records that a snapshot pays off.
     pub fn wants_compaction(&self) -> bool {
-        self.records_in_log > 2 * self.offsets.len() + 10_000
+        self.records_in_log > 2 * self.offsets.len() + self.compaction_slack_records
+    }
+
+    /// Tests compact small logs.
+    #[cfg(test)]
+    pub fn set_compaction_slack_records(&mut self, records: usize) {
+        self.compaction_slack_records = records;
+    }
+
+    /// The offsets whose retention has passed at `now_ms`, under each group's policy
+    /// (asked once per group, in group order).
+    pub fn expired(
+        &self,
+        now_ms: i64,
+        retention_ms: i64,
+        mut policy: impl FnMut(&str) -> Expiry,
+    ) -> Vec<Key> {
+        let passed = |since_ms: i64| now_ms.saturating_sub(since_ms) >= retention_ms;
+        let mut expired = Vec::new();
+        let mut current: Option<(&str, Expiry)> = None;
+        for ((group, topic, partition), committed) in &self.offsets {
+            if current.as_ref().is_none_or(|(g, _)| *g != group.as_str()) {
+                current = Some((group.as_str(), policy(group)));
+            }
+            let Some((_, expiry)) = &current else {
+                continue;
+            };
+            let expires = match expiry {
+                Expiry::EmptySince(since_ms) => passed(*since_ms),
+                Expiry::ByCommit => passed(committed.timestamp_ms),
+                Expiry::Unsubscribed(topics) => {
+                    !topics.contains(topic) && passed(committed.timestamp_ms)
+                }
+                Expiry::Keep => false,
+            };
+            if expires {
+                expired.push((group.clone(), topic.clone(), *partition));
+            }
+        }
+        expired
     }
 
     /// Every live offset as records, for a snapshot; resets the record count to them.
@@ -137,6 +219,16 @@ mod tests {
     use super::*;
 
     fn record(group: &str, topic: &str, partition: i32, offset: Option<i64>) -> OffsetRecord {
+        committed_at(group, topic, partition, offset, 0)
+    }
+
+    fn committed_at(
+        group: &str,
+        topic: &str,
+        partition: i32,
+        offset: Option<i64>,
+        timestamp_ms: i64,
+    ) -> OffsetRecord {
         OffsetRecord {
             group: group.into(),
             topic: topic.into(),
@@ -145,9 +237,68 @@ mod tests {
                 offset,
                 leader_epoch: -1,
                 metadata: None,
-                timestamp_ms: 0,
+                timestamp_ms,
             }),
         }
+    }
+
+    fn key(group: &str, topic: &str, partition: i32) -> Key {
+        (group.into(), topic.into(), partition)
+    }
+
+    #[test]
+    fn expiry_follows_each_groups_policy() {
+        const RETENTION_MS: i64 = 1_000;
+        let mut store = OffsetStore::default();
+        for r in [
+            // An empty group: everything expires together, whatever the commit times.
+            committed_at("empty", "t", 0, Some(1), 100),
+            committed_at("empty", "t", 1, Some(1), 5_000),
+            // A standalone committer: each offset by its commit time.
+            committed_at("simple", "t", 0, Some(1), 100),
+            committed_at("simple", "t", 1, Some(1), 4_500),
+            // A stable consumer group: only topics nobody subscribes to.
+            committed_at("stable", "read", 0, Some(1), 100),
+            committed_at("stable", "dropped", 0, Some(1), 100),
+            committed_at("stable", "dropped", 1, Some(1), 4_500),
+            // Rebalancing: nothing.
+            committed_at("busy", "t", 0, Some(1), 0),
+        ] {
+            store.apply(r);
+        }
+        let mut asked = Vec::new();
+        let policy = |group: &str| {
+            asked.push(group.to_string());
+            match group {
+                "empty" => Expiry::EmptySince(4_000),
+                "simple" => Expiry::ByCommit,
+                "stable" => Expiry::Unsubscribed(HashSet::from(["read".to_string()])),
+                _ => Expiry::Keep,
+            }
+        };
+        let expired = store.expired(5_000, RETENTION_MS, policy);
+        assert_eq!(
+            expired,
+            vec![
+                key("empty", "t", 0),
+                key("empty", "t", 1),
+                key("simple", "t", 0),
+                key("stable", "dropped", 0),
+            ]
+        );
+        assert_eq!(
+            asked,
+            ["busy", "empty", "simple", "stable"],
+            "once per group"
+        );
+        // One millisecond earlier the empty group has not been empty long enough.
+        let expired = store.expired(4_999, RETENTION_MS, |group| match group {
+            "empty" => Expiry::EmptySince(4_000),
+            _ => Expiry::Keep,
+        });
+        assert!(expired.is_empty());
+        assert!(store.has_group("busy") && store.has_group("stable"));
+        assert!(!store.has_group("bus") && !store.has_group("zzz") && !store.has_group(""));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! - Static members (`group.instance.id`) rejoining with a new member id replace their old
 //!   id without a rebalance; the old id is fenced (`FENCED_INSTANCE_ID`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -68,16 +68,25 @@ pub struct GroupLimits {
     /// How long a new group waits for more members before its first rebalance completes.
     pub initial_rebalance_delay: Duration,
     pub members_max: usize,
+    /// How long committed offsets are kept once they may expire (`offsets.retention.minutes`):
+    /// for an empty group, counted from when it became empty; for a standalone committer,
+    /// or a topic no member of a stable consumer group subscribes to, from the commit.
+    pub offsets_retention: Duration,
+    /// How often expired offsets are looked for (`offsets.retention.check.interval.ms`).
+    pub offsets_retention_check_interval: Duration,
 }
 
 impl Default for GroupLimits {
     fn default() -> Self {
-        // Kafka's defaults: group.min/max.session.timeout.ms, group.initial.rebalance.delay.ms.
+        // Kafka's defaults: group.min/max.session.timeout.ms, group.initial.rebalance.delay.ms,
+        // offsets.retention.minutes (7 days), offsets.retention.check.interval.ms (10 min).
         GroupLimits {
             session_timeout_min: Duration::from_secs(6),
             session_timeout_max: Duration::from_secs(1800),
             initial_rebalance_delay: Duration::from_secs(3),
             members_max: 1000,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check_interval: Duration::from_secs(600),
         }
     }
 }
@@ -173,6 +182,14 @@ struct Member {
 }
 
 impl Member {
+    /// The protocol names this member supports, each once.
+    fn protocol_names(&self) -> HashSet<&str> {
+        self.protocols
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
     /// Takes a rejoining member's new settings; true if its protocols are unchanged.
     fn refresh(&mut self, now: Instant, request: JoinRequest) -> bool {
         let unchanged = self.protocols == request.protocols;
@@ -195,6 +212,10 @@ pub struct Group {
     protocol: Option<String>,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
+    /// Protocol name -> how many members support it (Kafka's `supportedProtocols`), kept by
+    /// `insert_member` and `take_member`, so checking a join's protocols costs the join's
+    /// size, not members x protocols.
+    protocol_support: HashMap<String, usize>,
     /// group.instance.id -> its current member id.
     static_members: HashMap<String, String>,
     /// Member ids handed out by MEMBER_ID_REQUIRED, valid until their deadline.
@@ -205,6 +226,13 @@ pub struct Group {
     initial_rebalance_delay: Duration,
     completions: Vec<Completion>,
     next_join_seq: u64,
+    /// When the group last became Empty after having members (Kafka's state timestamp), for
+    /// offset expiry; `None` if it never had members.
+    empty_since: Option<Instant>,
+    /// At or before `next_deadline()`: `tick` has nothing to do before it. Recomputed after
+    /// every event that can bring a deadline closer (join, leave, tick); heartbeats and syncs
+    /// only move deadlines later, so an older hint stays a safe lower bound.
+    tick_hint: Option<Instant>,
 }
 
 fn new_member_id(client_id: &str) -> String {
@@ -221,6 +249,7 @@ impl Group {
             protocol: None,
             leader: None,
             members: BTreeMap::new(),
+            protocol_support: HashMap::new(),
             static_members: HashMap::new(),
             pending_members: HashMap::new(),
             rebalance_deadline: None,
@@ -228,7 +257,48 @@ impl Group {
             initial_rebalance_delay: limits.initial_rebalance_delay,
             completions: Vec::new(),
             next_join_seq: 0,
+            empty_since: None,
+            tick_hint: None,
         }
+    }
+
+    /// When the group last became Empty after having members, if it is empty now.
+    pub fn empty_since(&self) -> Option<Instant> {
+        self.empty_since.filter(|_| self.state == GroupState::Empty)
+    }
+
+    /// Adds (or puts back) a member and counts the protocols it supports.
+    fn insert_member(&mut self, member_id: String, member: Member) {
+        for name in member.protocol_names() {
+            *self.protocol_support.entry(name.to_string()).or_default() += 1;
+        }
+        self.members.insert(member_id, member);
+    }
+
+    /// Removes a member and uncounts its protocols.
+    fn take_member(&mut self, member_id: &str) -> Option<Member> {
+        let member = self.members.remove(member_id)?;
+        for name in member.protocol_names() {
+            if let Some(count) = self.protocol_support.get_mut(name) {
+                *count -= 1;
+                if *count == 0 {
+                    self.protocol_support.remove(name);
+                }
+            }
+        }
+        Some(member)
+    }
+
+    /// `protocol_support` recounted from the members: for tests.
+    #[cfg(test)]
+    pub fn protocol_support_matches_members(&self) -> bool {
+        let mut recounted: HashMap<String, usize> = HashMap::new();
+        for member in self.members.values() {
+            for name in member.protocol_names() {
+                *recounted.entry(name.to_string()).or_default() += 1;
+            }
+        }
+        recounted == self.protocol_support
     }
 
     pub fn state(&self) -> GroupState {
@@ -294,6 +364,17 @@ impl Group {
         request: JoinRequest,
         limits: &GroupLimits,
     ) -> JoinOutcome {
+        let outcome = self.join_inner(now, request, limits);
+        self.tick_hint = self.next_deadline();
+        outcome
+    }
+
+    fn join_inner(
+        &mut self,
+        now: Instant,
+        request: JoinRequest,
+        limits: &GroupLimits,
+    ) -> JoinOutcome {
         if request.session_timeout < limits.session_timeout_min
             || request.session_timeout > limits.session_timeout_max
         {
@@ -330,10 +411,11 @@ impl Group {
         if self.pending_members.remove(&member_id).is_some() {
             return self.add_and_rebalance(now, member_id, request);
         }
-        let Some(member) = self.members.get_mut(&member_id) else {
+        let Some(mut member) = self.take_member(&member_id) else {
             return JoinOutcome::Done(Err(GroupError::UnknownMemberId));
         };
         let unchanged = member.refresh(now, request);
+        self.insert_member(member_id.clone(), member);
         // A follower whose subscription did not change gets the current generation at once.
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
         self.rejoin(now, member_id, unchanged && !is_leader)
@@ -369,7 +451,7 @@ impl Group {
             }
             return self.add_and_rebalance(now, member_id, request);
         };
-        let Some(mut member) = self.members.remove(&old_id) else {
+        let Some(mut member) = self.take_member(&old_id) else {
             self.static_members.remove(&instance_id);
             return self.add_and_rebalance(now, member_id, request);
         };
@@ -377,7 +459,7 @@ impl Group {
         member.awaiting_join = false;
         member.awaiting_sync = false;
         let unchanged = member.refresh(now, request);
-        self.members.insert(member_id.clone(), member);
+        self.insert_member(member_id.clone(), member);
         self.static_members.insert(instance_id, member_id.clone());
         if self.leader.as_deref() == Some(old_id.as_str()) {
             self.leader = Some(member_id.clone());
@@ -395,11 +477,18 @@ impl Group {
         if self.protocol_type.as_deref() != Some(request.protocol_type.as_str()) {
             return false;
         }
+        // Some protocol of the request must be supported by every other member; a rejoining
+        // member's own current protocols are not counted.
+        let own: HashSet<&str> = self
+            .members
+            .get(&request.member_id)
+            .map(Member::protocol_names)
+            .unwrap_or_default();
+        let others =
+            self.members.len() - usize::from(self.members.contains_key(&request.member_id));
         request.protocols.iter().any(|(name, _)| {
-            self.members
-                .iter()
-                .filter(|(id, _)| **id != request.member_id)
-                .all(|(_, m)| m.protocols.iter().any(|(other, _)| other == name))
+            let support = self.protocol_support.get(name).copied().unwrap_or(0);
+            support - usize::from(own.contains(name.as_str())) == others
         })
     }
 
@@ -416,7 +505,7 @@ impl Group {
         if self.members.is_empty() {
             self.protocol_type = Some(request.protocol_type.clone());
         }
-        self.members.insert(
+        self.insert_member(
             member_id.clone(),
             Member {
                 instance_id: request.instance_id,
@@ -538,12 +627,16 @@ impl Group {
             None => member_id.to_string(),
         };
         if self.pending_members.remove(&member_id).is_some() {
+            // The group may now complete a rebalance that waited for this id.
+            self.maybe_complete_join(now);
+            self.tick_hint = self.next_deadline();
             return Ok(());
         }
         if !self.members.contains_key(&member_id) {
             return Err(GroupError::UnknownMemberId);
         }
         self.remove_member(now, &member_id);
+        self.tick_hint = self.next_deadline();
         Ok(())
     }
 
@@ -571,6 +664,9 @@ impl Group {
     /// Removes members whose session expired and pending ids never used, and completes a
     /// rebalance whose wait is over.
     pub fn tick(&mut self, now: Instant) {
+        if self.tick_hint.is_none_or(|hint| now < hint) {
+            return;
+        }
         self.pending_members.retain(|_, deadline| *deadline > now);
         let expired: Vec<String> = self
             .members
@@ -582,6 +678,7 @@ impl Group {
             self.remove_member(now, &member_id);
         }
         self.maybe_complete_join(now);
+        self.tick_hint = self.next_deadline();
     }
 
     fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), GroupError> {
@@ -600,7 +697,7 @@ impl Group {
     }
 
     fn remove_member(&mut self, now: Instant, member_id: &str) {
-        let Some(member) = self.members.remove(member_id) else {
+        let Some(member) = self.take_member(member_id) else {
             return;
         };
         if let Some(instance_id) = &member.instance_id {
@@ -685,7 +782,7 @@ impl Group {
                 .map(|(id, _)| id.clone())
                 .collect();
             for member_id in laggards {
-                if let Some(member) = self.members.remove(&member_id) {
+                if let Some(member) = self.take_member(&member_id) {
                     if let Some(instance_id) = member.instance_id {
                         self.static_members.remove(&instance_id);
                     }
@@ -696,15 +793,16 @@ impl Group {
             }
             self.pending_members.clear();
         }
-        self.complete_join();
+        self.complete_join(now);
     }
 
-    fn complete_join(&mut self) {
+    fn complete_join(&mut self, now: Instant) {
         self.rebalance_deadline = None;
         self.initial_delay_deadline = None;
         self.generation += 1;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
+            self.empty_since = Some(now);
             // The protocol type stays, as in Kafka: an emptied consumer group is still a
             // consumer group (admin clients tell "simple" groups by an empty type).
             self.protocol = None;
@@ -739,41 +837,40 @@ impl Group {
     }
 
     /// Each member votes for its most preferred protocol that every member supports; the
-    /// candidates are in the leader's order of preference, which breaks ties.
+    /// candidates are in the leader's order of preference, which breaks ties. Linear in the
+    /// members' protocol lists (the candidates come from `protocol_support`).
     fn choose_protocol(&self) -> Option<String> {
         let first = self
             .leader
             .as_ref()
             .and_then(|leader| self.members.get(leader))?;
-        let candidates: Vec<&String> = first
+        let everyone = self.members.len();
+        let candidates: Vec<&str> = first
             .protocols
             .iter()
-            .map(|(name, _)| name)
-            .filter(|name| {
-                self.members
-                    .values()
-                    .all(|m| m.protocols.iter().any(|(other, _)| other == *name))
-            })
+            .map(|(name, _)| name.as_str())
+            .filter(|name| self.protocol_support.get(*name) == Some(&everyone))
             .collect();
-        let mut votes: BTreeMap<&String, usize> = BTreeMap::new();
+        let candidate_set: HashSet<&str> = candidates.iter().copied().collect();
+        let mut votes: HashMap<&str, usize> = HashMap::new();
         for member in self.members.values() {
             if let Some((name, _)) = member
                 .protocols
                 .iter()
-                .find(|(name, _)| candidates.contains(&name))
+                .find(|(name, _)| candidate_set.contains(name.as_str()))
             {
-                *votes.entry(name).or_default() += 1;
+                *votes.entry(name.as_str()).or_default() += 1;
             }
         }
         // Most votes wins; ties go to the leader's earlier preference (candidate order).
-        let mut best: Option<(&String, usize)> = None;
+        let mut best: Option<(&str, usize)> = None;
         for name in candidates {
             let count = votes.get(name).copied().unwrap_or(0);
             if best.is_none_or(|(_, most)| count > most) {
                 best = Some((name, count));
             }
         }
-        best.map(|(name, _)| name.clone())
+        best.map(|(name, _)| name.to_string())
     }
 
     fn chosen_metadata(&self, member: &Member) -> Bytes {

@@ -15,6 +15,7 @@ fn limits() -> GroupLimits {
         session_timeout_max: Duration::from_secs(300),
         initial_rebalance_delay: Duration::from_secs(3),
         members_max: 10,
+        ..GroupLimits::default()
     }
 }
 
@@ -488,4 +489,393 @@ fn committed_offsets_survive_compaction_and_reopen() {
         reopened.close().await;
     })
     .expect("executor");
+}
+
+/// Runs `work` on its own thread and fails if it has not finished within `limit`: a
+/// watchdog for work that must be linear (a quadratic version would run for hours).
+fn within<T: Send + 'static>(limit: Duration, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(work());
+    });
+    receiver
+        .recv_timeout(limit)
+        .expect("did not finish within the watchdog: quadratic?")
+}
+
+#[test]
+fn protocol_support_is_recounted_after_every_change() {
+    let t0 = Instant::now();
+    let mut group = Group::new("g", &limits());
+    let check = |group: &Group, step: &str| {
+        assert!(
+            group.protocol_support_matches_members(),
+            "protocol_support drifted after {step}"
+        );
+    };
+    let a = join_new(&mut group, t0, &["range", "roundrobin"]);
+    check(&group, "a joins");
+    let b = join_new(&mut group, t0, &["roundrobin", "range", "range"]);
+    check(&group, "b joins, naming a protocol twice");
+    group.tick(t0 + Duration::from_secs(3));
+    check(&group, "the first rebalance");
+    joined(&mut group);
+    // A rejoins with other protocols (one still common).
+    assert!(matches!(
+        group.join(t0, request(&a, &["roundrobin", "sticky"]), &limits()),
+        JoinOutcome::Pending { .. }
+    ));
+    check(&group, "a rejoins with new protocols");
+    // A join with nothing in common is refused and changes nothing.
+    assert_eq!(
+        group.join(t0, request("", &["other"]), &limits()),
+        JoinOutcome::Done(Err(GroupError::InconsistentGroupProtocol))
+    );
+    check(&group, "a refused join");
+    // A static member, then its replacement under a new id with other protocols.
+    let mut static_join = request("", &["roundrobin"]);
+    static_join.instance_id = Some("host-1".into());
+    assert!(matches!(
+        group.join(t0, static_join.clone(), &limits()),
+        JoinOutcome::Pending { .. }
+    ));
+    check(&group, "a static member joins");
+    static_join.protocols = vec![
+        ("roundrobin".into(), Bytes::new()),
+        ("cooperative".into(), Bytes::new()),
+    ];
+    group.join(t0, static_join, &limits());
+    check(&group, "the static member is replaced");
+    assert_eq!(group.leave(t0, &b, None), Ok(()));
+    check(&group, "b leaves");
+    // Everyone else goes silent: removed at the rebalance timeout or by session expiry.
+    group.tick(t0 + REBALANCE);
+    group.tick(t0 + REBALANCE + SESSION + SESSION);
+    check(&group, "timeouts");
+    assert!(group.members().is_empty(), "everyone timed out");
+}
+
+#[test]
+fn a_join_with_many_protocols_costs_its_size() {
+    const PROTOCOLS: usize = 100_000;
+    let rebalanced = within(Duration::from_secs(60), || {
+        let t0 = Instant::now();
+        let mut group = Group::new("g", &limits());
+        let names = |prefix: &str| -> Vec<String> {
+            (0..PROTOCOLS)
+                .map(|i| format!("{prefix}-{i}"))
+                .chain(["shared".to_string()])
+                .collect()
+        };
+        let join = |group: &mut Group, prefix: &str| {
+            let owned = names(prefix);
+            let protocols: Vec<&str> = owned.iter().map(String::as_str).collect();
+            join_new(group, t0, &protocols)
+        };
+        // Each member supports many protocols; only the last is common to all.
+        join(&mut group, "a");
+        join(&mut group, "b");
+        join(&mut group, "c");
+        group.tick(t0 + Duration::from_secs(3));
+        joined(&mut group)
+    });
+    assert_eq!(rebalanced.len(), 3);
+    assert!(rebalanced
+        .iter()
+        .all(|r| r.protocol.as_deref() == Some("shared")));
+}
+
+/// The tick hint must never hide work: a pending member id given back lets a waiting
+/// rebalance complete at once, without waiting for a deadline.
+#[test]
+fn a_rebalance_waiting_only_for_a_pending_id_completes_when_it_leaves() {
+    let t0 = Instant::now();
+    let (mut group, members) = stable_group(t0, 1);
+    let JoinOutcome::MemberIdRequired(pending) = group.join(t0, request("", &["range"]), &limits())
+    else {
+        panic!("id first");
+    };
+    // The member rejoins: the rebalance now waits for the pending id too.
+    assert!(matches!(
+        group.join(t0, request(&members[0], &["range"]), &limits()),
+        JoinOutcome::Pending { .. }
+    ));
+    assert!(group.take_completions().is_empty());
+    assert_eq!(group.leave(t0, &pending, None), Ok(()));
+    group.tick(t0);
+    let results = joined(&mut group);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].generation, 2);
+}
+
+mod coordinator {
+    use std::path::{Path, PathBuf};
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    use super::{limits, request};
+    use crate::group::coordinator::{GroupCoordinator, JoinAnswer};
+    use crate::group::offsets::Committed;
+    use crate::group::state::{GroupError, GroupLimits};
+    use crate::storage::{ShardStorage, ShardStorageConfig};
+
+    const RETENTION_MS: i64 = 60_000;
+
+    fn fast_limits() -> GroupLimits {
+        GroupLimits {
+            initial_rebalance_delay: Duration::ZERO,
+            offsets_retention: Duration::from_millis(RETENTION_MS as u64),
+            ..limits()
+        }
+    }
+
+    async fn open(dir: &Path) -> Rc<GroupCoordinator> {
+        let storage = ShardStorage::new(&ShardStorageConfig::default());
+        GroupCoordinator::open(storage, dir.join("offsets"), fast_limits())
+            .await
+            .expect("open")
+    }
+
+    /// Runs `test` on a single executor with a fresh directory.
+    fn run<F, Fut>(test: F)
+    where
+        F: FnOnce(PathBuf) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        crate::runtime::run_single("coordinator-test", dir.clone(), move || test(dir))
+            .expect("executor");
+    }
+
+    fn offset(offset: i64, timestamp_ms: i64) -> Committed {
+        Committed {
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+            timestamp_ms,
+        }
+    }
+
+    fn fetched(coordinator: &GroupCoordinator, group: &str) -> Vec<(String, i32, i64)> {
+        coordinator
+            .fetch(group, None)
+            .into_iter()
+            .filter_map(|(t, p, c)| c.map(|c| (t, p, c.offset)))
+            .collect()
+    }
+
+    fn ids(coordinator: &GroupCoordinator) -> Vec<String> {
+        let mut ids: Vec<String> = coordinator
+            .list()
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// A consumer's subscription metadata naming `topics`.
+    fn subscription(topics: &[&str]) -> Bytes {
+        let mut subscription = kafka_protocol::messages::ConsumerProtocolSubscription::default();
+        subscription.topics = topics
+            .iter()
+            .map(|t| StrBytes::from_string(t.to_string()))
+            .collect();
+        let mut bytes = bytes::BytesMut::new();
+        bytes.extend_from_slice(&0i16.to_be_bytes());
+        subscription.encode(&mut bytes, 0).expect("encode");
+        bytes.freeze()
+    }
+
+    /// One member joins (no MEMBER_ID_REQUIRED step) and syncs: a stable group of one.
+    async fn stable_member(coordinator: &GroupCoordinator, group: &str, topics: &[&str]) -> String {
+        let mut join = request("", &["range"]);
+        join.require_known_member_id = false;
+        join.protocols = vec![("range".into(), subscription(topics))];
+        let JoinAnswer::Joined(joined) = coordinator.join(group, join).await else {
+            panic!("join");
+        };
+        let member = joined.member_id.clone();
+        coordinator
+            .sync(group, &member, None, joined.generation, vec![])
+            .await
+            .expect("sync");
+        member
+    }
+
+    #[test]
+    fn rejected_joins_leave_no_group() {
+        run(|dir| async move {
+            let coordinator = open(&dir).await;
+            let mut short = request("", &["range"]);
+            short.session_timeout = Duration::from_millis(1);
+            assert!(matches!(
+                coordinator.join("short", short).await,
+                JoinAnswer::Failed(GroupError::InvalidSessionTimeout)
+            ));
+            assert!(matches!(
+                coordinator
+                    .join("absent", request("someone", &["range"]))
+                    .await,
+                JoinAnswer::Failed(GroupError::UnknownMemberId)
+            ));
+            assert!(coordinator.list().is_empty(), "{:?}", coordinator.list());
+            assert!(coordinator.describe("short").is_none());
+            coordinator.close().await;
+        });
+    }
+
+    #[test]
+    fn expired_offsets_and_groups_are_gone_and_stay_gone_after_reopen() {
+        run(|dir| async move {
+            let coordinator = open(&dir).await;
+            let now_ms = crate::runtime::clock::now_ms();
+            let old = now_ms - RETENTION_MS;
+            let commit = |group: &'static str, member: String, generation, topic: &str, at| {
+                let coordinator = coordinator.clone();
+                let entries = vec![(topic.to_string(), 0, offset(7, at))];
+                async move {
+                    coordinator
+                        .commit(group, &member, None, generation, entries)
+                        .await
+                        .expect("commit");
+                }
+            };
+            // Standalone committers: each offset by its commit time.
+            commit("simple", String::new(), -1, "old", old).await;
+            commit("simple", String::new(), -1, "new", now_ms).await;
+            commit("gone", String::new(), -1, "old", old).await;
+            // A consumer group that emptied: everything goes once it has been empty long enough.
+            let member = stable_member(&coordinator, "emptied", &["read"]).await;
+            commit("emptied", member.clone(), 1, "read", now_ms).await;
+            assert_eq!(
+                coordinator.leave("emptied", vec![(member, None)]),
+                vec![Ok(())]
+            );
+            // A stable consumer group: only topics nobody subscribes to.
+            let member = stable_member(&coordinator, "stable", &["read"]).await;
+            commit("stable", member.clone(), 1, "read", old).await;
+            commit("stable", member, 1, "dropped", old).await;
+
+            let now = std::time::Instant::now();
+            assert_eq!(coordinator.expire(now, now_ms).await.expect("expire"), 3);
+            assert_eq!(fetched(&coordinator, "simple"), [("new".into(), 0, 7)]);
+            assert_eq!(fetched(&coordinator, "stable"), [("read".into(), 0, 7)]);
+            assert_eq!(fetched(&coordinator, "emptied"), [("read".into(), 0, 7)]);
+            assert_eq!(ids(&coordinator), ["emptied", "simple", "stable"]);
+            // Later: the emptied group has been empty for the whole retention.
+            let later = now + Duration::from_millis(RETENTION_MS as u64);
+            assert_eq!(
+                coordinator
+                    .expire(later, now_ms + RETENTION_MS)
+                    .await
+                    .expect("expire"),
+                2,
+                "the emptied group's offset and the standalone one committed at `now_ms`"
+            );
+            assert!(fetched(&coordinator, "emptied").is_empty());
+            assert_eq!(
+                ids(&coordinator),
+                ["stable"],
+                "emptied groups without offsets go"
+            );
+            coordinator.close().await;
+
+            let reopened = open(&dir).await;
+            assert!(fetched(&reopened, "gone").is_empty());
+            assert!(fetched(&reopened, "emptied").is_empty());
+            assert!(fetched(&reopened, "simple").is_empty());
+            assert_eq!(fetched(&reopened, "stable"), [("read".into(), 0, 7)]);
+            assert_eq!(ids(&reopened), ["stable"]);
+            reopened.close().await;
+        });
+    }
+
+    /// A commit appended but not yet applied when another commit compacts the log must
+    /// survive a restart (the compaction must not delete its segment without it).
+    #[test]
+    fn a_commit_racing_a_compaction_survives_reopen() {
+        run(|dir| async move {
+            let coordinator = open(&dir).await;
+            let commit = |topic: &'static str, value: i64| {
+                let coordinator = coordinator.clone();
+                async move {
+                    coordinator
+                        .commit("g", "", None, -1, vec![(topic.into(), 0, offset(value, 0))])
+                        .await
+                        .expect("commit")
+                }
+            };
+            for _ in 0..10 {
+                commit("a", 1).await;
+            }
+            let (arrived, release) = coordinator.pause_next_apply();
+            let paused = glommio::spawn_local(commit("c", 3));
+            arrived.await.expect("the commit reached its pause");
+            // The next commit makes the log worth compacting.
+            coordinator.set_compaction_slack_records(0);
+            let compacting = glommio::spawn_local(commit("d", 4));
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            let _ = release.send(());
+            paused.await;
+            compacting.await;
+            coordinator.close().await;
+            let reopened = open(&dir).await;
+            assert_eq!(
+                fetched(&reopened, "g"),
+                [("a".into(), 0, 1), ("c".into(), 0, 3), ("d".into(), 0, 4)]
+            );
+            reopened.close().await;
+        });
+    }
+
+    /// The same for an OffsetDelete: its removal must not be undone by a snapshot taken
+    /// before it was applied.
+    #[test]
+    fn a_deletion_racing_a_compaction_survives_reopen() {
+        run(|dir| async move {
+            let coordinator = open(&dir).await;
+            let commit = |topic: &'static str, value: i64| {
+                let coordinator = coordinator.clone();
+                async move {
+                    coordinator
+                        .commit("g", "", None, -1, vec![(topic.into(), 0, offset(value, 0))])
+                        .await
+                        .expect("commit")
+                }
+            };
+            for _ in 0..10 {
+                commit("a", 1).await;
+            }
+            commit("b", 2).await;
+            let (arrived, release) = coordinator.pause_next_apply();
+            let deleting = {
+                let coordinator = coordinator.clone();
+                glommio::spawn_local(async move {
+                    coordinator
+                        .delete_offsets("g", vec![("b".into(), 0)])
+                        .await
+                        .expect("delete")
+                })
+            };
+            arrived.await.expect("the deletion reached its pause");
+            coordinator.set_compaction_slack_records(0);
+            let compacting = glommio::spawn_local(commit("d", 4));
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            let _ = release.send(());
+            assert_eq!(deleting.await, [true]);
+            compacting.await;
+            coordinator.close().await;
+            let reopened = open(&dir).await;
+            assert_eq!(
+                fetched(&reopened, "g"),
+                [("a".into(), 0, 1), ("d".into(), 0, 4)]
+            );
+            reopened.close().await;
+        });
+    }
 }

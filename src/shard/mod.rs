@@ -238,25 +238,31 @@ impl Shard {
                     continue;
                 }
             };
-            let mut table = self.partitions.borrow_mut();
-            let slot = table
-                .get_mut(&partition.topic)
-                .and_then(|slots| slots.get_mut(usize::try_from(partition.index).ok()?));
-            match slot {
-                // Still the failed partition (not deleted or recreated meanwhile).
-                Some(slot) if slot.as_ref().is_some_and(|p| Rc::ptr_eq(p, &partition)) => {
-                    tracing::info!(log = %name, next_offset = log.next_offset(), "reopened a failed log");
-                    *slot = Some(Rc::new(Partition {
-                        topic: partition.topic.clone(),
-                        topic_id: partition.topic_id,
-                        index: partition.index,
-                        log,
-                    }));
+            let replacement = Rc::new(Partition {
+                topic: partition.topic.clone(),
+                topic_id: partition.topic_id,
+                index: partition.index,
+                log: log.clone(),
+            });
+            // Only if the slot still holds the failed partition (not deleted or recreated
+            // while the log reopened).
+            let replaced = {
+                let mut table = self.partitions.borrow_mut();
+                let slot = table
+                    .get_mut(&partition.topic)
+                    .and_then(|slots| slots.get_mut(usize::try_from(partition.index).ok()?));
+                match slot {
+                    Some(slot) if slot.as_ref().is_some_and(|p| Rc::ptr_eq(p, &partition)) => {
+                        *slot = Some(replacement);
+                        true
+                    }
+                    _ => false,
                 }
-                _ => {
-                    drop(table);
-                    let _ = log.close().await;
-                }
+            };
+            if replaced {
+                tracing::info!(log = %name, next_offset = log.next_offset(), "reopened a failed log");
+            } else {
+                let _ = log.close().await;
             }
         }
     }

@@ -264,6 +264,27 @@ mod tests {
         );
     }
 
+    /// A retry is recognised only within its epoch (Kafka's `ProducerStateManager`): a
+    /// batch of a newer epoch with the sequences of an earlier one is new data, and the
+    /// older epoch is fenced rather than matched against the newer epoch's batches.
+    #[test]
+    fn duplicates_are_recognised_only_within_the_same_epoch() {
+        let mut states = ProducerStates::new(100);
+        assert_eq!(append(&mut states, 7, 0, 0, 1, 0), Ok(Verdict::Append));
+        assert_eq!(append(&mut states, 7, 1, 0, 1, 1), Ok(Verdict::Append));
+        assert_eq!(
+            append(&mut states, 7, 1, 0, 1, 9),
+            Ok(Verdict::Duplicate {
+                base_offset: 1,
+                last_offset: 1
+            })
+        );
+        assert_eq!(
+            append(&mut states, 7, 0, 0, 1, 9),
+            Err(SequenceError::Fenced { current: 1, got: 0 })
+        );
+    }
+
     #[test]
     fn only_the_last_five_batches_are_remembered_and_sequences_wrap() {
         let mut states = ProducerStates::new(100);

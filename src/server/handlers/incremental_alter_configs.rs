@@ -2,7 +2,7 @@
 //! --alter`, `Admin.incrementalAlterConfigs`). Broker configs are static in Petrel (flags,
 //! environment, config file) and are refused with INVALID_REQUEST.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::rc::Rc;
 
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
@@ -90,12 +90,17 @@ fn edit(
             .get(&name)
             .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
-        for item in value.split(',').map(str::trim) {
-            if append && !items.iter().any(|i| i == item) {
-                items.push(item.to_string());
-            } else if !append {
-                items.retain(|i| i != item);
+        // Sets beside the order-keeping list: linear in the items, however many are sent.
+        if append {
+            let mut present: HashSet<String> = items.iter().cloned().collect();
+            for item in value.split(',').map(str::trim) {
+                if present.insert(item.to_string()) {
+                    items.push(item.to_string());
+                }
             }
+        } else {
+            let removed: HashSet<&str> = value.split(',').map(str::trim).collect();
+            items.retain(|i| !removed.contains(i.as_str()));
         }
         Ok(if items.is_empty() {
             ConfigEdit::Delete(name.clone())

@@ -1,9 +1,14 @@
 //! InitProducerId (key 22): producer ids and epochs for idempotent producers.
 //!
-//! A new producer gets a fresh id (from the controller's persisted blocks) at epoch 0. A
-//! producer that sends its current id and epoch (KIP-360, v3+) gets the epoch bumped, or a
-//! fresh id when the epoch would overflow; its partitions then expect sequence 0 again.
-//! Transactional ids are refused: transactions are not implemented.
+//! Every request without a transactional id gets a fresh id (from the controller's
+//! persisted blocks) at epoch 0, as Kafka's `TransactionCoordinator.handleInitProducerId`
+//! does: also a producer that sends its current id and epoch (KIP-360, v3+). Bumping the
+//! epoch of whatever pair a client names would let any client fence a live producer and
+//! take over its sequence numbers: the real producer, fenced, would ask again, get the same
+//! bumped epoch, and its next batch would be taken for a duplicate of the intruder's
+//! (acknowledged, never written). Idempotent producers bump their epoch locally instead.
+//! An id without an epoch, or an epoch without an id, is INVALID_REQUEST (as Kafka's
+//! `KafkaApis`). Transactional ids are refused: transactions are not implemented.
 
 use std::rc::Rc;
 
@@ -31,10 +36,9 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         response.error_code = error.code();
         return exchange::respond(request, &response);
     }
-    let (current_id, current_epoch) = (body.producer_id.0, body.producer_epoch);
-    if current_id >= 0 && (0..i16::MAX - 1).contains(&current_epoch) {
-        response.producer_id = ProducerId(current_id);
-        response.producer_epoch = current_epoch + 1;
+    // -1 is Kafka's NO_PRODUCER_ID and NO_PRODUCER_EPOCH: both or neither.
+    if (body.producer_id.0 == -1) != (body.producer_epoch == -1) {
+        response.error_code = ResponseError::InvalidRequest.code();
         return exchange::respond(request, &response);
     }
     let allocated = shard

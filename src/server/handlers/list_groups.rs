@@ -1,6 +1,7 @@
 //! ListGroups (key 16): every group on every shard, optionally filtered by state (v4+) and
 //! type (v5+; all of Petrel's groups are classic).
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -19,18 +20,24 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             |owner| async move { owner.coordinator().map(|c| c.list()).unwrap_or_default() },
         )
         .await?;
-    let states: Vec<String> = body
+    let states: HashSet<String> = body
         .states_filter
         .iter()
         .map(|s| s.to_lowercase())
         .collect();
-    let types: Vec<String> = body.types_filter.iter().map(|t| t.to_lowercase()).collect();
+    // Every group is classic: the type filter keeps all of them or none.
+    let excluded_by_type = version >= 5
+        && !body.types_filter.is_empty()
+        && !body
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("classic"));
     let mut response = ListGroupsResponse::default();
+    if excluded_by_type {
+        return exchange::respond(request, &response);
+    }
     for (group_id, protocol_type, state) in per_shard.into_iter().flatten() {
         if version >= 4 && !states.is_empty() && !states.contains(&state.to_lowercase()) {
-            continue;
-        }
-        if version >= 5 && !types.is_empty() && !types.iter().any(|t| t == "classic") {
             continue;
         }
         let mut listed = ListedGroup::default();

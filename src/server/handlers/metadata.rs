@@ -63,7 +63,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     }
     response.topics = match wanted {
         Wanted::All => metadata
-            .topics
+            .topics()
             .values()
             .map(|topic| describe(shard, topic, version))
             .collect(),

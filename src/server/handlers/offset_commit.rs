@@ -24,14 +24,15 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let metadata = shard.metadata();
     let now = crate::runtime::clock::now_ms();
     let mut entries = Vec::new();
-    let mut unknown = Vec::new();
+    // Per partition, in request order: does it exist? (The answer walks the same order.)
+    let mut exists = Vec::new();
     for topic in &body.topics {
         let known = metadata.topic(&topic.name);
         for partition in &topic.partitions {
-            let exists =
+            let found =
                 known.is_some_and(|t| (0..t.partitions).contains(&partition.partition_index));
-            if !exists {
-                unknown.push((topic.name.to_string(), partition.partition_index));
+            exists.push(found);
+            if !found {
                 continue;
             }
             entries.push((
@@ -78,19 +79,17 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
     };
     let mut response = OffsetCommitResponse::default();
+    let mut exists = exists.into_iter();
     for topic in &body.topics {
         let mut answered = OffsetCommitResponseTopic::default();
         answered.name = topic.name.clone();
         for partition in &topic.partitions {
             let mut result = OffsetCommitResponsePartition::default();
             result.partition_index = partition.partition_index;
-            result.error_code = if unknown
-                .iter()
-                .any(|(t, p)| t == topic.name.as_str() && *p == partition.partition_index)
-            {
-                ResponseError::UnknownTopicOrPartition.code()
-            } else {
+            result.error_code = if exists.next().unwrap_or(false) {
                 code
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
             };
             answered.partitions.push(result);
         }

@@ -48,16 +48,15 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         Some(Ok(outcomes)) => outcomes,
     };
     if response.error_code == 0 {
+        // One outcome per partition, in request order.
+        let mut outcomes = outcomes.into_iter();
         for topic in &body.topics {
             let mut answered = OffsetDeleteResponseTopic::default();
             answered.name = topic.name.clone();
             for partition in &topic.partitions {
                 let mut result = OffsetDeleteResponsePartition::default();
                 result.partition_index = partition.partition_index;
-                let deleted = outcomes
-                    .iter()
-                    .find(|(t, p, _)| t == topic.name.as_str() && *p == partition.partition_index)
-                    .is_some_and(|(_, _, deleted)| *deleted);
+                let deleted = outcomes.next().unwrap_or(false);
                 if !deleted {
                     result.error_code = ResponseError::GroupSubscribedToTopic.code();
                 }
