@@ -90,6 +90,15 @@ pub struct ServeArgs {
     /// Largest session timeout a consumer may ask for (`group.max.session.timeout.ms`). [default: 1800000]
     #[arg(long, env = "PETREL_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<u64>,
+    /// Members one consumer group may have (`group.max.size`); a join beyond it gets
+    /// GROUP_MAX_SIZE_REACHED. [default: 1000]
+    #[arg(long, env = "PETREL_GROUP_MAX_SIZE")]
+    pub group_max_size: Option<usize>,
+    /// Consumer groups this broker keeps, over all shards (each shard takes an equal share);
+    /// a join or commit that would create one more gets POLICY_VIOLATION. Empty groups go
+    /// when their offsets expire. [default: 100000]
+    #[arg(long, env = "PETREL_GROUPS_MAX")]
+    pub groups_max: Option<usize>,
     /// Bytes of recent batches cached in memory, over all shards. [default: 67108864]
     #[arg(long, env = "PETREL_CACHE_BYTES")]
     pub cache_bytes: Option<usize>,
@@ -187,6 +196,13 @@ fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) 
 /// Kafka's `offsets.retention.minutes` is an int: at most about 4,000 years, and the
 /// retention in ms must fit an i64 when compared with commit timestamps.
 const OFFSETS_RETENTION_MINUTES_MAX: u64 = i32::MAX as u64;
+/// Kafka's `group.max.size` is unlimited; a bound keeps one group's rebalance (which
+/// answers every member) linear in something the operator chose.
+const GROUP_MAX_SIZE_DEFAULT: usize = 1000;
+const GROUP_MAX_SIZE_MAX: usize = 100_000;
+/// Groups cost a few hundred bytes each plus their members and offsets: 100,000 is tens of
+/// MB at most, and far beyond what one broker's consumers use.
+const GROUPS_MAX_DEFAULT: usize = 100_000;
 /// Requests one connection may have in flight (pipelined) before its reads pause.
 const INFLIGHT_REQUESTS_MAX: usize = 128;
 /// Kafka's default `fetch.max.bytes` (55 MiB), and the range accepted for it: at least 1 KiB
@@ -251,6 +267,8 @@ impl ServeArgs {
             group_max_session_timeout_ms: self
                 .group_max_session_timeout_ms
                 .or(file.group_max_session_timeout_ms),
+            group_max_size: self.group_max_size.or(file.group_max_size),
+            groups_max: self.groups_max.or(file.groups_max),
             offsets_retention_minutes: self
                 .offsets_retention_minutes
                 .or(file.offsets_retention_minutes),
@@ -412,13 +430,26 @@ impl ServeArgs {
                 "must be positive",
             ));
         }
+        let members_max = self.group_max_size.unwrap_or(GROUP_MAX_SIZE_DEFAULT);
+        if !(1..=GROUP_MAX_SIZE_MAX).contains(&members_max) {
+            return Err(invalid(
+                "group-max-size",
+                members_max,
+                format!("must be in 1..={GROUP_MAX_SIZE_MAX}"),
+            ));
+        }
+        let groups_max = self.groups_max.unwrap_or(GROUPS_MAX_DEFAULT);
+        if groups_max == 0 {
+            return Err(invalid("groups-max", 0, "must be positive"));
+        }
         let group_limits = crate::group::state::GroupLimits {
             session_timeout_min: Duration::from_millis(session_min),
             session_timeout_max: Duration::from_millis(session_max),
             initial_rebalance_delay: Duration::from_millis(
                 self.group_initial_rebalance_delay_ms.unwrap_or(3_000),
             ),
-            members_max: 1000,
+            members_max,
+            groups_max_per_shard: groups_max.div_ceil(shards),
             offsets_retention: Duration::from_secs(retention_minutes * 60),
             offsets_retention_check_interval: Duration::from_millis(retention_check_ms),
         };

@@ -161,6 +161,11 @@ impl GroupCoordinator {
         result
     }
 
+    /// Whether one more group fits this shard's share of `--groups-max`.
+    fn may_create_group(&self) -> bool {
+        self.groups.borrow().len() < self.limits.groups_max_per_shard
+    }
+
     /// Runs `act` on the group (created if new) and returns the completions it produced,
     /// undelivered: a caller that will wait registers its waiter first.
     fn act_on<T>(&self, group_id: &str, act: impl FnOnce(&mut Group) -> T) -> (T, Vec<Completion>) {
@@ -200,6 +205,9 @@ impl GroupCoordinator {
     pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinAnswer {
         let now = Instant::now();
         let created = !self.groups.borrow().contains_key(group_id);
+        if created && !self.may_create_group() {
+            return JoinAnswer::Failed(GroupError::TooManyGroups);
+        }
         let (outcome, completions) =
             self.act_on(group_id, |group| group.join(now, request, &self.limits));
         if created && matches!(outcome, JoinOutcome::Done(Err(_))) {
@@ -324,6 +332,9 @@ impl GroupCoordinator {
     ) -> Result<(), CommitError> {
         let allowed = match self.groups.borrow().get(group_id) {
             Some(group) => group.check_commit(member_id, instance_id, generation),
+            None if generation < 0 && member_id.is_empty() && !self.may_create_group() => {
+                Err(GroupError::TooManyGroups)
+            }
             None if generation < 0 && member_id.is_empty() => Ok(()),
             None => Err(GroupError::UnknownMemberId),
         };

@@ -58,6 +58,8 @@ pub enum GroupError {
     FencedInstanceId,
     #[error("the group is full")]
     GroupMaxSizeReached,
+    #[error("this broker already keeps its limit of consumer groups (--groups-max)")]
+    TooManyGroups,
 }
 
 /// Broker-wide bounds on groups.
@@ -68,6 +70,8 @@ pub struct GroupLimits {
     /// How long a new group waits for more members before its first rebalance completes.
     pub initial_rebalance_delay: Duration,
     pub members_max: usize,
+    /// Groups one coordinator (shard) keeps: its share of `--groups-max`.
+    pub groups_max_per_shard: usize,
     /// How long committed offsets are kept once they may expire (`offsets.retention.minutes`):
     /// for an empty group, counted from when it became empty; for a standalone committer,
     /// or a topic no member of a stable consumer group subscribes to, from the commit.
@@ -85,6 +89,7 @@ impl Default for GroupLimits {
             session_timeout_max: Duration::from_secs(1800),
             initial_rebalance_delay: Duration::from_secs(3),
             members_max: 1000,
+            groups_max_per_shard: 100_000,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check_interval: Duration::from_secs(600),
         }

@@ -68,6 +68,7 @@ pub fn group_error_code(error: &GroupError) -> ResponseError {
         GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
         GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::TooManyGroups => ResponseError::PolicyViolation,
     }
 }
 
