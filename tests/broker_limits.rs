@@ -118,3 +118,37 @@ fn group_limits_are_validated() {
         assert!(stderr.contains(flag.trim_start_matches('-')), "{stderr}");
     }
 }
+
+#[test]
+fn topics_and_batches_beyond_their_limits_are_refused() {
+    let broker = Broker::start(&["--message-max-bytes", "2000"]);
+    let mut raw = Raw::connect(&broker.address);
+    let mut topic = create_topics_request::CreatableTopic::default();
+    topic.name = TopicName(text("huge"));
+    topic.num_partitions = 100_001; // PARTITIONS_PER_TOPIC_MAX + 1
+    topic.replication_factor = -1;
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request);
+    assert_eq!(response.topics[0].error_code, 37, "INVALID_PARTITIONS");
+
+    create_topic(&mut raw, "t");
+    let produce = |raw: &mut Raw, value_bytes: usize| -> i16 {
+        let value = vec![b'v'; value_bytes];
+        let batch = petrel::record_batch::build_batch(&[value.as_slice()], 0);
+        let mut partition = produce_request::PartitionProduceData::default();
+        partition.index = 0;
+        partition.records = Some(bytes::Bytes::from(batch));
+        let mut topic_data = produce_request::TopicProduceData::default();
+        topic_data.name = TopicName(text("t"));
+        topic_data.partition_data = vec![partition];
+        let mut request = ProduceRequest::default();
+        request.acks = -1;
+        request.timeout_ms = 10_000;
+        request.topic_data = vec![topic_data];
+        let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &request);
+        response.responses[0].partition_responses[0].error_code
+    };
+    assert_eq!(produce(&mut raw, 1_000), 0, "within message-max-bytes");
+    assert_eq!(produce(&mut raw, 3_000), 10, "MESSAGE_TOO_LARGE");
+}
