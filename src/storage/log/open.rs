@@ -13,10 +13,10 @@ use super::{Active, Log, LogState};
 use crate::storage::appender::Appender;
 use crate::storage::checkpoint::{self, Checkpoint};
 use crate::storage::config::{FlushPolicy, LogConfig};
-use crate::storage::error::{io_error, Result};
+use crate::storage::error::{io_error, Result, StorageError};
 use crate::storage::io;
 use crate::storage::producer_state::{self, BatchRange, ProducerStates};
-use crate::storage::segment::{self, Segment};
+use crate::storage::segment::{self, InvalidTail, Segment};
 use crate::storage::shard::ShardStorage;
 
 /// Idempotent producers remembered per partition (see `producer_state`).
@@ -76,7 +76,9 @@ impl Log {
                 next_offset,
                 written_offset: next_offset,
                 synced_offset: next_offset,
-                recovery_point: checkpoint.recovery_point,
+                // Recovery may have cut the log below the checkpoint's recovery point (a torn
+                // last segment): nothing past the log end is left to skip scanning.
+                recovery_point: checkpoint.recovery_point.min(next_offset),
                 truncations: 0,
                 failure: None,
                 producers: ProducerStates::new(PRODUCERS_PER_PARTITION_MAX),
@@ -85,6 +87,7 @@ impl Log {
                 segment: last,
                 appender,
             })),
+            checkpoint_lock: async_lock::Mutex::new(()),
             read_ahead: RefCell::new(None),
             cache_page: RefCell::new(BytesMut::new()),
             flush_running: Cell::new(false),
@@ -145,8 +148,13 @@ impl Log {
 }
 
 /// Lists and opens the segments of `dir`, recovering what needs it. Removes temp files
-/// and index files without a log. Segments after a corrupt one are removed: a log has no
-/// holes.
+/// and index files without a log.
+///
+/// Only the last segment may be cut: `roll` syncs a segment before its successor exists,
+/// so a crash can tear only the last one. Invalid bytes in any earlier segment, or a
+/// segment overlapping its predecessor, are damage: the open fails with
+/// `StorageError::CorruptSealed` and nothing on disk changes (the old answer, cutting there
+/// and deleting every later segment, turned one bad block into the loss of the log's tail).
 async fn recover_segments(
     shard: &Rc<ShardStorage>,
     dir: &Path,
@@ -187,10 +195,28 @@ async fn recover_segments(
     }
     let bases = bases.split_off(first_kept);
     let mut segments = BTreeMap::new();
-    let mut cut_at: Option<usize> = None;
     let mut expected_base: Option<i64> = None;
     for (position, &base) in bases.iter().enumerate() {
         let is_last = position + 1 == bases.len();
+        let damaged = |at: u64, reason: String| StorageError::CorruptSealed {
+            path: Segment::paths(dir, base)[0].clone(),
+            position: at,
+            reason,
+            later_segments: bases[position + 1..]
+                .iter()
+                .map(|&later| Segment::paths(dir, later)[0].clone())
+                .collect(),
+        };
+        if let Some(expected) = expected_base.filter(|&expected| base < expected) {
+            close_all(segments).await?;
+            return Err(damaged(
+                0,
+                format!(
+                    "it starts at offset {base}, inside the segment before it, which ends at \
+                     offset {expected}"
+                ),
+            ));
+        }
         let (segment, invalid_tail) = if base < checkpoint.recovery_point && !is_last {
             Segment::open_sealed(
                 shard,
@@ -201,36 +227,31 @@ async fn recover_segments(
             )
             .await?
         } else {
+            let tail = if is_last {
+                InvalidTail::Cut
+            } else {
+                InvalidTail::Keep
+            };
             Segment::open_dirty(
                 shard,
                 dir,
                 base,
                 config.index_interval_bytes,
                 config.batch_bytes_max,
+                tail,
             )
             .await?
         };
-        if expected_base.is_some_and(|expected| base < expected) {
-            tracing::warn!(log = %name, base_offset = base, "segment overlaps its predecessor; removing it and what follows");
-            cut_at = Some(position);
-            segment.close().await?;
-            break;
-        }
         if let Some((at, reason)) = invalid_tail {
-            tracing::warn!(log = %name, segment = %segment.log_path().display(), position = at, %reason, "truncated invalid tail");
-            segments.insert(base, segment);
             if !is_last {
-                cut_at = Some(position + 1);
+                segment.close().await?;
+                close_all(segments).await?;
+                return Err(damaged(at, reason.to_string()));
             }
-            break;
+            tracing::warn!(log = %name, segment = %segment.log_path().display(), position = at, %reason, "truncated invalid tail");
         }
         expected_base = Some(segment.next_offset());
         segments.insert(base, segment);
-    }
-    if let Some(cut) = cut_at {
-        for &base in &bases[cut..] {
-            Segment::remove_files(dir, base).await?;
-        }
     }
     // Index files of the segments that will be appended to again are stale from now on.
     if segments.is_empty() {
@@ -240,4 +261,12 @@ async fn recover_segments(
     }
     io::sync_dir(dir).await?;
     Ok((segments, checkpoint))
+}
+
+/// Closes the segments an open that fails had already opened.
+async fn close_all(segments: BTreeMap<i64, Rc<Segment>>) -> Result<()> {
+    for segment in segments.into_values() {
+        segment.close().await?;
+    }
+    Ok(())
 }
