@@ -23,6 +23,8 @@
 
 mod append;
 mod open;
+
+pub use open::{check_segments, SegmentCheck};
 mod read;
 mod retention;
 
