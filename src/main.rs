@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand};
 
 use petrel::record_batch;
 use petrel::runtime;
-use petrel::storage::{FlushPolicy, Log, LogConfig, ShardStorage, ShardStorageConfig};
+use petrel::storage::log::check_segments;
+use petrel::storage::{
+    FlushPolicy, Log, LogConfig, ShardStorage, ShardStorageConfig, StorageError,
+};
 use petrel::testkit;
 
 #[derive(Parser)]
@@ -28,10 +31,23 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker. With no flags: 127.0.0.1:9092, ./petrel-data, one shard per CPU.
-    Serve(Box<petrel::config::ServeArgs>),
+    Serve(Box<Serve>),
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
+}
+
+#[derive(clap::Args)]
+struct Serve {
+    #[command(flatten)]
+    settings: petrel::config::ServeArgs,
+    /// Test hook: make this shard panic (tests/broker_startup.rs checks that the whole
+    /// process then exits, naming the thread).
+    #[arg(long, hide = true)]
+    inject_panic_shard: Option<usize>,
+    /// Test hook: how long after the shard listens it panics; 0: while it starts.
+    #[arg(long, hide = true, default_value_t = 0)]
+    inject_panic_after_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -82,8 +98,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn serve(args: petrel::config::ServeArgs) -> anyhow::Result<()> {
-    let config = args.merge_file()?.resolve(
+fn serve(args: Serve) -> anyhow::Result<()> {
+    let injected_panic = args
+        .inject_panic_shard
+        .map(|shard| petrel::broker::InjectedPanic {
+            shard,
+            after: Duration::from_millis(args.inject_panic_after_ms),
+        });
+    let config = args.settings.merge_file()?.resolve(
         runtime::executor::allowed_cpus(),
         petrel::config::raise_fd_limit()?,
     )?;
@@ -95,7 +117,7 @@ fn serve(args: petrel::config::ServeArgs) -> anyhow::Result<()> {
     .context("installing signal handlers")?;
     let shards = config.shards;
     let data_dir = config.data_dir.clone();
-    let broker = petrel::broker::start(config)?;
+    let broker = petrel::broker::start(config, injected_panic)?;
     // Tests and scripts wait for this line (and read the port from it).
     println!(
         "petrel listening on {} with {shards} shards, data in {}",
@@ -120,7 +142,35 @@ fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {
     let probe_dir = dir.clone();
     runtime::run_single("petrel-dump", probe_dir, move || async move {
         let shard = ShardStorage::new(&ShardStorageConfig::default());
-        let log = Log::open(shard, dir, name, LogConfig::default()).await?;
+        let log = match Log::open(shard.clone(), dir.clone(), name, LogConfig::default()).await {
+            Ok(log) => log,
+            Err(error @ StorageError::CorruptSealed { .. }) => {
+                // The log does not open; show what each segment holds, changing nothing.
+                println!("{error}");
+                println!("segments, checked without changing anything:");
+                for check in check_segments(&shard, &dir, &LogConfig::default()).await? {
+                    let state = match &check.invalid {
+                        None => "valid".to_string(),
+                        Some((position, reason)) => {
+                            format!("INVALID from byte {position}: {reason}")
+                        }
+                    };
+                    println!(
+                        "{}  offsets {}..{}  bytes {} of {}  {state}",
+                        check.path.display(),
+                        check.base_offset,
+                        check.next_offset,
+                        check.valid_bytes,
+                        check.file_bytes,
+                    );
+                }
+                anyhow::bail!(
+                    "{} does not open: a segment before the last is damaged",
+                    dir.display()
+                );
+            }
+            Err(error) => return Err(error.into()),
+        };
         println!(
             "log start {}  log end {}  segments {:?}  bytes {}",
             log.log_start_offset(),
@@ -209,7 +259,7 @@ fn crash_writer(
                     // A short blocking write to a pipe the test drains; this is a test tool.
                     println!("ACK {sequence} {}", outcome.base_offset);
                     std::io::stdout().flush()?;
-                    if sequence % 50 == 0 {
+                    if sequence.is_multiple_of(50) {
                         glommio::timer::sleep(Duration::from_micros(100)).await;
                     }
                 }

@@ -293,7 +293,8 @@ async fn append(
     }
     log.wait(Durability::Written, i64::MAX).await?;
     let seconds = start.elapsed().as_secs_f64();
-    log.delete().await?;
+    log.delete(&dir.join(".deleted").join(format!("append-{records}")))
+        .await?;
     Ok(Figure {
         case: "append".into(),
         records_per_batch: records,
@@ -315,7 +316,8 @@ async fn group_commit(
     duration: Duration,
     case: &str,
 ) -> anyhow::Result<Figure> {
-    let log = open_log(dir, &format!("{case}-{records}-{producers}")).await?;
+    let name = format!("{case}-{records}-{producers}");
+    let log = open_log(dir, &name).await?;
     let latencies = Rc::new(RefCell::new(histogram()));
     let batches = Rc::new(Cell::new(0u64));
     let start = Instant::now();
@@ -348,7 +350,7 @@ async fn group_commit(
     }
     let seconds = start.elapsed().as_secs_f64();
     let syncs = log.sync_count() - syncs_before;
-    log.delete().await?;
+    log.delete(&dir.join(".deleted").join(&name)).await?;
     let latencies = percentiles(&latencies.borrow());
     Ok(Figure {
         case: case.into(),

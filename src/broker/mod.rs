@@ -1,20 +1,31 @@
 //! The composition root: starts the shards of `petrel serve`, wires each shard's services
 //! and its Kafka listener, and stops them. The only module that knows every layer.
 //!
-//! 1. The main thread loads (or creates) the metadata file and reserves the listen port with
-//!    a bound, non-listening SO_REUSEPORT socket (so port 0 resolves once, for all shards)
+//! 1. The main thread takes the data directory: creates it, locks `<data dir>/.lock` (one
+//!    broker per directory), checks the host (RLIMIT_MEMLOCK, O_DIRECT, io_uring:
+//!    `preflight`), installs the fatal-panic hook, empties the trash of deleted topics,
+//!    loads (or creates) the metadata file, and reserves the listen port with a bound,
+//!    non-listening SO_REUSEPORT socket (so port 0 resolves once, for all shards)
 //!    (`bootstrap`).
 //! 2. One executor per shard is spawned, pinned to its CPU (`runtime::executor`). Each primes
-//!    glommio's iopoll probe, opens the logs of the partitions it owns, binds the port, and
-//!    reports ready (`shard_main`).
-//! 3. On SIGINT/SIGTERM the main thread sends every shard a shutdown job: the shard stops
+//!    glommio's iopoll probe, opens the logs of the partitions it owns and its group
+//!    coordinator, and reports Loaded (`shard_main`).
+//! 3. Once every shard has loaded, the main thread opens the start gate: each shard binds
+//!    the port, listens and reports Listening; then the reservation is dropped. So the port
+//!    refuses connections until every partition is open, and a client never reaches a
+//!    shard that forwards its request to one still loading.
+//! 4. On SIGINT/SIGTERM the main thread sends every shard a shutdown job: the shard stops
 //!    accepting, lets its connections finish the requests in flight, syncs and closes its
-//!    logs, and its executor returns. The process exits 0.
+//!    logs, and its executor returns. The process exits 0. A panic on any thread after the
+//!    pre-flight ends the process (exit 70): a shard that is gone would leave its
+//!    partitions unanswered while the others kept running.
 
 mod bootstrap;
+mod preflight;
 mod shard_main;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,17 +33,78 @@ use crate::config::BrokerConfig;
 use crate::runtime::{executor, mesh};
 use crate::shard::{Shard, ShardJob};
 
+/// Exit status after a panic on any thread (EX_SOFTWARE, "internal software error").
+pub const EXIT_AFTER_PANIC: i32 = 70;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot use data directory {path}: {source}")]
     DataDir {
-        path: std::path::PathBuf,
+        path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "data directory {dir} is in use by another petrel ({owner}), which holds the lock \
+         on {path}; stop it first, or give this broker its own --data-dir"
+    )]
+    Locked {
+        dir: PathBuf,
+        path: PathBuf,
+        owner: String,
+    },
     #[error("metadata file {path}: {reason}")]
-    Metadata {
-        path: std::path::PathBuf,
+    Metadata { path: PathBuf, reason: String },
+    #[error(
+        "metadata file {path} is missing, but {dir} holds {count} {entries_word} ({names}): refusing \
+         to start an empty cluster over existing data. Restore the file, or move these \
+         entries away.",
+        path = .path.display(),
+        dir = .dir.display(),
+        count = .entries.len(),
+        entries_word = if .entries.len() == 1 { "entry" } else { "entries" },
+        names = bootstrap::name_some(.entries),
+    )]
+    MetadataMissing {
+        path: PathBuf,
+        dir: PathBuf,
+        entries: Vec<String>,
+    },
+    #[error("cannot read RLIMIT_MEMLOCK: {error}")]
+    MemLockUnknown { error: std::io::Error },
+    #[error(
+        "RLIMIT_MEMLOCK is {soft_text}; each shard's io_uring needs ≥512 KiB of locked memory \
+         (glommio refuses to start below that), and the hard limit ({hard_text}) allows no \
+         more; raise it: `ulimit -l unlimited`, systemd `LimitMEMLOCK=infinity`, \
+         `docker run --ulimit memlock=-1`",
+        soft_text = preflight::kib(*.soft),
+        hard_text = preflight::kib(*.hard),
+    )]
+    MemLock { soft: u64, hard: u64 },
+    #[error(
+        "the file system of {dir} does not support O_DIRECT (e.g. tmpfs); use ext4/xfs \
+         (opening a file there with O_DIRECT: {error})",
+        dir = .dir.display(),
+    )]
+    NoDirectIo { dir: PathBuf, error: std::io::Error },
+    #[error(
+        "cannot start an io_uring executor: {reason}. Petrel's shards need io_uring: \
+         /proc/sys/kernel/io_uring_disabled is {disabled} (0 allows it, 1 only for the group \
+         in kernel.io_uring_group, 2 disables it); this process's seccomp mode is {seccomp} \
+         (`Seccomp:` in /proc/self/status; 2 means filtered, and Docker's default seccomp \
+         profile blocks io_uring: run with a profile that allows io_uring_setup, \
+         io_uring_enter and io_uring_register); the kernel must be 5.8 or newer (this one \
+         is {kernel})"
+    )]
+    IoUring {
         reason: String,
+        disabled: String,
+        seccomp: String,
+        kernel: String,
     },
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -51,15 +123,53 @@ pub enum StartError {
     },
 }
 
-/// A running broker: its shards' inboxes and threads.
+/// A panic injected into one shard, for tests of what a panicking shard does to the
+/// process (`serve --inject-panic-shard`, hidden). `after` zero: while it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct InjectedPanic {
+    pub shard: usize,
+    pub after: Duration,
+}
+
+/// How far a starting shard has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Its partitions and group coordinator are open; it waits at the start gate.
+    Loaded,
+    /// It listens on the port.
+    Listening,
+}
+
+/// What a starting shard tells the main thread.
+enum Report {
+    Reached(Phase),
+    Failed(StartError),
+    /// Its executor ended (or never ran its body) without reporting: the main thread joins
+    /// the thread for the reason.
+    Exited,
+}
+
+/// A running broker: its shards' inboxes and threads, and the data directory's lock.
 pub struct Broker {
     pub listen: SocketAddr,
     senders: Vec<async_channel::Sender<ShardJob>>,
-    threads: Vec<glommio::ExecutorJoinHandle<()>>,
+    /// `None` once joined.
+    threads: Vec<Option<glommio::ExecutorJoinHandle<()>>>,
+    /// The `flock` on `<data dir>/.lock`; released when this is dropped, after `stop` has
+    /// joined every shard thread.
+    _lock: std::fs::File,
 }
 
 /// Starts every shard and returns once all of them listen.
-pub fn start(config: BrokerConfig) -> Result<Broker, StartError> {
+pub fn start(
+    config: BrokerConfig,
+    injected_panic: Option<InjectedPanic>,
+) -> Result<Broker, StartError> {
+    bootstrap::create_data_dir(&config.data_dir)?;
+    let lock = bootstrap::lock_data_dir(&config.data_dir)?;
+    preflight::check_host(&config.data_dir)?;
+    install_fatal_panic_hook();
+    bootstrap::purge_leftovers(&config.data_dir)?;
     let metadata = Arc::new(bootstrap::load_or_create_metadata(&config)?);
     let partitions = metadata.partition_count();
     if partitions > config.partitions_max {
@@ -88,16 +198,29 @@ pub fn start(config: BrokerConfig) -> Result<Broker, StartError> {
     }
     let config = Arc::new(config);
     let (senders, receivers) = mesh::inboxes::<Shard>(config.shards);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, StartError>>();
-    let mut threads = Vec::new();
+    let (report_tx, reports) = std::sync::mpsc::channel::<(usize, Report)>();
+    // Closing the gate's channel (dropping `gate_open`) opens it for every shard.
+    let (gate_open, gate) = async_channel::bounded::<()>(1);
+    let mut gate_open = Some(gate_open);
+    let mut broker = Broker {
+        listen: SocketAddr::new(config.listen.ip(), port),
+        senders: senders.clone(),
+        threads: Vec::new(),
+        _lock: lock,
+    };
+    let mut failure = None;
     for (id, inbox) in receivers.into_iter().enumerate() {
         let cpu = config.cpus[id % config.cpus.len()];
-        let (config, metadata, senders, ready) = (
+        let reporter = shard_main::Reporter::new(id, report_tx.clone());
+        let (config, metadata, senders, gate) = (
             config.clone(),
             metadata.clone(),
             senders.clone(),
-            ready_tx.clone(),
+            gate.clone(),
         );
+        let panic_after = injected_panic
+            .filter(|injected| injected.shard == id)
+            .map(|injected| injected.after);
         let data_dir = config.data_dir.clone();
         let spawned = executor::spawn_pinned(
             &format!("petrel-shard-{id}"),
@@ -106,64 +229,119 @@ pub fn start(config: BrokerConfig) -> Result<Broker, StartError> {
             move |primed| async move {
                 if let Err(error) = primed {
                     let reason = error.to_string();
-                    let _ = ready.send(Err(StartError::Shard { shard: id, reason }));
+                    reporter.failed(StartError::Shard { shard: id, reason });
                     return;
                 }
                 let shard = Shard::new(id, config, port, senders, metadata);
-                shard_main::run_shard(shard, inbox, ready).await;
+                let start = shard_main::Start {
+                    reporter,
+                    gate,
+                    panic_after,
+                };
+                shard_main::run_shard(shard, inbox, start).await;
             },
-        )
-        .map_err(|error| StartError::Shard {
-            shard: id,
-            reason: error.to_string(),
-        })?;
-        threads.push(spawned);
-    }
-    drop(ready_tx);
-    let mut started = 0;
-    let mut failure = None;
-    while started < config.shards {
-        match ready_rx.recv() {
-            Ok(Ok(_)) => started += 1,
-            Ok(Err(error)) => {
-                failure = Some(error);
-                break;
-            }
-            Err(_) => {
+        );
+        match spawned {
+            Ok(thread) => broker.threads.push(Some(thread)),
+            Err(error) => {
                 failure = Some(StartError::Shard {
-                    shard: started,
-                    reason: "exited during start".into(),
+                    shard: id,
+                    reason: error.to_string(),
                 });
                 break;
             }
         }
     }
+    drop(report_tx);
+    let spawned = broker.threads.len();
+    let mut started = failure.map_or(Ok(()), Err);
+    if started.is_ok() {
+        started = broker.await_reports(&reports, spawned, Phase::Loaded);
+    }
+    if started.is_ok() {
+        drop(gate_open.take());
+        started = broker.await_reports(&reports, spawned, Phase::Listening);
+    }
     // Every shard listens now (or we are giving up): release the reservation.
     drop(reservation);
-    let broker = Broker {
-        listen: SocketAddr::new(config.listen.ip(), port),
-        senders,
-        threads,
-    };
-    if let Some(error) = failure {
-        broker.stop();
-        return Err(error);
+    match started {
+        Ok(()) => Ok(broker),
+        Err(error) => {
+            // Shards still at the gate see the shutdown; the gate never opens for them
+            // (`gate_open` lives until they are joined).
+            broker.stop();
+            drop(gate_open);
+            Err(error)
+        }
     }
-    Ok(broker)
 }
 
 impl Broker {
+    /// Waits until `shards` shards have sent `wanted`, or one fails. A shard's thread that
+    /// ended without a word is joined for its reason (e.g. glommio could not build its
+    /// reactor), so the error names the shard and the real cause.
+    fn await_reports(
+        &mut self,
+        reports: &std::sync::mpsc::Receiver<(usize, Report)>,
+        shards: usize,
+        wanted: Phase,
+    ) -> Result<(), StartError> {
+        let mut reached = 0;
+        while reached < shards {
+            let Ok((shard, report)) = reports.recv() else {
+                return Err(StartError::Shard {
+                    shard: 0,
+                    reason: "every shard exited during start without a report".into(),
+                });
+            };
+            match report {
+                Report::Failed(error) => return Err(error),
+                Report::Exited => {
+                    let reason = self.join(shard).unwrap_or_else(|| {
+                        "its executor ended during start without a reason".into()
+                    });
+                    return Err(StartError::Shard { shard, reason });
+                }
+                Report::Reached(phase) => {
+                    debug_assert_eq!(phase, wanted, "shard {shard} skipped a phase");
+                    reached += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins shard `shard`'s thread; returns why it failed, if it did.
+    fn join(&mut self, shard: usize) -> Option<String> {
+        let thread = self.threads.get_mut(shard)?.take()?;
+        thread.join().err().map(executor::exit_reason)
+    }
+
     /// Asks every shard to shut down gracefully and waits for their threads.
-    pub fn stop(self) {
+    pub fn stop(mut self) {
         for sender in &self.senders {
             let job: ShardJob = Box::new(|shard| Box::pin(async move { shard.shutdown.begin() }));
             // A shard that already exited has closed its inbox; nothing to tell it.
             let _ = sender.send_blocking(job);
         }
-        for thread in self.threads {
-            if thread.join().is_err() {
-                tracing::error!("a shard thread panicked during shutdown");
+        for shard in 0..self.threads.len() {
+            if let Some(reason) = self.join(shard) {
+                tracing::error!(shard, "shard stopped with an error: {reason}");
             }
         }
     }
+}
+
+/// From here on a panic on any thread ends the process, after the default hook has printed
+/// it: a shard that is gone would leave its partitions and groups unanswered while the
+/// process kept running, and a restart recovers every log as after a crash.
+fn install_fatal_panic_hook() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("<unnamed>");
+        eprintln!("petrel: fatal: thread {name} panicked; exiting");
+        std::process::exit(EXIT_AFTER_PANIC);
+    }));
 }

@@ -1,11 +1,12 @@
 //! The life of one shard after its executor starts: open the partitions it owns and its
-//! group coordinator, listen, serve until shutdown, drain connections, close every log.
+//! group coordinator, wait at the start gate for every other shard to have done the same,
+//! listen, serve until shutdown, drain connections, close every log.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::StartError;
+use super::{Phase, Report, StartError};
 use crate::group::coordinator::GroupCoordinator;
 use crate::runtime::mesh;
 use crate::shard::{Shard, ShardJob};
@@ -23,13 +24,69 @@ const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// of the shard's partition table when nothing failed.
 const FAILED_LOG_REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs one shard from start to stop, reporting to `ready` once it listens (or why it
-/// could not start).
-pub async fn run_shard(
-    shard: Rc<Shard>,
-    inbox: async_channel::Receiver<ShardJob>,
-    ready: std::sync::mpsc::Sender<Result<usize, StartError>>,
-) {
+/// A shard's line to the main thread during start. If it is dropped before the shard
+/// listens or reports a failure (the executor never ran the shard, or its body ended
+/// early), it reports `Exited`, so the main thread never waits for a shard that is gone.
+pub struct Reporter {
+    shard: usize,
+    sender: std::sync::mpsc::Sender<(usize, Report)>,
+    finished: bool,
+}
+
+impl Reporter {
+    pub fn new(shard: usize, sender: std::sync::mpsc::Sender<(usize, Report)>) -> Reporter {
+        Reporter {
+            shard,
+            sender,
+            finished: false,
+        }
+    }
+
+    fn send(&self, report: Report) {
+        // The main thread may have given up on the start already.
+        let _ = self.sender.send((self.shard, report));
+    }
+
+    fn reached(&mut self, phase: Phase) {
+        self.finished = phase == Phase::Listening;
+        self.send(Report::Reached(phase));
+    }
+
+    pub fn failed(mut self, error: StartError) {
+        self.finished = true;
+        self.send(Report::Failed(error));
+    }
+
+    /// The start was called off (another shard failed): nothing more to report.
+    fn called_off(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.send(Report::Exited);
+        }
+    }
+}
+
+/// What a shard needs for its start.
+pub struct Start {
+    pub reporter: Reporter,
+    /// Closed by the main thread once every shard has loaded.
+    pub gate: async_channel::Receiver<()>,
+    /// `serve --inject-panic-shard`: panic this long after listening (zero: while loading).
+    pub panic_after: Option<Duration>,
+}
+
+/// Runs one shard from start to stop: loads, waits at the gate, listens, serves.
+pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob>, start: Start) {
+    let Start {
+        mut reporter,
+        gate,
+        panic_after,
+    } = start;
     // The inbox runs from the start: other shards may already send jobs (e.g. metadata).
     glommio::spawn_local(mesh::serve_inbox(shard.clone(), inbox)).detach();
     if let Some(plan) = shard.config.inject_faults.clone() {
@@ -40,20 +97,45 @@ pub async fn run_shard(
         );
         crate::storage::faults::install(plan);
     }
-    let listener = match open_services(&shard).await.and_then(|()| listen(&shard)) {
+    if panic_after == Some(Duration::ZERO) {
+        panic!("injected panic in shard {} while it starts", shard.id);
+    }
+    if let Err(error) = open_services(&shard).await {
+        reporter.failed(error);
+        shard.close_all().await;
+        return;
+    }
+    reporter.reached(Phase::Loaded);
+    // A connection to any shard may be forwarded to any other: no shard listens before
+    // every shard has its partitions open.
+    if shard.shutdown.or_stopped(gate.recv()).await.is_none() {
+        reporter.called_off();
+        shard.close_all().await;
+        return;
+    }
+    let listener = match listen(&shard) {
         Ok(listener) => listener,
         Err(error) => {
-            let _ = ready.send(Err(error));
+            reporter.failed(error);
+            shard.close_all().await;
             return;
         }
     };
-    let _ = ready.send(Ok(shard.id));
+    reporter.reached(Phase::Listening);
     tracing::info!(
         shard = shard.id,
         port = shard.port,
         partitions = shard.owned_partitions().len(),
         "shard ready"
     );
+    if let Some(after) = panic_after {
+        let id = shard.id;
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(after).await;
+            panic!("injected panic in shard {id}, {after:?} after it started");
+        })
+        .detach();
+    }
     glommio::spawn_local(retention_loop(shard.clone())).detach();
     glommio::spawn_local(reopen_failed_logs_loop(shard.clone())).detach();
     crate::server::accept_loop(shard.clone(), listener).await;

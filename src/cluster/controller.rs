@@ -5,11 +5,12 @@
 //! The controller decides and persists; it does not know how partitions are spread over
 //! shards. It acts on them through a [`TopicHost`], which the shard layer implements.
 //!
-//! Order of a creation (and of partition growth): open the new logs on their owning shards
-//! (removing any leftover directory of a deleted namesake), persist the metadata file, then
-//! give every shard the new snapshot. A crash before the persist leaves only orphan
-//! directories, which a later creation of the same name removes. Deletion persists first,
-//! then deletes the logs, so a deleted topic never comes back.
+//! Order of a creation (and of partition growth): open the new logs on their owning shards,
+//! persist the metadata file, then give every shard the new snapshot. If a log cannot be
+//! opened, the logs this change opened are closed and deleted again. A crash before the
+//! persist leaves orphan directories, which a later creation of the same name moves aside
+//! (`<data dir>/.orphans/`), never deletes. Deletion persists first, then deletes the logs,
+//! so a deleted topic never comes back.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -56,11 +57,14 @@ pub type Outcome<T> = Result<T, TopicError>;
 pub trait TopicHost {
     /// The metadata snapshot the controller's shard holds (the latest published).
     fn metadata(&self) -> Arc<ClusterMetadata>;
-    /// Opens partitions `range` of `topic` on their owning shards, each replacing any
-    /// leftover directory of a deleted namesake.
+    /// Opens partitions `range` of `topic` on their owning shards, each moving aside any
+    /// leftover directory under its name.
     async fn open_logs(&self, topic: &Topic, range: Range<i32>) -> Result<(), String>;
     /// Closes and deletes every log of `topic`; failures are logged, not returned.
     async fn delete_logs(&self, topic: &Topic);
+    /// Closes and deletes the logs of partitions `range` of `topic` that are open (the
+    /// rollback of a growth that failed part way); failures are logged, not returned.
+    async fn discard_logs(&self, topic: &Topic, range: Range<i32>);
     /// Gives the open logs of `topic` its current roll and retention limits.
     async fn reconfigure_logs(&self, topic: &Topic);
     /// Gives every shard `snapshot` (already persisted).
@@ -195,7 +199,15 @@ impl Controller {
             results.push(outcome);
         }
         if !validate_only && results.iter().any(Result::is_ok) {
-            return self.publish_or_fail(host, metadata, results).await;
+            let created: Vec<Topic> = results.iter().filter_map(|r| r.clone().ok()).collect();
+            let results = self.publish_or_fail(host, metadata, results).await;
+            if results.iter().all(Result::is_err) {
+                // Not persisted: the logs just opened belong to no topic.
+                for topic in &created {
+                    host.delete_logs(topic).await;
+                }
+            }
+            return results;
         }
         results
     }
@@ -314,6 +326,7 @@ impl Controller {
         let mut metadata = (*host.metadata()).clone();
         let mut partitions_total = metadata.partition_count();
         let mut results = Vec::with_capacity(changes.len());
+        let mut opened = Vec::new();
         for change in changes {
             let old_count = metadata
                 .topic(&change.topic)
@@ -340,19 +353,31 @@ impl Controller {
                 results.push(Ok(()));
                 continue;
             }
-            match host.open_logs(&grown, old_count..grown.partitions).await {
+            let added = old_count..grown.partitions;
+            match host.open_logs(&grown, added.clone()).await {
                 Ok(()) => {
+                    opened.push((grown.clone(), added));
                     metadata.insert_topic(grown);
                     results.push(Ok(()));
                 }
                 Err(message) => {
                     partitions_total = metadata.partition_count();
+                    // Some owners may have opened their new partitions before another
+                    // failed: the metadata will not name them, so they must not stay.
+                    host.discard_logs(&grown, added).await;
                     results.push(Err(TopicError::Storage(message)));
                 }
             }
         }
         if !validate_only && results.iter().any(Result::is_ok) {
-            return self.publish_or_fail(host, metadata, results).await;
+            let results = self.publish_or_fail(host, metadata, results).await;
+            if results.iter().all(Result::is_err) {
+                // Not persisted: the partitions just opened belong to no topic.
+                for (topic, added) in opened {
+                    host.discard_logs(&topic, added).await;
+                }
+            }
+            return results;
         }
         results
     }
@@ -535,4 +560,133 @@ pub fn auto_create_specs(metadata: &ClusterMetadata, names: Vec<String>) -> Vec<
             configs: BTreeMap::new(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// A host that opens partitions in order and fails at one of them, remembering which
+    /// logs are open.
+    struct FakeHost {
+        metadata: RefCell<Arc<ClusterMetadata>>,
+        fail_at: i32,
+        open: RefCell<BTreeSet<(String, i32)>>,
+    }
+
+    impl TopicHost for FakeHost {
+        fn metadata(&self) -> Arc<ClusterMetadata> {
+            self.metadata.borrow().clone()
+        }
+
+        async fn open_logs(&self, topic: &Topic, range: Range<i32>) -> Result<(), String> {
+            for partition in range {
+                if partition == self.fail_at {
+                    return Err(format!("cannot open partition {partition}"));
+                }
+                self.open
+                    .borrow_mut()
+                    .insert((topic.name.clone(), partition));
+            }
+            Ok(())
+        }
+
+        async fn delete_logs(&self, topic: &Topic) {
+            self.open
+                .borrow_mut()
+                .retain(|(name, _)| name != &topic.name);
+        }
+
+        async fn discard_logs(&self, topic: &Topic, range: Range<i32>) {
+            self.open
+                .borrow_mut()
+                .retain(|(name, index)| name != &topic.name || !range.contains(index));
+        }
+
+        async fn reconfigure_logs(&self, _topic: &Topic) {}
+
+        async fn publish(&self, snapshot: Arc<ClusterMetadata>) {
+            *self.metadata.borrow_mut() = snapshot;
+        }
+    }
+
+    fn controller() -> Controller {
+        Controller::new(ControllerSettings {
+            node_id: 0,
+            default_partitions: 1,
+            topic_defaults: TopicDefaults {
+                retention_ms: -1,
+                retention_bytes: -1,
+                segment_bytes: 1 << 30,
+                segment_ms: -1,
+                max_message_bytes: 1 << 20,
+            },
+            metadata_path: PathBuf::from("/nonexistent/petrel-metadata.json"),
+        })
+    }
+
+    #[test]
+    fn a_failed_growth_closes_the_partitions_it_opened_and_keeps_the_old_ones() {
+        let mut metadata = ClusterMetadata::new();
+        let topic = Topic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 2,
+            configs: BTreeMap::new(),
+        };
+        metadata.topics.insert(topic.name.clone(), topic);
+        let host = FakeHost {
+            metadata: RefCell::new(Arc::new(metadata)),
+            fail_at: 3,
+            open: RefCell::new([("t".to_string(), 0), ("t".to_string(), 1)].into()),
+        };
+        let grown = futures_lite::future::block_on(controller().create_partitions(
+            &host,
+            vec![PartitionGrowth {
+                topic: "t".into(),
+                count: 5,
+                assignments: None,
+            }],
+            false,
+        ));
+        assert!(
+            matches!(grown.as_slice(), [Err(TopicError::Storage(_))]),
+            "{grown:?}"
+        );
+        let open: Vec<(String, i32)> = host.open.borrow().iter().cloned().collect();
+        assert_eq!(open, [("t".to_string(), 0), ("t".to_string(), 1)]);
+        assert_eq!(host.metadata().topic("t").map(|t| t.partitions), Some(2));
+    }
+
+    #[test]
+    fn logs_of_a_change_that_cannot_be_persisted_are_deleted_again() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        // The metadata file cannot be written (its directory does not exist).
+        let outcome = crate::runtime::run_single("controller-test", temp.path().into(), || async {
+            let host = FakeHost {
+                metadata: RefCell::new(Arc::new(ClusterMetadata::new())),
+                fail_at: i32::MAX,
+                open: RefCell::new(BTreeSet::new()),
+            };
+            let spec = TopicSpec {
+                name: "new".into(),
+                partitions: 3,
+                replication_factor: -1,
+                assignments: Vec::new(),
+                configs: BTreeMap::new(),
+            };
+            let created = controller().create_topics(&host, vec![spec], false).await;
+            let open = host.open.borrow().len();
+            (created, open)
+        });
+        let (created, open) = outcome.expect("executor");
+        assert!(
+            matches!(created.as_slice(), [Err(TopicError::Storage(_))]),
+            "{created:?}"
+        );
+        assert_eq!(open, 0, "the opened logs stayed");
+    }
 }

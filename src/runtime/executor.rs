@@ -16,8 +16,9 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 pub enum RuntimeError {
     #[error("cannot start executor {name}: {reason}")]
     Spawn { name: String, reason: String },
-    #[error("executor thread panicked")]
-    Panicked,
+    /// The executor never ran its body (glommio could not build it) or its thread panicked.
+    #[error("executor {name} failed: {reason}")]
+    Failed { name: String, reason: String },
     #[error("cannot prime the iopoll probe in {path}: {source}")]
     Probe {
         path: PathBuf,
@@ -44,7 +45,37 @@ where
             name: name.to_string(),
             reason: error.to_string(),
         })?;
-    handle.join().map_err(|_| RuntimeError::Panicked)?
+    handle.join().map_err(|error| RuntimeError::Failed {
+        name: name.to_string(),
+        reason: exit_reason(error),
+    })?
+}
+
+/// Why an executor thread ended without its result, in words: glommio's error (a reactor
+/// it could not build, e.g. below its RLIMIT_MEMLOCK floor) or the message of a panic.
+pub fn exit_reason(error: glommio::GlommioError<()>) -> String {
+    use glommio::{BuilderErrorKind, GlommioError, ReactorErrorKind};
+    match error {
+        GlommioError::BuilderError(BuilderErrorKind::ThreadPanic(payload)) => {
+            format!("panicked: {}", panic_message(payload.as_ref()))
+        }
+        GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(limit, needed)) => format!(
+            "cannot build an io_uring reactor: RLIMIT_MEMLOCK is {limit} bytes, glommio needs \
+             at least {needed}"
+        ),
+        other => format!("cannot build an io_uring reactor: {other}"),
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a message gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(a panic without a message)".to_string()
+    }
 }
 
 /// Starts an executor pinned to `cpu` that primes the iopoll probe on `data_dir`'s device,
@@ -123,4 +154,33 @@ fn thread_tag() -> String {
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_executor_that_ends_early_says_why() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let failed = run_single("panicking", dir.path().into(), || async {
+            panic!("the probe said no ({})", 7);
+        });
+        match failed {
+            Err(RuntimeError::Failed { name, reason }) => {
+                assert_eq!(name, "panicking");
+                assert_eq!(reason, "panicked: the probe said no (7)");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        let memlock = glommio::GlommioError::ReactorError(glommio::ReactorErrorKind::MemLockLimit(
+            65_536, 524_288,
+        ));
+        assert!(exit_reason(memlock).contains("RLIMIT_MEMLOCK is 65536 bytes"));
+        let payload: Box<dyn std::any::Any + Send> = Box::new(17u8);
+        assert_eq!(
+            panic_message(payload.as_ref()),
+            "(a panic without a message)"
+        );
+    }
 }

@@ -46,11 +46,25 @@ pub fn topic_error_code(error: &TopicError) -> ResponseError {
     }
 }
 
+/// The code for a partition whose log is not open on its owner. If the owner's metadata
+/// names it, the log is on its way (the broker is still starting; its start gate keeps
+/// clients out until every log is open, so this is a second line of defence):
+/// NOT_LEADER_OR_FOLLOWER, which clients retry after refreshing metadata. Otherwise
+/// UNKNOWN_TOPIC_OR_PARTITION.
+pub fn partition_not_open_code(known_to_owner: bool) -> ResponseError {
+    if known_to_owner {
+        ResponseError::NotLeaderOrFollower
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    }
+}
+
 pub fn storage_error_code(error: &StorageError) -> ResponseError {
     match error {
         StorageError::InvalidBatch(reason) => batch_error_code(reason),
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Corrupt { .. }
+        | StorageError::CorruptSealed { .. }
         | StorageError::Io { .. }
         | StorageError::LogFailed { .. }
         | StorageError::TooManyOpenFiles { .. } => ResponseError::KafkaStorageError,

@@ -33,6 +33,14 @@ pub use topics::ensure_topics;
 /// A job for a shard.
 pub type ShardJob = Job<Shard>;
 
+/// `<data dir>/.orphans/`: directories a new topic found under its partitions' names
+/// (`<dir>.<uuid>`), moved aside instead of deleted: no topic in the metadata owned them,
+/// but they may be someone's data.
+pub const ORPHANS_DIR: &str = ".orphans";
+/// `<data dir>/.deleted/`: partition directories of deleted topics
+/// (`<dir>.<topic id>`), renamed here before they are removed; emptied on start.
+pub const DELETED_DIR: &str = ".deleted";
+
 /// A partition this shard owns.
 pub struct Partition {
     pub topic: String,
@@ -160,6 +168,15 @@ impl Shard {
         partitions.get(topic)?.get(slot)?.clone()
     }
 
+    /// Whether this shard's metadata snapshot names partition `index` of `topic` (whether
+    /// or not its log is open here).
+    pub fn knows_partition(&self, topic: &str, index: i32) -> bool {
+        self.metadata
+            .borrow()
+            .topic(topic)
+            .is_some_and(|topic| (0..topic.partitions).contains(&index))
+    }
+
     /// Every partition this shard owns.
     pub fn owned_partitions(&self) -> Vec<Rc<Partition>> {
         self.partitions
@@ -170,8 +187,11 @@ impl Shard {
     }
 
     /// Opens (creating if needed) the logs of `partitions` of `topic` that this shard owns.
-    /// `fresh` removes any leftover directory first: a new topic never inherits the data of
-    /// a deleted one that had the same name.
+    /// `fresh` (a topic or partitions being created): a directory already under a new
+    /// partition's name belongs to no topic in the metadata (a crash before a creation was
+    /// persisted, a partition restored by hand); it is moved to `ORPHANS_DIR`, never
+    /// deleted, and the new log starts empty. If a fresh log cannot be opened, the
+    /// directory this call made for it is removed again.
     pub async fn open_partitions(
         &self,
         topic: &Topic,
@@ -182,16 +202,27 @@ impl Shard {
         let log_config = self.config.log_config(&resolved);
         for &index in partitions {
             let dir = self.config.partition_dir(&topic.name, index);
-            if fresh && crate::storage::io::list_dir(&dir).await.is_ok() {
-                crate::storage::io::remove_dir_all(&dir).await?;
+            if fresh {
+                self.move_to_orphans(&dir).await?;
             }
-            let log = Log::open(
+            let opened = Log::open(
                 self.storage.clone(),
-                dir,
+                dir.clone(),
                 format!("{}-{index}", topic.name),
                 log_config.clone(),
             )
-            .await?;
+            .await;
+            let log = match opened {
+                Ok(log) => log,
+                Err(error) => {
+                    if fresh {
+                        if let Err(cleanup) = crate::storage::io::remove_dir_all(&dir).await {
+                            tracing::warn!(dir = %dir.display(), error = %cleanup, "cannot remove the directory of a log that failed to open");
+                        }
+                    }
+                    return Err(error);
+                }
+            };
             let partition = Rc::new(Partition {
                 topic: topic.name.clone(),
                 topic_id: topic.id,
@@ -267,6 +298,28 @@ impl Shard {
         }
     }
 
+    /// Moves `dir`, if it exists, to `<data dir>/.orphans/<name>.<uuid>` (rename, then
+    /// fsync of both parents).
+    async fn move_to_orphans(&self, dir: &std::path::Path) -> Result<(), StorageError> {
+        use crate::storage::io;
+        if !io::exists(dir).await? {
+            return Ok(());
+        }
+        let orphans = self.config.data_dir.join(ORPHANS_DIR);
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let target = orphans.join(format!("{name}.{}", Uuid::new_v4().simple()));
+        io::create_dir_all(&orphans).await?;
+        io::rename(dir, &target).await?;
+        io::sync_dir(&self.config.data_dir).await?;
+        io::sync_dir(&orphans).await?;
+        tracing::warn!(
+            from = %dir.display(),
+            to = %target.display(),
+            "a new partition's directory already existed, owned by no topic; moved it aside"
+        );
+        Ok(())
+    }
+
     /// Applies `topic`'s current configs to this shard's open logs of it (roll and
     /// retention limits; see `Log::set_limits`).
     pub fn reconfigure_partitions(&self, topic: &Topic) {
@@ -280,15 +333,45 @@ impl Shard {
 
     /// Closes and deletes this shard's logs of `topic`.
     pub async fn delete_partitions(&self, topic: &str) -> Result<(), StorageError> {
-        let removed = self
-            .partitions
-            .borrow_mut()
-            .remove(topic)
-            .unwrap_or_default();
-        for partition in removed.into_iter().flatten() {
-            partition.log.delete().await?;
+        self.delete_partitions_in(topic, 0..i32::MAX).await
+    }
+
+    /// Closes and deletes this shard's logs of partitions `range` of `topic` (each through
+    /// `DELETED_DIR`, see `Log::delete`). Tries every one; returns the first error.
+    pub async fn delete_partitions_in(
+        &self,
+        topic: &str,
+        range: std::ops::Range<i32>,
+    ) -> Result<(), StorageError> {
+        let removed: Vec<Rc<Partition>> = {
+            let mut table = self.partitions.borrow_mut();
+            let Some(slots) = table.get_mut(topic) else {
+                return Ok(());
+            };
+            let removed = slots
+                .iter_mut()
+                .filter(|slot| slot.as_ref().is_some_and(|p| range.contains(&p.index)))
+                .filter_map(Option::take)
+                .collect();
+            if slots.iter().all(Option::is_none) {
+                table.remove(topic);
+            }
+            removed
+        };
+        let mut first_error = None;
+        for partition in removed {
+            let dir = self.config.partition_dir(&partition.topic, partition.index);
+            let dir_name = dir.file_name().unwrap_or_default().to_string_lossy();
+            let trash = self
+                .config
+                .data_dir
+                .join(DELETED_DIR)
+                .join(format!("{dir_name}.{}", partition.topic_id.simple()));
+            if let Err(error) = partition.log.delete(&trash).await {
+                first_error.get_or_insert(error);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// This shard's group coordinator, once its offsets are loaded.

@@ -61,6 +61,35 @@ impl TopicHost for Rc<Shard> {
         }
     }
 
+    async fn discard_logs(&self, topic: &Topic, range: Range<i32>) {
+        let mut by_owner: BTreeMap<usize, ()> = BTreeMap::new();
+        for partition in range.clone() {
+            by_owner.insert(self.owner_of(topic, partition), ());
+            if by_owner.len() == self.count {
+                break;
+            }
+        }
+        let name = topic.name.clone();
+        let discarded = self
+            .run_on_each(by_owner.into_iter().collect(), move |target, ()| {
+                let (name, range) = (name.clone(), range.clone());
+                async move {
+                    target
+                        .delete_partitions_in(&name, range)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await;
+        let errors: Vec<String> = match discarded {
+            Ok(results) => results.into_iter().filter_map(Result::err).collect(),
+            Err(error) => vec![error.to_string()],
+        };
+        for error in errors {
+            tracing::error!(topic = %topic.name, %error, "discarding partition logs failed");
+        }
+    }
+
     async fn reconfigure_logs(&self, topic: &Topic) {
         for owner in self.owners(topic) {
             let topic = topic.clone();

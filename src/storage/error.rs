@@ -20,6 +20,28 @@ pub enum StorageError {
         position: u64,
         reason: BatchError,
     },
+    /// Bytes that fail their checks in a segment that is not the last of its log, found on
+    /// open. Only the last segment can have a torn tail (a segment is synced before its
+    /// successor is created), so this is damage: the open fails and nothing on disk is
+    /// changed, rather than cutting the log there and deleting everything after it.
+    #[error(
+        "segment {file} is damaged at byte {position}: {reason}. A crash can cut short only \
+         the last segment of a log, so this is damage: nothing was changed on disk, and the \
+         {later_count} later segments are untouched{later}. Inspect the log with \
+         `petrel log dump {dir}`; to start without the damaged data, restore these files \
+         from a backup, or move {file} and every later segment out of {dir} (the log then \
+         ends where that segment begins)",
+        file = .path.display(),
+        dir = .path.parent().unwrap_or(.path).display(),
+        later_count = .later_segments.len(),
+        later = list_file_names(.later_segments),
+    )]
+    CorruptSealed {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+        later_segments: Vec<PathBuf>,
+    },
     /// A batch offered for append was malformed; nothing of it was written.
     #[error("rejected batch: {0}")]
     InvalidBatch(#[from] BatchError),
@@ -43,6 +65,30 @@ pub enum StorageError {
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// Files named in a message before the rest are only counted.
+const FILES_NAMED_MAX: usize = 8;
+
+/// The file names of `paths` as a message suffix, ` (a, b, … and 7 more)`, or nothing.
+fn list_file_names(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return String::new();
+    }
+    let mut names: Vec<String> = paths
+        .iter()
+        .take(FILES_NAMED_MAX)
+        .map(|path| {
+            path.file_name()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    if paths.len() > FILES_NAMED_MAX {
+        names.push(format!("… and {} more", paths.len() - FILES_NAMED_MAX));
+    }
+    format!(" ({})", names.join(", "))
+}
 
 /// Builds the `map_err` closure for an I/O step on `path`.
 pub(crate) fn io_error<E: Into<std::io::Error>>(

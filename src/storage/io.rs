@@ -31,6 +31,19 @@ pub async fn create_dir_all(dir: &Path) -> Result<()> {
         .map_err(io_error("create directory", dir))
 }
 
+/// Whether anything (a file, a directory, a link) exists at `path`.
+pub async fn exists(path: &Path) -> Result<bool> {
+    let owned = path.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || match std::fs::symlink_metadata(&owned) {
+            Ok(_) => Ok(true),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error),
+        })
+        .await
+        .map_err(io_error("stat", path))
+}
+
 /// Names of the entries of `dir`.
 pub async fn list_dir(dir: &Path) -> Result<Vec<String>> {
     let owned = dir.to_path_buf();
@@ -91,6 +104,7 @@ pub async fn remove_file_if_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// Removes `dir` and everything in it.
 pub async fn remove_dir_all(dir: &Path) -> Result<()> {
     let owned = dir.to_path_buf();
     glommio::executor()
@@ -167,6 +181,8 @@ pub async fn fallocate(file: &DmaFile, path: &Path, end: u64) -> Result<()> {
         .map_err(io_error("fallocate", path))
 }
 
+/// Renames `from` (a file or a directory) to `to` on the same file system. The caller
+/// syncs the directories involved.
 pub async fn rename(from: &Path, to: &Path) -> Result<()> {
     injected(FaultOp::Rename, from, "rename")?;
     glommio::io::rename(from, to)
@@ -197,10 +213,23 @@ pub async fn write_faulty(
     kind.error()
 }
 
+/// A temp file name beside `path` that no other write uses: `<name>.<pid>-<n>.tmp`.
+/// Writers of one file are serialized by their owners (a log's `checkpoint_lock`, the
+/// controller's lock); a shared temp name would still turn any overlap into a failed
+/// rename, or into one writer renaming the other's half-written file. Names end in
+/// `.tmp`, which recovery removes.
 pub fn temp_path(path: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
+    name.push(format!(".{}-{write}.tmp", std::process::id()));
     path.with_file_name(name)
+}
+
+/// Whether `name` is a temp file `temp_path` made for the file named `file_name`.
+pub fn is_temp_of(name: &str, file_name: &str) -> bool {
+    name.strip_prefix(file_name)
+        .is_some_and(|rest| rest.starts_with('.') && rest.ends_with(".tmp"))
 }
 
 /// Reads a whole small file, or `None` if it does not exist.

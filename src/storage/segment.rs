@@ -142,6 +142,16 @@ pub struct ScanOutcome {
     pub invalid_tail: Option<(u64, BatchError)>,
 }
 
+/// What recovery may do with invalid bytes found in a segment's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidTail {
+    /// The last segment of a log: a crash may have torn its last writes; cut them.
+    Cut,
+    /// An earlier segment, synced whole before its successor was created: invalid bytes
+    /// there are damage. Report them and change nothing.
+    Keep,
+}
+
 /// A run of whole batches read from one segment.
 pub struct SegmentRead {
     pub batches: Vec<Bytes>,
@@ -202,7 +212,8 @@ impl Segment {
     }
 
     /// Opens a sealed segment whose index files were written when it was sealed. Falls back
-    /// to a full recovery scan when they are missing or damaged.
+    /// to a full scan when they are missing or damaged; a sealed segment is never cut, so
+    /// any invalid bytes the scan finds are returned and left on disk.
     pub async fn open_sealed(
         shard: &ShardStorage,
         dir: &Path,
@@ -236,19 +247,21 @@ impl Segment {
             }
         }
         let invalid_tail = segment
-            .recover(index_interval_bytes, batch_bytes_max)
+            .recover(index_interval_bytes, batch_bytes_max, InvalidTail::Keep)
             .await?;
         Ok((segment, invalid_tail))
     }
 
     /// Opens a segment that may have a torn or corrupt tail: scans every batch, checks CRC,
-    /// offsets and lengths, rebuilds the index, and truncates at the first bad batch.
+    /// offsets and lengths, rebuilds the index, and (`InvalidTail::Cut`) truncates at the
+    /// first bad batch. Returns where and why the valid data ends, if before the file does.
     pub async fn open_dirty(
         shard: &ShardStorage,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
         batch_bytes_max: usize,
+        invalid_tail: InvalidTail,
     ) -> Result<(Rc<Segment>, Option<(u64, BatchError)>)> {
         let [log_path, _, _] = Segment::paths(dir, base_offset);
         let file = SegmentFile::open(&shard.files, log_path.clone(), false).await?;
@@ -259,7 +272,7 @@ impl Segment {
             index_interval_bytes,
         ));
         let invalid_tail = segment
-            .recover(index_interval_bytes, batch_bytes_max)
+            .recover(index_interval_bytes, batch_bytes_max, invalid_tail)
             .await?;
         Ok((segment, invalid_tail))
     }
@@ -268,6 +281,7 @@ impl Segment {
         &self,
         index_interval_bytes: u32,
         batch_bytes_max: usize,
+        invalid_tail: InvalidTail,
     ) -> Result<Option<(u64, BatchError)>> {
         let file = self.file().await?;
         let file_size = file
@@ -278,7 +292,7 @@ impl Segment {
         let outcome = self
             .scan(file_size, index_interval_bytes, batch_bytes_max)
             .await?;
-        if outcome.valid_bytes < file_size {
+        if outcome.valid_bytes < file_size && invalid_tail == InvalidTail::Cut {
             // Cut the torn or corrupt tail (and any zero padding) so it is never served.
             io::truncate(&file.file, &self.log_path, outcome.valid_bytes).await?;
             io::fdatasync(&file.file, &self.log_path).await?;

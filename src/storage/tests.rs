@@ -897,3 +897,201 @@ fn acknowledged_batches_survive_injected_faults() {
         );
     });
 }
+
+/// Every file of `dir` with its bytes, to prove an open changed nothing.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| {
+            let entry = entry.expect("entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(entry.path()).expect("read"))
+        })
+        .collect()
+}
+
+/// Opening must fail on damage in a segment that is not the last, naming the segment, the
+/// byte and the later segments, and leave every file as it was.
+async fn assert_refused_untouched(dir: &Path, damaged: i64, position: u64, later: &[i64]) {
+    let log_dir = dir.join("topic-0");
+    let before = snapshot(&log_dir);
+    let opened = Log::open(shard(), log_dir.clone(), "topic-0".into(), small_config()).await;
+    let error = match opened {
+        Ok(log) => {
+            log.close().await.expect("close");
+            panic!("opened over a damaged sealed segment {damaged}");
+        }
+        Err(error) => error,
+    };
+    let damaged_path = log_dir.join(format!("{}.log", segment::file_stem(damaged)));
+    let later_paths: Vec<PathBuf> = later
+        .iter()
+        .map(|base| log_dir.join(format!("{}.log", segment::file_stem(*base))))
+        .collect();
+    let message = error.to_string();
+    match error {
+        StorageError::CorruptSealed {
+            path,
+            position: at,
+            later_segments,
+            ..
+        } => {
+            assert_eq!(path, damaged_path);
+            assert_eq!(at, position);
+            assert_eq!(later_segments, later_paths);
+        }
+        other => panic!("expected CorruptSealed, got {other:?}"),
+    }
+    for expected in [
+        damaged_path.display().to_string(),
+        format!("byte {position}"),
+        format!("petrel log dump {}", log_dir.display()),
+        "nothing was changed on disk".to_string(),
+    ] {
+        assert!(message.contains(&expected), "{expected:?} not in {message}");
+    }
+    for base in later {
+        let name = format!("{}.log", segment::file_stem(*base));
+        assert!(message.contains(&name), "{name} not in {message}");
+    }
+    assert!(
+        snapshot(&log_dir) == before,
+        "the failed open changed files"
+    );
+}
+
+#[test]
+fn damage_in_a_sealed_segment_fails_the_open_and_changes_nothing() {
+    run(|dir| async move {
+        let log = open(&dir, shard(), small_config()).await;
+        let bases = append_synced(&log, 0..200).await;
+        let segments = log.segment_bases();
+        assert!(segments.len() >= 4, "{segments:?}");
+        log.close().await.expect("close");
+        let log_dir = dir.join("topic-0");
+        let path_of = |base: i64| log_dir.join(format!("{}.log", segment::file_stem(base)));
+        // Where batch `n` starts in its segment.
+        let position_of = |n: usize| -> u64 {
+            let segment = *segments.iter().filter(|&&s| s <= bases[n]).max().unwrap();
+            (0..n)
+                .filter(|&m| bases[m] >= segment)
+                .map(|m| batch(m as u64).len() as u64)
+                .sum()
+        };
+        let clean = snapshot(&log_dir);
+        let flip = |base: i64, position: u64| {
+            let mut bytes = std::fs::read(path_of(base)).unwrap();
+            bytes[position as usize + 70] ^= 0x55;
+            std::fs::write(path_of(base), &bytes).unwrap();
+        };
+        let restore = || {
+            for (name, bytes) in &clean {
+                std::fs::write(log_dir.join(name), bytes).unwrap();
+            }
+        };
+
+        // Below the recovery point, with its index gone: the scan finds batch 3 damaged.
+        for extension in ["index", "timeindex"] {
+            std::fs::remove_file(log_dir.join(format!("{}.{extension}", segment::file_stem(0))))
+                .unwrap();
+        }
+        flip(0, position_of(3));
+        assert_refused_untouched(&dir, 0, position_of(3), &segments[1..]).await;
+        restore();
+
+        // At or past the recovery point (no checkpoint: every segment is scanned), but not
+        // the last one: still not a torn tail.
+        std::fs::remove_file(log_dir.join(checkpoint::FILE_NAME)).unwrap();
+        let second = segments[1];
+        let n = bases.iter().position(|&b| b >= second).unwrap() + 2;
+        flip(second, position_of(n));
+        assert_refused_untouched(&dir, second, position_of(n), &segments[2..]).await;
+        restore();
+
+        // A segment overlapping its predecessor.
+        let third = segments[2];
+        std::fs::copy(path_of(third), path_of(third - 1)).unwrap();
+        assert_refused_untouched(&dir, third - 1, 0, &segments[2..]).await;
+        std::fs::remove_file(path_of(third - 1)).unwrap();
+
+        // Undamaged, the log opens whole.
+        let log = open(&dir, shard(), small_config()).await;
+        assert_eq!(read_all(&log, 0).await.len(), 200);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn the_recovery_point_never_stays_past_a_log_cut_by_recovery() {
+    run(|dir| async move {
+        let log = open(&dir, shard(), small_config()).await;
+        let bases = append_synced(&log, 0..150).await;
+        let segments = log.segment_bases();
+        assert!(segments.len() >= 3, "{segments:?}");
+        log.close().await.expect("close");
+        let log_dir = dir.join("topic-0");
+        // The active segment is lost, and the one before it (now the last) has a damaged
+        // batch: recovery cuts the log below the checkpoint's recovery point.
+        let active = *segments.last().unwrap();
+        super::segment::Segment::remove_files(&log_dir, active)
+            .await
+            .expect("remove");
+        let sealed = segments[segments.len() - 2];
+        let first = bases.iter().position(|&b| b >= sealed).unwrap();
+        let path = log_dir.join(format!("{}.log", segment::file_stem(sealed)));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[70] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let log = open(&dir, shard(), small_config()).await;
+        assert_eq!(log.next_offset(), bases[first]);
+        let stored = std::fs::read(log_dir.join(checkpoint::FILE_NAME)).unwrap();
+        let checkpoint = checkpoint::Checkpoint::decode(&stored).expect("checkpoint");
+        assert!(
+            checkpoint.recovery_point <= log.next_offset(),
+            "recovery point {} past the log end {}",
+            checkpoint.recovery_point,
+            log.next_offset()
+        );
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn rolls_and_retention_at_once_never_break_the_checkpoint() {
+    const ROLLS: u64 = 40;
+    run(|dir| async move {
+        let log = open(&dir, shard(), small_config()).await;
+        let stop = Rc::new(std::cell::Cell::new(false));
+        // Retention (DeleteRecords here) writes the checkpoint without the append lock;
+        // rolls write it holding that lock: the two keep meeting.
+        let trimmer = {
+            let (log, stop) = (log.clone(), stop.clone());
+            glommio::spawn_local(async move {
+                let mut trims = 0;
+                while !stop.get() {
+                    trims += log.delete_before(log.next_offset()).await?;
+                    futures_lite::future::yield_now().await;
+                }
+                Ok::<usize, StorageError>(trims)
+            })
+        };
+        for n in 0..ROLLS {
+            let outcome = log.append(Bytes::from(batch(n)), 3).await.expect("append");
+            log.wait(Durability::Written, outcome.last_offset + 1)
+                .await
+                .expect("write");
+            log.roll_segment()
+                .await
+                .unwrap_or_else(|error| panic!("roll {n}: {error}"));
+        }
+        stop.set(true);
+        let trims = trimmer.await.expect("retention");
+        assert!(trims > ROLLS as usize / 2, "only {trims} segments trimmed");
+        let stored = std::fs::read(dir.join("topic-0").join(checkpoint::FILE_NAME)).unwrap();
+        let checkpoint = checkpoint::Checkpoint::decode(&stored).expect("checkpoint");
+        assert_eq!(checkpoint.log_start_offset, log.log_start_offset());
+        assert_eq!(Some(&checkpoint.recovery_point), log.segment_bases().last());
+        log.close().await.expect("close");
+    });
+}

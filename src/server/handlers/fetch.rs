@@ -30,7 +30,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
-use crate::server::errors::storage_error_code;
+use crate::server::errors::{partition_not_open_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::shard::Shard;
@@ -209,10 +209,8 @@ async fn read_on_owner(
     let mut results = Vec::with_capacity(items.len());
     for (position, item) in items {
         let Some(partition) = shard.partition(&item.topic, item.partition) else {
-            results.push((
-                position,
-                Outcome::failed(ResponseError::UnknownTopicOrPartition),
-            ));
+            let known = shard.knows_partition(&item.topic, item.partition);
+            results.push((position, Outcome::failed(partition_not_open_code(known))));
             continue;
         };
         let high_watermark = partition.high_watermark();

@@ -10,7 +10,7 @@ use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
 use crate::protocol::records;
-use crate::server::errors::storage_error_code;
+use crate::server::errors::{partition_not_open_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::shard::{Partition, Shard};
@@ -107,7 +107,12 @@ async fn look_up_on_owner(shard: &Rc<Shard>, items: Vec<(usize, Item)>) -> Vec<(
                     error: Some(storage_error_code(&error)),
                     ..NOT_FOUND
                 }),
-            None => unknown_partition(),
+            None => Answer {
+                error: Some(partition_not_open_code(
+                    shard.knows_partition(&item.topic, item.partition),
+                )),
+                ..NOT_FOUND
+            },
         };
         answers.push((position, answer));
     }

@@ -24,7 +24,7 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::protocol::frame::Request;
 use crate::record_batch;
-use crate::server::errors::{batch_error_code, storage_error_code};
+use crate::server::errors::{batch_error_code, partition_not_open_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::server::turn::Turn;
@@ -212,10 +212,8 @@ async fn append_on_owner(
             )
         };
         let Some(partition) = shard.partition(&item.topic, item.partition) else {
-            let outcome = Outcome::failed(
-                ResponseError::UnknownTopicOrPartition,
-                "partition not found",
-            );
+            let known = shard.knows_partition(&item.topic, item.partition);
+            let outcome = Outcome::failed(partition_not_open_code(known), "partition not open");
             results.push(refused(outcome));
             continue;
         };

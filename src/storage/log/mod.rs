@@ -7,6 +7,11 @@
 //! - Flushes are grouped: while one flush (write + optional `fdatasync`) runs, later waiters
 //!   queue behind it and the next flush covers all of them (group commit).
 //! - Readers never take the lock; they read what the appender has written (or the cache).
+//! - The checkpoint file is written under `checkpoint_lock`, from a snapshot of the state
+//!   taken once the lock is held, so writers never share its temp file and the newest
+//!   state is the one written last. Lock order: `active` before `checkpoint_lock` (a roll
+//!   or truncation writes the checkpoint while holding `active`); never take `active`
+//!   while holding `checkpoint_lock`.
 //! - No `RefCell` borrow is held across an `.await`.
 //!
 //! Code map (each file adds an `impl Log` block):
@@ -18,12 +23,14 @@
 
 mod append;
 mod open;
+
+pub use open::{check_segments, SegmentCheck};
 mod read;
 mod retention;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -104,6 +111,8 @@ pub struct Log {
     id: u64,
     state: RefCell<LogState>,
     active: async_lock::Mutex<Option<Active>>,
+    /// Serializes checkpoint writes (see the concurrency contract above).
+    checkpoint_lock: async_lock::Mutex<()>,
     read_ahead: RefCell<Option<ReadAhead>>,
     /// Page that batch copies are carved from (see `copy_for_cache`).
     cache_page: RefCell<BytesMut>,
@@ -125,10 +134,12 @@ impl LogState {
     /// - segments are keyed by their base offset and do not overlap (each ends at or before
     ///   the next one's base), and none ends past `next_offset`.
     ///
+    /// - `recovery_point <= next_offset`: no recovery point past the data (open clamps the
+    ///   checkpoint's, which a recovery that cut the tail leaves behind).
+    ///
     /// Deliberately not checked, because they do not always hold: `log_start_offset <=
     /// synced_offset` (DeleteRecords may move the start past data not yet written or
-    /// synced), `recovery_point <= next_offset` (open keeps the checkpoint's recovery point
-    /// even when recovery cut the tail below it), that the segments are contiguous (open
+    /// synced), that the segments are contiguous (open
     /// accepts a gap where a segment file is missing) and that there is at least one
     /// segment (truncation below the first segment empties the map for a while; close
     /// empties it for good).
@@ -147,6 +158,12 @@ impl LogState {
             self.log_start_offset <= self.next_offset,
             "log start {} past the log end {}",
             self.log_start_offset,
+            self.next_offset,
+        );
+        debug_assert!(
+            self.recovery_point <= self.next_offset,
+            "recovery point {} past the log end {}",
+            self.recovery_point,
             self.next_offset,
         );
         let mut previous_end = i64::MIN;
@@ -307,14 +324,20 @@ impl Log {
         flushed
     }
 
-    /// Closes the log and removes its directory (topic deletion).
-    pub async fn delete(&self) -> Result<()> {
+    /// Closes the log and removes its directory (topic deletion). The directory is first
+    /// renamed to `trash` (same file system; the broker empties its trash on start), so a
+    /// crash midway never leaves a half-removed log under the log's own name, where a later
+    /// topic of that name would find it.
+    pub async fn delete(&self, trash: &Path) -> Result<()> {
         self.close().await?;
-        io::remove_dir_all(&self.dir).await?;
-        if let Some(parent) = self.dir.parent() {
-            io::sync_dir(parent).await?;
+        if let Some(trash_dir) = trash.parent() {
+            io::create_dir_all(trash_dir).await?;
         }
-        Ok(())
+        io::rename(&self.dir, trash).await?;
+        for dir in [self.dir.parent(), trash.parent()].into_iter().flatten() {
+            io::sync_dir(dir).await?;
+        }
+        io::remove_dir_all(trash).await
     }
 
     /// Forgets this log's cached batches, so tests can force reads from disk.
@@ -333,7 +356,10 @@ impl Log {
         }
     }
 
+    /// Writes the checkpoint of the state as it is once no other checkpoint write runs.
+    /// Callers may hold `active` (never the other way round).
     async fn write_checkpoint(&self) -> Result<()> {
+        let _one_writer = self.checkpoint_lock.lock().await;
         let checkpoint = {
             let state = self.state.borrow();
             Checkpoint {

@@ -13,10 +13,10 @@ use super::{Active, Log, LogState};
 use crate::storage::appender::Appender;
 use crate::storage::checkpoint::{self, Checkpoint};
 use crate::storage::config::{FlushPolicy, LogConfig};
-use crate::storage::error::Result;
+use crate::storage::error::{io_error, Result, StorageError};
 use crate::storage::io;
 use crate::storage::producer_state::{self, BatchRange, ProducerStates};
-use crate::storage::segment::{self, Segment};
+use crate::storage::segment::{self, InvalidTail, Segment};
 use crate::storage::shard::ShardStorage;
 
 /// Idempotent producers remembered per partition (see `producer_state`).
@@ -73,7 +73,9 @@ impl Log {
                 next_offset,
                 written_offset: next_offset,
                 synced_offset: next_offset,
-                recovery_point: checkpoint.recovery_point,
+                // Recovery may have cut the log below the checkpoint's recovery point (a torn
+                // last segment): nothing past the log end is left to skip scanning.
+                recovery_point: checkpoint.recovery_point.min(next_offset),
                 truncations: 0,
                 failure: None,
                 producers: ProducerStates::new(PRODUCERS_PER_PARTITION_MAX),
@@ -82,6 +84,7 @@ impl Log {
                 segment: last,
                 appender,
             })),
+            checkpoint_lock: async_lock::Mutex::new(()),
             read_ahead: RefCell::new(None),
             cache_page: RefCell::new(BytesMut::new()),
             flush_running: Cell::new(false),
@@ -142,8 +145,13 @@ impl Log {
 }
 
 /// Lists and opens the segments of `dir`, recovering what needs it. Removes temp files
-/// and index files without a log. Segments after a corrupt one are removed: a log has no
-/// holes.
+/// and index files without a log.
+///
+/// Only the last segment may be cut: `roll` syncs a segment before its successor exists,
+/// so a crash can tear only the last one. Invalid bytes in any earlier segment, or a
+/// segment overlapping its predecessor, are damage: the open fails with
+/// `StorageError::CorruptSealed` and nothing on disk changes (the old answer, cutting there
+/// and deleting every later segment, turned one bad block into the loss of the log's tail).
 async fn recover_segments(
     shard: &Rc<ShardStorage>,
     dir: &Path,
@@ -184,10 +192,28 @@ async fn recover_segments(
     }
     let bases = bases.split_off(first_kept);
     let mut segments = BTreeMap::new();
-    let mut cut_at: Option<usize> = None;
     let mut expected_base: Option<i64> = None;
     for (position, &base) in bases.iter().enumerate() {
         let is_last = position + 1 == bases.len();
+        let damaged = |at: u64, reason: String| StorageError::CorruptSealed {
+            path: Segment::paths(dir, base)[0].clone(),
+            position: at,
+            reason,
+            later_segments: bases[position + 1..]
+                .iter()
+                .map(|&later| Segment::paths(dir, later)[0].clone())
+                .collect(),
+        };
+        if let Some(expected) = expected_base.filter(|&expected| base < expected) {
+            close_all(segments).await?;
+            return Err(damaged(
+                0,
+                format!(
+                    "it starts at offset {base}, inside the segment before it, which ends at \
+                     offset {expected}"
+                ),
+            ));
+        }
         let (segment, invalid_tail) = if base < checkpoint.recovery_point && !is_last {
             Segment::open_sealed(
                 shard,
@@ -198,28 +224,28 @@ async fn recover_segments(
             )
             .await?
         } else {
+            let tail = if is_last {
+                InvalidTail::Cut
+            } else {
+                InvalidTail::Keep
+            };
             Segment::open_dirty(
                 shard,
                 dir,
                 base,
                 config.index_interval_bytes,
                 config.batch_bytes_max,
+                tail,
             )
             .await?
         };
-        if expected_base.is_some_and(|expected| base < expected) {
-            tracing::warn!(log = %name, base_offset = base, "segment overlaps its predecessor; removing it and what follows");
-            cut_at = Some(position);
-            segment.close().await?;
-            break;
-        }
         if let Some((at, reason)) = invalid_tail {
-            tracing::warn!(log = %name, segment = %segment.log_path().display(), position = at, %reason, "truncated invalid tail");
-            segments.insert(base, segment);
             if !is_last {
-                cut_at = Some(position + 1);
+                segment.close().await?;
+                close_all(segments).await?;
+                return Err(damaged(at, reason.to_string()));
             }
-            break;
+            tracing::warn!(log = %name, segment = %segment.log_path().display(), position = at, %reason, "truncated invalid tail");
         }
         expected_base = Some(segment.next_offset());
         if !is_last {
@@ -230,13 +256,7 @@ async fn recover_segments(
         }
         segments.insert(base, segment);
     }
-    if let Some(cut) = cut_at {
-        for &base in &bases[cut..] {
-            Segment::remove_files(dir, base).await?;
-        }
-    }
-    // The last segment kept is the active one: it keeps its file open (a cut above may
-    // have made a sealed one the last).
+    // The last segment kept is the active one: it keeps its file open.
     if let Some(last) = segments.values().next_back() {
         last.unseal();
     }
@@ -248,4 +268,71 @@ async fn recover_segments(
     }
     io::sync_dir(dir).await?;
     Ok((segments, checkpoint))
+}
+
+/// Closes the segments an open that fails had already opened.
+async fn close_all(segments: BTreeMap<i64, Rc<Segment>>) -> Result<()> {
+    for segment in segments.into_values() {
+        segment.close().await?;
+    }
+    Ok(())
+}
+
+/// What a read-only check of one segment found (`check_segments`).
+#[derive(Debug)]
+pub struct SegmentCheck {
+    pub base_offset: i64,
+    pub path: PathBuf,
+    pub file_bytes: u64,
+    /// Bytes of valid batches from the start of the file.
+    pub valid_bytes: u64,
+    /// The offset after the last valid batch.
+    pub next_offset: i64,
+    /// Where and why the valid data ends before the file does.
+    pub invalid: Option<(u64, String)>,
+}
+
+/// Scans every segment of the log in `dir` and reports what it holds, without changing
+/// anything (no truncation, no removal, no checkpoint): for inspecting a log that does not
+/// open (`petrel log dump`).
+pub async fn check_segments(
+    shard: &Rc<ShardStorage>,
+    dir: &Path,
+    config: &LogConfig,
+) -> Result<Vec<SegmentCheck>> {
+    let mut bases: Vec<i64> = io::list_dir(dir)
+        .await?
+        .iter()
+        .filter_map(|n| segment::parse_log_file_name(n))
+        .collect();
+    bases.sort_unstable();
+    let mut checks = Vec::with_capacity(bases.len());
+    for base in bases {
+        let (segment, invalid) = Segment::open_dirty(
+            shard,
+            dir,
+            base,
+            config.index_interval_bytes,
+            config.batch_bytes_max,
+            InvalidTail::Keep,
+        )
+        .await?;
+        let file_bytes = segment
+            .file()
+            .await?
+            .file
+            .file_size()
+            .await
+            .map_err(io_error("stat", segment.log_path()))?;
+        checks.push(SegmentCheck {
+            base_offset: base,
+            path: segment.log_path().to_path_buf(),
+            file_bytes,
+            valid_bytes: segment.size(),
+            next_offset: segment.next_offset(),
+            invalid: invalid.map(|(at, reason)| (at, reason.to_string())),
+        });
+        segment.close().await?;
+    }
+    Ok(checks)
 }
