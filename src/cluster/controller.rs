@@ -625,6 +625,7 @@ mod tests {
                 max_message_bytes: 1 << 20,
             },
             metadata_path: PathBuf::from("/nonexistent/petrel-metadata.json"),
+            partitions_max: 1000,
         })
     }
 
@@ -637,7 +638,7 @@ mod tests {
             partitions: 2,
             configs: BTreeMap::new(),
         };
-        metadata.topics.insert(topic.name.clone(), topic);
+        metadata.insert_topic(topic);
         let host = FakeHost {
             metadata: RefCell::new(Arc::new(metadata)),
             fail_at: 3,
