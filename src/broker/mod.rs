@@ -345,3 +345,53 @@ fn install_fatal_panic_hook() {
         std::process::exit(EXIT_AFTER_PANIC);
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_that_ends_without_a_report_is_named_with_its_reason_not_waited_for() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let (report_tx, reports) = std::sync::mpsc::channel();
+        let mut broker = Broker {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            senders: Vec::new(),
+            threads: Vec::new(),
+            _lock: std::fs::File::create(temp.path().join(".lock")).expect("lock file"),
+        };
+        // Shard 0 loads and keeps running; shard 1's executor ends by a panic before it
+        // reports anything. Waiting for both to load must not hang on shard 0.
+        let (release, held) = async_channel::bounded::<()>(1);
+        for id in 0..2 {
+            let mut reporter = shard_main::Reporter::new(id, report_tx.clone());
+            let held = held.clone();
+            let cpu = executor::allowed_cpus()[0];
+            let thread = executor::spawn_pinned(
+                &format!("test-shard-{id}"),
+                cpu,
+                temp.path().to_path_buf(),
+                move |_primed| async move {
+                    if id == 1 {
+                        panic!("shard {id} gave up");
+                    }
+                    reporter.reached(Phase::Loaded);
+                    let _ = held.recv().await;
+                    reporter.called_off();
+                },
+            )
+            .expect("spawn");
+            broker.threads.push(Some(thread));
+        }
+        drop(report_tx);
+        let waited = broker.await_reports(&reports, 2, Phase::Loaded);
+        match waited {
+            Err(StartError::Shard { shard: 1, reason }) => {
+                assert_eq!(reason, "panicked: shard 1 gave up");
+            }
+            other => panic!("expected shard 1's failure, got {other:?}"),
+        }
+        drop(release);
+        broker.stop();
+    }
+}

@@ -47,7 +47,7 @@ impl Reporter {
         let _ = self.sender.send((self.shard, report));
     }
 
-    fn reached(&mut self, phase: Phase) {
+    pub(super) fn reached(&mut self, phase: Phase) {
         self.finished = phase == Phase::Listening;
         self.send(Report::Reached(phase));
     }
@@ -58,7 +58,7 @@ impl Reporter {
     }
 
     /// The start was called off (another shard failed): nothing more to report.
-    fn called_off(mut self) {
+    pub(super) fn called_off(mut self) {
         self.finished = true;
     }
 }

@@ -23,10 +23,10 @@
 
 mod append;
 mod open;
-
-pub use open::{check_segments, SegmentCheck};
 mod read;
 mod retention;
+
+pub use open::{check_segments, SegmentCheck};
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -132,17 +132,15 @@ impl LogState {
     ///   survives a crash, and neither runs ahead of the log end;
     /// - `log_start_offset <= next_offset`;
     /// - segments are keyed by their base offset and do not overlap (each ends at or before
-    ///   the next one's base), and none ends past `next_offset`.
-    ///
+    ///   the next one's base), and none ends past `next_offset`;
     /// - `recovery_point <= next_offset`: no recovery point past the data (open clamps the
     ///   checkpoint's, which a recovery that cut the tail leaves behind).
     ///
     /// Deliberately not checked, because they do not always hold: `log_start_offset <=
     /// synced_offset` (DeleteRecords may move the start past data not yet written or
-    /// synced), that the segments are contiguous (open
-    /// accepts a gap where a segment file is missing) and that there is at least one
-    /// segment (truncation below the first segment empties the map for a while; close
-    /// empties it for good).
+    /// synced), that the segments are contiguous (open accepts a gap where a segment file
+    /// is missing) and that there is at least one segment (truncation below the first
+    /// segment empties the map for a while; close empties it for good).
     fn check_invariants(&self) {
         if !cfg!(debug_assertions) {
             return;

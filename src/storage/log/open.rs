@@ -28,7 +28,9 @@ const PRODUCER_STATE_SEGMENTS: usize = 2;
 impl Log {
     /// Opens (or creates) the log in `dir`, recovering it: sealed segments below the
     /// recovery point load their index files; every later segment is scanned batch by
-    /// batch (length, magic, CRC-32C, offsets), its index rebuilt and any invalid tail cut.
+    /// batch (length, magic, CRC-32C, offsets) and its index rebuilt. An invalid tail of the
+    /// last segment (a torn write) is cut; invalid bytes in any earlier segment fail the
+    /// open with `StorageError::CorruptSealed`, changing nothing.
     pub async fn open(
         shard: Rc<ShardStorage>,
         dir: PathBuf,
