@@ -10,48 +10,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 
-use common::{api_versions_ok, Broker, Raw};
+use common::{api_versions_ok, create_topic, produce_one, topic_name, Broker, Raw};
 
 const KAFKA_STORAGE_ERROR: i16 = 56;
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
-fn create_topic(raw: &mut Raw, name: &str) {
-    let mut topic = CreatableTopic::default();
-    topic.name = topic_name(name);
-    topic.num_partitions = 1;
-    topic.replication_factor = -1;
-    let mut request = CreateTopicsRequest::default();
-    request.topics = vec![topic];
-    request.timeout_ms = 10_000;
-    let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0, "create {name}");
-}
-
-/// Produces one batch with acks=-1; returns (error code, base offset).
-fn produce(raw: &mut Raw, topic: &str, batch: Bytes) -> (i16, i64) {
-    let mut partition = PartitionProduceData::default();
-    partition.index = 0;
-    partition.records = Some(batch);
-    let mut topic_data = TopicProduceData::default();
-    topic_data.name = topic_name(topic);
-    topic_data.partition_data = vec![partition];
-    let mut request = ProduceRequest::default();
-    request.acks = -1;
-    request.timeout_ms = 10_000;
-    request.topic_data = vec![topic_data];
-    let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &request);
-    let answer = &response.responses[0].partition_responses[0];
-    (answer.error_code, answer.base_offset)
-}
 
 /// Every stored batch of partition 0 from `offset`, by base offset.
 fn fetch_all(raw: &mut Raw, topic: &str) -> BTreeMap<i64, Bytes> {
@@ -97,8 +61,9 @@ fn a_full_disk_fails_only_its_partition_and_heals_without_losing_acknowledged_ba
         "write:enospc:skip=20:count=3:path=faulty-0",
     ]);
     let mut raw = Raw::connect(&broker.address);
-    create_topic(&mut raw, "faulty");
-    create_topic(&mut raw, "healthy");
+    for name in ["faulty", "healthy"] {
+        assert_eq!(create_topic(&mut raw, name, 1).topics[0].error_code, 0);
+    }
 
     let mut acknowledged: BTreeMap<i64, Bytes> = BTreeMap::new();
     let (mut storage_errors, mut successes_after_error) = (0, 0);
@@ -109,7 +74,7 @@ fn a_full_disk_fails_only_its_partition_and_heals_without_losing_acknowledged_ba
             &[value.as_bytes()],
             1_000 + n,
         ));
-        let (code, base_offset) = produce(&mut raw, "faulty", batch.clone());
+        let (code, base_offset) = produce_one(&mut raw, "faulty", batch.clone());
         match code {
             0 => {
                 acknowledged.insert(base_offset, batch);
@@ -121,7 +86,7 @@ fn a_full_disk_fails_only_its_partition_and_heals_without_losing_acknowledged_ba
                 storage_errors += 1;
                 // Other partitions are unaffected meanwhile.
                 let healthy = Bytes::from(petrel::record_batch::build_batch(&[b"ok"], n));
-                assert_eq!(produce(&mut raw, "healthy", healthy).0, 0);
+                assert_eq!(produce_one(&mut raw, "healthy", healthy).0, 0);
                 std::thread::sleep(Duration::from_millis(50));
             }
             other => panic!("batch {n}: unexpected error {other}"),

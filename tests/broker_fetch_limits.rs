@@ -6,11 +6,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Broker, Raw};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use common::{create_topic, produce, topic_name, Broker, Raw};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use petrel::record_batch::RecordBatchHeader;
@@ -20,39 +18,13 @@ const BATCHES: usize = 20;
 const RECORDS_PER_BATCH: usize = 100;
 const VALUE_BYTES: usize = 1000;
 
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
-fn create_topic(raw: &mut Raw, name: &str, partitions: i32) {
-    let mut topic = CreatableTopic::default();
-    topic.name = topic_name(name);
-    topic.num_partitions = partitions;
-    topic.replication_factor = -1;
-    let mut request = CreateTopicsRequest::default();
-    request.topics = vec![topic];
-    request.timeout_ms = 10_000;
-    let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
-}
-
 /// Produces `BATCHES` batches of about 100 KiB to `partition`; returns the batch size.
 fn fill(raw: &mut Raw, topic: &str, partition: i32) -> usize {
     let mut size = 0;
     for n in 0..BATCHES {
         let batch = petrel::testkit::uniform_batch(RECORDS_PER_BATCH, VALUE_BYTES, 1000 + n as i64);
         size = batch.len();
-        let mut data = PartitionProduceData::default();
-        data.index = partition;
-        data.records = Some(Bytes::from(batch));
-        let mut topic_data = TopicProduceData::default();
-        topic_data.name = topic_name(topic);
-        topic_data.partition_data = vec![data];
-        let mut request = ProduceRequest::default();
-        request.acks = -1;
-        request.timeout_ms = 10_000;
-        request.topic_data = vec![topic_data];
-        let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &request);
+        let response = produce(raw, topic, vec![(partition, Bytes::from(batch))], -1);
         let answer = &response.responses[0].partition_responses[0];
         assert_eq!(answer.error_code, 0, "{answer:?}");
     }
@@ -146,7 +118,7 @@ fn broker(extra: &[&str]) -> Broker {
 fn max_bytes_one_returns_exactly_one_batch_from_disk_and_from_cache() {
     let broker = broker(&[]);
     let mut raw = Raw::connect(&broker.address);
-    create_topic(&mut raw, "tiny", 1);
+    assert_eq!(create_topic(&mut raw, "tiny", 1).topics[0].error_code, 0);
     fill(&mut raw, "tiny", 0);
     let last = (BATCHES as i64 - 1) * RECORDS_PER_BATCH as i64;
     for offset in [0, last] {
@@ -167,7 +139,7 @@ fn max_bytes_one_returns_exactly_one_batch_from_disk_and_from_cache() {
 fn max_bytes_bounds_the_response_but_never_below_one_batch() {
     let broker = broker(&[]);
     let mut raw = Raw::connect(&broker.address);
-    create_topic(&mut raw, "bounded", 1);
+    assert_eq!(create_topic(&mut raw, "bounded", 1).topics[0].error_code, 0);
     let batch_bytes = fill(&mut raw, "bounded", 0);
     // Under one batch: the first batch whole; then two batches fit, three do not.
     for (max_bytes, expected) in [(50_000, 1), (250_000, 2)] {
@@ -185,7 +157,7 @@ fn partitions_on_different_shards_share_one_response_budget() {
     let broker = broker(&[]);
     let mut raw = Raw::connect(&broker.address);
     // Consecutive partitions land on consecutive shards: 0 and 1 are on different shards.
-    create_topic(&mut raw, "pair", 2);
+    assert_eq!(create_topic(&mut raw, "pair", 2).topics[0].error_code, 0);
     fill(&mut raw, "pair", 0);
     fill(&mut raw, "pair", 1);
     let response = fetch(&mut raw, "pair", &[(0, 0), (1, 0)], 1, i32::MAX);
@@ -203,7 +175,7 @@ fn a_partition_after_an_empty_one_still_gets_its_first_batch() {
     let broker = broker(&[]);
     let mut raw = Raw::connect(&broker.address);
     // With 2 shards, partitions 0 and 1 are on different shards, 0 and 2 on the same one.
-    create_topic(&mut raw, "late", 3);
+    assert_eq!(create_topic(&mut raw, "late", 3).topics[0].error_code, 0);
     fill(&mut raw, "late", 1);
     fill(&mut raw, "late", 2);
     for second in [1, 2] {
@@ -218,7 +190,7 @@ fn a_partition_after_an_empty_one_still_gets_its_first_batch() {
 fn the_broker_fetch_max_bytes_caps_every_response() {
     let broker = broker(&["--fetch-max-bytes", "300000"]);
     let mut raw = Raw::connect(&broker.address);
-    create_topic(&mut raw, "capped", 2);
+    assert_eq!(create_topic(&mut raw, "capped", 2).topics[0].error_code, 0);
     fill(&mut raw, "capped", 0);
     fill(&mut raw, "capped", 1);
     let response = fetch(&mut raw, "capped", &[(0, 0)], i32::MAX, i32::MAX);
@@ -275,7 +247,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn a_long_poll_that_data_cannot_satisfy_sleeps_instead_of_spinning() {
     let broker = broker(&[]);
     let mut raw = Raw::connect(&broker.address);
-    create_topic(&mut raw, "trickle", 1);
+    assert_eq!(create_topic(&mut raw, "trickle", 1).topics[0].error_code, 0);
     fill(&mut raw, "trickle", 0);
     let mut fetch_topic = FetchTopic::default();
     fetch_topic.topic = topic_name("trickle");

@@ -7,11 +7,10 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{api_versions_ok, Broker, Raw};
+use common::{api_versions_ok, create_topic, produce_one, Broker, Raw};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -214,23 +213,6 @@ fn a_flood_of_garbage_does_not_disturb_a_working_client() {
     assert!(api_versions_ok(&address));
 }
 
-fn produce_one(raw: &mut Raw, topic: &str, records: Vec<u8>) -> (i16, i64) {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    let mut partition = PartitionProduceData::default();
-    partition.index = 0;
-    partition.records = Some(Bytes::from(records));
-    let mut topic_data = TopicProduceData::default();
-    topic_data.name = TopicName(StrBytes::from_string(topic.to_string()));
-    topic_data.partition_data = vec![partition];
-    let mut request = ProduceRequest::default();
-    request.acks = -1;
-    request.timeout_ms = 10_000;
-    request.topic_data = vec![topic_data];
-    let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &request);
-    let answer = &response.responses[0].partition_responses[0];
-    (answer.error_code, answer.base_offset)
-}
-
 /// ListOffsets v7 for partition 0: (error code, offset, timestamp).
 fn list_offsets(raw: &mut Raw, topic: &str, timestamp: i64) -> (i16, i64, i64) {
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -247,19 +229,6 @@ fn list_offsets(raw: &mut Raw, topic: &str, timestamp: i64) -> (i16, i64, i64) {
     (answer.error_code, answer.offset, answer.timestamp)
 }
 
-fn create_topic(raw: &mut Raw, name: &str) {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
-    let mut topic = CreatableTopic::default();
-    topic.name = TopicName(StrBytes::from_string(name.to_string()));
-    topic.num_partitions = 1;
-    topic.replication_factor = -1;
-    let mut request = CreateTopicsRequest::default();
-    request.topics = vec![topic];
-    request.timeout_ms = 10_000;
-    let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0, "create {name}");
-}
-
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes).expect("gzip");
@@ -272,9 +241,9 @@ fn poison_batches_are_refused_and_cannot_crash() {
     let flags = ["--batch-decompressed-bytes-max", "1048576"];
     let broker = Broker::start(&flags);
     let mut raw = Raw::connect(&broker.address);
-    create_topic(&mut raw, "poison");
+    assert_eq!(create_topic(&mut raw, "poison", 1).topics[0].error_code, 0);
     let valid = petrel::record_batch::build_batch(&[b"a", b"b"], 1_000);
-    assert_eq!(produce_one(&mut raw, "poison", valid), (0, 0));
+    assert_eq!(produce_one(&mut raw, "poison", valid.into()), (0, 0));
     let one = length_prefixed(&[record_body(0, b"v", 0)]);
     let mut past_the_end = Vec::new();
     common::put_varint(&mut past_the_end, 100);
@@ -322,7 +291,11 @@ fn poison_batches_are_refused_and_cannot_crash() {
         ("unknown codec 5", batch_with(&one, 1, 0, 5, 1), 76),
     ];
     for (name, batch, code) in cases {
-        assert_eq!(produce_one(&mut raw, "poison", batch).0, code, "{name}");
+        assert_eq!(
+            produce_one(&mut raw, "poison", batch.into()).0,
+            code,
+            "{name}"
+        );
         assert_eq!(
             list_offsets(&mut raw, "poison", -1).1,
             2,
@@ -337,7 +310,7 @@ fn poison_batches_are_refused_and_cannot_crash() {
     }
     // A poison batch already on disk (written by an older version): readers refuse it
     // with CORRUPT_MESSAGE and the broker stays up, after every restart.
-    create_topic(&mut raw, "stored");
+    assert_eq!(create_topic(&mut raw, "stored", 1).topics[0].error_code, 0);
     drop(raw);
     let data_dir = broker.data_dir.clone();
     let temp = broker.stop();

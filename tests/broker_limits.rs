@@ -13,7 +13,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use common::{Broker, Raw};
+use common::{create_topic, produce_one, Broker, Raw};
 
 const POLICY_VIOLATION: i16 = 44;
 const GROUP_MAX_SIZE_REACHED: i16 = 81;
@@ -21,18 +21,6 @@ const MEMBER_ID_REQUIRED: i16 = 79;
 
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
-}
-
-fn create_topic(raw: &mut Raw, name: &str) {
-    let mut topic = create_topics_request::CreatableTopic::default();
-    topic.name = TopicName(text(name));
-    topic.num_partitions = 1;
-    topic.replication_factor = -1;
-    let mut request = CreateTopicsRequest::default();
-    request.topics = vec![topic];
-    request.timeout_ms = 10_000;
-    let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0);
 }
 
 /// A standalone commit (no member, generation -1), as `kafka-consumer-groups
@@ -57,7 +45,7 @@ fn groups_beyond_groups_max_are_refused_and_existing_ones_keep_working() {
     // Two shards: each keeps 2 of the 4 groups.
     let broker = Broker::start(&["--groups-max", "4"]);
     let mut raw = Raw::connect(&broker.address);
-    create_topic(&mut raw, "t");
+    assert_eq!(create_topic(&mut raw, "t", 1).topics[0].error_code, 0);
     let mut accepted = Vec::new();
     let mut refused = 0;
     for n in 0..40 {
@@ -132,22 +120,11 @@ fn topics_and_batches_beyond_their_limits_are_refused() {
     let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 7, &request);
     assert_eq!(response.topics[0].error_code, 37, "INVALID_PARTITIONS");
 
-    create_topic(&mut raw, "t");
+    assert_eq!(create_topic(&mut raw, "t", 1).topics[0].error_code, 0);
     let produce = |raw: &mut Raw, value_bytes: usize| -> i16 {
         let value = vec![b'v'; value_bytes];
         let batch = petrel::record_batch::build_batch(&[value.as_slice()], 0);
-        let mut partition = produce_request::PartitionProduceData::default();
-        partition.index = 0;
-        partition.records = Some(bytes::Bytes::from(batch));
-        let mut topic_data = produce_request::TopicProduceData::default();
-        topic_data.name = TopicName(text("t"));
-        topic_data.partition_data = vec![partition];
-        let mut request = ProduceRequest::default();
-        request.acks = -1;
-        request.timeout_ms = 10_000;
-        request.topic_data = vec![topic_data];
-        let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &request);
-        response.responses[0].partition_responses[0].error_code
+        produce_one(raw, "t", bytes::Bytes::from(batch)).0
     };
     assert_eq!(produce(&mut raw, 1_000), 0, "within message-max-bytes");
     assert_eq!(produce(&mut raw, 3_000), 10, "MESSAGE_TOO_LARGE");

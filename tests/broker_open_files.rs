@@ -10,20 +10,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
-use common::{Broker, Raw};
+use common::{topic_name, Broker, Raw};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use petrel::record_batch::RecordBatchHeader;
 
 const POLICY_VIOLATION: i16 = 44;
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
 
 fn creatable(name: &str, partitions: i32, configs: &[(&str, &str)]) -> CreatableTopic {
     let mut topic = CreatableTopic::default();
@@ -59,18 +54,7 @@ fn create(raw: &mut Raw, topics: Vec<CreatableTopic>) -> Vec<(i16, String)> {
 }
 
 fn produce(raw: &mut Raw, topic: &str, batch: Vec<u8>) {
-    let mut data = PartitionProduceData::default();
-    data.index = 0;
-    data.records = Some(Bytes::from(batch));
-    let mut topic_data = TopicProduceData::default();
-    topic_data.name = topic_name(topic);
-    topic_data.partition_data = vec![data];
-    let mut request = ProduceRequest::default();
-    request.acks = -1;
-    request.timeout_ms = 10_000;
-    request.topic_data = vec![topic_data];
-    let response: ProduceResponse = raw.call(ApiKey::Produce, 9, &request);
-    let code = response.responses[0].partition_responses[0].error_code;
+    let (code, _) = common::produce_one(raw, topic, Bytes::from(batch));
     assert_eq!(code, 0, "produce failed with {code}");
 }
 

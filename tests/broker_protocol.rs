@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Broker, Raw};
+use common::{produce, topic_name, Broker, Raw};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -16,10 +16,6 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use petrel::record_batch::RecordBatchHeader;
 use petrel::runtime::placement::partition_shard as shard_for;
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
 
 fn create_topic(
     raw: &mut Raw,
@@ -62,25 +58,6 @@ fn metadata(raw: &mut Raw, names: Option<&[&str]>, version: i16) -> MetadataResp
     });
     request.allow_auto_topic_creation = false;
     raw.call(ApiKey::Metadata, version, &request)
-}
-
-fn produce(raw: &mut Raw, topic: &str, batches: Vec<(i32, Bytes)>, acks: i16) -> ProduceResponse {
-    let mut topic_data = TopicProduceData::default();
-    topic_data.name = topic_name(topic);
-    topic_data.partition_data = batches
-        .into_iter()
-        .map(|(index, records)| {
-            let mut partition = PartitionProduceData::default();
-            partition.index = index;
-            partition.records = Some(records);
-            partition
-        })
-        .collect();
-    let mut request = ProduceRequest::default();
-    request.acks = acks;
-    request.timeout_ms = 10_000;
-    request.topic_data = vec![topic_data];
-    raw.call(ApiKey::Produce, 9, &request)
 }
 
 fn fetch_request(

@@ -11,14 +11,11 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{api_versions_ok, Broker, Raw};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use common::{api_versions_ok, create_topic, topic_name, Broker, Raw};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 
 /// A start-up that must fail has this long to do so (a generous bound that only catches a
 /// broker that starts, or hangs, instead of refusing).
@@ -121,21 +118,6 @@ fn serve_under_shell(limits: &str, data_dir: &Path, extra: &[&str]) -> Command {
     command
 }
 
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
-fn create_topic(raw: &mut Raw, name: &str, partitions: i32) -> CreateTopicsResponse {
-    let mut topic = CreatableTopic::default();
-    topic.name = topic_name(name);
-    topic.num_partitions = partitions;
-    topic.replication_factor = -1;
-    let mut request = CreateTopicsRequest::default();
-    request.topics = vec![topic];
-    request.timeout_ms = 10_000;
-    raw.call(ApiKey::CreateTopics, 7, &request)
-}
-
 fn delete_topic(raw: &mut Raw, name: &str) -> DeleteTopicsResponse {
     let mut topic = DeleteTopicState::default();
     topic.name = Some(topic_name(name));
@@ -150,21 +132,8 @@ fn batch(records: usize) -> Bytes {
 }
 
 fn produce(raw: &mut Raw, topic: &str, partitions: std::ops::Range<i32>) -> ProduceResponse {
-    let mut topic_data = TopicProduceData::default();
-    topic_data.name = topic_name(topic);
-    topic_data.partition_data = partitions
-        .map(|index| {
-            let mut partition = PartitionProduceData::default();
-            partition.index = index;
-            partition.records = Some(batch(2));
-            partition
-        })
-        .collect();
-    let mut request = ProduceRequest::default();
-    request.acks = 1;
-    request.timeout_ms = 10_000;
-    request.topic_data = vec![topic_data];
-    raw.call(ApiKey::Produce, 9, &request)
+    let batches = partitions.map(|index| (index, batch(2))).collect();
+    common::produce(raw, topic, batches, 1)
 }
 
 fn fetch(raw: &mut Raw, topic: &str, partitions: std::ops::Range<i32>) -> FetchResponse {

@@ -276,3 +276,57 @@ pub fn length_prefixed(bodies: &[Vec<u8>]) -> Vec<u8> {
 pub fn poison_batch(timestamp_ms: i64) -> Vec<u8> {
     batch_with(&[], 0x7FFF_FFFF, 0x7FFF_FFFE, 0, timestamp_ms)
 }
+
+pub fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// CreateTopics v7 of one topic with `partitions` and default configs.
+pub fn create_topic(
+    raw: &mut Raw,
+    name: &str,
+    partitions: i32,
+) -> kafka_protocol::messages::CreateTopicsResponse {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let mut topic = CreatableTopic::default();
+    topic.name = topic_name(name);
+    topic.num_partitions = partitions;
+    topic.replication_factor = -1;
+    let mut request = kafka_protocol::messages::CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 10_000;
+    raw.call(ApiKey::CreateTopics, 7, &request)
+}
+
+/// Produce v9 to `topic`: one batch per (partition, records).
+pub fn produce(
+    raw: &mut Raw,
+    topic: &str,
+    batches: Vec<(i32, Bytes)>,
+    acks: i16,
+) -> kafka_protocol::messages::ProduceResponse {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = topic_name(topic);
+    topic_data.partition_data = batches
+        .into_iter()
+        .map(|(index, records)| {
+            let mut partition = PartitionProduceData::default();
+            partition.index = index;
+            partition.records = Some(records);
+            partition
+        })
+        .collect();
+    let mut request = kafka_protocol::messages::ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 10_000;
+    request.topic_data = vec![topic_data];
+    raw.call(ApiKey::Produce, 9, &request)
+}
+
+/// One batch to partition 0 of `topic` with acks=-1: (error code, base offset).
+pub fn produce_one(raw: &mut Raw, topic: &str, batch: Bytes) -> (i16, i64) {
+    let response = produce(raw, topic, vec![(0, batch)], -1);
+    let answer = &response.responses[0].partition_responses[0];
+    (answer.error_code, answer.base_offset)
+}
