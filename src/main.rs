@@ -135,6 +135,17 @@ fn serve(args: Serve) -> anyhow::Result<()> {
 }
 
 fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {
+    // Opening a log recovers it (a torn tail is cut, the checkpoint rewritten): never under a
+    // running broker. Inside a data directory, take its lock as a broker would.
+    let _data_dir_lock = match dir.parent() {
+        Some(data_dir) if data_dir.join(petrel::broker::LOCK_FILE).exists() => {
+            Some(petrel::broker::lock_data_dir(data_dir).context(
+                "`petrel log dump` recovers the log it reads, so it needs the broker stopped \
+                 (or a copy of the partition directory)",
+            )?)
+        }
+        _ => None,
+    };
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -655,3 +655,40 @@ fn a_damaged_sealed_segment_stops_the_start_and_log_dump_shows_it() {
     assert!(snapshot(&log_dir) == before, "log dump changed the log");
     drop(temp);
 }
+
+/// `petrel log dump` recovers the log it reads (cuts a torn tail, rewrites the checkpoint),
+/// so it must never run under a live broker: it takes the data directory's lock.
+#[test]
+fn log_dump_refuses_a_partition_of_a_running_broker() {
+    let broker = Broker::start(&[]);
+    let mut raw = Raw::connect(&broker.address);
+    assert_eq!(create_topic(&mut raw, "dumped", 1).topics[0].error_code, 0);
+    assert_eq!(
+        produce(&mut raw, "dumped", 0..1).responses[0].partition_responses[0].error_code,
+        0
+    );
+    let partition_dir = broker.data_dir.join("dumped-0");
+    let dump = || {
+        Command::new(env!("CARGO_BIN_EXE_petrel"))
+            .args(["log", "dump"])
+            .arg(&partition_dir)
+            .output()
+            .expect("run petrel log dump")
+    };
+    let refused = dump();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("needs the broker stopped") && stderr.contains(".lock"),
+        "{stderr}"
+    );
+    let temp = broker.stop();
+    let dumped = dump();
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dumped.stdout).contains("every one valid"));
+    drop(temp);
+}

@@ -24,6 +24,8 @@ mod bootstrap;
 mod preflight;
 mod shard_main;
 
+pub use bootstrap::{lock_data_dir, LOCK_FILE};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
