@@ -25,7 +25,7 @@ use crate::group::coordinator::GroupCoordinator;
 use crate::runtime::mesh::{Job, Mesh};
 use crate::runtime::placement;
 use crate::runtime::shutdown::Shutdown;
-use crate::storage::{Log, ShardStorage, StorageError};
+use crate::storage::{Log, LogConfig, ShardStorage, StorageError};
 
 pub use crate::runtime::mesh::ShardGone;
 pub use topics::ensure_topics;
@@ -198,20 +198,13 @@ impl Shard {
         partitions: &[i32],
         fresh: bool,
     ) -> Result<(), StorageError> {
-        let resolved = topic_config::resolve(&topic.configs, &self.config.topic_defaults);
-        let log_config = self.config.log_config(&resolved);
+        let log_config = self.log_config_of(topic);
         for &index in partitions {
             let dir = self.config.partition_dir(&topic.name, index);
             if fresh {
                 self.move_to_orphans(&dir).await?;
             }
-            let opened = Log::open(
-                self.storage.clone(),
-                dir.clone(),
-                format!("{}-{index}", topic.name),
-                log_config.clone(),
-            )
-            .await;
+            let opened = self.open_log(topic, index, log_config.clone()).await;
             let log = match opened {
                 Ok(log) => log,
                 Err(error) => {
@@ -240,6 +233,29 @@ impl Shard {
         Ok(())
     }
 
+    /// The log settings of `topic`: its overrides over the broker defaults.
+    fn log_config_of(&self, topic: &Topic) -> LogConfig {
+        let resolved = topic_config::resolve(&topic.configs, &self.config.topic_defaults);
+        self.config.log_config(&resolved)
+    }
+
+    /// Opens (recovering) the log of partition `index` of `topic`.
+    async fn open_log(
+        &self,
+        topic: &Topic,
+        index: i32,
+        config: LogConfig,
+    ) -> Result<Rc<Log>, StorageError> {
+        let dir = self.config.partition_dir(&topic.name, index);
+        Log::open(
+            self.storage.clone(),
+            dir,
+            format!("{}-{index}", topic.name),
+            config,
+        )
+        .await
+    }
+
     /// Reopens every failed log of this shard. A log fails when a write or sync fails (a
     /// full disk, an I/O error) and then refuses work, because its unsynced tail is
     /// unknown; reopening runs the recovery scan, which keeps exactly what is valid on
@@ -259,10 +275,8 @@ impl Shard {
             let Some(topic) = self.metadata().topic(&partition.topic).cloned() else {
                 continue; // deleted meanwhile
             };
-            let resolved = topic_config::resolve(&topic.configs, &self.config.topic_defaults);
-            let dir = self.config.partition_dir(&topic.name, partition.index);
-            let config = self.config.log_config(&resolved);
-            let log = match Log::open(self.storage.clone(), dir, name.clone(), config).await {
+            let config = self.log_config_of(&topic);
+            let log = match self.open_log(&topic, partition.index, config).await {
                 Ok(log) => log,
                 Err(error) => {
                     tracing::warn!(log = %name, %error, "reopening a failed log failed; will retry");
@@ -323,8 +337,7 @@ impl Shard {
     /// Applies `topic`'s current configs to this shard's open logs of it (roll and
     /// retention limits; see `Log::set_limits`).
     pub fn reconfigure_partitions(&self, topic: &Topic) {
-        let resolved = topic_config::resolve(&topic.configs, &self.config.topic_defaults);
-        let limits = self.config.log_config(&resolved).limits();
+        let limits = self.log_config_of(topic).limits();
         let partitions = self.partitions.borrow();
         for partition in partitions.get(&topic.name).into_iter().flatten().flatten() {
             partition.log.set_limits(limits);
