@@ -88,6 +88,30 @@ where
             .filter(|(&owner, _)| owners(owner))
             .map(|(&owner, items)| (owner, items.clone()))
             .collect();
+        self.run_parts(shard, parts, job).await
+    }
+
+    /// Like [`Fanout::run`] for a request that runs its parts once (Produce, ListOffsets):
+    /// the items move to their shards instead of being copied, and are gone afterwards.
+    pub async fn run_once<F, Fut>(&mut self, shard: &Rc<Shard>, job: F) -> Result<(), ShardGone>
+    where
+        F: Fn(Rc<Shard>, Vec<(usize, I)>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = Vec<(usize, A)>> + 'static,
+    {
+        let parts = std::mem::take(&mut self.parts).into_iter().collect();
+        self.run_parts(shard, parts, job).await
+    }
+
+    async fn run_parts<F, Fut>(
+        &mut self,
+        shard: &Rc<Shard>,
+        parts: Vec<(usize, Vec<(usize, I)>)>,
+        job: F,
+    ) -> Result<(), ShardGone>
+    where
+        F: Fn(Rc<Shard>, Vec<(usize, I)>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = Vec<(usize, A)>> + 'static,
+    {
         for (position, answer) in shard.run_on_each(parts, job).await?.into_iter().flatten() {
             if let Some(slot) = self.answers.get_mut(position) {
                 *slot = Some(answer);

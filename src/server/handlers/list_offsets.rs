@@ -63,7 +63,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
     }
     fanout
-        .run(shard, |target, items| async move {
+        .run_once(shard, |target, items| async move {
             look_up_on_owner(&target, items).await
         })
         .await?;

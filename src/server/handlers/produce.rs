@@ -132,7 +132,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
     let timeout = Duration::from_millis(body.timeout_ms.max(0) as u64);
     // Phase 1, in this connection's request order: validate and append on every owner.
     appends
-        .run(shard, move |target, items| async move {
+        .run_once(shard, move |target, items| async move {
             append_on_owner(&target, items, acks).await
         })
         .await?;
@@ -155,7 +155,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
         outcomes.push(appended.outcome);
     }
     waits
-        .run(shard, move |target, owner_waits| async move {
+        .run_once(shard, move |target, owner_waits| async move {
             wait_on_owner(&target, owner_waits, acks, timeout).await
         })
         .await?;
