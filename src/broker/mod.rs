@@ -31,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::metadata::BrokerInfo;
 use crate::config::BrokerConfig;
 use crate::runtime::{executor, mesh};
 use crate::shard::{Shard, ShardJob};
@@ -172,7 +173,10 @@ pub fn start(
     preflight::check_host(&config.data_dir)?;
     install_fatal_panic_hook();
     bootstrap::purge_leftovers(&config.data_dir)?;
-    let metadata = Arc::new(bootstrap::load_or_create_metadata(&config)?);
+    let mut metadata = bootstrap::load_or_create_metadata(&config)?;
+    // A single broker: it holds every replica and lists itself (files written before
+    // clusters existed name no replicas).
+    metadata.fill_replicas(config.node_id);
     let partitions = metadata.partition_count();
     if partitions > config.partitions_max {
         return Err(StartError::PartitionsMax {
@@ -198,6 +202,18 @@ pub fn start(
     if config.advertised.1 == 0 {
         config.advertised.1 = port;
     }
+    metadata.brokers.insert(
+        config.node_id,
+        BrokerInfo {
+            id: config.node_id,
+            host: config.advertised.0.clone(),
+            port: config.advertised.1,
+            incarnation: uuid::Uuid::new_v4(),
+            epoch: 0,
+            fenced: false,
+        },
+    );
+    let metadata = Arc::new(metadata);
     let config = Arc::new(config);
     let (senders, receivers) = mesh::inboxes::<Shard>(config.shards);
     let (report_tx, reports) = std::sync::mpsc::channel::<(usize, Report)>();

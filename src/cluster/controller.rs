@@ -15,16 +15,16 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::metadata::{validate_topic_name, ClusterMetadata, Topic, PARTITIONS_PER_TOPIC_MAX};
 use super::topic_config::{self, TopicDefaults};
 
 /// Why a topic operation failed. The server maps each to its Kafka error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum TopicError {
     #[error("{0}")]
     InvalidName(String),
@@ -67,8 +67,9 @@ pub trait TopicHost {
     async fn discard_logs(&self, topic: &Topic, range: Range<i32>);
     /// Gives the open logs of `topic` its current roll and retention limits.
     async fn reconfigure_logs(&self, topic: &Topic);
-    /// Gives every shard `snapshot` (already persisted).
-    async fn publish(&self, snapshot: Arc<ClusterMetadata>);
+    /// Makes `metadata` the cluster's metadata: persisted (a single broker's metadata
+    /// file, or committed by the metadata quorum), then given to every shard.
+    async fn commit(&self, metadata: ClusterMetadata) -> Result<(), String>;
 }
 
 /// What the controller needs of the broker's settings.
@@ -78,7 +79,6 @@ pub struct ControllerSettings {
     pub node_id: i32,
     pub default_partitions: i32,
     pub topic_defaults: TopicDefaults,
-    pub metadata_path: PathBuf,
     /// Partitions the broker may hold over all topics: each keeps a file open and memory.
     pub partitions_max: usize,
 }
@@ -95,7 +95,7 @@ pub struct Controller {
 }
 
 /// A topic to create, as requested.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopicSpec {
     pub name: String,
     /// -1 for the broker default.
@@ -108,7 +108,7 @@ pub struct TopicSpec {
 }
 
 /// A request to grow a topic to `count` partitions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartitionGrowth {
     pub topic: String,
     pub count: i32,
@@ -117,7 +117,7 @@ pub struct PartitionGrowth {
 }
 
 /// One operation of a topic config change.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ConfigEdit {
     Set(String, String),
     /// Back to the broker default.
@@ -126,7 +126,7 @@ pub enum ConfigEdit {
 
 /// A change to one topic's config overrides: IncrementalAlterConfigs edits the current
 /// overrides; AlterConfigs (`replace_all`) replaces them with the set it names.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopicConfigChange {
     pub topic: String,
     pub replace_all: bool,
@@ -134,7 +134,7 @@ pub struct TopicConfigChange {
 }
 
 /// A topic named by name or by id.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum TopicRef {
     Name(String),
     Id(Uuid),
@@ -164,8 +164,9 @@ impl Controller {
         let mut results = Vec::with_capacity(specs.len());
         for spec in specs {
             let checked = self.validate_spec(&spec, &metadata).and_then(|partitions| {
-                let total = self.check_partitions_max(partitions_total, partitions, || {
-                    format!("creating '{}' ({partitions} partitions)", spec.name)
+                let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
+                let total = self.check_partitions_max(partitions_total, count, || {
+                    format!("creating '{}' ({count} partitions)", spec.name)
                 })?;
                 Ok((partitions, total))
             });
@@ -175,13 +176,14 @@ impl Controller {
                     let topic = Topic {
                         name: spec.name.clone(),
                         id: Uuid::new_v4(),
-                        partitions,
+                        partitions: i32::try_from(partitions.len()).unwrap_or(i32::MAX),
                         configs: spec.configs.clone(),
+                        replicas: partitions,
                     };
                     if validate_only {
                         Ok(topic)
                     } else {
-                        match host.open_logs(&topic, 0..partitions).await {
+                        match host.open_logs(&topic, 0..topic.partitions).await {
                             Ok(()) => {
                                 metadata.insert_topic(topic.clone());
                                 Ok(topic)
@@ -232,51 +234,54 @@ impl Controller {
         Ok(after)
     }
 
-    fn validate_spec(&self, spec: &TopicSpec, metadata: &ClusterMetadata) -> Outcome<i32> {
+    /// Checks `spec` and returns its partitions' replicas.
+    fn validate_spec(
+        &self,
+        spec: &TopicSpec,
+        metadata: &ClusterMetadata,
+    ) -> Outcome<Vec<Vec<i32>>> {
         validate_topic_name(&spec.name).map_err(TopicError::InvalidName)?;
         if metadata.topic(&spec.name).is_some() {
             return Err(TopicError::AlreadyExists(spec.name.clone()));
         }
-        let node = self.settings.node_id;
-        let partitions = if spec.assignments.is_empty() {
-            if !matches!(spec.replication_factor, -1 | 1) {
-                return Err(TopicError::InvalidReplicationFactor(format!(
-                    "replication factor {} is larger than the 1 available broker",
-                    spec.replication_factor
-                )));
-            }
-            if spec.partitions == -1 {
+        let replicas = if spec.assignments.is_empty() {
+            let partitions = if spec.partitions == -1 {
                 self.settings.default_partitions
             } else {
                 spec.partitions
-            }
+            };
+            check_partition_count(partitions)?;
+            let factor = match spec.replication_factor {
+                -1 => 1,
+                factor => factor,
+            };
+            assign_round_robin(metadata, &spec.name, 0..partitions, factor)?
         } else {
-            let mut indexes: Vec<i32> = spec.assignments.iter().map(|(index, _)| *index).collect();
-            indexes.sort_unstable();
-            let contiguous = indexes
+            if spec.replication_factor != -1 || spec.partitions != -1 {
+                return Err(TopicError::InvalidReplicaAssignment(
+                    "with assignments, partitions and replication factor must be -1".into(),
+                ));
+            }
+            let mut assignments = spec.assignments.clone();
+            assignments.sort_unstable_by_key(|(index, _)| *index);
+            let contiguous = assignments
                 .iter()
                 .enumerate()
-                .all(|(position, &index)| i32::try_from(position) == Ok(index));
-            let local = spec
-                .assignments
-                .iter()
-                .all(|(_, brokers)| brokers.as_slice() == [node]);
-            if !contiguous || !local || spec.replication_factor != -1 || spec.partitions != -1 {
-                return Err(TopicError::InvalidReplicaAssignment(format!(
-                    "assignments must cover partitions 0..n, each with the single replica [{node}]"
-                )));
+                .all(|(position, (index, _))| i32::try_from(position) == Ok(*index));
+            if !contiguous {
+                return Err(TopicError::InvalidReplicaAssignment(
+                    "assignments must cover partitions 0..n".into(),
+                ));
             }
-            i32::try_from(spec.assignments.len()).unwrap_or(i32::MAX)
+            check_partition_count(i32::try_from(assignments.len()).unwrap_or(i32::MAX))?;
+            let replicas: Vec<Vec<i32>> = assignments.into_iter().map(|(_, r)| r).collect();
+            check_assignments(metadata, &replicas)?;
+            replicas
         };
-        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
-            return Err(TopicError::InvalidPartitions(format!(
-                "partitions must be in 1..={PARTITIONS_PER_TOPIC_MAX}, got {partitions}"
-            )));
-        }
         topic_config::validate(&spec.configs).map_err(|(name, value, reason)| {
             TopicError::InvalidConfig(format!("{name}={value}: {reason}"))
         })?;
-        Ok(partitions)
+        Ok(replicas)
     }
 
     /// Deletes topics. Results are in request order and name the deleted topic.
@@ -399,21 +404,30 @@ impl Controller {
                 topic.partitions
             )));
         }
-        if let Some(assignments) = &change.assignments {
-            let node = self.settings.node_id;
-            let added = usize::try_from(count - topic.partitions).unwrap_or(0);
-            if assignments.len() != added
-                || assignments
-                    .iter()
-                    .any(|brokers| brokers.as_slice() != [node])
-            {
-                return Err(TopicError::InvalidReplicaAssignment(format!(
-                    "give one assignment per new partition, each the single replica [{node}]"
-                )));
+        let new = topic.partitions..count;
+        let added = match &change.assignments {
+            Some(assignments) => {
+                if assignments.len() != new.len() {
+                    return Err(TopicError::InvalidReplicaAssignment(format!(
+                        "give one assignment per new partition ({}), got {}",
+                        new.len(),
+                        assignments.len()
+                    )));
+                }
+                check_assignments(metadata, assignments)?;
+                assignments.clone()
             }
-        }
+            None => {
+                let factor = topic.replicas.first().map_or(1, Vec::len);
+                let factor = i16::try_from(factor).unwrap_or(i16::MAX);
+                assign_round_robin(metadata, name, new, factor)?
+            }
+        };
+        let mut replicas = topic.replicas.clone();
+        replicas.extend(added);
         Ok(Topic {
             partitions: count,
+            replicas,
             ..topic.clone()
         })
     }
@@ -532,18 +546,99 @@ impl Controller {
         }
     }
 
-    /// Persists `metadata` (temp file, `fdatasync`, rename, directory fsync), then gives
-    /// every shard the new snapshot.
+    /// Commits `metadata` through the host (persisted, then given to every shard).
     async fn publish(
         &self,
         host: &impl TopicHost,
         metadata: ClusterMetadata,
-    ) -> Result<(), crate::storage::StorageError> {
-        crate::storage::io::write_file_atomic(&self.settings.metadata_path, &metadata.encode())
-            .await?;
-        host.publish(Arc::new(metadata)).await;
-        Ok(())
+    ) -> Result<(), String> {
+        host.commit(metadata).await
     }
+}
+
+/// Partitions per topic are 1..=PARTITIONS_PER_TOPIC_MAX.
+fn check_partition_count(partitions: i32) -> Outcome<()> {
+    if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+        return Err(TopicError::InvalidPartitions(format!(
+            "partitions must be in 1..={PARTITIONS_PER_TOPIC_MAX}, got {partitions}"
+        )));
+    }
+    Ok(())
+}
+
+/// Replicas of each partition in `range`, `factor` per partition, spread round robin over
+/// the live brokers (Kafka's rack-unaware assignment): partition p's first replica is
+/// broker (start + p) mod n, the others follow it. The start depends on the topic's name,
+/// so topics do not all lead on the same broker.
+fn assign_round_robin(
+    metadata: &ClusterMetadata,
+    topic: &str,
+    range: Range<i32>,
+    factor: i16,
+) -> Outcome<Vec<Vec<i32>>> {
+    let brokers: Vec<i32> = metadata.live_brokers().map(|broker| broker.id).collect();
+    if factor < 1 {
+        return Err(TopicError::InvalidReplicationFactor(format!(
+            "replication factor must be at least 1, got {factor}"
+        )));
+    }
+    if factor as usize > brokers.len() {
+        return Err(TopicError::InvalidReplicationFactor(format!(
+            "replication factor {factor} is larger than the {} available broker(s)",
+            brokers.len()
+        )));
+    }
+    check_factor_supported(factor as usize)?;
+    let count = brokers.len();
+    let start = (crate::runtime::placement::fnv1a64(topic.as_bytes()) % count as u64) as usize;
+    Ok(range
+        .map(|partition| {
+            let first = start + partition as usize;
+            (0..factor as usize)
+                .map(|replica| brokers[(first + replica) % count])
+                .collect()
+        })
+        .collect())
+}
+
+/// Each partition's replicas: distinct registered brokers, as many for every partition.
+fn check_assignments(metadata: &ClusterMetadata, replicas: &[Vec<i32>]) -> Outcome<()> {
+    let factor = replicas.first().map_or(0, Vec::len);
+    for (index, brokers) in replicas.iter().enumerate() {
+        if brokers.is_empty() || brokers.len() != factor {
+            return Err(TopicError::InvalidReplicaAssignment(format!(
+                "partition {index} has {} replicas; every partition needs the same number, \
+                 at least 1",
+                brokers.len()
+            )));
+        }
+        let mut distinct = brokers.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != brokers.len() {
+            return Err(TopicError::InvalidReplicaAssignment(format!(
+                "partition {index} names a broker twice: {brokers:?}"
+            )));
+        }
+        if let Some(unknown) = brokers.iter().find(|id| !metadata.brokers.contains_key(id)) {
+            return Err(TopicError::InvalidReplicaAssignment(format!(
+                "partition {index} names broker {unknown}, which is not registered"
+            )));
+        }
+    }
+    check_factor_supported(factor)
+        .map_err(|error| TopicError::InvalidReplicaAssignment(error.to_string()))
+}
+
+/// Partitions are not replicated yet: one replica each.
+fn check_factor_supported(factor: usize) -> Outcome<()> {
+    if factor > 1 {
+        return Err(TopicError::InvalidReplicationFactor(format!(
+            "replication factor {factor}: partition replication is not available in this \
+             version; use 1"
+        )));
+    }
+    Ok(())
 }
 
 /// The specs that auto-creation asks for: the `names` not in `metadata` that are valid
@@ -575,6 +670,7 @@ mod tests {
         metadata: RefCell<Arc<ClusterMetadata>>,
         fail_at: i32,
         open: RefCell<BTreeSet<(String, i32)>>,
+        commit_fails: bool,
     }
 
     impl TopicHost for FakeHost {
@@ -608,9 +704,30 @@ mod tests {
 
         async fn reconfigure_logs(&self, _topic: &Topic) {}
 
-        async fn publish(&self, snapshot: Arc<ClusterMetadata>) {
-            *self.metadata.borrow_mut() = snapshot;
+        async fn commit(&self, metadata: ClusterMetadata) -> Result<(), String> {
+            if self.commit_fails {
+                return Err("the metadata cannot be persisted".into());
+            }
+            *self.metadata.borrow_mut() = Arc::new(metadata);
+            Ok(())
         }
+    }
+
+    /// A catalogue with the one broker, 0, live.
+    fn one_broker() -> ClusterMetadata {
+        let mut metadata = ClusterMetadata::new();
+        metadata.brokers.insert(
+            0,
+            crate::cluster::metadata::BrokerInfo {
+                id: 0,
+                host: "localhost".into(),
+                port: 9092,
+                incarnation: Uuid::nil(),
+                epoch: 0,
+                fenced: false,
+            },
+        );
+        metadata
     }
 
     fn controller() -> Controller {
@@ -624,25 +741,26 @@ mod tests {
                 segment_ms: -1,
                 max_message_bytes: 1 << 20,
             },
-            metadata_path: PathBuf::from("/nonexistent/petrel-metadata.json"),
             partitions_max: 1000,
         })
     }
 
     #[test]
     fn a_failed_growth_closes_the_partitions_it_opened_and_keeps_the_old_ones() {
-        let mut metadata = ClusterMetadata::new();
+        let mut metadata = one_broker();
         let topic = Topic {
             name: "t".into(),
             id: Uuid::new_v4(),
             partitions: 2,
             configs: BTreeMap::new(),
+            replicas: vec![vec![0]; 2],
         };
         metadata.insert_topic(topic);
         let host = FakeHost {
             metadata: RefCell::new(Arc::new(metadata)),
             fail_at: 3,
             open: RefCell::new([("t".to_string(), 0), ("t".to_string(), 1)].into()),
+            commit_fails: false,
         };
         let grown = futures_lite::future::block_on(controller().create_partitions(
             &host,
@@ -668,9 +786,10 @@ mod tests {
         // The metadata file cannot be written (its directory does not exist).
         let outcome = crate::runtime::run_single("controller-test", temp.path().into(), || async {
             let host = FakeHost {
-                metadata: RefCell::new(Arc::new(ClusterMetadata::new())),
+                metadata: RefCell::new(Arc::new(one_broker())),
                 fail_at: i32::MAX,
                 open: RefCell::new(BTreeSet::new()),
+                commit_fails: true,
             };
             let spec = TopicSpec {
                 name: "new".into(),

@@ -19,6 +19,37 @@ pub struct Topic {
     pub id: Uuid,
     pub partitions: i32,
     pub configs: BTreeMap<String, String>,
+    /// Per partition, the brokers holding a replica; the first is the preferred leader.
+    /// Files written before clusters existed lack it: `fill_replicas` names the one broker.
+    #[serde(default)]
+    pub replicas: Vec<Vec<i32>>,
+}
+
+impl Topic {
+    /// The brokers holding partition `index` (empty for a partition that does not exist).
+    pub fn replicas_of(&self, index: i32) -> &[i32] {
+        usize::try_from(index)
+            .ok()
+            .and_then(|slot| self.replicas.get(slot))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A broker of the cluster, as it registered with the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub id: i32,
+    /// Where clients reach it (its advertised listener).
+    pub host: String,
+    pub port: u16,
+    /// Random per process start: a second process claiming a live broker's id is told
+    /// apart from the same broker restarting.
+    pub incarnation: Uuid,
+    /// The metadata index of its latest registration (Kafka's broker epoch).
+    pub epoch: u64,
+    /// Fenced brokers lead nothing and are not listed to clients: they missed their
+    /// heartbeats, or have just registered and not yet caught up.
+    pub fenced: bool,
 }
 
 /// The catalogue. `topics` is reached only through methods, so the id index always
@@ -34,6 +65,9 @@ pub struct ClusterMetadata {
     /// a block it has persisted first, so ids stay unique across restarts.
     #[serde(default)]
     pub producer_id_block_end: i64,
+    /// Every broker that registered, by id (a single broker lists itself).
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerInfo>,
     /// Topic id -> name, for every topic in `topics`; not persisted (rebuilt on load).
     #[serde(skip)]
     topic_ids: HashMap<Uuid, String>,
@@ -47,6 +81,8 @@ struct StoredMetadata {
     topics: BTreeMap<String, Topic>,
     #[serde(default)]
     producer_id_block_end: i64,
+    #[serde(default)]
+    brokers: BTreeMap<i32, BrokerInfo>,
 }
 
 impl From<StoredMetadata> for ClusterMetadata {
@@ -61,6 +97,7 @@ impl From<StoredMetadata> for ClusterMetadata {
             cluster_id: stored.cluster_id,
             topics: stored.topics,
             producer_id_block_end: stored.producer_id_block_end,
+            brokers: stored.brokers,
             topic_ids,
         }
     }
@@ -81,6 +118,7 @@ impl ClusterMetadata {
             cluster_id: Uuid::new_v4().simple().to_string(),
             topics: BTreeMap::new(),
             producer_id_block_end: 0,
+            brokers: BTreeMap::new(),
             topic_ids: HashMap::new(),
         }
     }
@@ -96,7 +134,9 @@ impl ClusterMetadata {
             return Err(MetadataError::Version(metadata.format_version));
         }
         for (name, topic) in &metadata.topics {
-            if name != &topic.name || topic.partitions < 1 {
+            let replicas_named = topic.replicas.is_empty()
+                || usize::try_from(topic.partitions) == Ok(topic.replicas.len());
+            if name != &topic.name || topic.partitions < 1 || !replicas_named {
                 return Err(MetadataError::Damaged(format!("topic entry {name}")));
             }
         }
@@ -146,6 +186,32 @@ impl ClusterMetadata {
         let topic = self.topics.get_mut(name)?;
         topic.configs = configs;
         Some(topic)
+    }
+
+    /// Names `node` as the one replica of every partition whose replicas a metadata file
+    /// from before clusters did not record.
+    pub fn fill_replicas(&mut self, node: i32) {
+        for topic in self.topics.values_mut() {
+            if topic.replicas.is_empty() {
+                topic.replicas = vec![vec![node]; usize::try_from(topic.partitions).unwrap_or(0)];
+            }
+        }
+    }
+
+    /// The broker leading partition `index` of `topic`: its first replica that is a live
+    /// (unfenced) broker. Partitions have one replica until replication arrives, so this is
+    /// that replica, or none while its broker is fenced.
+    pub fn leader_of(&self, topic: &Topic, index: i32) -> Option<i32> {
+        topic
+            .replicas_of(index)
+            .iter()
+            .copied()
+            .find(|id| self.brokers.get(id).is_some_and(|broker| !broker.fenced))
+    }
+
+    /// Brokers clients may use (unfenced), by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers.values().filter(|broker| !broker.fenced)
     }
 
     /// Partitions of every topic together.
@@ -209,6 +275,7 @@ mod tests {
             id: Uuid::new_v4(),
             partitions: 6,
             configs: BTreeMap::new(),
+            replicas: vec![vec![1]; 6],
         }
     }
 
@@ -230,6 +297,7 @@ mod tests {
         // Grown: same name and id.
         metadata.insert_topic(Topic {
             partitions: 9,
+            replicas: vec![vec![1]; 9],
             ..again.clone()
         });
         assert_eq!(

@@ -2,7 +2,9 @@
 //! Shard 0 is the controller: it alone changes this state and persists it; every shard
 //! holds a read-only snapshot that the controller replaces on each change.
 
+pub mod control;
 pub mod controller;
 pub mod metadata;
 pub mod quorum;
+pub mod records;
 pub mod topic_config;

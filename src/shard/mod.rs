@@ -92,7 +92,6 @@ impl Shard {
             node_id: config.node_id,
             default_partitions: config.default_partitions,
             topic_defaults: config.topic_defaults.clone(),
-            metadata_path: config.metadata_path(),
             partitions_max: config.partitions_max,
         });
         Rc::new(Shard {

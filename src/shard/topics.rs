@@ -7,8 +7,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::Shard;
+use crate::cluster::control::{ControlCall, ControlReply};
 use crate::cluster::controller::{self, TopicError, TopicHost};
 use crate::cluster::metadata::{ClusterMetadata, Topic};
+use crate::runtime::mesh::ShardGone;
 use crate::runtime::placement::CONTROLLER_SHARD;
 
 impl TopicHost for Rc<Shard> {
@@ -104,7 +106,20 @@ impl TopicHost for Rc<Shard> {
         }
     }
 
-    async fn publish(&self, snapshot: Arc<ClusterMetadata>) {
+    /// A single broker: the metadata file (temp file, `fdatasync`, rename, directory
+    /// fsync), then every shard's snapshot.
+    async fn commit(&self, metadata: ClusterMetadata) -> Result<(), String> {
+        crate::storage::io::write_file_atomic(&self.config.metadata_path(), &metadata.encode())
+            .await
+            .map_err(|error| error.to_string())?;
+        self.publish(Arc::new(metadata)).await;
+        Ok(())
+    }
+}
+
+impl Shard {
+    /// Gives every shard `snapshot`.
+    pub async fn publish(self: &Rc<Self>, snapshot: Arc<ClusterMetadata>) {
         let sent = self
             .run_on_all(move |target| {
                 let snapshot = snapshot.clone();
@@ -114,6 +129,18 @@ impl TopicHost for Rc<Shard> {
         if let Err(error) = sent {
             tracing::error!(%error, "a shard missed a metadata update");
         }
+    }
+
+    /// Runs a controller operation where the controller is: this broker's controller
+    /// shard. Callable from any shard.
+    pub async fn control(self: &Rc<Self>, call: ControlCall) -> Result<ControlReply, ShardGone> {
+        self.run_on(CONTROLLER_SHARD, move |controller_shard| async move {
+            controller_shard
+                .controller
+                .execute(&controller_shard, call)
+                .await
+        })
+        .await
     }
 }
 
@@ -125,18 +152,20 @@ pub async fn ensure_topics(shard: &Rc<Shard>, names: Vec<String>) {
         return;
     }
     let created = shard
-        .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
-            controller_shard
-                .controller
-                .create_topics(&controller_shard, missing, false)
-                .await
+        .control(ControlCall::CreateTopics {
+            specs: missing,
+            validate_only: false,
+        })
+        .await
+        .map(|reply| {
+            reply
+                .into_topics()
                 .into_iter()
                 .filter_map(Result::err)
                 .filter(|error| !matches!(error, TopicError::AlreadyExists(_)))
                 .map(|error| error.to_string())
                 .collect::<Vec<_>>()
-        })
-        .await;
+        });
     match created {
         Ok(errors) if errors.is_empty() => {}
         Ok(errors) => tracing::warn!(?errors, "auto-creating topics failed"),

@@ -6,9 +6,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::str_bytes;
+use crate::cluster::control::ControlCall;
 use crate::cluster::controller::PartitionGrowth;
 use crate::protocol::frame::Request;
-use crate::runtime::placement::CONTROLLER_SHARD;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -38,13 +38,12 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         .collect();
     let validate_only = body.validate_only;
     let outcomes = shard
-        .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
-            controller_shard
-                .controller
-                .create_partitions(&controller_shard, changes, validate_only)
-                .await
+        .control(ControlCall::CreatePartitions {
+            growths: changes,
+            validate_only,
         })
-        .await?;
+        .await?
+        .into_done();
     let mut response = CreatePartitionsResponse::default();
     for (topic, outcome) in body.topics.iter().zip(outcomes) {
         let mut result = CreatePartitionsTopicResult::default();

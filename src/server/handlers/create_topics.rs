@@ -9,10 +9,10 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
+use crate::cluster::control::ControlCall;
 use crate::cluster::controller::TopicSpec;
 use crate::cluster::topic_config;
 use crate::protocol::frame::Request;
-use crate::runtime::placement::CONTROLLER_SHARD;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -54,13 +54,12 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         .collect();
     let validate_only = body.validate_only;
     let outcomes = shard
-        .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
-            controller_shard
-                .controller
-                .create_topics(&controller_shard, specs, validate_only)
-                .await
+        .control(ControlCall::CreateTopics {
+            specs,
+            validate_only,
         })
-        .await?;
+        .await?
+        .into_topics();
     let defaults = &shard.config.topic_defaults;
     let mut response = CreateTopicsResponse::default();
     for (requested, outcome) in body.topics.iter().zip(outcomes) {
@@ -73,7 +72,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                 }
                 if version >= 5 {
                     result.num_partitions = topic.partitions;
-                    result.replication_factor = 1;
+                    result.replication_factor =
+                        topic.replicas.first().map_or(1, |r| r.len() as i16);
                     result.configs = Some(
                         topic_config::describe(&topic.configs, defaults)
                             .into_iter()

@@ -6,9 +6,9 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::str_bytes;
+use crate::cluster::control::ControlCall;
 use crate::cluster::controller::TopicRef;
 use crate::protocol::frame::Request;
-use crate::runtime::placement::CONTROLLER_SHARD;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -31,16 +31,9 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             .collect()
     };
     let outcomes = shard
-        .run_on(CONTROLLER_SHARD, {
-            let refs = refs.clone();
-            move |controller_shard| async move {
-                controller_shard
-                    .controller
-                    .delete_topics(&controller_shard, refs)
-                    .await
-            }
-        })
-        .await?;
+        .control(ControlCall::DeleteTopics(refs.clone()))
+        .await?
+        .into_topics();
     let mut response = DeleteTopicsResponse::default();
     for (topic_ref, outcome) in refs.into_iter().zip(outcomes) {
         let mut result = DeletableTopicResult::default();

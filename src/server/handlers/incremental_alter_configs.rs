@@ -10,9 +10,9 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
+use crate::cluster::control::ControlCall;
 use crate::cluster::controller::{ConfigEdit, TopicConfigChange};
 use crate::protocol::frame::Request;
-use crate::runtime::placement::CONTROLLER_SHARD;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::{Shard, ShardGone};
@@ -159,13 +159,12 @@ pub async fn apply(
         Vec::new()
     } else {
         shard
-            .run_on(CONTROLLER_SHARD, move |controller_shard| async move {
-                controller_shard
-                    .controller
-                    .alter_topic_configs(&controller_shard, valid, validate_only)
-                    .await
+            .control(ControlCall::AlterTopicConfigs {
+                changes: valid,
+                validate_only,
             })
             .await?
+            .into_done()
     }
     .into_iter();
     Ok(changes

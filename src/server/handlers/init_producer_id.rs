@@ -15,8 +15,8 @@ use std::rc::Rc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
+use crate::cluster::control::ControlCall;
 use crate::protocol::frame::Request;
-use crate::runtime::placement::CONTROLLER_SHARD;
 use crate::server::errors::topic_error_code;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -42,14 +42,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         return exchange::respond(request, &response);
     }
     let allocated = shard
-        .run_on(CONTROLLER_SHARD, |controller_shard| async move {
-            controller_shard
-                .controller
-                .allocate_producer_id(&controller_shard)
-                .await
-                .map_err(|error| topic_error_code(&error))
-        })
-        .await?;
+        .control(ControlCall::AllocateProducerId)
+        .await?
+        .into_producer_id()
+        .map_err(|error| topic_error_code(&error));
     match allocated {
         Ok(producer_id) => {
             response.producer_id = ProducerId(producer_id);

@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::str_bytes;
-use crate::cluster::metadata::{validate_topic_name, Topic};
+use crate::cluster::metadata::{validate_topic_name, ClusterMetadata, Topic};
 use crate::protocol::frame::Request;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -47,11 +47,16 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let metadata = shard.metadata();
     let mut response = MetadataResponse::default();
     let config = &shard.config;
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(config.node_id);
-    broker.host = str_bytes(&config.advertised.0);
-    broker.port = i32::from(config.advertised.1);
-    response.brokers = vec![broker];
+    response.brokers = metadata
+        .live_brokers()
+        .map(|info| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(info.id);
+            broker.host = str_bytes(&info.host);
+            broker.port = i32::from(info.port);
+            broker
+        })
+        .collect();
     if version >= 2 {
         response.cluster_id = Some(str_bytes(&metadata.cluster_id));
     }
@@ -65,17 +70,17 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         Wanted::All => metadata
             .topics()
             .values()
-            .map(|topic| describe(shard, topic, version))
+            .map(|topic| describe(&metadata, topic, version))
             .collect(),
         Wanted::Some(topics) => topics
             .into_iter()
             .map(|(name, id)| match (&name, id.is_nil()) {
                 (Some(name), _) => match metadata.topic(name) {
-                    Some(topic) => describe(shard, topic, version),
+                    Some(topic) => describe(&metadata, topic, version),
                     None => missing(Some(name.clone()), Uuid::nil(), name_error(name), version),
                 },
                 (None, false) => match metadata.topic_by_id(&id) {
-                    Some(topic) => describe(shard, topic, version),
+                    Some(topic) => describe(&metadata, topic, version),
                     None => missing(None, id, ResponseError::UnknownTopicId, version),
                 },
                 (None, true) => missing(None, id, ResponseError::InvalidRequest, version),
@@ -111,8 +116,7 @@ fn missing(
     topic
 }
 
-fn describe(shard: &Shard, topic: &Topic, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(shard.config.node_id);
+fn describe(metadata: &ClusterMetadata, topic: &Topic, version: i16) -> MetadataResponseTopic {
     let mut described = MetadataResponseTopic::default();
     described.name = Some(TopicName(str_bytes(&topic.name)));
     if version >= 10 {
@@ -125,12 +129,34 @@ fn describe(shard: &Shard, topic: &Topic, version: i16) -> MetadataResponseTopic
         .map(|index| {
             let mut partition = MetadataResponsePartition::default();
             partition.partition_index = index;
-            partition.leader_id = node;
+            let replicas = topic.replicas_of(index);
+            let live = |id: &&i32| metadata.brokers.get(id).is_some_and(|b| !b.fenced);
+            match metadata.leader_of(topic, index) {
+                Some(leader) => partition.leader_id = BrokerId(leader),
+                None => {
+                    partition.leader_id = BrokerId(-1);
+                    partition.error_code = ResponseError::LeaderNotAvailable.code();
+                }
+            }
             if version >= 7 {
                 partition.leader_epoch = 0;
             }
-            partition.replica_nodes = vec![node];
-            partition.isr_nodes = vec![node];
+            partition.replica_nodes = replicas.iter().copied().map(BrokerId).collect();
+            // One replica per partition: in sync exactly while its broker is live.
+            partition.isr_nodes = replicas
+                .iter()
+                .filter(live)
+                .copied()
+                .map(BrokerId)
+                .collect();
+            if version >= 5 {
+                partition.offline_replicas = replicas
+                    .iter()
+                    .filter(|id| !live(id))
+                    .copied()
+                    .map(BrokerId)
+                    .collect();
+            }
             partition
         })
         .collect();
