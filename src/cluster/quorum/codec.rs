@@ -52,7 +52,11 @@ impl Reader {
     }
 
     fn bool(&mut self, what: &'static str) -> Result<bool> {
-        Ok(self.u8(what)? != 0)
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(CodecError::Unknown(what, i64::from(other))),
+        }
     }
 
     fn bytes(&mut self, what: &'static str) -> Result<Bytes> {

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod journal;
 pub mod node;
 pub mod store;
+pub mod transport;
 
 #[cfg(test)]
 mod tests;

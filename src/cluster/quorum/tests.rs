@@ -228,3 +228,83 @@ fn a_new_leader_takes_over_and_a_lagging_node_catches_up_from_a_snapshot() {
         stop(c, &network).await;
     });
 }
+
+/// Three nodes over real loopback TCP links; then a node of another cluster is refused.
+#[test]
+fn nodes_agree_over_tcp_and_a_node_of_another_cluster_is_refused() {
+    use super::transport::{Hello, PeerTransport, Peers};
+    run(|dir| async move {
+        let listeners: Vec<glommio::net::TcpListener> = (0..4)
+            .map(|_| glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let addresses: HashMap<u64, std::net::SocketAddr> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 1, l.local_addr().expect("address")))
+            .collect();
+        let mut nodes = Vec::new();
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let id = index as u64 + 1;
+            let cluster_id = if id == 4 { "other" } else { "petrel" };
+            let shutdown = Rc::new(Shutdown::new());
+            let peers = Peers::new(
+                Hello {
+                    cluster_id: cluster_id.into(),
+                    node_id: id,
+                },
+                addresses.clone(),
+                shutdown.clone(),
+            );
+            glommio::spawn_local(peers.clone().serve(listener)).detach();
+            if id == 4 {
+                // Not a voter: it only knocks on node 1's door.
+                let answer = peers.call(1, b"hello?", Duration::from_millis(500)).await;
+                assert!(answer.is_err());
+                let refusal = peers.refusal.borrow().clone().expect("refused");
+                assert!(
+                    refusal.contains("cluster other") && refusal.contains("cluster petrel"),
+                    "{refusal}"
+                );
+                continue;
+            }
+            let storage = ShardStorage::new(&ShardStorageConfig::default());
+            let (journal, mut core) = Journal::open(storage, dir.join(format!("tcp-{id}")))
+                .await
+                .expect("journal");
+            core.snapshot = initial_snapshot(vec![1, 2, 3]);
+            let records = Records::default();
+            let mut settings = QuorumSettings::new(id);
+            settings.tick = Duration::from_millis(20);
+            let (node, stopped) = QuorumNode::start(
+                settings,
+                journal,
+                core,
+                records.clone(),
+                PeerTransport(peers.clone()),
+                shutdown.clone(),
+            )
+            .expect("start");
+            peers.set_node(node.clone());
+            nodes.push(TestNode {
+                node,
+                records,
+                shutdown,
+                stopped,
+            });
+        }
+        let refs: Vec<&TestNode> = nodes.iter().collect();
+        let leader = leader_of(&refs).await;
+        let index = leader
+            .propose(Bytes::from_static(b"over tcp"))
+            .await
+            .expect("commit");
+        applied_everywhere(&refs, index).await;
+        for node in &nodes {
+            assert_eq!(*node.records.0.borrow(), vec![b"over tcp".to_vec()]);
+        }
+        for node in nodes {
+            node.shutdown.begin();
+            let _ = node.stopped.recv().await;
+        }
+    });
+}

@@ -1,0 +1,34 @@
+//! Bytes from quorum peers and from the metadata journal: Raft messages and journal
+//! records (`cluster::quorum::codec`), and metadata records (`cluster::records`). Whatever
+//! decodes must encode back to the same bytes.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use petrel::cluster::quorum::codec;
+use petrel::cluster::records::MetadataRecord;
+
+#[global_allocator]
+static ALLOCATOR: petrel_fuzz::CappedAllocator = petrel_fuzz::CappedAllocator;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let bytes = Bytes::copy_from_slice(rest);
+    match selector % 3 {
+        0 => {
+            if let Ok(message) = codec::decode_message(bytes.clone()) {
+                assert_eq!(codec::encode_message(&message), bytes);
+            }
+        }
+        1 => {
+            if let Ok(record) = codec::decode_record(bytes.clone()) {
+                assert_eq!(codec::encode_record(&record), bytes);
+            }
+        }
+        _ => {
+            let _ = MetadataRecord::decode(rest);
+        }
+    }
+});

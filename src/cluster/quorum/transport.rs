@@ -1,0 +1,365 @@
+//! The quorum's own TCP links (`--controller-listen`): Raft messages between voters, and
+//! calls from any node to the quorum's leader (controller operations, broker registration
+//! and heartbeats). One outbound connection per peer carries this node's messages and
+//! calls; replies come back on it. Frames are `[u32 length][u8 kind][payload]`, capped
+//! before allocation; a connection starts with a hello naming the cluster and the node,
+//! and a node of another cluster is refused with the reason.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_channel::oneshot;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use raft::eraftpb::Message;
+use serde::{Deserialize, Serialize};
+
+use super::codec;
+use super::node::{QuorumNode, Transport};
+use crate::runtime::shutdown::Shutdown;
+
+/// Largest frame: a snapshot of a large catalogue (the journal's batch cap) and headroom.
+const FRAME_BYTES_MAX: usize = 80 << 20;
+/// Frames queued per peer; beyond it Raft messages are dropped (Raft resends).
+const LINK_QUEUE: usize = 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+const KIND_HELLO: u8 = 0;
+const KIND_RAFT: u8 = 1;
+const KIND_CALL: u8 = 2;
+const KIND_REPLY: u8 = 3;
+const KIND_REFUSED: u8 = 4;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub cluster_id: String,
+    pub node_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("node {0} is not a known quorum peer")]
+    UnknownPeer(u64),
+    #[error("no answer from node {0} in time")]
+    Timeout(u64),
+    #[error("the link to node {0} is full")]
+    Busy(u64),
+}
+
+type CallHandler = Rc<dyn Fn(u64, Bytes) -> Pin<Box<dyn Future<Output = Bytes>>>>;
+
+pub struct Peers {
+    hello: Hello,
+    addresses: HashMap<u64, SocketAddr>,
+    links: RefCell<HashMap<u64, async_channel::Sender<Bytes>>>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Bytes>>>,
+    next_call: Cell<u64>,
+    node: RefCell<Option<Rc<QuorumNode>>>,
+    on_call: RefCell<Option<CallHandler>>,
+    /// Why a peer refused this node (another cluster), if one did.
+    pub refusal: RefCell<Option<String>>,
+    shutdown: Rc<Shutdown>,
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(5 + payload.len());
+    out.put_u32(u32::try_from(payload.len() + 1).expect("frames are capped"));
+    out.put_u8(kind);
+    out.put_slice(payload);
+    out.freeze()
+}
+
+fn id_frame(kind: u8, id: u64, body: &[u8]) -> Bytes {
+    let mut payload = Vec::with_capacity(8 + body.len());
+    payload.extend_from_slice(&id.to_be_bytes());
+    payload.extend_from_slice(body);
+    frame(kind, &payload)
+}
+
+fn split_id(payload: Bytes) -> Option<(u64, Bytes)> {
+    let id = u64::from_be_bytes(payload.get(..8)?.try_into().ok()?);
+    Some((id, payload.slice(8..)))
+}
+
+async fn read_frame(
+    reader: &mut (impl futures_lite::AsyncRead + Unpin),
+) -> std::io::Result<(u8, Bytes)> {
+    let mut prefix = [0u8; 4];
+    reader.read_exact(&mut prefix).await?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len == 0 || len > FRAME_BYTES_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("quorum frame of {len} bytes (cap {FRAME_BYTES_MAX})"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    let body = Bytes::from(body);
+    Ok((body[0], body.slice(1..)))
+}
+
+impl Peers {
+    pub fn new(
+        hello: Hello,
+        addresses: HashMap<u64, SocketAddr>,
+        shutdown: Rc<Shutdown>,
+    ) -> Rc<Peers> {
+        Rc::new(Peers {
+            hello,
+            addresses,
+            links: RefCell::new(HashMap::new()),
+            pending: RefCell::new(HashMap::new()),
+            next_call: Cell::new(1),
+            node: RefCell::new(None),
+            on_call: RefCell::new(None),
+            refusal: RefCell::new(None),
+            shutdown,
+        })
+    }
+
+    /// The node inbound Raft messages go to.
+    pub fn set_node(&self, node: Rc<QuorumNode>) {
+        *self.node.borrow_mut() = Some(node);
+    }
+
+    /// What answers peers' calls: `(caller, body) -> reply`.
+    pub fn set_call_handler(&self, handler: CallHandler) {
+        *self.on_call.borrow_mut() = Some(handler);
+    }
+
+    /// Accepts peers' connections until shutdown.
+    pub async fn serve(self: Rc<Self>, listener: TcpListener) {
+        while let Some(accepted) = self.shutdown.or_stopped(listener.accept()).await {
+            match accepted {
+                Ok(stream) => {
+                    glommio::spawn_local(self.clone().serve_peer(stream)).detach();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "quorum accept failed");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    async fn serve_peer(self: Rc<Self>, stream: TcpStream) {
+        let (mut reader, writer) = futures_lite::io::split(stream);
+        let hello =
+            futures_lite::future::or(async { Some(read_frame(&mut reader).await) }, async {
+                glommio::timer::sleep(HELLO_TIMEOUT).await;
+                None
+            })
+            .await;
+        let peer = match hello {
+            Some(Ok((KIND_HELLO, body))) => match serde_json::from_slice::<Hello>(&body) {
+                Ok(hello) => hello,
+                Err(_) => return,
+            },
+            _ => return,
+        };
+        let writer = Rc::new(async_lock::Mutex::new(writer));
+        if peer.cluster_id != self.hello.cluster_id {
+            let reason = format!(
+                "node {} belongs to cluster {}, but node {} (at {}) to cluster {}",
+                peer.node_id,
+                peer.cluster_id,
+                self.hello.node_id,
+                self.addresses
+                    .get(&self.hello.node_id)
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                self.hello.cluster_id
+            );
+            tracing::error!("refusing a quorum peer: {reason}");
+            let _ = writer
+                .lock()
+                .await
+                .write_all(&frame(KIND_REFUSED, reason.as_bytes()))
+                .await;
+            return;
+        }
+        while let Some(Ok((kind, body))) = self.shutdown.or_stopped(read_frame(&mut reader)).await {
+            match kind {
+                KIND_RAFT => match codec::decode_message(body) {
+                    Ok(message) if message.from == peer.node_id => {
+                        if let Some(node) = self.node.borrow().as_ref() {
+                            node.receive(message);
+                        }
+                    }
+                    Ok(_) => {
+                        tracing::warn!(
+                            peer = peer.node_id,
+                            "a quorum message claims another sender"
+                        );
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(peer = peer.node_id, %error, "undecodable quorum message");
+                        return;
+                    }
+                },
+                KIND_CALL => {
+                    let Some((id, body)) = split_id(body) else {
+                        return;
+                    };
+                    let Some(handler) = self.on_call.borrow().clone() else {
+                        continue;
+                    };
+                    let writer = writer.clone();
+                    let caller = peer.node_id;
+                    glommio::spawn_local(async move {
+                        let reply = handler(caller, body).await;
+                        let _ = writer
+                            .lock()
+                            .await
+                            .write_all(&id_frame(KIND_REPLY, id, &reply))
+                            .await;
+                    })
+                    .detach();
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn link(self: &Rc<Self>, to: u64) -> Option<async_channel::Sender<Bytes>> {
+        if let Some(link) = self.links.borrow().get(&to) {
+            return Some(link.clone());
+        }
+        let address = *self.addresses.get(&to)?;
+        let (sender, receiver) = async_channel::bounded(LINK_QUEUE);
+        self.links.borrow_mut().insert(to, sender.clone());
+        glommio::spawn_local(self.clone().run_link(to, address, receiver)).detach();
+        Some(sender)
+    }
+
+    /// Keeps a connection to peer `to` and writes its queued frames, reconnecting after
+    /// any failure. Frames queued while disconnected wait (up to the queue's bound).
+    async fn run_link(
+        self: Rc<Self>,
+        to: u64,
+        address: SocketAddr,
+        frames: async_channel::Receiver<Bytes>,
+    ) {
+        let hello = frame(
+            KIND_HELLO,
+            &serde_json::to_vec(&self.hello).expect("hello serializes"),
+        );
+        let mut logged = false;
+        while !self.shutdown.is_started() {
+            let connected = futures_lite::future::or(
+                async { Some(TcpStream::connect(address).await) },
+                async {
+                    glommio::timer::sleep(CONNECT_TIMEOUT).await;
+                    None
+                },
+            )
+            .await;
+            let stream = match connected {
+                Some(Ok(stream)) => stream,
+                _ => {
+                    if !logged {
+                        tracing::debug!(peer = to, %address, "quorum peer unreachable; retrying");
+                        logged = true;
+                    }
+                    glommio::timer::sleep(RECONNECT_DELAY).await;
+                    continue;
+                }
+            };
+            logged = false;
+            let _ = stream.set_nodelay(true);
+            let (mut reader, mut writer) = futures_lite::io::split(stream);
+            if writer.write_all(&hello).await.is_err() {
+                continue;
+            }
+            let (closed_tx, closed_rx) = async_channel::bounded::<()>(1);
+            let peers = self.clone();
+            glommio::spawn_local(async move {
+                while let Ok((kind, body)) = read_frame(&mut reader).await {
+                    match kind {
+                        KIND_REPLY => {
+                            if let Some((id, body)) = split_id(body) {
+                                if let Some(done) = peers.pending.borrow_mut().remove(&id) {
+                                    let _ = done.send(body);
+                                }
+                            }
+                        }
+                        KIND_REFUSED => {
+                            let reason = String::from_utf8_lossy(&body).into_owned();
+                            tracing::error!(peer = to, "refused by a quorum peer: {reason}");
+                            *peers.refusal.borrow_mut() = Some(reason);
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                drop(closed_tx);
+            })
+            .detach();
+            loop {
+                let next = futures_lite::future::or(async { frames.recv().await.ok() }, async {
+                    let _ = closed_rx.recv().await;
+                    None
+                })
+                .await;
+                let Some(bytes) = next else {
+                    break;
+                };
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            if frames.is_closed() {
+                return;
+            }
+            glommio::timer::sleep(RECONNECT_DELAY).await;
+        }
+    }
+
+    /// Calls node `to` with `body` and returns its reply.
+    pub async fn call(
+        self: &Rc<Self>,
+        to: u64,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let link = self.link(to).ok_or(CallError::UnknownPeer(to))?;
+        let id = self.next_call.get();
+        self.next_call.set(id + 1);
+        let (done, answer) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, done);
+        if link.try_send(id_frame(KIND_CALL, id, body)).is_err() {
+            self.pending.borrow_mut().remove(&id);
+            return Err(CallError::Busy(to));
+        }
+        let answer = futures_lite::future::or(async { answer.await.ok() }, async {
+            glommio::timer::sleep(timeout).await;
+            None
+        })
+        .await;
+        self.pending.borrow_mut().remove(&id);
+        answer.ok_or(CallError::Timeout(to))
+    }
+}
+
+/// Raft messages go out on the peers' links.
+#[derive(Clone)]
+pub struct PeerTransport(pub Rc<Peers>);
+
+impl Transport for PeerTransport {
+    fn send(&self, message: Message) {
+        let to = message.to;
+        if let Some(link) = self.0.link(to) {
+            let _ = link.try_send(frame(KIND_RAFT, &codec::encode_message(&message)));
+        }
+    }
+}
