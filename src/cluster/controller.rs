@@ -809,4 +809,61 @@ mod tests {
         );
         assert_eq!(open, 0, "the opened logs stayed");
     }
+
+    /// Three brokers, one fenced: new partitions spread round robin over the two live
+    /// ones, explicit assignments must name registered brokers, and a replication factor
+    /// above 1 is refused while partitions are not replicated.
+    #[test]
+    fn partitions_are_assigned_round_robin_over_live_brokers() {
+        let mut metadata = one_broker();
+        for (id, fenced) in [(1, false), (2, true)] {
+            let mut broker = metadata.brokers[&0].clone();
+            broker.id = id;
+            broker.fenced = fenced;
+            metadata.brokers.insert(id, broker);
+        }
+        let replicas = assign_round_robin(&metadata, "t", 0..4, 1).expect("assign");
+        let leaders: Vec<i32> = replicas.iter().map(|r| r[0]).collect();
+        assert!(leaders.iter().all(|id| [0, 1].contains(id)), "{leaders:?}");
+        assert_ne!(leaders[0], leaders[1]);
+        assert_eq!(leaders[0], leaders[2]);
+        assert!(matches!(
+            assign_round_robin(&metadata, "t", 0..1, 2),
+            Err(TopicError::InvalidReplicationFactor(_))
+        ));
+        assert!(matches!(
+            assign_round_robin(&metadata, "t", 0..1, 3),
+            Err(TopicError::InvalidReplicationFactor(_))
+        ));
+        assert!(check_assignments(&metadata, &[vec![2], vec![0]]).is_ok());
+        for bad in [vec![vec![7]], vec![vec![0], vec![]], vec![vec![0, 0]]] {
+            assert!(
+                matches!(
+                    check_assignments(&metadata, &bad),
+                    Err(TopicError::InvalidReplicaAssignment(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let mut topic_metadata = metadata.clone();
+        topic_metadata.insert_topic(Topic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 2,
+            configs: BTreeMap::new(),
+            replicas: vec![vec![1], vec![2]],
+        });
+        let topic = topic_metadata.topic("t").unwrap();
+        assert_eq!(topic_metadata.leader_of(topic, 0), Some(1));
+        assert_eq!(
+            topic_metadata.leader_of(topic, 1),
+            None,
+            "its broker is fenced"
+        );
+        assert_eq!(
+            topic_metadata.leader_of(topic, 2),
+            None,
+            "no such partition"
+        );
+    }
 }
