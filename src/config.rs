@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cluster::metadata::PARTITIONS_PER_TOPIC_MAX;
+use crate::cluster::quorum::voters::{parse_voters, QuorumConfig};
 use crate::cluster::topic_config::TopicDefaults;
 use crate::storage::config::{BATCH_DECOMPRESSED_BYTES_MAX, BATCH_DECOMPRESSED_BYTES_MIN};
 use crate::storage::{FlushPolicy, LogConfig, ShardStorageConfig};
@@ -114,6 +115,22 @@ pub struct ServeArgs {
     /// (POLICY_VIOLATION). [default: shards * open-files-max / 2]
     #[arg(long, env = "PETREL_PARTITIONS_MAX")]
     pub partitions_max: Option<usize>,
+    /// The metadata quorum's voters, `id@host:port,...` (Kafka's
+    /// `controller.quorum.voters`). Given: this broker is one node of a cluster, formatted
+    /// with `petrel format`, and one of the voters (combined mode). Not given: a single
+    /// broker.
+    #[arg(long, env = "PETREL_CONTROLLER_QUORUM_VOTERS")]
+    pub controller_quorum_voters: Option<String>,
+    /// Where this node's quorum listener binds. [default: its entry in the voters]
+    #[arg(long, env = "PETREL_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<String>,
+    /// How often a broker heartbeats to the quorum's leader. [default: 2000]
+    #[arg(long, env = "PETREL_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// A broker not heard from for this long is fenced: it leads nothing and clients are
+    /// not sent to it. [default: 9000]
+    #[arg(long, env = "PETREL_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
     /// Tests only: makes storage calls fail as the spec says (`storage::faults`), e.g.
     /// `write:enospc:skip=100:count=50:path=t-0`. Not settable from the config file.
     #[arg(long, hide = true)]
@@ -161,6 +178,8 @@ pub struct BrokerConfig {
     /// Tests only: the storage fault plan every shard installs (`--inject-faults`).
     pub inject_faults: Option<crate::storage::faults::FaultPlan>,
     pub group_limits: crate::group::state::GroupLimits,
+    /// The metadata quorum, when this broker is a node of a cluster.
+    pub quorum: Option<QuorumConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +277,16 @@ impl ServeArgs {
             open_files_max: self.open_files_max.or(file.open_files_max),
             partitions_max: self.partitions_max.or(file.partitions_max),
             inject_faults: self.inject_faults,
+            controller_quorum_voters: self
+                .controller_quorum_voters
+                .or(file.controller_quorum_voters),
+            controller_listen: self.controller_listen.or(file.controller_listen),
+            broker_heartbeat_interval_ms: self
+                .broker_heartbeat_interval_ms
+                .or(file.broker_heartbeat_interval_ms),
+            broker_session_timeout_ms: self
+                .broker_session_timeout_ms
+                .or(file.broker_session_timeout_ms),
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms),
@@ -453,6 +482,13 @@ impl ServeArgs {
             offsets_retention: Duration::from_secs(retention_minutes * 60),
             offsets_retention_check_interval: Duration::from_millis(retention_check_ms),
         };
+        let quorum = resolve_quorum(
+            &self.controller_quorum_voters,
+            &self.controller_listen,
+            node_id,
+            self.broker_heartbeat_interval_ms,
+            self.broker_session_timeout_ms,
+        )?;
         let inject_faults = match &self.inject_faults {
             Some(spec) => Some(
                 crate::storage::faults::FaultPlan::parse(spec)
@@ -487,8 +523,75 @@ impl ServeArgs {
             partitions_max,
             inject_faults,
             group_limits,
+            quorum,
         })
     }
+}
+
+/// The quorum settings, checked against this node's id.
+fn resolve_quorum(
+    voters: &Option<String>,
+    listen: &Option<String>,
+    node_id: i32,
+    heartbeat_interval_ms: Option<u64>,
+    session_timeout_ms: Option<u64>,
+) -> Result<Option<QuorumConfig>, ConfigError> {
+    let Some(text) = voters else {
+        if let Some(listen) = listen {
+            return Err(invalid(
+                "controller-listen",
+                listen,
+                "needs --controller-quorum-voters",
+            ));
+        }
+        return Ok(None);
+    };
+    let voters =
+        parse_voters(text).map_err(|reason| invalid("controller-quorum-voters", text, reason))?;
+    let own = u64::try_from(node_id)
+        .ok()
+        .and_then(|id| voters.get(&id).copied());
+    let Some(own) = own else {
+        return Err(invalid(
+            "controller-quorum-voters",
+            text,
+            format!(
+                "does not name this node (--node-id {node_id}); every broker of a cluster is one \
+                 of its voters (combined mode)"
+            ),
+        ));
+    };
+    let listen = match listen {
+        Some(text) => {
+            let address: SocketAddr = text
+                .parse()
+                .map_err(|_| invalid("controller-listen", text, "expected ip:port"))?;
+            if address.port() != own.port() {
+                return Err(invalid(
+                    "controller-listen",
+                    text,
+                    format!("its port must be this node's port in the voters ({own})"),
+                ));
+            }
+            address
+        }
+        None => own,
+    };
+    let heartbeat_interval = heartbeat_interval_ms.unwrap_or(2_000);
+    let session_timeout = session_timeout_ms.unwrap_or(9_000);
+    if heartbeat_interval == 0 || session_timeout <= heartbeat_interval {
+        return Err(invalid(
+            "broker-session-timeout-ms",
+            session_timeout,
+            format!("must be larger than broker-heartbeat-interval-ms ({heartbeat_interval}), which must be positive"),
+        ));
+    }
+    Ok(Some(QuorumConfig {
+        voters,
+        listen,
+        heartbeat_interval: Duration::from_millis(heartbeat_interval),
+        session_timeout: Duration::from_millis(session_timeout),
+    }))
 }
 
 /// File descriptors kept for what is not a segment file or a client connection: stdio, the

@@ -32,6 +32,19 @@ struct Cli {
 enum Command {
     /// Run the broker. With no flags: 127.0.0.1:9092, ./petrel-data, one shard per CPU.
     Serve(Box<Serve>),
+    /// Make a data directory a node of a cluster (Kafka's `kafka-storage format`): writes
+    /// `<data dir>/meta.properties`. Every node of a cluster is formatted with the same
+    /// cluster id before its first start with `--controller-quorum-voters`.
+    Format {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The cluster's id: 1 to 64 of [A-Za-z0-9_-], the same on every node.
+        #[arg(long)]
+        cluster_id: String,
+        /// This node's id (1 or more), as in --controller-quorum-voters.
+        #[arg(long)]
+        node_id: i32,
+    },
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
@@ -88,6 +101,23 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(*args),
+        Command::Format {
+            data_dir,
+            cluster_id,
+            node_id,
+        } => {
+            let written = petrel::broker::identity::format(&data_dir, &cluster_id, node_id)?;
+            let state = if written {
+                "formatted"
+            } else {
+                "already formatted"
+            };
+            println!(
+                "{}: {state} as node {node_id} of cluster {cluster_id}",
+                data_dir.display()
+            );
+            Ok(())
+        }
         Command::Log(LogCommand::Dump { dir, batches }) => dump(dir, batches),
         Command::Log(LogCommand::CrashWriter {
             dir,

@@ -21,13 +21,6 @@ const IOPOLL_PROBE_PREFIX: &str = ".iopoll-probe-";
 /// Entries named in the refusal over a missing metadata file before the rest are counted.
 const ENTRIES_NAMED_MAX: usize = 5;
 
-pub fn create_data_dir(dir: &Path) -> Result<(), StartError> {
-    std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
 /// Takes the data directory for this process: an exclusive `flock` on `<dir>/.lock`, held
 /// as long as the returned file is open (the kernel drops it when the process dies, even by
 /// SIGKILL), then this process's pid written into it for whoever is refused next. The file
@@ -119,6 +112,8 @@ fn is_housekeeping(name: &str) -> bool {
         || name == DELETED_DIR
         || name.starts_with(IOPOLL_PROBE_PREFIX)
         || is_temp_of(name, metadata::FILE_NAME)
+        || name == super::files::META_FILE
+        || is_temp_of(name, super::files::META_FILE)
 }
 
 /// Loads the metadata file, or creates it for a new cluster (main thread, before any shard).
@@ -148,7 +143,7 @@ pub fn load_or_create_metadata(config: &BrokerConfig) -> Result<ClusterMetadata,
                 });
             }
             let metadata = ClusterMetadata::new();
-            write_metadata_blocking(&path, &metadata.encode())
+            super::files::write_file_blocking(&path, &metadata.encode())
                 .map_err(|e| failed(e.to_string()))?;
             Ok(metadata)
         }
@@ -169,19 +164,6 @@ pub fn name_some(entries: &[String]) -> String {
         named.push(&more);
     }
     named.join(", ")
-}
-
-/// Atomic replace with fsyncs, for the main thread only (shards use `storage::io`).
-fn write_metadata_blocking(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = crate::storage::io::temp_path(path);
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Binds (without listening) a SO_REUSEPORT socket on `address`, reserving the port.

@@ -21,6 +21,8 @@
 //!    partitions unanswered while the others kept running.
 
 mod bootstrap;
+mod files;
+pub mod identity;
 mod preflight;
 mod shard_main;
 
@@ -60,6 +62,12 @@ pub enum StartError {
         path: PathBuf,
         owner: String,
     },
+    /// The data directory belongs to another cluster or node, or is not formatted.
+    #[error("{0}")]
+    Identity(String),
+    /// This node could not join the metadata quorum.
+    #[error("cannot join the cluster: {0}")]
+    Cluster(String),
     #[error("metadata file {path}: {reason}")]
     Metadata { path: PathBuf, reason: String },
     #[error(
@@ -168,15 +176,50 @@ pub fn start(
     config: BrokerConfig,
     injected_panic: Option<InjectedPanic>,
 ) -> Result<Broker, StartError> {
-    bootstrap::create_data_dir(&config.data_dir)?;
+    files::create_data_dir(&config.data_dir)?;
     let lock = bootstrap::lock_data_dir(&config.data_dir)?;
     preflight::check_host(&config.data_dir)?;
     install_fatal_panic_hook();
     bootstrap::purge_leftovers(&config.data_dir)?;
-    let mut metadata = bootstrap::load_or_create_metadata(&config)?;
-    // A single broker: it holds every replica and lists itself (files written before
-    // clusters existed name no replicas).
-    metadata.fill_replicas(config.node_id);
+    let identity = identity::check(&config)?;
+    let mut metadata = match &identity {
+        // A cluster's catalogue comes from the metadata quorum once shard 0 starts it.
+        Some(identity) => {
+            if config
+                .data_dir
+                .join(crate::cluster::metadata::FILE_NAME)
+                .exists()
+            {
+                return Err(StartError::Identity(format!(
+                    "{} holds a single broker's metadata file too; a cluster node's data \
+                     directory holds none",
+                    config.data_dir.display()
+                )));
+            }
+            let mut metadata = crate::cluster::metadata::ClusterMetadata::new();
+            metadata.cluster_id = identity.cluster_id.clone();
+            metadata
+        }
+        None => {
+            let mut metadata = bootstrap::load_or_create_metadata(&config)?;
+            // A single broker: it holds every replica and lists itself (files written
+            // before clusters existed name no replicas).
+            metadata.fill_replicas(config.node_id);
+            metadata
+        }
+    };
+    if let Some(quorum) = &config.quorum {
+        if std::net::TcpStream::connect_timeout(&quorum.listen, Duration::from_millis(200)).is_ok()
+        {
+            return Err(StartError::Listen {
+                address: quorum.listen,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "something already listens on the quorum address",
+                ),
+            });
+        }
+    }
     let partitions = metadata.partition_count();
     if partitions > config.partitions_max {
         return Err(StartError::PartitionsMax {
@@ -202,17 +245,19 @@ pub fn start(
     if config.advertised.1 == 0 {
         config.advertised.1 = port;
     }
-    metadata.brokers.insert(
-        config.node_id,
-        BrokerInfo {
-            id: config.node_id,
-            host: config.advertised.0.clone(),
-            port: config.advertised.1,
-            incarnation: uuid::Uuid::new_v4(),
-            epoch: 0,
-            fenced: false,
-        },
-    );
+    if identity.is_none() {
+        metadata.brokers.insert(
+            config.node_id,
+            BrokerInfo {
+                id: config.node_id,
+                host: config.advertised.0.clone(),
+                port: config.advertised.1,
+                incarnation: uuid::Uuid::new_v4(),
+                epoch: 0,
+                fenced: false,
+            },
+        );
+    }
     let metadata = Arc::new(metadata);
     let config = Arc::new(config);
     let (senders, receivers) = mesh::inboxes::<Shard>(config.shards);

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use super::{Phase, Report, StartError};
 use crate::group::coordinator::GroupCoordinator;
 use crate::runtime::mesh;
+use crate::runtime::placement::CONTROLLER_SHARD;
+use crate::shard::cluster::ClusterNode;
 use crate::shard::{Shard, ShardJob};
 
 /// How often each shard applies retention to its partitions. Kafka's
@@ -149,7 +151,10 @@ async fn open_services(shard: &Rc<Shard>) -> Result<(), StartError> {
     let id = shard.id;
     let fail = |reason: String| StartError::Shard { shard: id, reason };
     let metadata = shard.metadata();
-    for topic in metadata.topics().values() {
+    // In a cluster the catalogue comes from the quorum: the controller shard opens this
+    // broker's replicas below, once its quorum node has replayed the journal.
+    let single = shard.config.quorum.is_none();
+    for topic in metadata.topics().values().filter(|_| single) {
         let owned: Vec<i32> = (0..topic.partitions)
             .filter(|&p| shard.owner_of(topic, p) == id)
             .collect();
@@ -168,6 +173,11 @@ async fn open_services(shard: &Rc<Shard>) -> Result<(), StartError> {
         .await
         .map_err(|error| fail(format!("loading committed offsets: {error}")))?;
     *shard.groups.borrow_mut() = Some(coordinator);
+    if !single && id == CONTROLLER_SHARD {
+        ClusterNode::start(shard, metadata.cluster_id.clone())
+            .await
+            .map_err(StartError::Cluster)?;
+    }
     Ok(())
 }
 

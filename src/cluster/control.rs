@@ -32,6 +32,8 @@ pub enum ControlReply {
     Topics(Vec<Outcome<Topic>>),
     Done(Vec<Outcome<()>>),
     ProducerId(Outcome<i64>),
+    /// The operation did not run (no controller could be reached): each item fails so.
+    Failed(super::controller::TopicError),
 }
 
 impl Controller {
@@ -61,26 +63,35 @@ impl Controller {
 }
 
 impl ControlReply {
-    pub fn into_topics(self) -> Vec<Outcome<Topic>> {
+    /// Per-topic outcomes of a call about `count` topics.
+    pub fn into_topics(self, count: usize) -> Vec<Outcome<Topic>> {
         match self {
             ControlReply::Topics(outcomes) => outcomes,
-            _ => Vec::new(),
+            other => vec![Err(other.failure()); count],
         }
     }
 
-    pub fn into_done(self) -> Vec<Outcome<()>> {
+    /// Per-item outcomes of a call about `count` items.
+    pub fn into_done(self, count: usize) -> Vec<Outcome<()>> {
         match self {
             ControlReply::Done(outcomes) => outcomes,
-            _ => Vec::new(),
+            other => vec![Err(other.failure()); count],
         }
     }
 
     pub fn into_producer_id(self) -> Outcome<i64> {
         match self {
             ControlReply::ProducerId(outcome) => outcome,
-            other => Err(super::controller::TopicError::Storage(format!(
-                "the controller answered {other:?} to a producer id request"
-            ))),
+            other => Err(other.failure()),
+        }
+    }
+
+    fn failure(self) -> super::controller::TopicError {
+        match self {
+            ControlReply::Failed(error) => error,
+            other => super::controller::TopicError::NotController(format!(
+                "the controller answered {other:?}"
+            )),
         }
     }
 }

@@ -47,6 +47,9 @@ pub enum TopicError {
     PolicyViolation(String),
     #[error("{0}")]
     Storage(String),
+    /// No controller could be reached or it lost its leadership; clients retry.
+    #[error("{0}")]
+    NotController(String),
 }
 
 pub type Outcome<T> = Result<T, TopicError>;

@@ -209,6 +209,19 @@ impl ClusterMetadata {
             .find(|id| self.brokers.get(id).is_some_and(|broker| !broker.fenced))
     }
 
+    /// The broker coordinating consumer group `group`: one of the registered brokers,
+    /// chosen by a hash of the group id, so every broker names the same one. Its committed
+    /// offsets live there only (they are not replicated yet), so the choice does not move
+    /// when that broker is fenced: the group waits for it (COORDINATOR_NOT_AVAILABLE).
+    pub fn group_coordinator(&self, group: &str) -> Option<&BrokerInfo> {
+        if self.brokers.is_empty() {
+            return None;
+        }
+        let index =
+            crate::runtime::placement::fnv1a64(group.as_bytes()) % self.brokers.len() as u64;
+        self.brokers.values().nth(index as usize)
+    }
+
     /// Brokers clients may use (unfenced), by id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
         self.brokers.values().filter(|broker| !broker.fenced)

@@ -10,9 +10,6 @@ use super::metadata::{BrokerInfo, ClusterMetadata, Topic};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
-    /// The cluster's id, written once by the quorum's first leader. A node whose data dir
-    /// was formatted for another cluster refuses to go on.
-    ClusterId(String),
     /// A broker (re)registered; its epoch is this record's index. It starts fenced.
     RegisterBroker(BrokerInfo),
     /// A broker's heartbeats stopped (or it shut down): it leads nothing.
@@ -50,9 +47,6 @@ impl MetadataRecord {
 /// the state (a fence for an older epoch) change nothing.
 pub fn apply(metadata: &mut ClusterMetadata, index: u64, record: MetadataRecord) {
     match record {
-        MetadataRecord::ClusterId(id) => {
-            metadata.cluster_id = id;
-        }
         MetadataRecord::RegisterBroker(mut broker) => {
             broker.epoch = index;
             broker.fenced = true;

@@ -39,6 +39,7 @@ pub fn topic_error_code(error: &TopicError) -> ResponseError {
         TopicError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
         TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        TopicError::NotController(_) => ResponseError::NotController,
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,

@@ -6,6 +6,7 @@
 //! (`runtime::mesh`); it knows nothing of the Kafka wire protocol. Started and stopped by
 //! `broker`.
 
+pub mod cluster;
 mod topics;
 
 use std::cell::{Cell, RefCell};
@@ -70,6 +71,8 @@ pub struct Shard {
     metadata: RefCell<Arc<ClusterMetadata>>,
     /// Topic changes and producer ids; only the one on `CONTROLLER_SHARD` is used.
     pub controller: Controller,
+    /// This node of the cluster (controller shard only, when the broker is in one).
+    pub cluster: RefCell<Option<Rc<cluster::ClusterNode>>>,
     /// The coordinator of the consumer groups placed on this shard (set once loaded).
     pub groups: RefCell<Option<Rc<GroupCoordinator>>>,
     /// Open client connections on this shard.
@@ -104,6 +107,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             metadata: RefCell::new(metadata),
             controller,
+            cluster: RefCell::new(None),
             groups: RefCell::new(None),
             connections: Cell::new(0),
             shutdown: Shutdown::new(),
@@ -384,6 +388,11 @@ impl Shard {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// This node of the cluster, on the controller shard of a broker in one.
+    pub fn cluster(&self) -> Option<Rc<cluster::ClusterNode>> {
+        self.cluster.borrow().clone()
     }
 
     /// This shard's group coordinator, once its offsets are loaded.

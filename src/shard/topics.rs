@@ -15,55 +15,33 @@ use crate::runtime::placement::CONTROLLER_SHARD;
 
 impl TopicHost for Rc<Shard> {
     fn metadata(&self) -> Arc<ClusterMetadata> {
-        Shard::metadata(self)
+        match self.cluster() {
+            // The catalogue as applied: the shards' snapshot may trail it.
+            Some(cluster) => cluster.image(),
+            None => Shard::metadata(self),
+        }
     }
 
-    /// Opens the partitions on their owning shards, in parallel.
+    /// In a cluster every node opens its own replicas once the change is committed
+    /// (`shard::cluster`); a single broker opens them before persisting.
     async fn open_logs(&self, topic: &Topic, range: Range<i32>) -> Result<(), String> {
-        let mut by_owner: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
-        for partition in range {
-            by_owner
-                .entry(self.owner_of(topic, partition))
-                .or_default()
-                .push(partition);
+        if self.cluster().is_some() {
+            return Ok(());
         }
-        let topic = topic.clone();
-        let opened = self
-            .run_on_each(by_owner.into_iter().collect(), move |target, partitions| {
-                let topic = topic.clone();
-                async move {
-                    target
-                        .open_partitions(&topic, &partitions, true)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            })
+        self.open_topic_partitions(topic, range.collect(), true)
             .await
-            .map_err(|e| e.to_string())?;
-        opened
-            .into_iter()
-            .collect::<Result<Vec<()>, String>>()
-            .map(drop)
     }
 
     async fn delete_logs(&self, topic: &Topic) {
-        for owner in self.owners(topic) {
-            let name = topic.name.clone();
-            let deleted = self
-                .run_on(owner, move |target| async move {
-                    target
-                        .delete_partitions(&name)
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-                .await;
-            if let Err(error) = deleted.map_err(|e| e.to_string()).and_then(|d| d) {
-                tracing::error!(topic = %topic.name, shard = owner, %error, "deleting partition logs failed");
-            }
+        if self.cluster().is_none() {
+            self.delete_topic_logs(topic).await;
         }
     }
 
     async fn discard_logs(&self, topic: &Topic, range: Range<i32>) {
+        if self.cluster().is_some() {
+            return;
+        }
         let mut by_owner: BTreeMap<usize, ()> = BTreeMap::new();
         for partition in range.clone() {
             by_owner.insert(self.owner_of(topic, partition), ());
@@ -93,6 +71,81 @@ impl TopicHost for Rc<Shard> {
     }
 
     async fn reconfigure_logs(&self, topic: &Topic) {
+        if self.cluster().is_none() {
+            self.reconfigure_topic_logs(topic).await;
+        }
+    }
+
+    /// A single broker: the metadata file (temp file, `fdatasync`, rename, directory
+    /// fsync), then every shard's snapshot. A cluster: the change as metadata records,
+    /// committed by the quorum and applied here (every node applies it on its own).
+    async fn commit(&self, metadata: ClusterMetadata) -> Result<(), String> {
+        if let Some(cluster) = self.cluster() {
+            let records = crate::cluster::records::diff(&cluster.image(), &metadata);
+            return cluster.commit(records).await;
+        }
+        crate::storage::io::write_file_atomic(&self.config.metadata_path(), &metadata.encode())
+            .await
+            .map_err(|error| error.to_string())?;
+        self.publish(Arc::new(metadata)).await;
+        Ok(())
+    }
+}
+
+impl Shard {
+    /// Opens `partitions` of `topic` on their owning shards, in parallel.
+    pub async fn open_topic_partitions(
+        self: &Rc<Self>,
+        topic: &Topic,
+        partitions: Vec<i32>,
+        fresh: bool,
+    ) -> Result<(), String> {
+        let mut by_owner: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
+        for partition in partitions {
+            by_owner
+                .entry(self.owner_of(topic, partition))
+                .or_default()
+                .push(partition);
+        }
+        let topic = topic.clone();
+        let opened = self
+            .run_on_each(by_owner.into_iter().collect(), move |target, partitions| {
+                let topic = topic.clone();
+                async move {
+                    target
+                        .open_partitions(&topic, &partitions, fresh)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        opened
+            .into_iter()
+            .collect::<Result<Vec<()>, String>>()
+            .map(drop)
+    }
+
+    /// Closes and deletes every log of `topic` on every shard; failures are logged.
+    pub async fn delete_topic_logs(self: &Rc<Self>, topic: &Topic) {
+        for owner in self.owners(topic) {
+            let name = topic.name.clone();
+            let deleted = self
+                .run_on(owner, move |target| async move {
+                    target
+                        .delete_partitions(&name)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+            if let Err(error) = deleted.map_err(|e| e.to_string()).and_then(|d| d) {
+                tracing::error!(topic = %topic.name, shard = owner, %error, "deleting partition logs failed");
+            }
+        }
+    }
+
+    /// Gives the open logs of `topic` its current roll and retention limits.
+    pub async fn reconfigure_topic_logs(self: &Rc<Self>, topic: &Topic) {
         for owner in self.owners(topic) {
             let topic = topic.clone();
             if let Err(error) = self
@@ -104,16 +157,6 @@ impl TopicHost for Rc<Shard> {
                 tracing::error!(shard = owner, %error, "a shard missed a topic config change");
             }
         }
-    }
-
-    /// A single broker: the metadata file (temp file, `fdatasync`, rename, directory
-    /// fsync), then every shard's snapshot.
-    async fn commit(&self, metadata: ClusterMetadata) -> Result<(), String> {
-        crate::storage::io::write_file_atomic(&self.config.metadata_path(), &metadata.encode())
-            .await
-            .map_err(|error| error.to_string())?;
-        self.publish(Arc::new(metadata)).await;
-        Ok(())
     }
 }
 
@@ -132,13 +175,18 @@ impl Shard {
     }
 
     /// Runs a controller operation where the controller is: this broker's controller
-    /// shard. Callable from any shard.
+    /// shard, or in a cluster the metadata quorum's leader. Callable from any shard.
     pub async fn control(self: &Rc<Self>, call: ControlCall) -> Result<ControlReply, ShardGone> {
         self.run_on(CONTROLLER_SHARD, move |controller_shard| async move {
-            controller_shard
-                .controller
-                .execute(&controller_shard, call)
-                .await
+            match controller_shard.cluster() {
+                Some(cluster) => super::cluster::control(&controller_shard, &cluster, call).await,
+                None => {
+                    controller_shard
+                        .controller
+                        .execute(&controller_shard, call)
+                        .await
+                }
+            }
         })
         .await
     }
@@ -151,6 +199,7 @@ pub async fn ensure_topics(shard: &Rc<Shard>, names: Vec<String>) {
     if missing.is_empty() {
         return;
     }
+    let count = missing.len();
     let created = shard
         .control(ControlCall::CreateTopics {
             specs: missing,
@@ -159,7 +208,7 @@ pub async fn ensure_topics(shard: &Rc<Shard>, names: Vec<String>) {
         .await
         .map(|reply| {
             reply
-                .into_topics()
+                .into_topics(count)
                 .into_iter()
                 .filter_map(Result::err)
                 .filter(|error| !matches!(error, TopicError::AlreadyExists(_)))

@@ -2,6 +2,8 @@
 //! with its own data directory, and talk raw Kafka protocol to it.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ pub mod journal;
 pub mod node;
 pub mod store;
 pub mod transport;
+pub mod voters;
 
 #[cfg(test)]
 mod tests;

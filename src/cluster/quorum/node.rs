@@ -439,6 +439,11 @@ impl<M: StateMachine, T: Transport> Driver<M, T> {
             }
         }
         self.applied = entry.index;
+        // Visible at once: a controller answering right after its proposal applied names
+        // an index its callers wait for.
+        let mut status = self.node.status.get();
+        status.applied = entry.index;
+        self.node.status.set(status);
         if let Some((node, proposal)) = proposal_of(&entry.context) {
             if node == self.node.settings.node_id {
                 if let Some(done) = self.pending.remove(&proposal) {

@@ -260,7 +260,17 @@ fn nodes_agree_over_tcp_and_a_node_of_another_cluster_is_refused() {
                 // Not a voter: it only knocks on node 1's door.
                 let answer = peers.call(1, b"hello?", Duration::from_millis(500)).await;
                 assert!(answer.is_err());
-                let refusal = peers.refusal.borrow().clone().expect("refused");
+                assert_eq!(
+                    peers.refused_by_majority(),
+                    None,
+                    "one refusal of four voters"
+                );
+                for other in [2, 3] {
+                    let _ = peers
+                        .call(other, b"hello?", Duration::from_millis(500))
+                        .await;
+                }
+                let refusal = peers.refused_by_majority().expect("refused by a majority");
                 assert!(
                     refusal.contains("cluster other") && refusal.contains("cluster petrel"),
                     "{refusal}"

@@ -64,8 +64,8 @@ pub struct Peers {
     next_call: Cell<u64>,
     node: RefCell<Option<Rc<QuorumNode>>>,
     on_call: RefCell<Option<CallHandler>>,
-    /// Why a peer refused this node (another cluster), if one did.
-    pub refusal: RefCell<Option<String>>,
+    /// Why peers refused this node (another cluster), by peer.
+    refusals: RefCell<HashMap<u64, String>>,
     shutdown: Rc<Shutdown>,
 }
 
@@ -121,7 +121,7 @@ impl Peers {
             next_call: Cell::new(1),
             node: RefCell::new(None),
             on_call: RefCell::new(None),
-            refusal: RefCell::new(None),
+            refusals: RefCell::new(HashMap::new()),
             shutdown,
         })
     }
@@ -296,7 +296,7 @@ impl Peers {
                         KIND_REFUSED => {
                             let reason = String::from_utf8_lossy(&body).into_owned();
                             tracing::error!(peer = to, "refused by a quorum peer: {reason}");
-                            *peers.refusal.borrow_mut() = Some(reason);
+                            peers.refusals.borrow_mut().insert(to, reason);
                             break;
                         }
                         _ => break,
@@ -323,6 +323,19 @@ impl Peers {
             }
             glommio::timer::sleep(RECONNECT_DELAY).await;
         }
+    }
+
+    /// Why this node cannot join, once a majority of the voters refused it: then it is
+    /// the one misconfigured (a single refusal may come from a misconfigured peer).
+    pub fn refused_by_majority(&self) -> Option<String> {
+        let refusals = self.refusals.borrow();
+        let majority = self.addresses.len() / 2 + 1;
+        if refusals.len() < majority {
+            return None;
+        }
+        let mut reasons: Vec<&String> = refusals.values().collect();
+        reasons.sort();
+        reasons.first().map(|reason| reason.to_string())
     }
 
     /// Calls node `to` with `body` and returns its reply.

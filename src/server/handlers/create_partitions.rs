@@ -37,13 +37,14 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         })
         .collect();
     let validate_only = body.validate_only;
+    let count = changes.len();
     let outcomes = shard
         .control(ControlCall::CreatePartitions {
             growths: changes,
             validate_only,
         })
         .await?
-        .into_done();
+        .into_done(count);
     let mut response = CreatePartitionsResponse::default();
     for (topic, outcome) in body.topics.iter().zip(outcomes) {
         let mut result = CreatePartitionsTopicResult::default();

@@ -53,13 +53,14 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         })
         .collect();
     let validate_only = body.validate_only;
+    let count = specs.len();
     let outcomes = shard
         .control(ControlCall::CreateTopics {
             specs,
             validate_only,
         })
         .await?
-        .into_topics();
+        .into_topics(count);
     let defaults = &shard.config.topic_defaults;
     let mut response = CreateTopicsResponse::default();
     for (requested, outcome) in body.topics.iter().zip(outcomes) {

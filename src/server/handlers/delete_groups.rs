@@ -25,7 +25,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         let mut result = DeletableGroupResult::default();
         result.group_id = group_id.clone();
         result.error_code = match outcome {
-            None => ResponseError::CoordinatorLoadInProgress.code(),
+            None => super::unavailable(shard, &id).code(),
             Some(Ok(())) => 0,
             Some(Err(DeleteError::NotEmpty)) => ResponseError::NonEmptyGroup.code(),
             Some(Err(DeleteError::NotFound)) => ResponseError::GroupIdNotFound.code(),

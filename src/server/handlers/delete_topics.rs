@@ -33,7 +33,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let outcomes = shard
         .control(ControlCall::DeleteTopics(refs.clone()))
         .await?
-        .into_topics();
+        .into_topics(refs.len());
     let mut response = DeleteTopicsResponse::default();
     for (topic_ref, outcome) in refs.into_iter().zip(outcomes) {
         let mut result = DeletableTopicResult::default();

@@ -26,13 +26,25 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     } else if body.endpoint_type != ENDPOINT_TYPE_BROKERS {
         response.error_code = ResponseError::UnsupportedEndpointType.code();
     }
-    response.cluster_id = str_bytes(&shard.metadata().cluster_id);
+    let metadata = shard.metadata();
+    response.cluster_id = str_bytes(&metadata.cluster_id);
+    // As KRaft brokers do: clients send admin requests to any live broker, which forwards
+    // controller operations to the metadata quorum's leader.
     response.controller_id = BrokerId(config.node_id);
-    let mut broker = DescribeClusterBroker::default();
-    broker.broker_id = BrokerId(config.node_id);
-    broker.host = str_bytes(&config.advertised.0);
-    broker.port = i32::from(config.advertised.1);
-    response.brokers = vec![broker];
+    let with_fenced = request.api_version >= 2 && body.include_fenced_brokers;
+    response.brokers = metadata
+        .brokers
+        .values()
+        .filter(|info| with_fenced || !info.fenced)
+        .map(|info| {
+            let mut broker = DescribeClusterBroker::default();
+            broker.broker_id = BrokerId(info.id);
+            broker.host = str_bytes(&info.host);
+            broker.port = i32::from(info.port);
+            broker.is_fenced = info.fenced;
+            broker
+        })
+        .collect();
     response.cluster_authorized_operations = i32::MIN;
     exchange::respond(request, &response)
 }

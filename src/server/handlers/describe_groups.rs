@@ -28,7 +28,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             described.authorized_operations = i32::MIN;
         }
         match view {
-            None => described.error_code = ResponseError::CoordinatorLoadInProgress.code(),
+            None => described.error_code = super::unavailable(shard, &id).code(),
             Some(None) => {
                 // Unknown groups: GROUP_ID_NOT_FOUND from v6, the Dead state before.
                 described.group_state = str_bytes("Dead");

@@ -1,4 +1,5 @@
-//! FindCoordinator (key 10): this broker coordinates every group (batched keys from v4).
+//! FindCoordinator (key 10): the broker coordinating each group (`group_coordinator`:
+//! this one for a single broker; batched keys from v4).
 //! Transaction coordinators do not exist: transactions are not implemented, and the lookup
 //! answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients treat as fatal
 //! (`initTransactions()` fails at once) rather than retrying a missing coordinator until
@@ -21,14 +22,28 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: FindCoordinatorRequest = exchange::decode(request)?;
     let version = request.api_version;
-    let config = &shard.config;
+    let metadata = shard.metadata();
     let answer = |key: &str| {
         let mut coordinator = Coordinator::default();
         coordinator.key = str_bytes(key);
         if body.key_type == KEY_TYPE_GROUP {
-            coordinator.node_id = BrokerId(config.node_id);
-            coordinator.host = str_bytes(&config.advertised.0);
-            coordinator.port = i32::from(config.advertised.1);
+            match metadata
+                .group_coordinator(key)
+                .filter(|broker| !broker.fenced)
+            {
+                Some(broker) => {
+                    coordinator.node_id = BrokerId(broker.id);
+                    coordinator.host = str_bytes(&broker.host);
+                    coordinator.port = i32::from(broker.port);
+                }
+                None => {
+                    coordinator.node_id = BrokerId(-1);
+                    coordinator.port = -1;
+                    coordinator.error_code = ResponseError::CoordinatorNotAvailable.code();
+                    coordinator.error_message =
+                        Some(str_bytes("the group's coordinator broker is not live"));
+                }
+            }
         } else {
             let (code, message) = if body.key_type == KEY_TYPE_TRANSACTION {
                 (

@@ -3,7 +3,6 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
-use kafka_protocol::ResponseError;
 
 use super::on_coordinator;
 use crate::protocol::frame::Request;
@@ -24,7 +23,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     .await?;
     let mut response = HeartbeatResponse::default();
     response.error_code = match answer {
-        None => ResponseError::CoordinatorLoadInProgress.code(),
+        None => super::unavailable(shard, &group_id).code(),
         Some(Ok(())) => 0,
         Some(Err(error)) => group_error_code(&error).code(),
     };

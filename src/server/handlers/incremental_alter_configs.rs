@@ -158,13 +158,14 @@ pub async fn apply(
     let mut applied = if valid.is_empty() {
         Vec::new()
     } else {
+        let count = valid.len();
         shard
             .control(ControlCall::AlterTopicConfigs {
                 changes: valid,
                 validate_only,
             })
             .await?
-            .into_done()
+            .into_done(count)
     }
     .into_iter();
     Ok(changes

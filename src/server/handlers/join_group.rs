@@ -52,7 +52,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         response.protocol_name = Some(str_bytes(""));
     }
     match answer {
-        None => response.error_code = ResponseError::CoordinatorLoadInProgress.code(),
+        None => response.error_code = super::unavailable(shard, &group_id).code(),
         Some(JoinAnswer::MemberIdRequired(member_id)) => {
             response.error_code = ResponseError::MemberIdRequired.code();
             response.member_id = str_bytes(&member_id);

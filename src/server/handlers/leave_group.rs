@@ -4,7 +4,6 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
-use kafka_protocol::ResponseError;
 
 use super::{on_coordinator, str_bytes};
 use crate::protocol::frame::Request;
@@ -37,7 +36,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     .await?;
     let mut response = LeaveGroupResponse::default();
     match answer {
-        None => response.error_code = ResponseError::CoordinatorLoadInProgress.code(),
+        None => response.error_code = super::unavailable(shard, &group_id).code(),
         Some(results) if version >= 3 => {
             response.members = asked
                 .iter()

@@ -30,13 +30,15 @@ use std::future::Future;
 use std::rc::Rc;
 
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use crate::group::coordinator::GroupCoordinator;
 use crate::runtime::placement::group_shard;
 use crate::shard::{Shard, ShardGone};
 
-/// Runs `job` with the coordinator of `group_id`, on the shard it lives on; `None` while
-/// that coordinator is still loading its offsets (COORDINATOR_LOAD_IN_PROGRESS).
+/// Runs `job` with the coordinator of `group_id`, on the shard it lives on; `None` if
+/// another broker coordinates the group or its offsets are still loading (`unavailable`
+/// says which).
 pub async fn on_coordinator<T, F, Fut>(
     shard: &Rc<Shard>,
     group_id: &str,
@@ -47,6 +49,9 @@ where
     F: FnOnce(Rc<GroupCoordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
 {
+    if !coordinates(shard, group_id) {
+        return Ok(None);
+    }
     let target = group_shard(group_id, shard.count);
     shard
         .run_on(target, move |owner| async move {
@@ -56,6 +61,24 @@ where
             }
         })
         .await
+}
+
+/// Whether this broker coordinates `group_id` (in a cluster, one broker per group).
+fn coordinates(shard: &Shard, group_id: &str) -> bool {
+    shard
+        .metadata()
+        .group_coordinator(group_id)
+        .is_some_and(|broker| broker.id == shard.config.node_id)
+}
+
+/// Why `on_coordinator` found no coordinator here: the group belongs to another broker
+/// (NOT_COORDINATOR: the client looks it up again), or its offsets are still loading.
+pub fn unavailable(shard: &Shard, group_id: &str) -> ResponseError {
+    if coordinates(shard, group_id) {
+        ResponseError::CoordinatorLoadInProgress
+    } else {
+        ResponseError::NotCoordinator
+    }
 }
 
 pub fn str_bytes(text: &str) -> StrBytes {

@@ -69,7 +69,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         .await?
     };
     let code = match answer {
-        None => ResponseError::CoordinatorLoadInProgress.code(),
+        None => super::unavailable(shard, &group_id).code(),
         Some(Ok(())) => 0,
         Some(Err(CommitError::Group(error))) => group_error_code(&error).code(),
         Some(Err(CommitError::MetadataTooLarge)) => ResponseError::OffsetMetadataTooLarge.code(),

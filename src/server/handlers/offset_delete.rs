@@ -34,7 +34,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let mut response = OffsetDeleteResponse::default();
     let outcomes = match answer {
         None => {
-            response.error_code = ResponseError::CoordinatorLoadInProgress.code();
+            response.error_code = super::unavailable(shard, &group_id).code();
             Vec::new()
         }
         Some(Err(DeleteError::NotFound)) => {

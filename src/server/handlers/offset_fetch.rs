@@ -9,7 +9,6 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
-use kafka_protocol::ResponseError;
 
 use super::{on_coordinator, str_bytes};
 use crate::group::offsets::Committed;
@@ -71,7 +70,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             let mut answered = OffsetFetchResponseGroup::default();
             answered.group_id = group.group_id.clone();
             match answer {
-                None => answered.error_code = ResponseError::CoordinatorLoadInProgress.code(),
+                None => answered.error_code = super::unavailable(shard, &group.group_id).code(),
                 Some(answer) => {
                     answered.topics = by_topic(answer)
                         .into_iter()
@@ -114,7 +113,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     match fetch(shard, body.group_id.to_string(), wanted).await? {
         None => {
             if version >= 2 {
-                response.error_code = ResponseError::CoordinatorLoadInProgress.code();
+                response.error_code = super::unavailable(shard, &body.group_id).code();
             }
         }
         Some(answer) => {

@@ -3,7 +3,6 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
-use kafka_protocol::ResponseError;
 
 use super::on_coordinator;
 use crate::protocol::frame::Request;
@@ -41,7 +40,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         response.protocol_name = body.protocol_name.clone();
     }
     match answer {
-        None => response.error_code = ResponseError::CoordinatorLoadInProgress.code(),
+        None => response.error_code = super::unavailable(shard, &group_id).code(),
         Some(Ok(assignment)) => response.assignment = assignment,
         Some(Err(error)) => response.error_code = group_error_code(&error).code(),
     }

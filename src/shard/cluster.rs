@@ -1,0 +1,666 @@
+//! This broker as a node of a cluster (`--controller-quorum-voters`), on the controller
+//! shard: the metadata quorum's node and links, the catalogue it applies, the local
+//! partitions kept in step with that catalogue, the broker's registration and heartbeats,
+//! and, on the quorum's leader, the controller and the fencing of silent brokers.
+//!
+//! Every node applies the committed metadata records to its own catalogue (`Machine`),
+//! then `reconcile` opens the partitions this broker holds a replica of, deletes those of
+//! removed topics, applies config changes, and gives every shard the new snapshot.
+//! Controller operations run only on the quorum's leader once it has applied every earlier
+//! entry; another node sends them there and answers once it has applied the result too.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::Event;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Shard;
+use crate::cluster::control::{ControlCall, ControlReply};
+use crate::cluster::controller::TopicError;
+use crate::cluster::metadata::{BrokerInfo, ClusterMetadata, Topic};
+use crate::cluster::quorum::journal::Journal;
+use crate::cluster::quorum::node::{QuorumError, QuorumNode, QuorumSettings, StateMachine};
+use crate::cluster::quorum::store::initial_snapshot;
+use crate::cluster::quorum::transport::{CallError, Hello, PeerTransport, Peers};
+use crate::cluster::quorum::voters::QuorumConfig;
+use crate::cluster::records::{self, MetadataRecord};
+use crate::runtime::shutdown::Shutdown;
+
+/// How long a call to the quorum's leader may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an answer waits for this node to apply the change it made.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// How long a new leader may take to apply earlier entries before it decides anything.
+const LEADER_READY_WAIT: Duration = Duration::from_secs(10);
+/// Retry pause while no leader is known.
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// What a node asks the quorum's leader.
+#[derive(Debug, Serialize, Deserialize)]
+enum NodeCall {
+    Control(ControlCall),
+    Register(BrokerInfo),
+    Heartbeat { id: i32, epoch: u64, applied: u64 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum NodeReply {
+    /// The controller's answer, and the index this node must apply before answering.
+    Control {
+        reply: ControlReply,
+        index: u64,
+    },
+    Registered {
+        epoch: u64,
+    },
+    /// `stale`: the epoch named is not the broker's current registration.
+    Heartbeat {
+        fenced: bool,
+        stale: bool,
+    },
+    NotLeader {
+        leader: u64,
+    },
+    /// The request cannot be granted (e.g. a node id in use by a live broker).
+    Refused(String),
+    Failed(String),
+}
+
+/// Applies committed records to the node's catalogue.
+struct Machine {
+    image: Rc<RefCell<ClusterMetadata>>,
+    changed: Rc<Event>,
+}
+
+impl StateMachine for Machine {
+    fn apply(&self, index: u64, data: &[u8]) {
+        match serde_json::from_slice::<Vec<MetadataRecord>>(data) {
+            Ok(list) => {
+                let mut image = self.image.borrow_mut();
+                for record in list {
+                    records::apply(&mut image, index, record);
+                }
+            }
+            Err(error) => tracing::error!(index, %error, "undecodable metadata entry skipped"),
+        }
+        self.changed.notify(usize::MAX);
+    }
+
+    fn snapshot(&self) -> Bytes {
+        Bytes::from(self.image.borrow().encode())
+    }
+
+    fn restore(&self, index: u64, data: &[u8]) {
+        match ClusterMetadata::decode(data) {
+            Ok(mut restored) => {
+                let mut image = self.image.borrow_mut();
+                restored.cluster_id = image.cluster_id.clone();
+                *image = restored;
+            }
+            Err(error) => tracing::error!(index, %error, "undecodable metadata snapshot"),
+        }
+        self.changed.notify(usize::MAX);
+    }
+}
+
+pub struct ClusterNode {
+    pub node: Rc<QuorumNode>,
+    peers: Rc<Peers>,
+    image: Rc<RefCell<ClusterMetadata>>,
+    changed: Rc<Event>,
+    config: QuorumConfig,
+    broker_id: i32,
+    incarnation: Uuid,
+    /// This broker's registration epoch, once registered.
+    epoch: Cell<Option<u64>>,
+    /// Leader only: when each broker was last heard from.
+    last_seen: RefCell<HashMap<i32, Instant>>,
+    /// Leader only: brokers with an unfence record in flight.
+    unfencing: RefCell<HashSet<i32>>,
+    shutdown: Rc<Shutdown>,
+    stopped: async_channel::Receiver<()>,
+}
+
+impl ClusterNode {
+    /// Starts this node of the cluster on the controller shard: journal, quorum node,
+    /// links, then registers the broker and waits until the quorum has unfenced it, and
+    /// opens the partitions it holds. Returns once the broker may serve.
+    pub async fn start(shard: &Rc<Shard>, cluster_id: String) -> Result<Rc<ClusterNode>, String> {
+        let config = shard.config.quorum.clone().ok_or("no quorum configured")?;
+        let node_id = u64::try_from(shard.config.node_id).map_err(|_| "negative node id")?;
+        let dir = shard
+            .config
+            .data_dir
+            .join("__internal")
+            .join("cluster-metadata");
+        let (journal, mut core) = Journal::open(shard.storage.clone(), dir)
+            .await
+            .map_err(|error| format!("opening the metadata journal: {error}"))?;
+        let configured: Vec<u64> = config.voters.keys().copied().collect();
+        let journaled = core.snapshot.get_metadata().get_conf_state().voters.clone();
+        if journaled.is_empty() {
+            core.snapshot = initial_snapshot(configured.clone());
+        } else {
+            let mut sorted = journaled.clone();
+            sorted.sort_unstable();
+            if sorted != configured {
+                return Err(format!(
+                    "the metadata journal's voters are {sorted:?}, but --controller-quorum-voters \
+                     names {configured:?}; changing the voters is not supported"
+                ));
+            }
+        }
+        let shutdown = Rc::new(Shutdown::new());
+        {
+            let shard = shard.clone();
+            let shutdown = shutdown.clone();
+            glommio::spawn_local(async move {
+                shard
+                    .shutdown
+                    .or_stopped(std::future::pending::<()>())
+                    .await;
+                shutdown.begin();
+            })
+            .detach();
+        }
+        let listener = glommio::net::TcpListener::bind(config.listen).map_err(|error| {
+            format!("cannot listen for the quorum on {}: {error}", config.listen)
+        })?;
+        let peers = Peers::new(
+            Hello {
+                cluster_id: cluster_id.clone(),
+                node_id,
+            },
+            config.voters.clone().into_iter().collect(),
+            shutdown.clone(),
+        );
+        glommio::spawn_local(peers.clone().serve(listener)).detach();
+        let mut empty = ClusterMetadata::new();
+        empty.cluster_id = cluster_id;
+        let image = Rc::new(RefCell::new(empty));
+        let changed = Rc::new(Event::new());
+        let machine = Machine {
+            image: image.clone(),
+            changed: changed.clone(),
+        };
+        let (node, stopped) = QuorumNode::start(
+            QuorumSettings::new(node_id),
+            journal,
+            core,
+            machine,
+            PeerTransport(peers.clone()),
+            shutdown.clone(),
+        )
+        .map_err(|error| error.to_string())?;
+        peers.set_node(node.clone());
+        let cluster = Rc::new(ClusterNode {
+            node,
+            peers: peers.clone(),
+            image,
+            changed,
+            config,
+            broker_id: shard.config.node_id,
+            incarnation: Uuid::new_v4(),
+            epoch: Cell::new(None),
+            last_seen: RefCell::new(HashMap::new()),
+            unfencing: RefCell::new(Default::default()),
+            shutdown,
+            stopped,
+        });
+        *shard.cluster.borrow_mut() = Some(cluster.clone());
+        {
+            let shard = shard.clone();
+            peers.set_call_handler(Rc::new(move |_caller, body| {
+                let shard = shard.clone();
+                Box::pin(async move { answer_call(&shard, body).await })
+            }));
+        }
+        // What this node knew before it stopped is served from the start.
+        let mut published = Arc::new(ClusterMetadata::new());
+        published = reconcile(shard, &published, false).await;
+        cluster.register(shard).await?;
+        glommio::spawn_local(heartbeat_loop(shard.clone(), cluster.clone())).detach();
+        glommio::spawn_local(leader_duties(shard.clone(), cluster.clone())).detach();
+        // Serve only once the quorum lists this broker as live.
+        loop {
+            let listener = cluster.changed.listen();
+            let live = cluster
+                .image
+                .borrow()
+                .brokers
+                .get(&cluster.broker_id)
+                .is_some_and(|broker| !broker.fenced && Some(broker.epoch) == cluster.epoch.get());
+            if live {
+                break;
+            }
+            if cluster.shutdown.is_started() {
+                return Err("shut down while starting".into());
+            }
+            futures_lite::future::or(listener, glommio::timer::sleep(RETRY_DELAY)).await;
+        }
+        published = reconcile(shard, &published, true).await;
+        glommio::spawn_local(reconcile_loop(shard.clone(), cluster.clone(), published)).detach();
+        Ok(cluster)
+    }
+
+    /// The catalogue as this node has applied it.
+    pub fn image(&self) -> Arc<ClusterMetadata> {
+        Arc::new(self.image.borrow().clone())
+    }
+
+    /// Commits `records` (as one entry) and returns once they are applied here.
+    pub async fn commit(&self, records: Vec<MetadataRecord>) -> Result<(), String> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        propose(self, records)
+            .await
+            .map(drop)
+            .map_err(|error| error.to_string())
+    }
+
+    /// Waits for the quorum node to stop (after shutdown).
+    pub async fn stopped(&self) {
+        let _ = self.stopped.recv().await;
+    }
+
+    async fn call(&self, call: &NodeCall) -> Result<NodeReply, String> {
+        let body = serde_json::to_vec(call).map_err(|error| error.to_string())?;
+        let mut leader = self.node.status().leader;
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        loop {
+            if let Some(refusal) = self.peers.refused_by_majority() {
+                return Err(refusal);
+            }
+            if Instant::now() >= deadline {
+                return Err("no metadata quorum leader answered in time".into());
+            }
+            if leader == 0 {
+                glommio::timer::sleep(RETRY_DELAY).await;
+                leader = self.node.status().leader;
+                continue;
+            }
+            let answer = if leader == self.node.id() {
+                None
+            } else {
+                // A call to a leader that died waits for no reply: give up on it as soon
+                // as this node learns of another leader.
+                let left = deadline.saturating_duration_since(Instant::now());
+                let moved = self
+                    .node
+                    .wait_for(left, move |status| status.leader != leader);
+                futures_lite::future::or(
+                    async { Some(self.peers.call(leader, &body, left).await) },
+                    async {
+                        let _ = moved.await;
+                        Some(Err(CallError::Timeout(leader)))
+                    },
+                )
+                .await
+            };
+            let reply = match answer {
+                // The leader is this node: its own shard answers, without the network.
+                None => return Err(String::new()),
+                Some(Ok(bytes)) => serde_json::from_slice::<NodeReply>(&bytes)
+                    .map_err(|error| format!("undecodable reply from node {leader}: {error}"))?,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "calling the quorum leader failed; retrying");
+                    glommio::timer::sleep(RETRY_DELAY).await;
+                    leader = self.node.status().leader;
+                    continue;
+                }
+            };
+            match reply {
+                NodeReply::NotLeader { leader: known } => {
+                    glommio::timer::sleep(RETRY_DELAY).await;
+                    leader = if known != 0 && known != leader {
+                        known
+                    } else {
+                        self.node.status().leader
+                    };
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Registers this broker (retrying until a leader answers) and records its epoch.
+    async fn register(&self, shard: &Rc<Shard>) -> Result<(), String> {
+        let info = BrokerInfo {
+            id: self.broker_id,
+            host: shard.config.advertised.0.clone(),
+            port: shard.config.advertised.1,
+            incarnation: self.incarnation,
+            epoch: 0,
+            fenced: true,
+        };
+        loop {
+            if self.shutdown.is_started() {
+                return Err("shut down while registering".into());
+            }
+            let reply = self.ask(shard, NodeCall::Register(info.clone())).await?;
+            match reply {
+                NodeReply::Registered { epoch } => {
+                    self.epoch.set(Some(epoch));
+                    tracing::info!(
+                        broker = self.broker_id,
+                        epoch,
+                        "registered with the metadata quorum"
+                    );
+                    return Ok(());
+                }
+                NodeReply::Refused(reason) => return Err(reason),
+                other => {
+                    tracing::debug!(?other, "registration not granted yet; retrying");
+                    glommio::timer::sleep(RETRY_DELAY).await;
+                }
+            }
+        }
+    }
+
+    /// Sends `call` to the quorum's leader, or answers it here if this node leads.
+    async fn ask(&self, shard: &Rc<Shard>, call: NodeCall) -> Result<NodeReply, String> {
+        loop {
+            let status = self.node.status();
+            if status.is_leader {
+                return Ok(lead(shard, self, call).await);
+            }
+            match self.call(&call).await {
+                Err(reason) if reason.is_empty() => continue, // became the leader meanwhile
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Answers a peer's call (on the controller shard).
+async fn answer_call(shard: &Rc<Shard>, body: Bytes) -> Bytes {
+    let reply = match (shard.cluster(), serde_json::from_slice::<NodeCall>(&body)) {
+        (Some(cluster), Ok(call)) => {
+            if cluster.node.status().is_leader {
+                lead(shard, &cluster, call).await
+            } else {
+                NodeReply::NotLeader {
+                    leader: cluster.node.status().leader,
+                }
+            }
+        }
+        (None, _) => NodeReply::Failed("this node's quorum is not running".into()),
+        (_, Err(error)) => NodeReply::Failed(format!("undecodable call: {error}")),
+    };
+    Bytes::from(serde_json::to_vec(&reply).expect("replies serialize"))
+}
+
+/// Runs `call` as the quorum's leader.
+async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeReply {
+    let ready = cluster
+        .node
+        .wait_for(LEADER_READY_WAIT, |status| {
+            status.leader_ready || !status.is_leader
+        })
+        .await;
+    match ready {
+        Ok(status) if status.leader_ready => {}
+        Ok(status) | Err(status) => {
+            return NodeReply::NotLeader {
+                leader: status.leader,
+            }
+        }
+    }
+    match call {
+        NodeCall::Control(call) => {
+            let reply = shard.controller.execute(shard, call).await;
+            NodeReply::Control {
+                reply,
+                index: cluster.node.status().applied,
+            }
+        }
+        NodeCall::Register(info) => {
+            let conflict = {
+                let image = cluster.image.borrow();
+                let seen = cluster.last_seen.borrow().get(&info.id).copied();
+                image.brokers.get(&info.id).and_then(|current| {
+                    let live = !current.fenced
+                        && seen.is_some_and(|at| at.elapsed() < cluster.config.session_timeout);
+                    (live && current.incarnation != info.incarnation).then(|| {
+                        format!(
+                            "node id {} is in use by a live broker at {}:{} (registered at \
+                             epoch {}); give this broker another --node-id",
+                            info.id, current.host, current.port, current.epoch
+                        )
+                    })
+                })
+            };
+            if let Some(reason) = conflict {
+                return NodeReply::Refused(reason);
+            }
+            let id = info.id;
+            match propose(cluster, vec![MetadataRecord::RegisterBroker(info)]).await {
+                Ok(epoch) => {
+                    cluster.last_seen.borrow_mut().insert(id, Instant::now());
+                    NodeReply::Registered { epoch }
+                }
+                Err(error) => NodeReply::Failed(error.to_string()),
+            }
+        }
+        NodeCall::Heartbeat { id, epoch, applied } => {
+            cluster.last_seen.borrow_mut().insert(id, Instant::now());
+            let current = cluster.image.borrow().brokers.get(&id).cloned();
+            let Some(current) = current.filter(|broker| broker.epoch == epoch) else {
+                return NodeReply::Heartbeat {
+                    fenced: true,
+                    stale: true,
+                };
+            };
+            // Unfenced once it has applied its own registration (caught up that far).
+            if current.fenced && applied >= epoch && cluster.unfencing.borrow_mut().insert(id) {
+                let outcome =
+                    propose(cluster, vec![MetadataRecord::UnfenceBroker { id, epoch }]).await;
+                cluster.unfencing.borrow_mut().remove(&id);
+                if let Err(error) = outcome {
+                    return NodeReply::Failed(error.to_string());
+                }
+            }
+            let fenced = cluster
+                .image
+                .borrow()
+                .brokers
+                .get(&id)
+                .is_none_or(|broker| broker.fenced);
+            NodeReply::Heartbeat {
+                fenced,
+                stale: false,
+            }
+        }
+    }
+}
+
+async fn propose(cluster: &ClusterNode, list: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
+    let data = serde_json::to_vec(&list).expect("metadata records serialize");
+    cluster.node.propose(Bytes::from(data)).await
+}
+
+/// Heartbeats to the leader every interval; re-registers if the quorum forgot this
+/// registration (e.g. it was fenced and its epoch replaced).
+async fn heartbeat_loop(shard: Rc<Shard>, cluster: Rc<ClusterNode>) {
+    let interval = cluster.config.heartbeat_interval;
+    let mut first = true;
+    loop {
+        // The first heartbeat goes at once: the broker is fenced until one arrives.
+        let pause = if first { Duration::ZERO } else { interval };
+        first = false;
+        if cluster
+            .shutdown
+            .or_stopped(glommio::timer::sleep(pause))
+            .await
+            .is_none()
+        {
+            return;
+        }
+        let Some(epoch) = cluster.epoch.get() else {
+            continue;
+        };
+        let call = NodeCall::Heartbeat {
+            id: cluster.broker_id,
+            epoch,
+            applied: cluster.node.status().applied,
+        };
+        match cluster.ask(&shard, call).await {
+            Ok(NodeReply::Heartbeat { stale: true, .. }) => {
+                tracing::warn!(
+                    broker = cluster.broker_id,
+                    "registration lost; registering again"
+                );
+                if let Err(error) = cluster.register(&shard).await {
+                    tracing::error!(%error, "registering again failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "heartbeat failed"),
+        }
+    }
+}
+
+/// On the leader: fences brokers silent for longer than the session timeout. A node that
+/// just became leader gives every broker a full session first.
+async fn leader_duties(_shard: Rc<Shard>, cluster: Rc<ClusterNode>) {
+    let tick = cluster
+        .config
+        .heartbeat_interval
+        .min(Duration::from_millis(500));
+    let mut leading = false;
+    while cluster
+        .shutdown
+        .or_stopped(glommio::timer::sleep(tick))
+        .await
+        .is_some()
+    {
+        let status = cluster.node.status();
+        if !status.leader_ready {
+            leading = false;
+            continue;
+        }
+        if !leading {
+            leading = true;
+            let now = Instant::now();
+            let ids: Vec<i32> = cluster.image.borrow().brokers.keys().copied().collect();
+            let mut seen = cluster.last_seen.borrow_mut();
+            for id in ids {
+                seen.entry(id).or_insert(now);
+            }
+            continue;
+        }
+        let silent: Vec<(i32, u64)> = {
+            let seen = cluster.last_seen.borrow();
+            cluster
+                .image
+                .borrow()
+                .live_brokers()
+                .filter(|broker| {
+                    seen.get(&broker.id)
+                        .is_none_or(|at| at.elapsed() >= cluster.config.session_timeout)
+                })
+                .map(|broker| (broker.id, broker.epoch))
+                .collect()
+        };
+        for (id, epoch) in silent {
+            tracing::warn!(broker = id, "broker missed its session; fencing it");
+            if let Err(error) =
+                propose(&cluster, vec![MetadataRecord::FenceBroker { id, epoch }]).await
+            {
+                tracing::warn!(%error, "fencing a broker failed");
+            }
+        }
+    }
+}
+
+/// Keeps the local partitions and every shard's snapshot in step with the catalogue.
+async fn reconcile_loop(
+    shard: Rc<Shard>,
+    cluster: Rc<ClusterNode>,
+    mut published: Arc<ClusterMetadata>,
+) {
+    loop {
+        let listener = cluster.changed.listen();
+        if *cluster.image.borrow() != *published {
+            published = reconcile(&shard, &published, true).await;
+            continue;
+        }
+        if cluster.shutdown.or_stopped(listener).await.is_none() {
+            return;
+        }
+    }
+}
+
+/// Brings this broker from `published` to the node's current catalogue: deletes the
+/// local logs of removed topics, opens the partitions newly assigned here (`fresh`: as
+/// new logs, moving any leftover directory aside), reconfigures changed topics, and gives
+/// every shard the snapshot. Returns the snapshot published.
+async fn reconcile(
+    shard: &Rc<Shard>,
+    published: &ClusterMetadata,
+    fresh: bool,
+) -> Arc<ClusterMetadata> {
+    let Some(cluster) = shard.cluster() else {
+        return Arc::new(published.clone());
+    };
+    let current = cluster.image();
+    let me = shard.config.node_id;
+    for (name, old) in published.topics() {
+        let kept = current.topic(name).is_some_and(|topic| topic.id == old.id);
+        if !kept && holds_any(old, me) {
+            shard.delete_topic_logs(old).await;
+        }
+    }
+    for (name, topic) in current.topics() {
+        let old = published.topic(name).filter(|old| old.id == topic.id);
+        let opened: Vec<i32> = (0..topic.partitions)
+            .filter(|&p| topic.replicas_of(p).contains(&me))
+            .filter(|&p| old.is_none_or(|old| !old.replicas_of(p).contains(&me)))
+            .collect();
+        if !opened.is_empty() {
+            if let Err(error) = shard.open_topic_partitions(topic, opened, fresh).await {
+                tracing::error!(topic = %name, %error, "opening partitions assigned here failed");
+            }
+        }
+        if old.is_some_and(|old| old.configs != topic.configs) && holds_any(topic, me) {
+            shard.reconfigure_topic_logs(topic).await;
+        }
+    }
+    shard.publish(current.clone()).await;
+    current
+}
+
+fn holds_any(topic: &Topic, broker: i32) -> bool {
+    topic
+        .replicas
+        .iter()
+        .any(|replicas| replicas.contains(&broker))
+}
+
+/// For `Shard::control`: runs `call` on the quorum's leader.
+pub async fn control(shard: &Rc<Shard>, cluster: &ClusterNode, call: ControlCall) -> ControlReply {
+    let failed = |message: String| ControlReply::Failed(TopicError::NotController(message));
+    let reply = match cluster.ask(shard, NodeCall::Control(call.clone())).await {
+        Ok(reply) => reply,
+        Err(error) => return failed(error),
+    };
+    match reply {
+        NodeReply::Control { reply, index } => {
+            // Answer once this broker sees the change too (a Metadata request right after
+            // a CreateTopics must list the topic).
+            let _ = cluster
+                .node
+                .wait_for(APPLY_WAIT, |status| status.applied >= index)
+                .await;
+            reply
+        }
+        other => failed(format!("the controller could not run it: {other:?}")),
+    }
+}

@@ -1,0 +1,296 @@
+//! Clusters of real `petrel` processes (`tests/common/cluster.rs`): the metadata quorum,
+//! partitions spread over the brokers, and nodes that die and come back.
+//!
+//! Partitions are not replicated yet (replication factor 1): a dead broker's partitions
+//! are offline until it returns, and the checks here are that the cluster's metadata
+//! stays consistent and available through any single node's death (the quorum's leader
+//! included), and that nothing a broker acknowledged is lost when it returns.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::cluster::{format, petrel, Cluster};
+use common::Raw;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 6;
+const RECORDS: usize = 600;
+
+fn metadata(address: &str) -> MetadataResponse {
+    let mut raw = Raw::connect(address);
+    let mut request = MetadataRequest::default();
+    request.topics = None; // every topic
+    raw.call(ApiKey::Metadata, 12, &request)
+}
+
+/// Live broker ids, and per topic each partition's leader, as `address` sees them.
+fn view(address: &str) -> (BTreeSet<i32>, BTreeMap<String, Vec<i32>>) {
+    let response = metadata(address);
+    let brokers = response.brokers.iter().map(|b| b.node_id.0).collect();
+    let topics = response
+        .topics
+        .iter()
+        .map(|topic| {
+            let mut leaders: Vec<(i32, i32)> = topic
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect();
+            leaders.sort_unstable();
+            (
+                topic
+                    .name
+                    .as_ref()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                leaders.into_iter().map(|(_, leader)| leader).collect(),
+            )
+        })
+        .collect();
+    (brokers, topics)
+}
+
+/// Polls `check` until it holds, for up to 30 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// CreateTopics through `address`, retried while the quorum elects a leader.
+fn create_topic(address: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut raw = Raw::connect(address);
+        let response = common::create_topic(&mut raw, name, PARTITIONS);
+        let code = response.topics[0].error_code;
+        if code == 0 {
+            return;
+        }
+        // NOT_CONTROLLER (41) while no leader answers: clients retry it.
+        assert_eq!(
+            code, 41,
+            "creating {name}: {:?}",
+            response.topics[0].error_message
+        );
+        assert!(Instant::now() < deadline, "no controller for {name}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for index in 0..RECORDS {
+        let key = format!("key-{index}");
+        let value = format!("value-{index}");
+        producer
+            .send(BaseRecord::to(topic).key(&key).payload(&value))
+            .map_err(|(error, _)| error)
+            .expect("queue");
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    assert_eq!(producer.in_flight_count(), 0, "undelivered records");
+}
+
+/// Every record of `topic`, per partition in offset order.
+fn consume_all(bootstrap: &str, topic: &str) -> BTreeMap<i32, Vec<String>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cluster-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut received = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received < RECORDS {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {received} of {RECORDS} records"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consume");
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+            by_partition
+                .entry(message.partition())
+                .or_default()
+                .push(value);
+            received += 1;
+        }
+    }
+    by_partition
+}
+
+fn assert_all_records(by_partition: &BTreeMap<i32, Vec<String>>) {
+    let mut values: Vec<&String> = by_partition.values().flatten().collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), RECORDS, "every record exactly once");
+    for records in by_partition.values() {
+        let indexes: Vec<usize> = records
+            .iter()
+            .map(|v| v.trim_start_matches("value-").parse().expect("index"))
+            .collect();
+        let mut sorted = indexes.clone();
+        sorted.sort_unstable();
+        assert_eq!(indexes, sorted, "a partition's records in produce order");
+    }
+}
+
+#[test]
+fn three_nodes_share_one_catalogue_and_survive_losing_any_node() {
+    let mut cluster = Cluster::start(3, &[]);
+    let all: BTreeSet<i32> = [1, 2, 3].into();
+    for node in &cluster.nodes {
+        assert_eq!(
+            view(&node.address).0,
+            all,
+            "brokers seen by node {}",
+            node.id
+        );
+    }
+    create_topic(&cluster.nodes[0].address, "spread");
+    // Every node sees the topic, its partitions led by all three brokers.
+    for node in &cluster.nodes {
+        eventually("every node sees the new topic", || {
+            view(&node.address)
+                .1
+                .get("spread")
+                .is_some_and(|l| l.len() == 6)
+        });
+        let leaders: BTreeSet<i32> = view(&node.address).1["spread"].iter().copied().collect();
+        assert_eq!(leaders, all, "partitions spread over every broker");
+    }
+    produce(&cluster.bootstrap(), "spread");
+    assert_all_records(&consume_all(&cluster.bootstrap(), "spread"));
+    // Each node in turn dies (one of them leads the quorum) and comes back.
+    for victim in 0..3 {
+        let victim_id = cluster.nodes[victim].id;
+        cluster.kill(victim);
+        let survivor = cluster.nodes[(victim + 1) % 3].address.clone();
+        eventually("the dead broker is fenced", || {
+            let (brokers, topics) = view(&survivor);
+            !brokers.contains(&victim_id) && !topics["spread"].contains(&victim_id)
+        });
+        // Metadata changes still commit with two of three nodes.
+        let created = format!("after-losing-{victim_id}");
+        create_topic(&survivor, &created);
+        for node in cluster.nodes.iter().filter(|n| n.child.is_some()) {
+            eventually("the survivors see the new topic", || {
+                view(&node.address).1.contains_key(&created)
+            });
+        }
+        cluster.restart(victim);
+        let back = cluster.nodes[victim].address.clone();
+        eventually("the restarted node catches up and is live again", || {
+            let (brokers, topics) = view(&back);
+            brokers == all && topics.contains_key(&created)
+        });
+        // Its partitions and everything they acknowledged are back.
+        assert_all_records(&consume_all(&cluster.bootstrap(), "spread"));
+    }
+}
+
+#[test]
+fn bad_quorum_settings_and_foreign_data_dirs_are_refused_at_start() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let start = |dir: &std::path::Path, node: &str, voters: &str| {
+        let output = petrel()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                "1",
+                "--node-id",
+                node,
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--controller-quorum-voters", voters])
+            .output()
+            .expect("run petrel");
+        assert!(!output.status.success(), "started: {output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let dir = temp.path().join("unformatted");
+    let said = start(&dir, "1", "1@127.0.0.1:1");
+    assert!(
+        said.contains("not formatted") && said.contains("petrel format"),
+        "{said}"
+    );
+    let said = start(&dir, "1", "1@127.0.0.1");
+    assert!(said.contains("controller-quorum-voters"), "{said}");
+    let said = start(&dir, "4", "1@127.0.0.1:1,2@127.0.0.1:2");
+    assert!(said.contains("does not name this node"), "{said}");
+    format(&dir, "one-cluster", 1);
+    let said = start(&dir, "2", "1@127.0.0.1:1,2@127.0.0.1:2");
+    assert!(
+        said.contains("belongs to node 1 of cluster one-cluster"),
+        "{said}"
+    );
+    // The same directory without quorum flags: a single broker must not take it.
+    let output = petrel()
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("run petrel");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && said.contains("belongs to node 1"),
+        "{said}"
+    );
+    // Formatting again for another cluster is refused.
+    let output = petrel()
+        .args([
+            "format",
+            "--cluster-id",
+            "other",
+            "--node-id",
+            "1",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("run petrel format");
+    assert!(!output.status.success(), "{output:?}");
+}
+
+#[test]
+fn a_node_formatted_for_another_cluster_cannot_join() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.kill(2);
+    let stranger = tempfile::tempdir().expect("temp dir");
+    format(stranger.path(), "another-cluster", 3);
+    cluster.nodes[2].dir = stranger.path().to_path_buf();
+    let output = cluster.command(2).output().expect("run petrel");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "joined: {said}");
+    assert!(
+        said.contains("cannot join the cluster") && said.contains("cluster another-cluster"),
+        "{said}"
+    );
+    // The two others still form the cluster.
+    create_topic(&cluster.nodes[0].address, "still-working");
+}

@@ -1,0 +1,188 @@
+//! A cluster of real `petrel` processes on loopback: each node formatted with one cluster
+//! id, its own data directory, a Kafka port chosen at each start and a fixed quorum port.
+//! Nodes can be killed (SIGKILL), paused (SIGSTOP) and restarted.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+pub struct Node {
+    pub id: i32,
+    pub dir: PathBuf,
+    pub quorum_port: u16,
+    pub child: Option<Child>,
+    /// host:port of its Kafka listener while it runs.
+    pub address: String,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub voters: String,
+    pub extra: Vec<String>,
+    _temp: tempfile::TempDir,
+}
+
+/// A port nothing listens on now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+pub fn petrel() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_petrel"))
+}
+
+pub fn format(dir: &std::path::Path, cluster_id: &str, node_id: i32) {
+    let output = petrel()
+        .args(["format", "--cluster-id", cluster_id, "--node-id"])
+        .arg(node_id.to_string())
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run petrel format");
+    assert!(output.status.success(), "format failed: {output:?}");
+}
+
+impl Cluster {
+    /// Formats `size` nodes and starts them all; returns once every one serves.
+    pub fn start(size: i32, extra: &[&str]) -> Cluster {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let nodes: Vec<Node> = (1..=size)
+            .map(|id| {
+                let dir = temp.path().join(format!("node-{id}"));
+                format(&dir, "petrel-test", id);
+                Node {
+                    id,
+                    dir,
+                    quorum_port: free_port(),
+                    child: None,
+                    address: String::new(),
+                }
+            })
+            .collect();
+        let voters = nodes
+            .iter()
+            .map(|node| format!("{}@127.0.0.1:{}", node.id, node.quorum_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            nodes,
+            voters,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _temp: temp,
+        };
+        // Together: none can serve before a quorum has elected a leader.
+        let started: Vec<ChildStdout> = (0..cluster.nodes.len())
+            .map(|index| cluster.spawn(index))
+            .collect();
+        for (index, stdout) in started.into_iter().enumerate() {
+            cluster.nodes[index].address = wait_listening(stdout);
+        }
+        cluster
+    }
+
+    pub fn command(&self, index: usize) -> Command {
+        let node = &self.nodes[index];
+        let mut command = petrel();
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                "1",
+                "--node-id",
+            ])
+            .arg(node.id.to_string())
+            .arg("--data-dir")
+            .arg(&node.dir)
+            .args(["--controller-quorum-voters", &self.voters])
+            .args(["--broker-heartbeat-interval-ms", "200"])
+            .args(["--broker-session-timeout-ms", "2000"])
+            .args(&self.extra)
+            .env("PETREL_LOG", "warn");
+        command
+    }
+
+    fn spawn(&mut self, index: usize) -> ChildStdout {
+        let mut child = self
+            .command(index)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn petrel");
+        let stdout = child.stdout.take().expect("stdout");
+        self.nodes[index].child = Some(child);
+        stdout
+    }
+
+    /// Starts node `index` again on its data directory and waits until it serves.
+    pub fn restart(&mut self, index: usize) {
+        assert!(self.nodes[index].child.is_none(), "node {index} still runs");
+        let stdout = self.spawn(index);
+        self.nodes[index].address = wait_listening(stdout);
+    }
+
+    fn signal(&self, index: usize, signal: i32) {
+        let child = self.nodes[index].child.as_ref().expect("running");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+
+    /// SIGKILL: the process dies at once, mid-whatever.
+    pub fn kill(&mut self, index: usize) {
+        self.signal(index, libc::SIGKILL);
+        let mut child = self.nodes[index].child.take().expect("running");
+        let _ = child.wait();
+        self.nodes[index].address.clear();
+    }
+
+    pub fn pause(&self, index: usize) {
+        self.signal(index, libc::SIGSTOP);
+    }
+
+    pub fn resume(&self, index: usize) {
+        self.signal(index, libc::SIGCONT);
+    }
+
+    /// Kafka addresses of the running nodes, comma-separated (a client's bootstrap list).
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .map(|node| node.address.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                // SAFETY: our own child; a paused one must be able to die.
+                unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Reads a starting node's stdout until it says where it listens.
+fn wait_listening(stdout: ChildStdout) -> String {
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .expect("petrel printed nothing (did it fail to start?)")
+        .expect("read stdout");
+    let address = first
+        .strip_prefix("petrel listening on ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    address
+}
