@@ -294,3 +294,87 @@ fn a_node_formatted_for_another_cluster_cannot_join() {
     // The two others still form the cluster.
     create_topic(&cluster.nodes[0].address, "still-working");
 }
+
+/// Live broker ids as `address` sees them.
+fn brokers(address: &str) -> BTreeSet<i32> {
+    view(address).0
+}
+
+#[test]
+fn a_paused_broker_is_fenced_until_it_resumes_and_topic_changes_reach_every_node() {
+    let cluster = Cluster::start(3, &["--broker-session-timeout-ms", "3000"]);
+    let watcher = cluster.nodes[0].address.clone();
+    cluster.pause(1);
+    eventually("the paused broker is fenced", || {
+        brokers(&watcher) == [1, 3].into()
+    });
+    cluster.resume(1);
+    eventually("the resumed broker is live again", || {
+        brokers(&watcher) == [1, 2, 3].into()
+    });
+    // Topic changes through one node reach the others, and the brokers' logs follow.
+    create_topic(&cluster.nodes[1].address, "changing");
+    let third = cluster.nodes[2].address.clone();
+    eventually("the topic is everywhere", || {
+        view(&third).1.contains_key("changing")
+    });
+    let mut raw = Raw::connect(&cluster.nodes[2].address);
+    let mut request = kafka_protocol::messages::DeleteTopicsRequest::default();
+    request.topic_names = vec![common::topic_name("changing")];
+    request.timeout_ms = 10_000;
+    let response: kafka_protocol::messages::DeleteTopicsResponse =
+        raw.call(ApiKey::DeleteTopics, 5, &request);
+    assert_eq!(response.responses[0].error_code, 0);
+    for node in &cluster.nodes {
+        eventually("the topic is gone everywhere", || {
+            !view(&node.address).1.contains_key("changing")
+        });
+        eventually("and so are its logs", || {
+            !std::fs::read_dir(&node.dir)
+                .expect("data dir")
+                .flatten()
+                .any(|entry| entry.file_name().to_string_lossy().starts_with("changing-"))
+        });
+    }
+}
+
+#[test]
+fn a_stopping_broker_is_fenced_at_once_not_after_its_session() {
+    // A session far longer than `eventually` waits: only the controlled shutdown can
+    // fence the stopped broker in time.
+    let mut cluster = Cluster::start(3, &["--broker-session-timeout-ms", "600000"]);
+    let watcher = cluster.nodes[0].address.clone();
+    for _ in 0..2 {
+        cluster.stop(2);
+        eventually("the stopped broker is fenced", || {
+            brokers(&watcher) == [1, 2].into()
+        });
+        cluster.restart(2);
+        eventually("the node is back", || brokers(&watcher) == [1, 2, 3].into());
+    }
+}
+
+#[test]
+fn five_nodes_keep_their_quorum_with_two_down() {
+    let mut cluster = Cluster::start(5, &[]);
+    cluster.kill(0);
+    cluster.kill(1);
+    let survivor = cluster.nodes[2].address.clone();
+    create_topic(&survivor, "with-three-of-five");
+    for index in 2..5 {
+        let address = cluster.nodes[index].address.clone();
+        eventually("every survivor sees the topic", || {
+            view(&address).1.contains_key("with-three-of-five")
+        });
+    }
+    cluster.restart(0);
+    cluster.restart(1);
+    let all: BTreeSet<i32> = (1..=5).collect();
+    for index in 0..2 {
+        let address = cluster.nodes[index].address.clone();
+        eventually("the restarted nodes catch up", || {
+            let (brokers, topics) = view(&address);
+            brokers == all && topics.contains_key("with-three-of-five")
+        });
+    }
+}

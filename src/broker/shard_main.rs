@@ -142,6 +142,10 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
     glommio::spawn_local(reopen_failed_logs_loop(shard.clone())).detach();
     crate::server::accept_loop(shard.clone(), listener).await;
     drain_connections(&shard).await;
+    if let Some(cluster) = shard.cluster() {
+        // Fenced (or given up on), then the quorum node's journal closes.
+        cluster.stopped().await;
+    }
     shard.close_all().await;
     tracing::info!(shard = shard.id, "shard stopped");
 }

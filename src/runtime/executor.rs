@@ -183,4 +183,40 @@ mod tests {
             "(a panic without a message)"
         );
     }
+
+    /// glommio 0.9.0's blocking-pool thread panicked when the executor that asked was gone
+    /// by the time its call finished (vendor/glommio/PETREL-PATCHES.md, patch 3).
+    #[test]
+    fn an_executor_may_end_while_a_blocking_call_runs() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        static POOL_PANICKED: AtomicBool = AtomicBool::new(false);
+        let previous = Arc::new(std::panic::take_hook());
+        let chained = previous.clone();
+        std::panic::set_hook(Box::new(move |info| {
+            if panic_message(info.payload()).contains("failed to send response") {
+                POOL_PANICKED.store(true, Ordering::SeqCst);
+            }
+            chained(info);
+        }));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ended = run_single("leaves-a-blocking-call", dir.path().into(), || async {
+            glommio::spawn_local(
+                glommio::executor()
+                    .spawn_blocking(|| std::thread::sleep(std::time::Duration::from_millis(200))),
+            )
+            .detach();
+            // Let the call reach the pool before the executor ends.
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        });
+        assert!(ended.is_ok(), "{ended:?}");
+        // The call finishes after its executor is gone.
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let _ = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| previous(info)));
+        assert!(
+            !POOL_PANICKED.load(Ordering::SeqCst),
+            "a blocking-pool thread panicked after its executor ended"
+        );
+    }
 }

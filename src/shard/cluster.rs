@@ -38,6 +38,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// How long a new leader may take to apply earlier entries before it decides anything.
 const LEADER_READY_WAIT: Duration = Duration::from_secs(10);
+/// How long a stopping broker waits for the quorum to fence it.
+const LEAVE_WAIT: Duration = Duration::from_secs(3);
 /// Retry pause while no leader is known.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 
@@ -46,7 +48,16 @@ const RETRY_DELAY: Duration = Duration::from_millis(200);
 enum NodeCall {
     Control(ControlCall),
     Register(BrokerInfo),
-    Heartbeat { id: i32, epoch: u64, applied: u64 },
+    Heartbeat {
+        id: i32,
+        epoch: u64,
+        applied: u64,
+    },
+    /// The broker is shutting down: fence it now rather than after its session times out.
+    Leave {
+        id: i32,
+        epoch: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -165,6 +176,11 @@ impl ClusterNode {
                     .shutdown
                     .or_stopped(std::future::pending::<()>())
                     .await;
+                // The quorum node outlives the shard's shutdown signal until the broker
+                // has been fenced (controlled shutdown, bounded by LEAVE_WAIT).
+                if let Some(cluster) = shard.cluster() {
+                    cluster.leave(&shard).await;
+                }
                 shutdown.begin();
             })
             .detach();
@@ -265,6 +281,30 @@ impl ClusterNode {
             .map_err(|error| error.to_string())
     }
 
+    /// Controlled shutdown: asks the quorum to fence this broker at once, so clients stop
+    /// being sent here now instead of after the session timeout. Best effort, bounded.
+    pub async fn leave(&self, shard: &Rc<Shard>) {
+        let Some(epoch) = self.epoch.get() else {
+            return;
+        };
+        let call = NodeCall::Leave {
+            id: self.broker_id,
+            epoch,
+        };
+        let asked = futures_lite::future::or(async { Some(self.ask(shard, call).await) }, async {
+            glommio::timer::sleep(LEAVE_WAIT).await;
+            None
+        })
+        .await;
+        match asked {
+            Some(Ok(_)) => tracing::info!(broker = self.broker_id, "fenced for shutdown"),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "could not fence this broker before stopping")
+            }
+            None => tracing::warn!("the quorum did not fence this broker in time before stopping"),
+        }
+    }
+
     /// Waits for the quorum node to stop (after shutdown).
     pub async fn stopped(&self) {
         let _ = self.stopped.recv().await;
@@ -340,6 +380,11 @@ impl ClusterNode {
             epoch: 0,
             fenced: true,
         };
+        // A broker restarted right after a crash finds its old registration still live
+        // until that session ends (as in Kafka, DUPLICATE_BROKER_REGISTRATION is retried);
+        // a refusal that outlasts a whole session is another live broker with this id.
+        let mut refused_since: Option<Instant> = None;
+        let patience = self.config.session_timeout + self.config.heartbeat_interval * 2;
         loop {
             if self.shutdown.is_started() {
                 return Err("shut down while registering".into());
@@ -355,7 +400,14 @@ impl ClusterNode {
                     );
                     return Ok(());
                 }
-                NodeReply::Refused(reason) => return Err(reason),
+                NodeReply::Refused(reason) => {
+                    let since = *refused_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= patience {
+                        return Err(reason);
+                    }
+                    tracing::info!(%reason, "registration refused; retrying until the old session ends");
+                    glommio::timer::sleep(RETRY_DELAY).await;
+                }
                 other => {
                     tracing::debug!(?other, "registration not granted yet; retrying");
                     glommio::timer::sleep(RETRY_DELAY).await;
@@ -446,6 +498,16 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
                     cluster.last_seen.borrow_mut().insert(id, Instant::now());
                     NodeReply::Registered { epoch }
                 }
+                Err(error) => NodeReply::Failed(error.to_string()),
+            }
+        }
+        NodeCall::Leave { id, epoch } => {
+            cluster.last_seen.borrow_mut().remove(&id);
+            match propose(cluster, vec![MetadataRecord::FenceBroker { id, epoch }]).await {
+                Ok(_) => NodeReply::Heartbeat {
+                    fenced: true,
+                    stale: false,
+                },
                 Err(error) => NodeReply::Failed(error.to_string()),
             }
         }

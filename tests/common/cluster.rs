@@ -98,11 +98,20 @@ impl Cluster {
             .arg(node.id.to_string())
             .arg("--data-dir")
             .arg(&node.dir)
-            .args(["--controller-quorum-voters", &self.voters])
-            .args(["--broker-heartbeat-interval-ms", "200"])
-            .args(["--broker-session-timeout-ms", "2000"])
-            .args(&self.extra)
-            .env("PETREL_LOG", "warn");
+            .args(["--controller-quorum-voters", &self.voters]);
+        // Fast failure detection unless the test chose its own.
+        for (flag, value) in [
+            ("--broker-heartbeat-interval-ms", "200"),
+            ("--broker-session-timeout-ms", "2000"),
+        ] {
+            if !self.extra.iter().any(|given| given == flag) {
+                command.args([flag, value]);
+            }
+        }
+        command.args(&self.extra).env(
+            "PETREL_LOG",
+            std::env::var("PETREL_TEST_LOG").unwrap_or("warn".into()),
+        );
         command
     }
 
@@ -136,6 +145,18 @@ impl Cluster {
         self.signal(index, libc::SIGKILL);
         let mut child = self.nodes[index].child.take().expect("running");
         let _ = child.wait();
+        self.nodes[index].address.clear();
+    }
+
+    /// SIGTERM, then waits: a graceful stop must exit 0.
+    pub fn stop(&mut self, index: usize) {
+        self.signal(index, libc::SIGTERM);
+        let mut child = self.nodes[index].child.take().expect("running");
+        let status = child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "node {index} exited with {status} on SIGTERM"
+        );
         self.nodes[index].address.clear();
     }
 
