@@ -45,6 +45,20 @@ enum Command {
         #[arg(long)]
         node_id: i32,
     },
+    /// Run a cluster on this machine for development: formats (once) and starts `--nodes`
+    /// brokers, every one a voter of the metadata quorum, on consecutive ports from
+    /// `--base-port` (quorum ports from base-port + 100), and stops them all on Ctrl-C.
+    DevCluster {
+        #[arg(long, default_value_t = 3)]
+        nodes: i32,
+        #[arg(long, default_value = "petrel-dev-cluster")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 9092)]
+        base_port: u16,
+        /// Shards of each node (they share this machine's CPUs).
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
+    },
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
@@ -118,6 +132,12 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::DevCluster {
+            nodes,
+            dir,
+            base_port,
+            shards,
+        } => dev_cluster(nodes, dir, base_port, shards),
         Command::Log(LogCommand::Dump { dir, batches }) => dump(dir, batches),
         Command::Log(LogCommand::CrashWriter {
             dir,
@@ -161,6 +181,69 @@ fn serve(args: Serve) -> anyhow::Result<()> {
     // Not println!: it panics when stdout cannot be written (a full disk under a redirected
     // log), turning a clean stop into exit 101.
     let _ = writeln!(std::io::stdout(), "petrel stopped");
+    Ok(())
+}
+
+fn dev_cluster(nodes: i32, dir: PathBuf, base_port: u16, shards: usize) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    anyhow::ensure!((1..=9).contains(&nodes), "--nodes must be 1 to 9");
+    let port = |offset: i32| -> anyhow::Result<u16> {
+        u16::try_from(i32::from(base_port) + offset).context("ports beyond 65535")
+    };
+    let mut voters = Vec::new();
+    for id in 1..=nodes {
+        voters.push(format!("{id}@127.0.0.1:{}", port(100 + id - 1)?));
+    }
+    let voters = voters.join(",");
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
+    let exe = std::env::current_exe().context("finding the petrel binary")?;
+    let mut children = Vec::new();
+    for id in 1..=nodes {
+        let data_dir = dir.join(format!("node-{id}"));
+        petrel::broker::identity::format(&data_dir, "petrel-dev-cluster", id)?;
+        let child = std::process::Command::new(&exe)
+            .arg("serve")
+            .args(["--node-id", &id.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{}", port(id - 1)?)])
+            .args(["--shards", &shards.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--controller-quorum-voters", &voters])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting node {id}"))?;
+        children.push(child);
+    }
+    // Every node answers once the quorum has elected a leader and registered it.
+    for (index, child) in children.iter_mut().enumerate() {
+        let stdout = child.stdout.take().context("node stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        match lines.next() {
+            Some(Ok(line)) => println!("node {}: {line}", index + 1),
+            _ => anyhow::bail!("node {} did not start (its errors are above)", index + 1),
+        }
+        std::thread::spawn(move || for _ in lines {});
+    }
+    let bootstrap: Vec<String> = (0..nodes)
+        .map(|offset| port(offset).map(|p| format!("127.0.0.1:{p}")))
+        .collect::<anyhow::Result<_>>()?;
+    println!("bootstrap servers: {}", bootstrap.join(","));
+    std::io::stdout().flush()?;
+    let _ = signals.forever().next();
+    for child in &children {
+        // Each node stops gracefully (and is fenced first).
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for mut child in children {
+        let _ = child.wait();
+    }
+    let _ = writeln!(std::io::stdout(), "petrel dev cluster stopped");
     Ok(())
 }
 
