@@ -378,3 +378,114 @@ fn five_nodes_keep_their_quorum_with_two_down() {
         });
     }
 }
+
+/// Fetch v12 of partition `partition` from offset 0, naming `leader_epoch`: the
+/// partition's error code and its records.
+fn fetch(
+    address: &str,
+    topic: &str,
+    partition: i32,
+    leader_epoch: i32,
+) -> (i16, Option<bytes::Bytes>) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let mut wanted = FetchPartition::default();
+    wanted.partition = partition;
+    wanted.fetch_offset = 0;
+    wanted.partition_max_bytes = 1 << 20;
+    wanted.current_leader_epoch = leader_epoch;
+    let mut fetch_topic = FetchTopic::default();
+    fetch_topic.topic = common::topic_name(topic);
+    fetch_topic.partitions = vec![wanted];
+    let mut request = FetchRequest::default();
+    request.replica_id = kafka_protocol::messages::BrokerId(-1);
+    request.max_wait_ms = 0;
+    request.max_bytes = 1 << 20;
+    request.topics = vec![fetch_topic];
+    let mut raw = Raw::connect(address);
+    let response: FetchResponse = raw.call(ApiKey::Fetch, 12, &request);
+    let answer = &response.responses[0].partitions[0];
+    (answer.error_code, answer.records.clone())
+}
+
+/// The leader and leader epoch of `topic`'s partitions as `address` sees them.
+fn leadership(address: &str, topic: &str) -> Vec<(i32, i32)> {
+    metadata(address)
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
+        .map(|t| {
+            let mut partitions: Vec<_> = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch))
+                .collect();
+            partitions.sort_unstable();
+            partitions
+                .into_iter()
+                .map(|(_, leader, epoch)| (leader, epoch))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn leader_epochs_follow_leadership_and_stale_clients_are_fenced() {
+    let mut cluster = Cluster::start(3, &[]);
+    create_topic(&cluster.nodes[0].address, "epochs");
+    let watcher = cluster.nodes[1].address.clone();
+    eventually("the topic is known", || {
+        leadership(&watcher, "epochs").len() == PARTITIONS as usize
+    });
+    let before = leadership(&watcher, "epochs");
+    assert!(before.iter().all(|&(_, epoch)| epoch == 0), "{before:?}");
+    // Node 1 dies: what it led goes offline with a new epoch, and back with another.
+    cluster.kill(0);
+    eventually("node 1's partitions are offline", || {
+        leadership(&watcher, "epochs")
+            .iter()
+            .zip(&before)
+            .all(|(&(leader, epoch), &(old, _))| old != 1 || (leader == -1 && epoch == 1))
+    });
+    cluster.restart(0);
+    let node_one = cluster.nodes[0].address.clone();
+    eventually("node 1 leads them again at epoch 2", || {
+        leadership(&node_one, "epochs")
+            .iter()
+            .zip(&before)
+            .all(|(&(leader, epoch), &(old, _))| old != 1 || (leader == 1 && epoch == 2))
+    });
+    let partition = before
+        .iter()
+        .position(|&(leader, _)| leader == 1)
+        .expect("node 1 leads one") as i32;
+    // A produce stamps the current epoch into the batch.
+    let mut raw = Raw::connect(&node_one);
+    let batch = bytes::Bytes::from(petrel::record_batch::build_batch(&[b"stamped"], 0));
+    let produced = common::produce(&mut raw, "epochs", vec![(partition, batch)], -1);
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let (code, records) = fetch(&node_one, "epochs", partition, 2);
+    assert_eq!(code, 0);
+    let records = records.expect("records");
+    assert_eq!(
+        &records[12..16],
+        &2i32.to_be_bytes(),
+        "partitionLeaderEpoch of the stored batch"
+    );
+    // KIP-320: an older epoch is fenced, a newer one unknown; other brokers do not lead it.
+    assert_eq!(
+        fetch(&node_one, "epochs", partition, 0).0,
+        74,
+        "FENCED_LEADER_EPOCH"
+    );
+    assert_eq!(
+        fetch(&node_one, "epochs", partition, 3).0,
+        75,
+        "UNKNOWN_LEADER_EPOCH"
+    );
+    assert_eq!(
+        fetch(&watcher, "epochs", partition, -1).0,
+        6,
+        "NOT_LEADER_OR_FOLLOWER"
+    );
+}

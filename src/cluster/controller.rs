@@ -20,7 +20,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::metadata::{validate_topic_name, ClusterMetadata, Topic, PARTITIONS_PER_TOPIC_MAX};
+use super::metadata::{
+    validate_topic_name, ClusterMetadata, PartitionState, Topic, PARTITIONS_PER_TOPIC_MAX,
+};
 use super::topic_config::{self, TopicDefaults};
 
 /// Why a topic operation failed. The server maps each to its Kafka error code.
@@ -152,6 +154,14 @@ impl Controller {
         }
     }
 
+    /// Runs `work` as one controller change: no other change runs meanwhile, so a change
+    /// computed from the catalogue it reads cannot overwrite another (e.g. a fencing's
+    /// partition changes and a config change of the same topic).
+    pub async fn exclusive<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let _one_change_at_a_time = self.lock.lock().await;
+        work.await
+    }
+
     /// Creates topics (or only validates them). Results are in request order.
     pub async fn create_topics(
         &self,
@@ -181,6 +191,12 @@ impl Controller {
                         id: Uuid::new_v4(),
                         partitions: i32::try_from(partitions.len()).unwrap_or(i32::MAX),
                         configs: spec.configs.clone(),
+                        states: partitions
+                            .iter()
+                            .map(|replicas| {
+                                PartitionState::new(replicas, |id| metadata.is_live(id))
+                            })
+                            .collect(),
                         replicas: partitions,
                     };
                     if validate_only {
@@ -426,11 +442,18 @@ impl Controller {
                 assign_round_robin(metadata, name, new, factor)?
             }
         };
+        let mut states = topic.states.clone();
+        states.extend(
+            added
+                .iter()
+                .map(|replicas| PartitionState::new(replicas, |id| metadata.is_live(id))),
+        );
         let mut replicas = topic.replicas.clone();
         replicas.extend(added);
         Ok(Topic {
             partitions: count,
             replicas,
+            states,
             ..topic.clone()
         })
     }
@@ -757,6 +780,7 @@ mod tests {
             partitions: 2,
             configs: BTreeMap::new(),
             replicas: vec![vec![0]; 2],
+            states: vec![PartitionState::new(&[0], |_| true); 2],
         };
         metadata.insert_topic(topic);
         let host = FakeHost {
@@ -854,6 +878,10 @@ mod tests {
             id: Uuid::new_v4(),
             partitions: 2,
             configs: BTreeMap::new(),
+            states: vec![
+                PartitionState::new(&[1], |id| metadata.is_live(id)),
+                PartitionState::new(&[2], |id| metadata.is_live(id)),
+            ],
             replicas: vec![vec![1], vec![2]],
         });
         let topic = topic_metadata.topic("t").unwrap();

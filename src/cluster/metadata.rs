@@ -23,6 +23,40 @@ pub struct Topic {
     /// Files written before clusters existed lack it: `fill_replicas` names the one broker.
     #[serde(default)]
     pub replicas: Vec<Vec<i32>>,
+    /// Per partition, its leader, leader epoch and in-sync replicas (the controller's
+    /// decisions). Files written before clusters existed lack it: `fill_replicas`.
+    #[serde(default)]
+    pub states: Vec<PartitionState>,
+}
+
+/// Who leads a partition, since which epoch, and which replicas are in sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// -1 while no in-sync replica is live (the partition is offline).
+    pub leader: i32,
+    /// Bumped by every change of leader (stamped into the batches the leader appends).
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+impl PartitionState {
+    /// A new partition's state: led by its first live replica, every live one in sync
+    /// (all of them, leaderless, if none is live).
+    pub fn new(replicas: &[i32], live: impl Fn(i32) -> bool) -> PartitionState {
+        let isr: Vec<i32> = replicas.iter().copied().filter(|&id| live(id)).collect();
+        match isr.first() {
+            Some(&leader) => PartitionState {
+                leader,
+                leader_epoch: 0,
+                isr,
+            },
+            None => PartitionState {
+                leader: -1,
+                leader_epoch: 0,
+                isr: replicas.to_vec(),
+            },
+        }
+    }
 }
 
 impl Topic {
@@ -32,6 +66,13 @@ impl Topic {
             .ok()
             .and_then(|slot| self.replicas.get(slot))
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// The state of partition `index`, if it exists.
+    pub fn state_of(&self, index: i32) -> Option<&PartitionState> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|slot| self.states.get(slot))
     }
 }
 
@@ -134,8 +175,9 @@ impl ClusterMetadata {
             return Err(MetadataError::Version(metadata.format_version));
         }
         for (name, topic) in &metadata.topics {
-            let replicas_named = topic.replicas.is_empty()
-                || usize::try_from(topic.partitions) == Ok(topic.replicas.len());
+            let count = usize::try_from(topic.partitions).unwrap_or(0);
+            let replicas_named = (topic.replicas.is_empty() || topic.replicas.len() == count)
+                && (topic.states.is_empty() || topic.states.len() == count);
             if name != &topic.name || topic.partitions < 1 || !replicas_named {
                 return Err(MetadataError::Damaged(format!("topic entry {name}")));
             }
@@ -177,6 +219,22 @@ impl ClusterMetadata {
         Some(removed)
     }
 
+    /// Replaces the state of one partition (a record naming a partition that no longer
+    /// exists changes nothing).
+    pub fn set_partition_state(&mut self, topic_id: &Uuid, partition: i32, state: PartitionState) {
+        let Some(name) = self.topic_ids.get(topic_id) else {
+            return;
+        };
+        let slot = usize::try_from(partition).ok();
+        if let Some(current) = self
+            .topics
+            .get_mut(name)
+            .and_then(|topic| slot.and_then(|slot| topic.states.get_mut(slot)))
+        {
+            *current = state;
+        }
+    }
+
     /// Replaces a topic's config overrides; the changed topic, if it exists.
     pub fn set_topic_configs(
         &mut self,
@@ -192,21 +250,31 @@ impl ClusterMetadata {
     /// from before clusters did not record.
     pub fn fill_replicas(&mut self, node: i32) {
         for topic in self.topics.values_mut() {
+            let count = usize::try_from(topic.partitions).unwrap_or(0);
             if topic.replicas.is_empty() {
-                topic.replicas = vec![vec![node]; usize::try_from(topic.partitions).unwrap_or(0)];
+                topic.replicas = vec![vec![node]; count];
+            }
+            if topic.states.is_empty() {
+                topic.states = topic
+                    .replicas
+                    .iter()
+                    .map(|replicas| PartitionState::new(replicas, |_| true))
+                    .collect();
             }
         }
     }
 
-    /// The broker leading partition `index` of `topic`: its first replica that is a live
-    /// (unfenced) broker. Partitions have one replica until replication arrives, so this is
-    /// that replica, or none while its broker is fenced.
+    /// The broker leading partition `index` of `topic`, if one does.
     pub fn leader_of(&self, topic: &Topic, index: i32) -> Option<i32> {
         topic
-            .replicas_of(index)
-            .iter()
-            .copied()
-            .find(|id| self.brokers.get(id).is_some_and(|broker| !broker.fenced))
+            .state_of(index)
+            .map(|state| state.leader)
+            .filter(|&leader| leader >= 0)
+    }
+
+    /// Whether broker `id` is registered and unfenced.
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|broker| !broker.fenced)
     }
 
     /// The broker coordinating consumer group `group`: one of the registered brokers,
@@ -289,6 +357,7 @@ mod tests {
             partitions: 6,
             configs: BTreeMap::new(),
             replicas: vec![vec![1]; 6],
+            states: Vec::new(),
         }
     }
 

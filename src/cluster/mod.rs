@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod controller;
+pub mod election;
 pub mod metadata;
 pub mod quorum;
 pub mod records;

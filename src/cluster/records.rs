@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::metadata::{BrokerInfo, ClusterMetadata, Topic};
+use super::metadata::{BrokerInfo, ClusterMetadata, PartitionState, Topic};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
@@ -26,6 +26,12 @@ pub enum MetadataRecord {
     PutTopic(Topic),
     RemoveTopic {
         id: Uuid,
+    },
+    /// A partition's new leader, leader epoch or in-sync replicas (`cluster::election`).
+    PartitionChange {
+        topic_id: Uuid,
+        partition: i32,
+        state: PartitionState,
     },
     /// Producer ids below this may have been handed out.
     ProducerIdBlock {
@@ -55,6 +61,11 @@ pub fn apply(metadata: &mut ClusterMetadata, index: u64, record: MetadataRecord)
         MetadataRecord::FenceBroker { id, epoch } => set_fenced(metadata, id, epoch, true),
         MetadataRecord::UnfenceBroker { id, epoch } => set_fenced(metadata, id, epoch, false),
         MetadataRecord::PutTopic(topic) => metadata.insert_topic(topic),
+        MetadataRecord::PartitionChange {
+            topic_id,
+            partition,
+            state,
+        } => metadata.set_partition_state(&topic_id, partition, state),
         MetadataRecord::RemoveTopic { id } => {
             if let Some(name) = metadata.topic_by_id(&id).map(|t| t.name.clone()) {
                 metadata.remove_topic(&name);
@@ -111,6 +122,7 @@ mod tests {
             partitions,
             configs: BTreeMap::new(),
             replicas: vec![vec![1]; partitions as usize],
+            states: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@ use kafka_protocol::ResponseError;
 use crate::cluster::controller::TopicError;
 use crate::group::state::GroupError;
 use crate::record_batch::BatchError;
+use crate::shard::NotServing;
 use crate::storage::producer_state::SequenceError;
 use crate::storage::StorageError;
 
@@ -52,6 +53,15 @@ pub fn topic_error_code(error: &TopicError) -> ResponseError {
 /// clients out until every log is open, so this is a second line of defence):
 /// NOT_LEADER_OR_FOLLOWER, which clients retry after refreshing metadata. Otherwise
 /// UNKNOWN_TOPIC_OR_PARTITION.
+pub fn not_serving_code(reason: NotServing) -> ResponseError {
+    match reason {
+        NotServing::Unknown => ResponseError::UnknownTopicOrPartition,
+        NotServing::NotLeader => ResponseError::NotLeaderOrFollower,
+        NotServing::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
+        NotServing::UnknownLeaderEpoch => ResponseError::UnknownLeaderEpoch,
+    }
+}
+
 pub fn partition_not_open_code(known_to_owner: bool) -> ResponseError {
     if known_to_owner {
         ResponseError::NotLeaderOrFollower

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::Shard;
 use crate::cluster::control::{ControlCall, ControlReply};
 use crate::cluster::controller::TopicError;
+use crate::cluster::election;
 use crate::cluster::metadata::{BrokerInfo, ClusterMetadata, Topic};
 use crate::cluster::quorum::journal::Journal;
 use crate::cluster::quorum::node::{QuorumError, QuorumNode, QuorumSettings, StateMachine};
@@ -493,7 +494,16 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
                 return NodeReply::Refused(reason);
             }
             let id = info.id;
-            match propose(cluster, vec![MetadataRecord::RegisterBroker(info)]).await {
+            // A new registration starts fenced: what the old one led moves now.
+            let registered = shard
+                .controller
+                .exclusive(async {
+                    let mut records = vec![MetadataRecord::RegisterBroker(info)];
+                    records.extend(election::on_fence(&cluster.image.borrow(), id));
+                    propose(cluster, records).await
+                })
+                .await;
+            match registered {
                 Ok(epoch) => {
                     cluster.last_seen.borrow_mut().insert(id, Instant::now());
                     NodeReply::Registered { epoch }
@@ -503,7 +513,7 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
         }
         NodeCall::Leave { id, epoch } => {
             cluster.last_seen.borrow_mut().remove(&id);
-            match propose(cluster, vec![MetadataRecord::FenceBroker { id, epoch }]).await {
+            match fence(shard, cluster, id, epoch).await {
                 Ok(_) => NodeReply::Heartbeat {
                     fenced: true,
                     stale: false,
@@ -522,8 +532,16 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
             };
             // Unfenced once it has applied its own registration (caught up that far).
             if current.fenced && applied >= epoch && cluster.unfencing.borrow_mut().insert(id) {
-                let outcome =
-                    propose(cluster, vec![MetadataRecord::UnfenceBroker { id, epoch }]).await;
+                let outcome = shard
+                    .controller
+                    .exclusive(async {
+                        let mut records = vec![MetadataRecord::UnfenceBroker { id, epoch }];
+                        let mut image = cluster.image.borrow().clone();
+                        records::apply(&mut image, 0, records[0].clone());
+                        records.extend(election::on_unfence(&image, id));
+                        propose(cluster, records).await
+                    })
+                    .await;
                 cluster.unfencing.borrow_mut().remove(&id);
                 if let Err(error) = outcome {
                     return NodeReply::Failed(error.to_string());
@@ -541,6 +559,23 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
             }
         }
     }
+}
+
+/// Fences broker `id` (registration `epoch`) and moves what it led, in one entry.
+async fn fence(
+    shard: &Rc<Shard>,
+    cluster: &ClusterNode,
+    id: i32,
+    epoch: u64,
+) -> Result<u64, QuorumError> {
+    shard
+        .controller
+        .exclusive(async {
+            let mut records = vec![MetadataRecord::FenceBroker { id, epoch }];
+            records.extend(election::on_fence(&cluster.image.borrow(), id));
+            propose(cluster, records).await
+        })
+        .await
 }
 
 async fn propose(cluster: &ClusterNode, list: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
@@ -591,7 +626,7 @@ async fn heartbeat_loop(shard: Rc<Shard>, cluster: Rc<ClusterNode>) {
 
 /// On the leader: fences brokers silent for longer than the session timeout. A node that
 /// just became leader gives every broker a full session first.
-async fn leader_duties(_shard: Rc<Shard>, cluster: Rc<ClusterNode>) {
+async fn leader_duties(shard: Rc<Shard>, cluster: Rc<ClusterNode>) {
     let tick = cluster
         .config
         .heartbeat_interval
@@ -633,9 +668,7 @@ async fn leader_duties(_shard: Rc<Shard>, cluster: Rc<ClusterNode>) {
         };
         for (id, epoch) in silent {
             tracing::warn!(broker = id, "broker missed its session; fencing it");
-            if let Err(error) =
-                propose(&cluster, vec![MetadataRecord::FenceBroker { id, epoch }]).await
-            {
+            if let Err(error) = fence(&shard, &cluster, id, epoch).await {
                 tracing::warn!(%error, "fencing a broker failed");
             }
         }

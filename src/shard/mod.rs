@@ -59,6 +59,19 @@ impl Partition {
     }
 }
 
+/// Why this broker cannot serve a partition's data (produce, fetch, offsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotServing {
+    /// The catalogue names no such partition.
+    Unknown,
+    /// Another broker leads it, none does, or its log is not open here.
+    NotLeader,
+    /// The client's leader epoch is older than the partition's (KIP-320).
+    FencedLeaderEpoch,
+    /// The client's leader epoch is newer than this broker knows of.
+    UnknownLeaderEpoch,
+}
+
 pub struct Shard {
     pub id: usize,
     pub count: usize,
@@ -169,6 +182,35 @@ impl Shard {
         let partitions = self.partitions.borrow();
         let slot = usize::try_from(index).ok()?;
         partitions.get(topic)?.get(slot)?.clone()
+    }
+
+    /// Partition `index` of `topic` if this broker leads it and its log is open here, with
+    /// its leader epoch; `client_epoch` (-1: none) is checked against that epoch.
+    pub fn leading_partition(
+        &self,
+        topic: &str,
+        index: i32,
+        client_epoch: i32,
+    ) -> Result<(Rc<Partition>, i32), NotServing> {
+        let leader_epoch = {
+            let metadata = self.metadata.borrow();
+            let state = metadata
+                .topic(topic)
+                .and_then(|topic| topic.state_of(index))
+                .ok_or(NotServing::Unknown)?;
+            if state.leader != self.config.node_id {
+                return Err(NotServing::NotLeader);
+            }
+            state.leader_epoch
+        };
+        if client_epoch >= 0 && client_epoch < leader_epoch {
+            return Err(NotServing::FencedLeaderEpoch);
+        }
+        if client_epoch > leader_epoch {
+            return Err(NotServing::UnknownLeaderEpoch);
+        }
+        let partition = self.partition(topic, index).ok_or(NotServing::NotLeader)?;
+        Ok((partition, leader_epoch))
     }
 
     /// Whether this shard's metadata snapshot names partition `index` of `topic` (whether

@@ -30,7 +30,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
-use crate::server::errors::{partition_not_open_code, storage_error_code};
+use crate::server::errors::{not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::shard::Shard;
@@ -45,6 +45,8 @@ struct Item {
     partition: i32,
     offset: i64,
     partition_max_bytes: usize,
+    /// The client's idea of the leader epoch (-1: unknown; KIP-320).
+    leader_epoch: i32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -90,6 +92,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                         partition: fetch_partition.partition,
                         offset: fetch_partition.fetch_offset,
                         partition_max_bytes: fetch_partition.partition_max_bytes.max(0) as usize,
+                        leader_epoch: fetch_partition.current_leader_epoch,
                     };
                     fanout.route(shard.owner_of(topic, fetch_partition.partition), item);
                 }
@@ -208,11 +211,14 @@ async fn read_on_owner(
     let mut min_one = min_one;
     let mut results = Vec::with_capacity(items.len());
     for (position, item) in items {
-        let Some(partition) = shard.partition(&item.topic, item.partition) else {
-            let known = shard.knows_partition(&item.topic, item.partition);
-            results.push((position, Outcome::failed(partition_not_open_code(known))));
-            continue;
-        };
+        let partition =
+            match shard.leading_partition(&item.topic, item.partition, item.leader_epoch) {
+                Ok((partition, _)) => partition,
+                Err(reason) => {
+                    results.push((position, Outcome::failed(not_serving_code(reason))));
+                    continue;
+                }
+            };
         let high_watermark = partition.high_watermark();
         let mut outcome = Outcome {
             high_watermark,

@@ -10,7 +10,7 @@ use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
 use crate::protocol::records;
-use crate::server::errors::{partition_not_open_code, storage_error_code};
+use crate::server::errors::{not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::shard::{Partition, Shard};
@@ -26,12 +26,15 @@ struct Answer {
     error: Option<ResponseError>,
     offset: i64,
     timestamp: i64,
+    /// The partition's leader epoch (v4+; -1 when unknown).
+    leader_epoch: i32,
 }
 
 const NOT_FOUND: Answer = Answer {
     error: None,
     offset: -1,
     timestamp: -1,
+    leader_epoch: -1,
 };
 
 /// What the owning shard needs to answer one partition.
@@ -40,6 +43,8 @@ struct Item {
     topic: String,
     partition: i32,
     timestamp: i64,
+    /// The client's idea of the leader epoch (-1: unknown; KIP-320).
+    leader_epoch: i32,
 }
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
@@ -55,6 +60,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                         topic: topic.name.clone(),
                         partition: partition.partition_index,
                         timestamp: partition.timestamp,
+                        leader_epoch: partition.current_leader_epoch,
                     };
                     fanout.route(shard.owner_of(topic, partition.partition_index), item);
                 }
@@ -80,7 +86,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             partition_response.offset = answer.offset;
             partition_response.timestamp = answer.timestamp;
             if request.api_version >= 4 {
-                partition_response.leader_epoch = 0;
+                partition_response.leader_epoch = answer.leader_epoch;
             }
             topic_response.partitions.push(partition_response);
         }
@@ -100,17 +106,19 @@ fn unknown_partition() -> Answer {
 async fn look_up_on_owner(shard: &Rc<Shard>, items: Vec<(usize, Item)>) -> Vec<(usize, Answer)> {
     let mut answers = Vec::with_capacity(items.len());
     for (position, item) in items {
-        let answer = match shard.partition(&item.topic, item.partition) {
-            Some(partition) => lookup(&partition, item.timestamp)
-                .await
-                .unwrap_or_else(|error| Answer {
+        let answer = match shard.leading_partition(&item.topic, item.partition, item.leader_epoch) {
+            Ok((partition, leader_epoch)) => match lookup(&partition, item.timestamp).await {
+                Ok(found) => Answer {
+                    leader_epoch,
+                    ..found
+                },
+                Err(error) => Answer {
                     error: Some(storage_error_code(&error)),
                     ..NOT_FOUND
-                }),
-            None => Answer {
-                error: Some(partition_not_open_code(
-                    shard.knows_partition(&item.topic, item.partition),
-                )),
+                },
+            },
+            Err(reason) => Answer {
+                error: Some(not_serving_code(reason)),
                 ..NOT_FOUND
             },
         };
@@ -126,6 +134,7 @@ async fn lookup(partition: &Partition, timestamp: i64) -> Result<Answer, Storage
         error: None,
         offset,
         timestamp: -1,
+        leader_epoch: -1,
     };
     let limits = log.config().record_limits();
     match timestamp {
@@ -166,6 +175,7 @@ async fn by_time(
             error: None,
             offset,
             timestamp,
+            leader_epoch: -1,
         }),
         Ok(_) => Ok(NOT_FOUND),
         Err(error) => {

@@ -130,7 +130,8 @@ fn describe(metadata: &ClusterMetadata, topic: &Topic, version: i16) -> Metadata
             let mut partition = MetadataResponsePartition::default();
             partition.partition_index = index;
             let replicas = topic.replicas_of(index);
-            let live = |id: &&i32| metadata.brokers.get(id).is_some_and(|b| !b.fenced);
+            let live = |id: &&i32| metadata.is_live(**id);
+            let state = topic.state_of(index);
             match metadata.leader_of(topic, index) {
                 Some(leader) => partition.leader_id = BrokerId(leader),
                 None => {
@@ -139,16 +140,12 @@ fn describe(metadata: &ClusterMetadata, topic: &Topic, version: i16) -> Metadata
                 }
             }
             if version >= 7 {
-                partition.leader_epoch = 0;
+                partition.leader_epoch = state.map_or(0, |s| s.leader_epoch);
             }
             partition.replica_nodes = replicas.iter().copied().map(BrokerId).collect();
-            // One replica per partition: in sync exactly while its broker is live.
-            partition.isr_nodes = replicas
-                .iter()
-                .filter(live)
-                .copied()
-                .map(BrokerId)
-                .collect();
+            partition.isr_nodes = state
+                .map(|s| s.isr.iter().copied().map(BrokerId).collect())
+                .unwrap_or_default();
             if version >= 5 {
                 partition.offline_replicas = replicas
                     .iter()

@@ -24,7 +24,7 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::protocol::frame::Request;
 use crate::record_batch;
-use crate::server::errors::{batch_error_code, partition_not_open_code, storage_error_code};
+use crate::server::errors::{batch_error_code, not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::server::turn::Turn;
@@ -211,12 +211,18 @@ async fn append_on_owner(
                 },
             )
         };
-        let Some(partition) = shard.partition(&item.topic, item.partition) else {
-            let known = shard.knows_partition(&item.topic, item.partition);
-            let outcome = Outcome::failed(partition_not_open_code(known), "partition not open");
-            results.push(refused(outcome));
-            continue;
-        };
+        let (partition, leader_epoch) =
+            match shard.leading_partition(&item.topic, item.partition, -1) {
+                Ok(leading) => leading,
+                Err(reason) => {
+                    let outcome = Outcome::failed(
+                        not_serving_code(reason),
+                        "this broker does not lead the partition",
+                    );
+                    results.push(refused(outcome));
+                    continue;
+                }
+            };
         let batch = match check_batch(item.records, partition.log.config().batch_bytes_max) {
             Ok(batch) => batch,
             Err((code, message)) => {
@@ -225,7 +231,8 @@ async fn append_on_owner(
                 continue;
             }
         };
-        match partition.log.append(batch, 0).await {
+        // The leader epoch goes into the batch (KIP-101: followers truncate by it).
+        match partition.log.append(batch, leader_epoch).await {
             Ok(appended) => {
                 let end_offset = appended.last_offset + 1;
                 if acks == 0 {

@@ -1,0 +1,197 @@
+//! Leader election when a broker is fenced or unfenced: the partition changes the
+//! quorum's leader proposes together with the fence or unfence record, so no snapshot ever
+//! names a fenced leader. Never unclean: a leader is only ever chosen from the in-sync
+//! replicas, and the last in-sync replica stays in the ISR while it is away, so the
+//! partition waits for it (offline) rather than losing what only it holds.
+
+use super::metadata::{ClusterMetadata, PartitionState};
+use super::records::MetadataRecord;
+
+/// The partition changes for fencing broker `broker`: it leaves every ISR it is in (unless
+/// it is the last member), and every partition it led gets the first live in-sync replica
+/// as leader, or none.
+pub fn on_fence(metadata: &ClusterMetadata, broker: i32) -> Vec<MetadataRecord> {
+    let live = |id: i32| id != broker && metadata.is_live(id);
+    let mut changes = Vec::new();
+    for topic in metadata.topics().values() {
+        for (index, state) in topic.states.iter().enumerate() {
+            if state.leader != broker && !state.isr.contains(&broker) {
+                continue;
+            }
+            let mut isr = state.isr.clone();
+            if isr.len() > 1 {
+                isr.retain(|&id| id != broker);
+            }
+            let (leader, leader_epoch) = if state.leader == broker {
+                let replicas = topic.replicas_of(index as i32);
+                let next = replicas
+                    .iter()
+                    .copied()
+                    .find(|&id| isr.contains(&id) && live(id))
+                    .unwrap_or(-1);
+                (next, state.leader_epoch + 1)
+            } else {
+                (state.leader, state.leader_epoch)
+            };
+            let changed = PartitionState {
+                leader,
+                leader_epoch,
+                isr,
+            };
+            if &changed != state {
+                changes.push(MetadataRecord::PartitionChange {
+                    topic_id: topic.id,
+                    partition: index as i32,
+                    state: changed,
+                });
+            }
+        }
+    }
+    changes
+}
+
+/// The partition changes for unfencing broker `broker`: every leaderless partition it is
+/// in sync for gets it as leader.
+pub fn on_unfence(metadata: &ClusterMetadata, broker: i32) -> Vec<MetadataRecord> {
+    let mut changes = Vec::new();
+    for topic in metadata.topics().values() {
+        for (index, state) in topic.states.iter().enumerate() {
+            if state.leader == -1 && state.isr.contains(&broker) {
+                changes.push(MetadataRecord::PartitionChange {
+                    topic_id: topic.id,
+                    partition: index as i32,
+                    state: PartitionState {
+                        leader: broker,
+                        leader_epoch: state.leader_epoch + 1,
+                        isr: state.isr.clone(),
+                    },
+                });
+            }
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::cluster::metadata::{BrokerInfo, Topic};
+    use crate::cluster::records::apply;
+
+    fn cluster(replicas: Vec<Vec<i32>>) -> ClusterMetadata {
+        let mut metadata = ClusterMetadata::new();
+        for id in 1..=3 {
+            metadata.brokers.insert(
+                id,
+                BrokerInfo {
+                    id,
+                    host: "h".into(),
+                    port: 1,
+                    incarnation: Uuid::nil(),
+                    epoch: 0,
+                    fenced: false,
+                },
+            );
+        }
+        let states = replicas
+            .iter()
+            .map(|r| PartitionState::new(r, |_| true))
+            .collect();
+        metadata.insert_topic(Topic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: replicas.len() as i32,
+            configs: BTreeMap::new(),
+            replicas,
+            states,
+        });
+        metadata
+    }
+
+    fn fence(metadata: &mut ClusterMetadata, broker: i32) {
+        for record in on_fence(metadata, broker) {
+            apply(metadata, 0, record);
+        }
+        metadata.brokers.get_mut(&broker).unwrap().fenced = true;
+    }
+
+    fn unfence(metadata: &mut ClusterMetadata, broker: i32) {
+        metadata.brokers.get_mut(&broker).unwrap().fenced = false;
+        for record in on_unfence(metadata, broker) {
+            apply(metadata, 0, record);
+        }
+    }
+
+    fn states(metadata: &ClusterMetadata) -> Vec<PartitionState> {
+        metadata.topic("t").unwrap().states.clone()
+    }
+
+    #[test]
+    fn a_single_replica_goes_offline_and_comes_back_with_a_new_epoch() {
+        let mut metadata = cluster(vec![vec![1], vec![2]]);
+        fence(&mut metadata, 1);
+        let after = states(&metadata);
+        assert_eq!(
+            (after[0].leader, after[0].leader_epoch, after[0].isr.clone()),
+            (-1, 1, vec![1])
+        );
+        assert_eq!(
+            (after[1].leader, after[1].leader_epoch),
+            (2, 0),
+            "untouched"
+        );
+        unfence(&mut metadata, 1);
+        let after = states(&metadata);
+        assert_eq!((after[0].leader, after[0].leader_epoch), (1, 2));
+    }
+
+    #[test]
+    fn leadership_moves_to_an_in_sync_replica_and_never_to_one_out_of_sync() {
+        let mut metadata = cluster(vec![vec![1, 2, 3]]);
+        fence(&mut metadata, 1);
+        assert_eq!(
+            states(&metadata)[0],
+            PartitionState {
+                leader: 2,
+                leader_epoch: 1,
+                isr: vec![2, 3]
+            }
+        );
+        fence(&mut metadata, 2);
+        assert_eq!(
+            states(&metadata)[0],
+            PartitionState {
+                leader: 3,
+                leader_epoch: 2,
+                isr: vec![3]
+            }
+        );
+        // The last in-sync replica stays in the ISR while away: no unclean election when
+        // the others return.
+        fence(&mut metadata, 3);
+        assert_eq!(
+            states(&metadata)[0],
+            PartitionState {
+                leader: -1,
+                leader_epoch: 3,
+                isr: vec![3]
+            }
+        );
+        unfence(&mut metadata, 1);
+        unfence(&mut metadata, 2);
+        assert_eq!(states(&metadata)[0].leader, -1, "1 and 2 are not in sync");
+        unfence(&mut metadata, 3);
+        assert_eq!(
+            states(&metadata)[0],
+            PartitionState {
+                leader: 3,
+                leader_epoch: 4,
+                isr: vec![3]
+            }
+        );
+    }
+}
