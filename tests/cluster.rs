@@ -488,4 +488,44 @@ fn leader_epochs_follow_leadership_and_stale_clients_are_fenced() {
         6,
         "NOT_LEADER_OR_FOLLOWER"
     );
+    // OffsetForLeaderEpoch: where each epoch's writes end on the leader.
+    assert_eq!(
+        end_offset(&node_one, partition, 2),
+        (0, 2, 1),
+        "the latest: the log end"
+    );
+    assert_eq!(
+        end_offset(&node_one, partition, 1),
+        (0, 1, 0),
+        "before any write of epoch 2"
+    );
+    assert_eq!(end_offset(&node_one, partition, 3), (0, -1, -1), "unknown");
+    assert_eq!(
+        end_offset(&watcher, partition, 2).0,
+        6,
+        "asked of another broker"
+    );
+}
+
+/// OffsetForLeaderEpoch v4 for `partition` of topic "epochs": (error, epoch, end offset).
+fn end_offset(address: &str, partition: i32, leader_epoch: i32) -> (i16, i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+    let mut wanted = OffsetForLeaderPartition::default();
+    wanted.partition = partition;
+    wanted.current_leader_epoch = -1;
+    wanted.leader_epoch = leader_epoch;
+    let mut topic = OffsetForLeaderTopic::default();
+    topic.topic = common::topic_name("epochs");
+    topic.partitions = vec![wanted];
+    let mut request = OffsetForLeaderEpochRequest::default();
+    request.replica_id = kafka_protocol::messages::BrokerId(-1);
+    request.topics = vec![topic];
+    let mut raw = Raw::connect(address);
+    let response: OffsetForLeaderEpochResponse =
+        raw.call(ApiKey::OffsetForLeaderEpoch, 4, &request);
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.leader_epoch, answer.end_offset)
 }

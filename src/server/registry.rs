@@ -85,6 +85,8 @@ pub static APIS: &[Api] = &[
         |shard, request, _turn| fetch::handle(&shard, &request).await),
     api!(ListOffsets 1..=10, Concurrent, ListOffsetsRequest,
         |shard, request, _turn| list_offsets::handle(&shard, &request).await),
+    api!(OffsetForLeaderEpoch 2..=4, Concurrent, OffsetForLeaderEpochRequest,
+        |shard, request, _turn| offset_for_leader_epoch::handle(&shard, &request).await),
     api!(Metadata 0..=13, Concurrent, MetadataRequest,
         |shard, request, _turn| metadata::handle(&shard, &request).await),
     api!(ApiVersions 0..=4, Concurrent, ApiVersionsRequest,

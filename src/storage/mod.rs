@@ -13,6 +13,7 @@ mod appender;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
+pub mod epochs;
 pub mod error;
 pub mod faults;
 pub mod files;

@@ -1095,3 +1095,38 @@ fn rolls_and_retention_at_once_never_break_the_checkpoint() {
         log.close().await.expect("close");
     });
 }
+
+/// The leader-epoch history follows appends of new epochs, truncation and retention, and
+/// survives a reopen; a log written before it existed (no file) counts as epoch 0.
+#[test]
+fn the_leader_epoch_history_follows_the_log() {
+    run(|dir| async move {
+        let log = open(&dir, shard(), small_config()).await;
+        let mut bases = Vec::new();
+        for (n, epoch) in [(0u64, 1), (1, 1), (2, 4), (3, 4), (4, 6)] {
+            let outcome = log
+                .append(Bytes::from(batch(n)), epoch)
+                .await
+                .expect("append");
+            bases.push(outcome.base_offset);
+        }
+        let end = log.next_offset();
+        assert_eq!(log.end_offset_for_epoch(1), (1, bases[2]));
+        assert_eq!(log.end_offset_for_epoch(5), (4, bases[4]));
+        assert_eq!(log.end_offset_for_epoch(6), (6, end));
+        // Truncating into epoch 4 forgets epoch 6.
+        log.truncate_to(bases[4]).await.expect("truncate");
+        assert_eq!(log.latest_epoch(), Some(4));
+        assert_eq!(log.end_offset_for_epoch(4), (4, bases[4]));
+        log.close().await.expect("close");
+        let log = open(&dir, shard(), small_config()).await;
+        assert_eq!(log.end_offset_for_epoch(1), (1, bases[2]), "persisted");
+        assert_eq!(log.latest_epoch(), Some(4));
+        log.close().await.expect("close");
+        // A log whose history file is gone: everything is epoch 0 from the log start.
+        std::fs::remove_file(dir.join("topic-0").join(epochs::FILE_NAME)).expect("remove");
+        let log = open(&dir, shard(), small_config()).await;
+        assert_eq!(log.end_offset_for_epoch(0), (0, log.next_offset()));
+        log.close().await.expect("close");
+    });
+}

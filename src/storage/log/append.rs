@@ -84,6 +84,17 @@ impl Log {
                 });
             }
         }
+        // A new leader epoch's first batch: the history names where it starts (durably,
+        // before the batch, so no stored batch is of an epoch the history lacks).
+        if self
+            .epochs
+            .borrow()
+            .latest()
+            .is_none_or(|(latest, _)| leader_epoch > latest)
+        {
+            self.epochs.borrow_mut().assign(leader_epoch, base_offset);
+            self.write_epochs().await?;
+        }
         if self.should_roll(&active.segment, total as u64, last_offset) {
             if let Err(error) = self.roll(active, base_offset).await {
                 self.fail(&error);

@@ -39,6 +39,7 @@ use event_listener::Event;
 use super::appender::Appender;
 use super::checkpoint::{self, Checkpoint};
 use super::config::{LogConfig, LogLimits};
+use super::epochs::{self, LeaderEpochs};
 use super::error::{Result, StorageError};
 use super::io;
 use super::producer_state::ProducerStates;
@@ -113,6 +114,9 @@ pub struct Log {
     active: async_lock::Mutex<Option<Active>>,
     /// Serializes checkpoint writes (see the concurrency contract above).
     checkpoint_lock: async_lock::Mutex<()>,
+    /// Which leader epoch wrote which offsets (`storage::epochs`), persisted beside the
+    /// checkpoint under `checkpoint_lock`.
+    epochs: RefCell<LeaderEpochs>,
     read_ahead: RefCell<Option<ReadAhead>>,
     /// Page that batch copies are carved from (see `copy_for_cache`).
     cache_page: RefCell<BytesMut>,
@@ -182,6 +186,31 @@ impl LogState {
 }
 
 impl Log {
+    /// Kafka's OffsetForLeaderEpoch answer for `epoch`: the largest epoch not above it and
+    /// the offset where the next one starts (the log end for the latest).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs
+            .borrow()
+            .end_offset_for(epoch, self.next_offset())
+    }
+
+    /// The latest leader epoch that wrote to this log, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.borrow().latest().map(|(epoch, _)| epoch)
+    }
+
+    /// Persists the leader-epoch history (atomic replace). Under `checkpoint_lock`, taken
+    /// after `active` if both are held.
+    pub(super) async fn write_epochs(&self) -> Result<()> {
+        let _one_writer = self.checkpoint_lock.lock().await;
+        let bytes = self.epochs.borrow().encode();
+        let written = io::write_file_atomic(&self.dir.join(epochs::FILE_NAME), &bytes).await;
+        if let Err(error) = &written {
+            self.fail(error);
+        }
+        written
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -13,6 +13,7 @@ use super::{Active, Log, LogState};
 use crate::storage::appender::Appender;
 use crate::storage::checkpoint::{self, Checkpoint};
 use crate::storage::config::{FlushPolicy, LogConfig};
+use crate::storage::epochs::{self as epoch_history, LeaderEpochs};
 use crate::storage::error::{io_error, Result, StorageError};
 use crate::storage::io;
 use crate::storage::producer_state::{self, BatchRange, ProducerStates};
@@ -62,6 +63,7 @@ impl Log {
             .log_start_offset
             .max(segments.keys().next().copied().unwrap_or(0))
             .min(next_offset);
+        let epochs = load_epochs(&dir, &name, log_start_offset, next_offset).await?;
         let log = Rc::new(Log {
             id: shard.next_log_id(),
             name,
@@ -87,6 +89,7 @@ impl Log {
                 appender,
             })),
             checkpoint_lock: async_lock::Mutex::new(()),
+            epochs: RefCell::new(epochs),
             read_ahead: RefCell::new(None),
             cache_page: RefCell::new(BytesMut::new()),
             flush_running: Cell::new(false),
@@ -337,4 +340,34 @@ pub async fn check_segments(
         segment.close().await?;
     }
     Ok(checks)
+}
+
+/// Loads the leader-epoch history, cut to the recovered log. A log without the file was
+/// written before leader epochs were kept, when every batch carried epoch 0. A damaged
+/// file (it is written by atomic replace, so only outside damage) is rebuilt the same way,
+/// with a warning: it only serves truncation after leader changes and offset checks.
+async fn load_epochs(
+    dir: &std::path::Path,
+    name: &str,
+    log_start_offset: i64,
+    next_offset: i64,
+) -> Result<LeaderEpochs> {
+    let legacy = || {
+        let mut epochs = LeaderEpochs::default();
+        if next_offset > log_start_offset {
+            epochs.assign(0, log_start_offset);
+        }
+        epochs
+    };
+    let path = dir.join(epoch_history::FILE_NAME);
+    let mut epochs = match io::read_small_file(&path, 8 << 20).await? {
+        None => legacy(),
+        Some(bytes) => LeaderEpochs::decode(&bytes).unwrap_or_else(|error| {
+            tracing::warn!(log = %name, %error, "rebuilding the leader epoch history");
+            legacy()
+        }),
+    };
+    epochs.truncate_from_end(next_offset);
+    epochs.truncate_from_start(log_start_offset);
+    Ok(epochs)
 }

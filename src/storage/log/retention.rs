@@ -103,6 +103,10 @@ impl Log {
         // Checkpoint first: a crash after it but before the deletions leaves files that the
         // next open deletes, never a log start pointing at deleted data.
         self.write_checkpoint().await?;
+        let start = self.log_start_offset();
+        if self.epochs.borrow_mut().truncate_from_start(start) {
+            self.write_epochs().await?;
+        }
         self.shard
             .cache
             .borrow_mut()
@@ -147,9 +151,17 @@ impl Log {
                 .collect();
             (keep, drop_segments)
         };
-        let result = self
+        let mut result = self
             .truncate_segments(active, keep, drop_segments, offset)
             .await;
+        if result.is_ok()
+            && self
+                .epochs
+                .borrow_mut()
+                .truncate_from_end(self.next_offset())
+        {
+            result = self.write_epochs().await;
+        }
         if let Err(error) = &result {
             self.fail(error);
         }
