@@ -529,3 +529,183 @@ fn end_offset(address: &str, partition: i32, leader_epoch: i32) -> (i16, i32, i6
     let answer = &response.topics[0].partitions[0];
     (answer.error_code, answer.leader_epoch, answer.end_offset)
 }
+
+/// CreateTopics with a replication factor, retried while no controller answers.
+fn create_replicated_topic(address: &str, name: &str, partitions: i32, factor: i16) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut topic = CreatableTopic::default();
+        topic.name = common::topic_name(name);
+        topic.num_partitions = partitions;
+        topic.replication_factor = factor;
+        let mut request = kafka_protocol::messages::CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 10_000;
+        let mut raw = Raw::connect(address);
+        let response: kafka_protocol::messages::CreateTopicsResponse =
+            raw.call(ApiKey::CreateTopics, 7, &request);
+        let code = response.topics[0].error_code;
+        if code == 0 {
+            return;
+        }
+        assert_eq!(
+            code, 41,
+            "creating {name}: {:?}",
+            response.topics[0].error_message
+        );
+        assert!(Instant::now() < deadline, "no controller for {name}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Per partition of `topic`: (leader, ISR) as `address` sees them.
+fn isrs(address: &str, topic: &str) -> Vec<(i32, BTreeSet<i32>)> {
+    metadata(address)
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
+        .map(|t| {
+            let mut partitions: Vec<_> = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        p.leader_id.0,
+                        p.isr_nodes.iter().map(|b| b.0).collect::<BTreeSet<i32>>(),
+                    )
+                })
+                .collect();
+            partitions.sort_unstable_by_key(|p| p.0);
+            partitions
+                .into_iter()
+                .map(|(_, leader, isr)| (leader, isr))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn produce_range(bootstrap: &str, topic: &str, range: std::ops::Range<usize>) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for index in range {
+        let key = format!("key-{index}");
+        let value = format!("value-{index}");
+        producer
+            .send(BaseRecord::to(topic).key(&key).payload(&value))
+            .map_err(|(error, _)| error)
+            .expect("queue");
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    assert_eq!(producer.in_flight_count(), 0, "undelivered records");
+}
+
+/// Reads every partition of `topic` until `count` records arrived; values per partition.
+fn consume_count(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+) -> BTreeMap<i32, Vec<String>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cluster-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut received = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received < count {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {received} of {count} records"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consume");
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+            by_partition
+                .entry(message.partition())
+                .or_default()
+                .push(value);
+            received += 1;
+        }
+    }
+    assert!(
+        consumer.poll(Duration::from_millis(500)).is_none(),
+        "more records than produced"
+    );
+    by_partition
+}
+
+fn assert_exactly(by_partition: &BTreeMap<i32, Vec<String>>, count: usize) {
+    let mut values: Vec<&String> = by_partition.values().flatten().collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(
+        values.len(),
+        count,
+        "every acknowledged record exactly once"
+    );
+    for records in by_partition.values() {
+        let indexes: Vec<usize> = records
+            .iter()
+            .map(|v| v.trim_start_matches("value-").parse().expect("index"))
+            .collect();
+        let mut sorted = indexes.clone();
+        sorted.sort_unstable();
+        assert_eq!(indexes, sorted, "a partition's records in produce order");
+    }
+}
+
+#[test]
+fn replicated_partitions_keep_every_acknowledged_record_through_leader_kills() {
+    let mut cluster = Cluster::start(3, &[]);
+    create_replicated_topic(&cluster.nodes[0].address, "replicated", 3, 3);
+    let all: BTreeSet<i32> = [1, 2, 3].into();
+    let watcher = cluster.nodes[0].address.clone();
+    eventually("every partition has three in-sync replicas", || {
+        let seen = isrs(&watcher, "replicated");
+        seen.len() == 3 && seen.iter().all(|(leader, isr)| *leader > 0 && *isr == all)
+    });
+    produce_range(&cluster.bootstrap(), "replicated", 0..300);
+    let mut produced = 300;
+    for victim in 0..3 {
+        cluster.kill(victim);
+        let victim_id = cluster.nodes[victim].id;
+        let survivor = cluster.nodes[(victim + 1) % 3].address.clone();
+        eventually("the survivors lead every partition", || {
+            isrs(&survivor, "replicated").iter().all(|(leader, isr)| {
+                *leader > 0 && *leader != victim_id && !isr.contains(&victim_id)
+            })
+        });
+        produce_range(&cluster.bootstrap(), "replicated", produced..produced + 300);
+        produced += 300;
+        assert_exactly(
+            &consume_count(&cluster.bootstrap(), "replicated", 3, produced),
+            produced,
+        );
+        cluster.restart(victim);
+        eventually("the restarted broker is back in every ISR", || {
+            isrs(&survivor, "replicated")
+                .iter()
+                .all(|(_, isr)| *isr == all)
+        });
+    }
+    assert_exactly(
+        &consume_count(&cluster.bootstrap(), "replicated", 3, produced),
+        produced,
+    );
+}

@@ -139,6 +139,9 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
         .detach();
     }
     glommio::spawn_local(retention_loop(shard.clone())).detach();
+    if shard.config.quorum.is_some() {
+        glommio::spawn_local(crate::shard::replicator::run(shard.clone())).detach();
+    }
     glommio::spawn_local(reopen_failed_logs_loop(shard.clone())).detach();
     crate::server::accept_loop(shard.clone(), listener).await;
     drain_connections(&shard).await;

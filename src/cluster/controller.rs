@@ -656,12 +656,14 @@ fn check_assignments(metadata: &ClusterMetadata, replicas: &[Vec<i32>]) -> Outco
         .map_err(|error| TopicError::InvalidReplicaAssignment(error.to_string()))
 }
 
-/// Partitions are not replicated yet: one replica each.
+/// Replicas of one partition: Kafka's own bound is the broker count; this one keeps a
+/// partition's state (and a produce's wait) small.
+const REPLICATION_FACTOR_MAX: usize = 9;
+
 fn check_factor_supported(factor: usize) -> Outcome<()> {
-    if factor > 1 {
+    if factor > REPLICATION_FACTOR_MAX {
         return Err(TopicError::InvalidReplicationFactor(format!(
-            "replication factor {factor}: partition replication is not available in this \
-             version; use 1"
+            "replication factor {factor} exceeds {REPLICATION_FACTOR_MAX}"
         )));
     }
     Ok(())
@@ -839,7 +841,7 @@ mod tests {
 
     /// Three brokers, one fenced: new partitions spread round robin over the two live
     /// ones, explicit assignments must name registered brokers, and a replication factor
-    /// above 1 is refused while partitions are not replicated.
+    /// above the live brokers is refused.
     #[test]
     fn partitions_are_assigned_round_robin_over_live_brokers() {
         let mut metadata = one_broker();
@@ -854,10 +856,11 @@ mod tests {
         assert!(leaders.iter().all(|id| [0, 1].contains(id)), "{leaders:?}");
         assert_ne!(leaders[0], leaders[1]);
         assert_eq!(leaders[0], leaders[2]);
-        assert!(matches!(
-            assign_round_robin(&metadata, "t", 0..1, 2),
-            Err(TopicError::InvalidReplicationFactor(_))
-        ));
+        // Two replicas each: both live brokers, the leaders still spread.
+        let replicas = assign_round_robin(&metadata, "t", 0..2, 2).expect("assign");
+        assert_eq!(replicas[0].len(), 2);
+        assert_ne!(replicas[0][0], replicas[0][1]);
+        assert_ne!(replicas[0][0], replicas[1][0]);
         assert!(matches!(
             assign_round_robin(&metadata, "t", 0..1, 3),
             Err(TopicError::InvalidReplicationFactor(_))

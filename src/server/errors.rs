@@ -74,6 +74,9 @@ pub fn storage_error_code(error: &StorageError) -> ResponseError {
     match error {
         StorageError::InvalidBatch(reason) => batch_error_code(reason),
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        // Only a follower's fetcher appends replicated batches; a client never sees it.
+        StorageError::ReplicaGap { .. } => ResponseError::UnknownServerError,
+        StorageError::LeadershipLost => ResponseError::NotLeaderOrFollower,
         StorageError::Corrupt { .. }
         | StorageError::CorruptSealed { .. }
         | StorageError::Io { .. }

@@ -59,6 +59,14 @@ enum NodeCall {
         id: i32,
         epoch: u64,
     },
+    /// A partition's leader asks for a new ISR (a follower caught up, or fell behind).
+    AlterPartition {
+        broker: i32,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -306,6 +314,28 @@ impl ClusterNode {
         }
     }
 
+    /// Asks the quorum's leader for a new ISR of a partition this broker leads.
+    pub async fn alter_partition(
+        &self,
+        shard: &Rc<Shard>,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Result<(), String> {
+        let call = NodeCall::AlterPartition {
+            broker: self.broker_id,
+            topic_id,
+            partition,
+            leader_epoch,
+            isr,
+        };
+        match self.ask(shard, call).await? {
+            NodeReply::Heartbeat { .. } => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
     /// Waits for the quorum node to stop (after shutdown).
     pub async fn stopped(&self) {
         let _ = self.stopped.recv().await;
@@ -511,6 +541,41 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
                 Err(error) => NodeReply::Failed(error.to_string()),
             }
         }
+        NodeCall::AlterPartition {
+            broker,
+            topic_id,
+            partition,
+            leader_epoch,
+            isr,
+        } => {
+            let altered = shard
+                .controller
+                .exclusive(async {
+                    let change = isr_change(
+                        &cluster.image.borrow(),
+                        broker,
+                        topic_id,
+                        partition,
+                        leader_epoch,
+                        isr,
+                    );
+                    match change {
+                        Ok(Some(record)) => propose(cluster, vec![record])
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Ok(None) => Ok(cluster.node.status().applied),
+                        Err(reason) => Err(reason),
+                    }
+                })
+                .await;
+            match altered {
+                Ok(_) => NodeReply::Heartbeat {
+                    fenced: false,
+                    stale: false,
+                },
+                Err(reason) => NodeReply::Refused(reason),
+            }
+        }
         NodeCall::Leave { id, epoch } => {
             cluster.last_seen.borrow_mut().remove(&id);
             match fence(shard, cluster, id, epoch).await {
@@ -559,6 +624,49 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
             }
         }
     }
+}
+
+/// The record for a leader's ISR change, if it is current (the asking broker leads the
+/// partition at that epoch) and sound (the leader is in it, every member is a replica, and
+/// every added member is live); `None` if the ISR is already that.
+fn isr_change(
+    image: &ClusterMetadata,
+    broker: i32,
+    topic_id: Uuid,
+    partition: i32,
+    leader_epoch: i32,
+    isr: Vec<i32>,
+) -> Result<Option<MetadataRecord>, String> {
+    let topic = image.topic_by_id(&topic_id).ok_or("no such topic")?;
+    let state = topic.state_of(partition).ok_or("no such partition")?;
+    if state.leader != broker || state.leader_epoch != leader_epoch {
+        return Err(format!(
+            "stale ISR change: broker {broker} at epoch {leader_epoch}, but the partition is \
+             led by {} at epoch {}",
+            state.leader, state.leader_epoch
+        ));
+    }
+    let replicas = topic.replicas_of(partition);
+    let sound = isr.contains(&broker)
+        && isr.iter().all(|id| replicas.contains(id))
+        && isr
+            .iter()
+            .all(|id| state.isr.contains(id) || image.is_live(*id));
+    if !sound {
+        return Err(format!("ISR {isr:?} is not the leader and live replicas"));
+    }
+    if state.isr == isr {
+        return Ok(None);
+    }
+    Ok(Some(MetadataRecord::PartitionChange {
+        topic_id,
+        partition,
+        state: crate::cluster::metadata::PartitionState {
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            isr,
+        },
+    }))
 }
 
 /// Fences broker `id` (registration `epoch`) and moves what it led, in one entry.

@@ -7,6 +7,8 @@
 //! `broker`.
 
 pub mod cluster;
+pub mod replica;
+pub mod replicator;
 mod topics;
 
 use std::cell::{Cell, RefCell};
@@ -48,14 +50,21 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     pub log: Rc<Log>,
+    /// Leader or follower, the ISR, followers' progress (`replica.rs`).
+    pub replica: RefCell<replica::ReplicaState>,
+    /// Fired when the high watermark may have moved because of a follower or a leader's
+    /// answer (the log's own `on_written` covers local writes).
+    pub replicated: Event,
 }
 
 impl Partition {
-    /// The high watermark: what consumers may read. Every offset below it has been written
-    /// to the device (survives a crash of the broker process), like Kafka's single-replica
-    /// high watermark, which is what reached the page cache.
+    /// The high watermark: what consumers may read, and what acks=all waits for. Every
+    /// offset below it is written to the device on every in-sync replica (survives a crash
+    /// of any of their processes); with one replica, like Kafka's single-replica high
+    /// watermark, which is what reached the page cache.
     pub fn high_watermark(&self) -> i64 {
-        self.log.written_offset()
+        let written = self.log.written_offset();
+        self.replica.borrow_mut().high_watermark(written)
     }
 }
 
@@ -93,6 +102,8 @@ pub struct Shard {
     pub shutdown: Shutdown,
     /// Fired when a connection closes (shutdown waits for the last).
     pub connection_closed: Event,
+    /// Fired when the metadata snapshot changes (followers re-plan their fetches).
+    pub metadata_changed: Event,
 }
 
 impl Shard {
@@ -125,6 +136,7 @@ impl Shard {
             connections: Cell::new(0),
             shutdown: Shutdown::new(),
             connection_closed: Event::new(),
+            metadata_changed: Event::new(),
         })
     }
 
@@ -170,8 +182,42 @@ impl Shard {
         self.metadata.borrow().clone()
     }
 
+    /// Takes a new catalogue snapshot, and gives this shard's partitions their new role,
+    /// leader epoch and ISR from it.
     pub fn set_metadata(&self, metadata: Arc<ClusterMetadata>) {
+        for partition in self.owned_partitions() {
+            let Some(topic) = metadata
+                .topic(&partition.topic)
+                .filter(|t| t.id == partition.topic_id)
+            else {
+                continue;
+            };
+            if let Some(state) = topic.state_of(partition.index) {
+                partition
+                    .replica
+                    .borrow_mut()
+                    .update(topic.replicas_of(partition.index), state);
+                partition.replicated.notify(usize::MAX);
+            }
+        }
         *self.metadata.borrow_mut() = metadata;
+        self.metadata_changed.notify(usize::MAX);
+    }
+
+    /// The replication state a newly opened log of partition `index` starts with: its
+    /// high watermark is what this broker knows to be written (a leader's answer or its
+    /// own followers will raise it).
+    fn replica_state_of(&self, topic: &Topic, index: i32, written: i64) -> replica::ReplicaState {
+        let mut state = replica::ReplicaState::single(self.config.node_id);
+        if let Some(partition) = topic.state_of(index) {
+            state.update(topic.replicas_of(index), partition);
+        }
+        state.high_watermark = if state.isr.len() <= 1 && state.is_leader() {
+            written
+        } else {
+            0
+        };
+        state
     }
 
     pub fn owner_of(&self, topic: &Topic, partition: i32) -> usize {
@@ -265,7 +311,9 @@ impl Shard {
                 topic: topic.name.clone(),
                 topic_id: topic.id,
                 index,
+                replica: RefCell::new(self.replica_state_of(topic, index, log.written_offset())),
                 log,
+                replicated: Event::new(),
             });
             let mut table = self.partitions.borrow_mut();
             let slots = table.entry(topic.name.clone()).or_default();
@@ -332,7 +380,13 @@ impl Shard {
                 topic: partition.topic.clone(),
                 topic_id: partition.topic_id,
                 index: partition.index,
+                replica: RefCell::new(self.replica_state_of(
+                    &topic,
+                    partition.index,
+                    log.written_offset(),
+                )),
                 log: log.clone(),
+                replicated: Event::new(),
             });
             // Only if the slot still holds the failed partition (not deleted or recreated
             // while the log reopened).
@@ -430,6 +484,42 @@ impl Shard {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Sends a leader's ISR change for `partition` to the controller (through this
+    /// broker's cluster node); while it is pending no other is sent, and a refused or lost
+    /// one is sent again on a later fetch.
+    pub fn request_isr_change(
+        self: &Rc<Self>,
+        partition: &Rc<Partition>,
+        change: replica::IsrChange,
+    ) {
+        let (shard, partition) = (self.clone(), partition.clone());
+        glommio::spawn_local(async move {
+            let (topic_id, index) = (partition.topic_id, partition.index);
+            let sent = shard
+                .run_on(placement::CONTROLLER_SHARD, move |controller| async move {
+                    match controller.cluster() {
+                        Some(cluster) => {
+                            cluster
+                                .alter_partition(&controller, topic_id, index, change.leader_epoch, change.isr)
+                                .await
+                        }
+                        None => Err("not a cluster node".to_string()),
+                    }
+                })
+                .await;
+            let failed = match sent {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error),
+                Err(error) => Some(error.to_string()),
+            };
+            if let Some(error) = failed {
+                tracing::debug!(topic = %partition.topic, partition = index, %error, "ISR change not made");
+                partition.replica.borrow_mut().isr_change_pending = false;
+            }
+        })
+        .detach();
     }
 
     /// This node of the cluster, on the controller shard of a broker in one.

@@ -42,6 +42,13 @@ pub enum StorageError {
         reason: String,
         later_segments: Vec<PathBuf>,
     },
+    /// The broker stopped leading the partition while an acks=all produce waited for its
+    /// followers.
+    #[error("leadership of the partition moved while the batch was being replicated")]
+    LeadershipLost,
+    /// A replica's batch does not continue the log (its leader's offsets skip or repeat).
+    #[error("replicated batch starts at offset {got}, but the log ends at {expected}")]
+    ReplicaGap { expected: i64, got: i64 },
     /// A batch offered for append was malformed; nothing of it was written.
     #[error("rejected batch: {0}")]
     InvalidBatch(#[from] BatchError),

@@ -33,7 +33,7 @@ use crate::protocol::frame::Request;
 use crate::server::errors::{not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
-use crate::shard::Shard;
+use crate::shard::{Partition, Shard};
 
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -47,6 +47,10 @@ struct Item {
     partition_max_bytes: usize,
     /// The client's idea of the leader epoch (-1: unknown; KIP-320).
     leader_epoch: i32,
+    /// A follower's broker id (-1: a consumer).
+    replica: i32,
+    /// A follower's epoch of the last batch it holds (-1: none; KIP-595 divergence check).
+    last_fetched_epoch: i32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -60,6 +64,11 @@ struct Outcome {
     /// ... because the response's budget ran out (not the partition's own): the response
     /// cannot grow by waiting for new data.
     cut: bool,
+    /// How far this reader may read: the high watermark, or for a follower the leader's
+    /// written log end (what a long poll waits to move past).
+    bound: i64,
+    /// A follower's log diverges from the leader's: (epoch, end offset) to truncate to.
+    diverging: Option<(i32, i64)>,
 }
 
 impl Outcome {
@@ -77,6 +86,11 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: FetchRequest = exchange::decode(request)?;
     let version = request.api_version;
     let metadata = shard.metadata();
+    let replica = if version >= 15 {
+        body.replica_state.replica_id.0
+    } else {
+        body.replica_id.0
+    };
     let mut fanout = Fanout::new();
     for fetch_topic in &body.topics {
         let topic = if version >= 13 {
@@ -93,6 +107,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                         offset: fetch_partition.fetch_offset,
                         partition_max_bytes: fetch_partition.partition_max_bytes.max(0) as usize,
                         leader_epoch: fetch_partition.current_leader_epoch,
+                        replica,
+                        last_fetched_epoch: fetch_partition.last_fetched_epoch,
                     };
                     fanout.route(shard.owner_of(topic, fetch_partition.partition), item);
                 }
@@ -169,6 +185,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             if version >= 5 {
                 partition.log_start_offset = outcome.log_start_offset;
             }
+            if let Some((epoch, end_offset)) = outcome.diverging.filter(|_| version >= 12) {
+                partition.diverging_epoch.epoch = epoch;
+                partition.diverging_epoch.end_offset = end_offset;
+            }
             partition.records = Some(outcome.records);
             topic_response.partitions.push(partition);
         }
@@ -219,10 +239,24 @@ async fn read_on_owner(
                     continue;
                 }
             };
-        let high_watermark = partition.high_watermark();
+        // A follower reads up to what the leader has written; a consumer up to the high
+        // watermark, which the followers' progress moves.
+        let bound = if item.replica >= 0 {
+            match follower_fetch(shard, &partition, &item) {
+                Ok(bound) => bound,
+                Err(rejected) => {
+                    results.push((position, rejected));
+                    continue;
+                }
+            }
+        } else {
+            partition.high_watermark()
+        };
+        let high_watermark = bound;
         let mut outcome = Outcome {
-            high_watermark,
+            high_watermark: partition.high_watermark(),
             log_start_offset: partition.log.log_start_offset(),
+            bound,
             ..Outcome::default()
         };
         let budget = item.partition_max_bytes.min(left);
@@ -268,6 +302,45 @@ fn concat(batches: Vec<Bytes>, bytes: usize) -> Bytes {
     joined.freeze()
 }
 
+/// A follower's fetch on the leader: checks it is a replica and that its log has not
+/// diverged, records its progress (which may move the high watermark and let it rejoin
+/// the ISR), and returns how far it may read. `Err` is the answer when it may not read.
+fn follower_fetch(
+    shard: &Rc<Shard>,
+    partition: &Rc<Partition>,
+    item: &Item,
+) -> Result<i64, Outcome> {
+    if !partition.replica.borrow().replicas.contains(&item.replica) {
+        return Err(Outcome::failed(ResponseError::NotLeaderOrFollower));
+    }
+    let written = partition.log.written_offset();
+    if item.last_fetched_epoch >= 0 {
+        let (epoch, end_offset) = partition.log.end_offset_for_epoch(item.last_fetched_epoch);
+        if epoch != item.last_fetched_epoch || end_offset < item.offset {
+            return Err(Outcome {
+                high_watermark: partition.high_watermark(),
+                log_start_offset: partition.log.log_start_offset(),
+                bound: written,
+                diverging: Some((epoch, end_offset)),
+                ..Outcome::default()
+            });
+        }
+    }
+    let change = partition.replica.borrow_mut().follower_fetched(
+        item.replica,
+        item.offset,
+        written,
+        0,
+        Instant::now(),
+    );
+    // The high watermark may have moved: acks=all waiters and consumers look again.
+    partition.replicated.notify(usize::MAX);
+    if let Some(change) = change {
+        shard.request_isr_change(partition, change);
+    }
+    Ok(written)
+}
+
 /// Waits until any owning shard reports new data for its part, or `within` passes.
 async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within: Duration) {
     let (signal, woken) = async_channel::bounded::<()>(fanout.owner_count().max(1));
@@ -275,13 +348,18 @@ async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within
         // New data means a high watermark past the one the last read saw (or past the fetch
         // offset): waiting for one past the fetch offset alone would return at once, again
         // and again, while the data there is not enough for `min_bytes`.
-        let watched: Vec<(String, i32, i64)> = items
+        let watched: Vec<(String, i32, i64, bool)> = items
             .iter()
             .map(|(position, item)| {
                 let seen = fanout
                     .answer_at(*position)
-                    .map_or(item.offset, |outcome| outcome.high_watermark);
-                (item.topic.clone(), item.partition, seen.max(item.offset))
+                    .map_or(item.offset, |outcome| outcome.bound);
+                (
+                    item.topic.clone(),
+                    item.partition,
+                    seen.max(item.offset),
+                    item.replica >= 0,
+                )
             })
             .collect();
         let (shard, signal) = (shard.clone(), signal.clone());
@@ -305,13 +383,24 @@ async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within
     .await;
 }
 
-/// Resolves when any watched partition's high watermark passes the one given for it.
-async fn wait_on_owner(shard: &Rc<Shard>, watched: Vec<(String, i32, i64)>, within: Duration) {
+/// Resolves when any watched partition's bound (high watermark, or a follower's written
+/// log end) passes the one given for it.
+async fn wait_on_owner(
+    shard: &Rc<Shard>,
+    watched: Vec<(String, i32, i64, bool)>,
+    within: Duration,
+) {
     let mut listeners = Vec::new();
-    for (topic, index, seen) in watched {
+    for (topic, index, seen, follower) in watched {
         if let Some(partition) = shard.partition(&topic, index) {
             listeners.push(partition.log.on_written());
-            if partition.high_watermark() > seen {
+            listeners.push(partition.replicated.listen());
+            let bound = if follower {
+                partition.log.written_offset()
+            } else {
+                partition.high_watermark()
+            };
+            if bound > seen {
                 return;
             }
         }

@@ -28,7 +28,7 @@ use crate::server::errors::{batch_error_code, not_serving_code, storage_error_co
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::server::turn::Turn;
-use crate::shard::Shard;
+use crate::shard::{Partition, Shard};
 use crate::storage::{Durability, StorageError};
 
 /// One partition's part of the request, sent to its owning shard.
@@ -281,13 +281,15 @@ async fn wait_on_owner(
     let waiting: Vec<_> = waits
         .into_iter()
         .filter_map(|(position, wait)| {
-            let log = shard.partition(&wait.topic, wait.partition)?.log.clone();
+            let partition = shard.partition(&wait.topic, wait.partition)?;
+            let log = partition.log.clone();
             Some(glommio::spawn_local(async move {
                 let done = async {
                     if acks == 1 {
                         log.wait(Durability::Written, wait.end_offset).await
                     } else {
-                        log.wait_durable(wait.end_offset).await
+                        log.wait_durable(wait.end_offset).await?;
+                        replicated(&partition, wait.end_offset).await
                     }
                 };
                 let outcome = futures_lite::future::or(async { Some(done.await) }, async {
@@ -315,6 +317,27 @@ async fn wait_on_owner(
         }
     }
     failures
+}
+
+/// acks=all: waits until every in-sync replica holds the batch (the high watermark has
+/// passed it). A leadership lost meanwhile answers NOT_LEADER_OR_FOLLOWER: the batch may
+/// or may not survive, and the (idempotent) producer retries it with the new leader.
+async fn replicated(partition: &Partition, end_offset: i64) -> Result<(), StorageError> {
+    let epoch = partition.replica.borrow().leader_epoch;
+    loop {
+        let listener = partition.replicated.listen();
+        if partition.high_watermark() >= end_offset {
+            return Ok(());
+        }
+        {
+            let replica = partition.replica.borrow();
+            if !replica.is_leader() || replica.leader_epoch != epoch {
+                return Err(StorageError::LeadershipLost);
+            }
+        }
+        let written = partition.log.on_written();
+        futures_lite::future::or(listener, written).await;
+    }
 }
 
 fn storage_failure(error: &StorageError) -> Outcome {

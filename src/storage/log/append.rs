@@ -31,12 +31,30 @@ impl Log {
     /// Not cancellation-safe: once started, an append must be driven to completion (the
     /// server runs every request in a detached task). `wait` and `read` may be dropped.
     pub async fn append(&self, batch: Bytes, leader_epoch: i32) -> Result<AppendOutcome> {
+        self.append_batch(batch, Some(leader_epoch)).await
+    }
+
+    /// Appends a batch copied from the partition's leader, with the offsets and leader
+    /// epoch the leader gave it: it must start at this log's end. Its CRC and framing are
+    /// checked (the leader validated its records); idempotent producers' state is updated
+    /// as for a produced batch, so this replica can lead with it later.
+    pub async fn append_replica(&self, batch: Bytes) -> Result<AppendOutcome> {
+        self.append_batch(batch, None).await
+    }
+
+    /// `leader_epoch`: a produced batch, given offsets here and stamped with this epoch;
+    /// `None`: a replicated batch, kept as it is.
+    async fn append_batch(&self, batch: Bytes, leader_epoch: Option<i32>) -> Result<AppendOutcome> {
         self.check_usable()?;
-        let view = record_batch::validate(
-            &batch,
-            self.config.batch_bytes_max,
-            self.config.record_limits(),
-        )?;
+        let produced = leader_epoch.is_some();
+        let view = match leader_epoch {
+            Some(_) => record_batch::validate(
+                &batch,
+                self.config.batch_bytes_max,
+                self.config.record_limits(),
+            )?,
+            None => record_batch::verify(&batch, self.config.batch_bytes_max)?,
+        };
         if view.bytes.len() != batch.len() {
             return Err(StorageError::InvalidBatch(
                 record_batch::BatchError::Truncated {
@@ -51,6 +69,13 @@ impl Log {
         let active = guard.as_mut().ok_or_else(|| self.closed_error())?;
         self.check_usable()?;
         let base_offset = self.state.borrow().next_offset;
+        if leader_epoch.is_none() && header.base_offset.get() != base_offset {
+            return Err(StorageError::ReplicaGap {
+                expected: base_offset,
+                got: header.base_offset.get(),
+            });
+        }
+        let leader_epoch = leader_epoch.unwrap_or(header.partition_leader_epoch.get());
         let delta = i64::from(header.last_offset_delta.get());
         let last_offset = base_offset
             .checked_add(delta)
@@ -66,7 +91,8 @@ impl Log {
                 producer_state::last_sequence(first, header.last_offset_delta.get()),
             )
         });
-        if let Some((producer_id, epoch, first, last)) = producer {
+        // A replica keeps what its leader accepted: no duplicate check of its own.
+        if let Some((producer_id, epoch, first, last)) = producer.filter(|_| produced) {
             let verdict = self
                 .state
                 .borrow()

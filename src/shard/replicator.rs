@@ -1,0 +1,327 @@
+//! Followers: every shard copies the partitions it owns and does not lead from their
+//! leaders, with Kafka's replica Fetch (v12: replica id, `LastFetchedEpoch`, answered with
+//! `DivergingEpoch`). One session per leader broker per shard carries all of that shard's
+//! partitions led there (thread-per-core: a partition's replication runs on the shard that
+//! owns it). A session appends what it gets as it is (`Log::append_replica`), waits until
+//! it is written to the device, and only then fetches again: the fetch offset it reports
+//! is the leader's proof that everything below is written here. A diverging log is cut to
+//! where the leader says it diverges (KIP-101, KIP-279).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use super::{Partition, Shard};
+use crate::storage::{Durability, StorageError};
+
+/// Fetch version used between brokers: replica id at the top, `LastFetchedEpoch` and
+/// `DivergingEpoch`, topics by name.
+const REPLICA_FETCH_VERSION: i16 = 12;
+/// How long a leader may hold a replica fetch with nothing new (Kafka's
+/// `replica.fetch.wait.max.ms`).
+const FETCH_WAIT_MS: i32 = 500;
+const PARTITION_BYTES_MAX: i32 = 1 << 20;
+const RESPONSE_BYTES_MAX: i32 = 8 << 20;
+/// A response larger than this is refused before allocation (a few partitions' worth).
+const FRAME_BYTES_MAX: usize = 64 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+/// How often the leader side looks for followers that fell behind (ISR shrink).
+const LAG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs on every shard of a cluster node until shutdown: starts a session per leader this
+/// shard follows, and asks for lagging followers to leave the ISRs of what it leads.
+pub async fn run(shard: Rc<Shard>) {
+    let sessions: Rc<RefCell<HashSet<i32>>> = Rc::new(RefCell::new(HashSet::new()));
+    loop {
+        let changed = shard.metadata_changed.listen();
+        for leader in followed_leaders(&shard) {
+            if sessions.borrow_mut().insert(leader) {
+                let (shard, sessions) = (shard.clone(), sessions.clone());
+                glommio::spawn_local(async move {
+                    session(&shard, leader).await;
+                    sessions.borrow_mut().remove(&leader);
+                })
+                .detach();
+            }
+        }
+        let now = Instant::now();
+        for partition in shard.owned_partitions() {
+            let change = partition.replica.borrow_mut().lagging_change(now);
+            if let Some(change) = change {
+                tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?change.isr, "a follower fell behind; shrinking the ISR");
+                shard.request_isr_change(&partition, change);
+            }
+        }
+        let waited = shard
+            .shutdown
+            .or_stopped(futures_lite::future::or(
+                changed,
+                glommio::timer::sleep(LAG_CHECK_INTERVAL),
+            ))
+            .await;
+        if waited.is_none() {
+            return;
+        }
+    }
+}
+
+/// The leaders of the partitions this shard follows.
+fn followed_leaders(shard: &Shard) -> HashSet<i32> {
+    shard
+        .owned_partitions()
+        .iter()
+        .filter_map(|partition| {
+            let replica = partition.replica.borrow();
+            (replica.leader >= 0
+                && !replica.is_leader()
+                && replica.replicas.contains(&replica.node))
+            .then_some(replica.leader)
+        })
+        .collect()
+}
+
+/// This shard's partitions led by `leader`.
+fn followed_from(shard: &Shard, leader: i32) -> Vec<Rc<Partition>> {
+    shard
+        .owned_partitions()
+        .into_iter()
+        .filter(|partition| {
+            let replica = partition.replica.borrow();
+            replica.leader == leader
+                && !replica.is_leader()
+                && replica.replicas.contains(&replica.node)
+        })
+        .collect()
+}
+
+/// Fetches from `leader` for as long as this shard follows anything there.
+async fn session(shard: &Rc<Shard>, leader: i32) {
+    let mut connection: Option<TcpStream> = None;
+    let mut correlation = 0i32;
+    while !shard.shutdown.is_started() {
+        let followed = followed_from(shard, leader);
+        if followed.is_empty() {
+            return;
+        }
+        let address = shard
+            .metadata()
+            .brokers
+            .get(&leader)
+            .filter(|broker| !broker.fenced)
+            .map(|broker| format!("{}:{}", broker.host, broker.port));
+        let Some(address) = address else {
+            glommio::timer::sleep(RETRY_DELAY).await;
+            continue;
+        };
+        if connection.is_none() {
+            connection = connect(&address).await;
+            if connection.is_none() {
+                glommio::timer::sleep(RETRY_DELAY).await;
+                continue;
+            }
+        }
+        correlation = correlation.wrapping_add(1);
+        let request = fetch_request(shard.config.node_id, &followed);
+        let stream = connection.as_mut().expect("connected above");
+        let answer = futures_lite::future::or(
+            async { Some(exchange(stream, correlation, &request).await) },
+            async {
+                glommio::timer::sleep(ANSWER_TIMEOUT).await;
+                None
+            },
+        )
+        .await;
+        let response = match answer {
+            Some(Ok(response)) => response,
+            Some(Err(error)) => {
+                tracing::debug!(leader, %error, "replica fetch failed; reconnecting");
+                connection = None;
+                glommio::timer::sleep(RETRY_DELAY).await;
+                continue;
+            }
+            None => {
+                connection = None;
+                continue;
+            }
+        };
+        if !apply(&followed, response).await {
+            // Some partition was refused (the leader moved on): wait for the metadata.
+            let changed = shard.metadata_changed.listen();
+            futures_lite::future::or(changed, glommio::timer::sleep(RETRY_DELAY * 5)).await;
+        }
+    }
+}
+
+async fn connect(address: &str) -> Option<TcpStream> {
+    let connected =
+        futures_lite::future::or(async { Some(TcpStream::connect(address).await) }, async {
+            glommio::timer::sleep(CONNECT_TIMEOUT).await;
+            None
+        })
+        .await;
+    match connected {
+        Some(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Some(stream)
+        }
+        _ => None,
+    }
+}
+
+fn fetch_request(node: i32, followed: &[Rc<Partition>]) -> FetchRequest {
+    let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    for partition in followed {
+        let replica = partition.replica.borrow();
+        let mut wanted = FetchPartition::default();
+        wanted.partition = partition.index;
+        wanted.current_leader_epoch = replica.leader_epoch;
+        wanted.fetch_offset = partition.log.next_offset();
+        wanted.last_fetched_epoch = partition.log.latest_epoch().unwrap_or(-1);
+        wanted.log_start_offset = partition.log.log_start_offset();
+        wanted.partition_max_bytes = PARTITION_BYTES_MAX;
+        by_topic.entry(&partition.topic).or_default().push(wanted);
+    }
+    let mut request = FetchRequest::default();
+    request.replica_id = BrokerId(node);
+    request.max_wait_ms = FETCH_WAIT_MS;
+    request.min_bytes = 1;
+    request.max_bytes = RESPONSE_BYTES_MAX;
+    request.session_epoch = -1; // no fetch sessions: every request names every partition
+    request.topics = by_topic
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let mut fetch_topic = FetchTopic::default();
+            fetch_topic.topic =
+                kafka_protocol::messages::TopicName(StrBytes::from_string(topic.to_string()));
+            fetch_topic.partitions = partitions;
+            fetch_topic
+        })
+        .collect();
+    request
+}
+
+/// Sends `request` and reads its answer on `stream`.
+async fn exchange(
+    stream: &mut TcpStream,
+    correlation: i32,
+    request: &FetchRequest,
+) -> Result<FetchResponse, String> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = ApiKey::Fetch as i16;
+    header.request_api_version = REPLICA_FETCH_VERSION;
+    header.correlation_id = correlation;
+    header.client_id = Some(StrBytes::from_static_str("petrel-replica"));
+    let mut frame = BytesMut::new();
+    header
+        .encode(
+            &mut frame,
+            ApiKey::Fetch.request_header_version(REPLICA_FETCH_VERSION),
+        )
+        .map_err(|e| e.to_string())?;
+    request
+        .encode(&mut frame, REPLICA_FETCH_VERSION)
+        .map_err(|e| e.to_string())?;
+    let mut out = BytesMut::with_capacity(frame.len() + 4);
+    out.put_i32(i32::try_from(frame.len()).map_err(|_| "request too large")?);
+    out.put_slice(&frame);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut size = [0u8; 4];
+    stream
+        .read_exact(&mut size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let size = usize::try_from(i32::from_be_bytes(size)).map_err(|_| "negative frame size")?;
+    if size > FRAME_BYTES_MAX {
+        return Err(format!("answer of {size} bytes exceeds {FRAME_BYTES_MAX}"));
+    }
+    let mut body = vec![0u8; size];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = Bytes::from(body);
+    let header = ResponseHeader::decode(
+        &mut body,
+        ApiKey::Fetch.response_header_version(REPLICA_FETCH_VERSION),
+    )
+    .map_err(|e| e.to_string())?;
+    if header.correlation_id != correlation {
+        return Err("answer to another request".into());
+    }
+    FetchResponse::decode(&mut body, REPLICA_FETCH_VERSION).map_err(|e| e.to_string())
+}
+
+/// Applies a leader's answer to the followed partitions. Returns false if the leader
+/// refused any of them (it no longer leads them at that epoch).
+async fn apply(followed: &[Rc<Partition>], response: FetchResponse) -> bool {
+    let mut accepted = true;
+    for topic in response.responses {
+        for answer in topic.partitions {
+            let Some(partition) = followed.iter().find(|p| {
+                p.topic.as_str() == topic.topic.as_str() && p.index == answer.partition_index
+            }) else {
+                continue;
+            };
+            if answer.error_code != 0 {
+                accepted = false;
+                tracing::debug!(topic = %partition.topic, partition = partition.index, code = answer.error_code, "replica fetch refused");
+                continue;
+            }
+            let diverging = &answer.diverging_epoch;
+            if diverging.epoch >= 0 || diverging.end_offset >= 0 {
+                let end = diverging.end_offset.max(0).min(partition.log.next_offset());
+                tracing::info!(topic = %partition.topic, partition = partition.index, end, epoch = diverging.epoch, "log diverges from the leader's; truncating");
+                if let Err(error) = partition.log.truncate_to(end).await {
+                    tracing::warn!(%error, "truncating a diverging replica failed");
+                }
+                continue;
+            }
+            if let Some(records) = answer.records {
+                if let Err(error) = append_all(partition, records).await {
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "appending replicated batches failed");
+                    continue;
+                }
+            }
+            let written = partition.log.written_offset();
+            partition
+                .replica
+                .borrow_mut()
+                .learn_high_watermark(answer.high_watermark, written);
+            partition.replicated.notify(usize::MAX);
+        }
+    }
+    accepted
+}
+
+/// Appends every whole batch of `records` and waits until they are written.
+async fn append_all(partition: &Partition, mut records: Bytes) -> Result<(), StorageError> {
+    let batch_bytes_max = partition.log.config().batch_bytes_max;
+    let mut appended = false;
+    while records.remaining() >= crate::record_batch::HEADER_BYTES {
+        let total = match crate::record_batch::frame(&records, batch_bytes_max) {
+            Ok(view) => view.bytes.len(),
+            // A partial last batch (the leader cut at its byte budget) is fetched again.
+            Err(_) => break,
+        };
+        let batch = records.split_to(total);
+        partition.log.append_replica(batch).await?;
+        appended = true;
+    }
+    if appended {
+        let end = partition.log.next_offset();
+        partition.log.wait(Durability::Written, end).await?;
+    }
+    Ok(())
+}
