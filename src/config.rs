@@ -115,6 +115,14 @@ pub struct ServeArgs {
     /// (POLICY_VIOLATION). [default: shards * open-files-max / 2]
     #[arg(long, env = "PETREL_PARTITIONS_MAX")]
     pub partitions_max: Option<usize>,
+    /// In-sync replicas an acks=all produce needs, for topics without their own
+    /// `min.insync.replicas`: fewer gets NOT_ENOUGH_REPLICAS. [default: 1]
+    #[arg(long, env = "PETREL_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<i64>,
+    /// Replicas of topics created without a replication factor (and auto-created ones).
+    /// [default: 1]
+    #[arg(long, env = "PETREL_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i64>,
     /// The metadata quorum's voters, `id@host:port,...` (Kafka's
     /// `controller.quorum.voters`). Given: this broker is one node of a cluster, formatted
     /// with `petrel format`, and one of the voters (combined mode). Not given: a single
@@ -277,6 +285,10 @@ impl ServeArgs {
             open_files_max: self.open_files_max.or(file.open_files_max),
             partitions_max: self.partitions_max.or(file.partitions_max),
             inject_faults: self.inject_faults,
+            min_insync_replicas: self.min_insync_replicas.or(file.min_insync_replicas),
+            default_replication_factor: self
+                .default_replication_factor
+                .or(file.default_replication_factor),
             controller_quorum_voters: self
                 .controller_quorum_voters
                 .or(file.controller_quorum_voters),
@@ -361,6 +373,8 @@ impl ServeArgs {
             segment_bytes: self.segment_bytes.unwrap_or(1 << 30),
             segment_ms: self.segment_ms.unwrap_or(7 * 24 * 3600 * 1000),
             max_message_bytes: self.message_max_bytes.unwrap_or(1_048_588),
+            min_insync_replicas: self.min_insync_replicas.unwrap_or(1),
+            replication_factor: self.default_replication_factor.unwrap_or(1),
         };
         crate::cluster::topic_config::validate_defaults(&topic_defaults)
             .map_err(|(name, value, reason)| invalid(name, value, reason))?;

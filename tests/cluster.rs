@@ -532,6 +532,18 @@ fn end_offset(address: &str, partition: i32, leader_epoch: i32) -> (i16, i32, i6
 
 /// CreateTopics with a replication factor, retried while no controller answers.
 fn create_replicated_topic(address: &str, name: &str, partitions: i32, factor: i16) {
+    create_topic_with(address, name, partitions, factor, &[]);
+}
+
+/// CreateTopics with a replication factor and config overrides, retried while no
+/// controller answers.
+fn create_topic_with(
+    address: &str,
+    name: &str,
+    partitions: i32,
+    factor: i16,
+    configs: &[(&str, &str)],
+) {
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -539,6 +551,19 @@ fn create_replicated_topic(address: &str, name: &str, partitions: i32, factor: i
         topic.name = common::topic_name(name);
         topic.num_partitions = partitions;
         topic.replication_factor = factor;
+        topic.configs = configs
+            .iter()
+            .map(|(name, value)| {
+                let mut config =
+                    kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default(
+                    );
+                config.name = kafka_protocol::protocol::StrBytes::from_string(name.to_string());
+                config.value = Some(kafka_protocol::protocol::StrBytes::from_string(
+                    value.to_string(),
+                ));
+                config
+            })
+            .collect();
         let mut request = kafka_protocol::messages::CreateTopicsRequest::default();
         request.topics = vec![topic];
         request.timeout_ms = 10_000;
@@ -708,4 +733,60 @@ fn replicated_partitions_keep_every_acknowledged_record_through_leader_kills() {
         &consume_count(&cluster.bootstrap(), "replicated", 3, produced),
         produced,
     );
+}
+
+#[test]
+fn acks_all_below_min_insync_replicas_is_refused() {
+    let mut cluster = Cluster::start(3, &[]);
+    // One partition on two of the three brokers, both required in sync.
+    create_topic_with(
+        &cluster.nodes[0].address,
+        "guarded",
+        1,
+        2,
+        &[("min.insync.replicas", "2")],
+    );
+    let watcher = cluster.nodes[2].address.clone();
+    eventually("two in-sync replicas", || {
+        isrs(&watcher, "guarded")
+            .first()
+            .is_some_and(|(leader, isr)| *leader > 0 && isr.len() == 2)
+    });
+    let (leader, isr) = isrs(&watcher, "guarded")[0].clone();
+    let leader_index = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == leader)
+        .expect("leader");
+    let follower = *isr.iter().find(|&&id| id != leader).expect("follower");
+    let follower_index = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == follower)
+        .expect("follower");
+    let leader_address = cluster.nodes[leader_index].address.clone();
+    let produce = |acks: i16| {
+        let mut raw = Raw::connect(&leader_address);
+        let batch = bytes::Bytes::from(petrel::record_batch::build_batch(&[b"guarded"], 0));
+        common::produce(&mut raw, "guarded", vec![(0, batch)], acks).responses[0]
+            .partition_responses[0]
+            .error_code
+    };
+    assert_eq!(produce(-1), 0, "both replicas in sync");
+    cluster.kill(follower_index);
+    let leader_view = cluster.nodes[leader_index].address.clone();
+    eventually("the follower left the ISR", || {
+        isrs(&leader_view, "guarded")
+            .first()
+            .is_some_and(|(_, isr)| isr.len() == 1)
+    });
+    assert_eq!(produce(-1), 19, "NOT_ENOUGH_REPLICAS");
+    assert_eq!(produce(1), 0, "acks=1 needs only the leader");
+    cluster.restart(follower_index);
+    eventually("the follower is back in sync", || {
+        isrs(&leader_view, "guarded")
+            .first()
+            .is_some_and(|(_, isr)| isr.len() == 2)
+    });
+    assert_eq!(produce(-1), 0);
 }

@@ -271,7 +271,7 @@ impl Controller {
             };
             check_partition_count(partitions)?;
             let factor = match spec.replication_factor {
-                -1 => 1,
+                -1 => i16::try_from(self.settings.topic_defaults.replication_factor).unwrap_or(1),
                 factor => factor,
             };
             assign_round_robin(metadata, &spec.name, 0..partitions, factor)?
@@ -763,6 +763,8 @@ mod tests {
             node_id: 0,
             default_partitions: 1,
             topic_defaults: TopicDefaults {
+                min_insync_replicas: 1,
+                replication_factor: 1,
                 retention_ms: -1,
                 retention_bytes: -1,
                 segment_bytes: 1 << 30,

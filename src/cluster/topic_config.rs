@@ -11,6 +11,11 @@ pub struct TopicDefaults {
     pub segment_bytes: i64,
     pub segment_ms: i64,
     pub max_message_bytes: i64,
+    /// In-sync replicas an acks=all produce needs (`min.insync.replicas`).
+    pub min_insync_replicas: i64,
+    /// Replicas of a topic created without a replication factor
+    /// (`default.replication.factor`).
+    pub replication_factor: i64,
 }
 
 /// Resolved configs of one topic.
@@ -21,6 +26,7 @@ pub struct TopicConfig {
     pub segment_bytes: i64,
     pub segment_ms: i64,
     pub max_message_bytes: i64,
+    pub min_insync_replicas: i64,
 }
 
 /// (name, value, reason) of a rejected setting.
@@ -91,7 +97,7 @@ pub fn validate_entry(name: &str, value: &str) -> Result<(), Rejection> {
         }
         "segment.ms" => number("segment.ms", value, 1, i64::MAX).map(drop),
         "max.message.bytes" => number("max.message.bytes", value, 0, i32::MAX as i64).map(drop),
-        "min.insync.replicas" => number("min.insync.replicas", value, 1, 1).map(drop),
+        "min.insync.replicas" => number("min.insync.replicas", value, 1, i32::MAX as i64).map(drop),
         "cleanup.policy" => fixed(
             "cleanup.policy",
             value,
@@ -132,8 +138,16 @@ pub fn validate_defaults(defaults: &TopicDefaults) -> Result<(), Rejection> {
         ("segment.bytes", defaults.segment_bytes),
         ("segment.ms", defaults.segment_ms),
         ("max.message.bytes", defaults.max_message_bytes),
+        ("min.insync.replicas", defaults.min_insync_replicas),
     ] {
         validate_entry(name, &value.to_string())?;
+    }
+    if !(1..=9).contains(&defaults.replication_factor) {
+        return Err((
+            "default.replication.factor",
+            defaults.replication_factor.to_string(),
+            "must be in 1..=9".into(),
+        ));
     }
     Ok(())
 }
@@ -153,6 +167,7 @@ pub fn resolve(overrides: &BTreeMap<String, String>, defaults: &TopicDefaults) -
         segment_bytes: get("segment.bytes", defaults.segment_bytes),
         segment_ms: get("segment.ms", defaults.segment_ms),
         max_message_bytes: get("max.message.bytes", defaults.max_message_bytes),
+        min_insync_replicas: get("min.insync.replicas", defaults.min_insync_replicas),
     }
 }
 
@@ -200,7 +215,7 @@ pub fn default_value(name: &str, defaults: &TopicDefaults) -> String {
         "cleanup.policy" => "delete".into(),
         "compression.type" => "producer".into(),
         "message.timestamp.type" => "CreateTime".into(),
-        "min.insync.replicas" => "1".into(),
+        "min.insync.replicas" => defaults.min_insync_replicas.to_string(),
         _ => String::new(),
     }
 }
@@ -211,6 +226,8 @@ mod tests {
 
     fn defaults() -> TopicDefaults {
         TopicDefaults {
+            min_insync_replicas: 1,
+            replication_factor: 1,
             retention_ms: 1000,
             retention_bytes: -1,
             segment_bytes: 1 << 30,

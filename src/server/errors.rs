@@ -77,6 +77,7 @@ pub fn storage_error_code(error: &StorageError) -> ResponseError {
         // Only a follower's fetcher appends replicated batches; a client never sees it.
         StorageError::ReplicaGap { .. } => ResponseError::UnknownServerError,
         StorageError::LeadershipLost => ResponseError::NotLeaderOrFollower,
+        StorageError::NotEnoughReplicasAfterAppend => ResponseError::NotEnoughReplicasAfterAppend,
         StorageError::Corrupt { .. }
         | StorageError::CorruptSealed { .. }
         | StorageError::Io { .. }

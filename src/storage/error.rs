@@ -46,6 +46,9 @@ pub enum StorageError {
     /// followers.
     #[error("leadership of the partition moved while the batch was being replicated")]
     LeadershipLost,
+    /// The ISR shrank below `min.insync.replicas` while an acks=all produce waited.
+    #[error("the in-sync replicas fell below min.insync.replicas after the append")]
+    NotEnoughReplicasAfterAppend,
     /// A replica's batch does not continue the log (its leader's offsets skip or repeat).
     #[error("replicated batch starts at offset {got}, but the log ends at {expected}")]
     ReplicaGap { expected: i64, got: i64 },

@@ -223,6 +223,18 @@ async fn append_on_owner(
                     continue;
                 }
             };
+        if acks == -1 {
+            let min_insync = min_insync_replicas(shard, &item.topic);
+            let in_sync = partition.replica.borrow().isr.len();
+            if (in_sync as i64) < min_insync {
+                let outcome = Outcome::failed(
+                    ResponseError::NotEnoughReplicas,
+                    format!("{in_sync} in-sync replicas; min.insync.replicas is {min_insync}"),
+                );
+                results.push(refused(outcome));
+                continue;
+            }
+        }
         let batch = match check_batch(item.records, partition.log.config().batch_bytes_max) {
             Ok(batch) => batch,
             Err((code, message)) => {
@@ -283,13 +295,15 @@ async fn wait_on_owner(
         .filter_map(|(position, wait)| {
             let partition = shard.partition(&wait.topic, wait.partition)?;
             let log = partition.log.clone();
+            let shard_of_wait = shard.clone();
             Some(glommio::spawn_local(async move {
                 let done = async {
                     if acks == 1 {
                         log.wait(Durability::Written, wait.end_offset).await
                     } else {
                         log.wait_durable(wait.end_offset).await?;
-                        replicated(&partition, wait.end_offset).await
+                        let min_insync = min_insync_replicas(&shard_of_wait, &wait.topic);
+                        replicated(&partition, wait.end_offset, min_insync).await
                     }
                 };
                 let outcome = futures_lite::future::or(async { Some(done.await) }, async {
@@ -322,7 +336,11 @@ async fn wait_on_owner(
 /// acks=all: waits until every in-sync replica holds the batch (the high watermark has
 /// passed it). A leadership lost meanwhile answers NOT_LEADER_OR_FOLLOWER: the batch may
 /// or may not survive, and the (idempotent) producer retries it with the new leader.
-async fn replicated(partition: &Partition, end_offset: i64) -> Result<(), StorageError> {
+async fn replicated(
+    partition: &Partition,
+    end_offset: i64,
+    min_insync: i64,
+) -> Result<(), StorageError> {
     let epoch = partition.replica.borrow().leader_epoch;
     loop {
         let listener = partition.replicated.listen();
@@ -334,10 +352,25 @@ async fn replicated(partition: &Partition, end_offset: i64) -> Result<(), Storag
             if !replica.is_leader() || replica.leader_epoch != epoch {
                 return Err(StorageError::LeadershipLost);
             }
+            // The ISR shrank below the minimum after the append (Kafka's
+            // NOT_ENOUGH_REPLICAS_AFTER_APPEND): the batch is stored but not acknowledged.
+            if (replica.isr.len() as i64) < min_insync {
+                return Err(StorageError::NotEnoughReplicasAfterAppend);
+            }
         }
         let written = partition.log.on_written();
         futures_lite::future::or(listener, written).await;
     }
+}
+
+/// The topic's `min.insync.replicas` (its override, or the broker default).
+fn min_insync_replicas(shard: &Shard, topic: &str) -> i64 {
+    shard
+        .metadata()
+        .topic(topic)
+        .and_then(|t| t.configs.get("min.insync.replicas"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(shard.config.topic_defaults.min_insync_replicas)
 }
 
 fn storage_failure(error: &StorageError) -> Outcome {
