@@ -70,7 +70,7 @@ func baseOpts() []kgo.Opt {
 		level = kgo.LogLevelDebug
 	}
 	return []kgo.Opt{
-		kgo.SeedBrokers(bootstrap),
+		kgo.SeedBrokers(strings.Split(bootstrap, ",")...),
 		kgo.WithLogger(kgo.BasicLogger(os.Stderr, level, nil)),
 	}
 }
@@ -561,6 +561,10 @@ func main() {
 	}
 	if client == "" {
 		client = "franz-go"
+	}
+	if len(os.Args) > 1 && os.Args[1] == "cluster" {
+		clusterMain()
+		return
 	}
 	topic = "interop-" + client
 	group = topic + "-group"
