@@ -11,9 +11,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::cluster::{format, petrel, Cluster};
+use common::cluster::{create_topic_with, eventually, format, isrs, metadata, petrel, Cluster};
 use common::Raw;
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::ApiKey;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -22,13 +22,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 6;
 const RECORDS: usize = 600;
-
-fn metadata(address: &str) -> MetadataResponse {
-    let mut raw = Raw::connect(address);
-    let mut request = MetadataRequest::default();
-    request.topics = None; // every topic
-    raw.call(ApiKey::Metadata, 12, &request)
-}
 
 /// Live broker ids, and per topic each partition's leader, as `address` sees them.
 fn view(address: &str) -> (BTreeSet<i32>, BTreeMap<String, Vec<i32>>) {
@@ -55,15 +48,6 @@ fn view(address: &str) -> (BTreeSet<i32>, BTreeMap<String, Vec<i32>>) {
         })
         .collect();
     (brokers, topics)
-}
-
-/// Polls `check` until it holds, for up to 30 s.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// CreateTopics through `address`, retried while the quorum elects a leader.
@@ -533,82 +517,6 @@ fn end_offset(address: &str, partition: i32, leader_epoch: i32) -> (i16, i32, i6
 /// CreateTopics with a replication factor, retried while no controller answers.
 fn create_replicated_topic(address: &str, name: &str, partitions: i32, factor: i16) {
     create_topic_with(address, name, partitions, factor, &[]);
-}
-
-/// CreateTopics with a replication factor and config overrides, retried while no
-/// controller answers.
-fn create_topic_with(
-    address: &str,
-    name: &str,
-    partitions: i32,
-    factor: i16,
-    configs: &[(&str, &str)],
-) {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut topic = CreatableTopic::default();
-        topic.name = common::topic_name(name);
-        topic.num_partitions = partitions;
-        topic.replication_factor = factor;
-        topic.configs = configs
-            .iter()
-            .map(|(name, value)| {
-                let mut config =
-                    kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default(
-                    );
-                config.name = kafka_protocol::protocol::StrBytes::from_string(name.to_string());
-                config.value = Some(kafka_protocol::protocol::StrBytes::from_string(
-                    value.to_string(),
-                ));
-                config
-            })
-            .collect();
-        let mut request = kafka_protocol::messages::CreateTopicsRequest::default();
-        request.topics = vec![topic];
-        request.timeout_ms = 10_000;
-        let mut raw = Raw::connect(address);
-        let response: kafka_protocol::messages::CreateTopicsResponse =
-            raw.call(ApiKey::CreateTopics, 7, &request);
-        let code = response.topics[0].error_code;
-        if code == 0 {
-            return;
-        }
-        assert_eq!(
-            code, 41,
-            "creating {name}: {:?}",
-            response.topics[0].error_message
-        );
-        assert!(Instant::now() < deadline, "no controller for {name}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Per partition of `topic`: (leader, ISR) as `address` sees them.
-fn isrs(address: &str, topic: &str) -> Vec<(i32, BTreeSet<i32>)> {
-    metadata(address)
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
-        .map(|t| {
-            let mut partitions: Vec<_> = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    (
-                        p.partition_index,
-                        p.leader_id.0,
-                        p.isr_nodes.iter().map(|b| b.0).collect::<BTreeSet<i32>>(),
-                    )
-                })
-                .collect();
-            partitions.sort_unstable_by_key(|p| p.0);
-            partitions
-                .into_iter()
-                .map(|(_, leader, isr)| (leader, isr))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn produce_range(bootstrap: &str, topic: &str, range: std::ops::Range<usize>) {

@@ -2,7 +2,13 @@
 //! id, its own data directory, a Kafka port chosen at each start and a fixed quorum port.
 //! Nodes can be killed (SIGKILL), paused (SIGSTOP) and restarted.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+
+use super::Raw;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
@@ -206,4 +212,96 @@ fn wait_listening(stdout: ChildStdout) -> String {
         .to_string();
     std::thread::spawn(move || for _ in lines {});
     address
+}
+
+pub fn metadata(address: &str) -> MetadataResponse {
+    let mut raw = Raw::connect(address);
+    let mut request = MetadataRequest::default();
+    request.topics = None; // every topic
+    raw.call(ApiKey::Metadata, 12, &request)
+}
+
+/// Polls `check` until it holds, for up to 30 s.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// CreateTopics with a replication factor and config overrides, retried while no
+/// controller answers.
+pub fn create_topic_with(
+    address: &str,
+    name: &str,
+    partitions: i32,
+    factor: i16,
+    configs: &[(&str, &str)],
+) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut topic = CreatableTopic::default();
+        topic.name = super::topic_name(name);
+        topic.num_partitions = partitions;
+        topic.replication_factor = factor;
+        topic.configs = configs
+            .iter()
+            .map(|(name, value)| {
+                let mut config =
+                    kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default(
+                    );
+                config.name = kafka_protocol::protocol::StrBytes::from_string(name.to_string());
+                config.value = Some(kafka_protocol::protocol::StrBytes::from_string(
+                    value.to_string(),
+                ));
+                config
+            })
+            .collect();
+        let mut request = kafka_protocol::messages::CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 10_000;
+        let mut raw = Raw::connect(address);
+        let response: kafka_protocol::messages::CreateTopicsResponse =
+            raw.call(ApiKey::CreateTopics, 7, &request);
+        let code = response.topics[0].error_code;
+        if code == 0 {
+            return;
+        }
+        assert_eq!(
+            code, 41,
+            "creating {name}: {:?}",
+            response.topics[0].error_message
+        );
+        assert!(Instant::now() < deadline, "no controller for {name}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Per partition of `topic`: (leader, ISR) as `address` sees them.
+pub fn isrs(address: &str, topic: &str) -> Vec<(i32, BTreeSet<i32>)> {
+    metadata(address)
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
+        .map(|t| {
+            let mut partitions: Vec<_> = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        p.leader_id.0,
+                        p.isr_nodes.iter().map(|b| b.0).collect::<BTreeSet<i32>>(),
+                    )
+                })
+                .collect();
+            partitions.sort_unstable_by_key(|p| p.0);
+            partitions
+                .into_iter()
+                .map(|(_, leader, isr)| (leader, isr))
+                .collect()
+        })
+        .unwrap_or_default()
 }

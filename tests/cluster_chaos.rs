@@ -1,0 +1,268 @@
+//! Faults against a 3-broker cluster while an idempotent acks=all producer writes to a
+//! replicated topic (RF 3, min.insync.replicas 2). Each cycle injects one fault: SIGKILL of
+//! a broker, SIGKILL of the leader of partition 0, SIGSTOP past the broker session then
+//! SIGCONT, or a graceful stop; the broker comes back and the cycle ends once every
+//! partition has its three in-sync replicas again. Afterwards every acknowledged record
+//! must be read back exactly once, in order per partition.
+//!
+//! `cargo test --test cluster_chaos` runs 4 cycles (one of each fault). For a long run:
+//! `CHAOS_CYCLES=300 cargo test --release --test cluster_chaos -- --nocapture`, which
+//! prints cycles, records acknowledged, lost, duplicated, and the longest produce
+//! unavailability per fault.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::{create_topic_with, eventually, isrs, Cluster};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+
+const TOPIC: &str = "chaos";
+const PARTITIONS: i32 = 6;
+/// Records per second the producer offers, and the most it sends in one run.
+const RATE: u64 = 1000;
+const RECORDS_MAX: u64 = 2_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    KillBroker,
+    KillLeader,
+    PausePastSession,
+    GracefulStop,
+}
+
+const FAULTS: [Fault; 4] = [
+    Fault::KillBroker,
+    Fault::KillLeader,
+    Fault::PausePastSession,
+    Fault::GracefulStop,
+];
+
+/// Acknowledgements as they arrive: record index and when.
+#[derive(Clone, Default)]
+struct Acks(Arc<Mutex<Vec<(u64, Instant)>>>);
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: Self::DeliveryOpaque) {
+        if result.is_ok() {
+            self.0.lock().expect("acks").push((*index, Instant::now()));
+        }
+    }
+}
+
+fn cycles() -> usize {
+    std::env::var("CHAOS_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FAULTS.len())
+}
+
+#[test]
+fn acknowledged_records_survive_every_fault() {
+    let cycles = cycles();
+    let mut cluster = Cluster::start(3, &[]);
+    create_topic_with(
+        &cluster.nodes[0].address,
+        TOPIC,
+        PARTITIONS,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    let watcher_index = std::cell::Cell::new(0usize);
+    let healthy = |cluster: &Cluster, watcher: usize| {
+        let seen = isrs(&cluster.nodes[watcher].address, TOPIC);
+        seen.len() == PARTITIONS as usize
+            && seen
+                .iter()
+                .all(|(leader, isr)| *leader > 0 && isr.len() == 3)
+    };
+    eventually("the topic is fully replicated", || healthy(&cluster, 0));
+
+    let acks = Acks::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let bootstrap = cluster.bootstrap();
+    let producer_thread = {
+        let (acks, stop) = (acks.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let producer: ThreadedProducer<Acks> = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "5")
+                .create_with_context(acks)
+                .expect("producer");
+            let started = Instant::now();
+            let mut index = 0u64;
+            while !stop.load(Ordering::Relaxed) && index < RECORDS_MAX {
+                let due = started + Duration::from_micros(index * 1_000_000 / RATE);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let key = format!("k{index}");
+                let value = format!("v{index}");
+                let mut record = BaseRecord::with_opaque_to(TOPIC, Box::new(index))
+                    .key(&key)
+                    .payload(&value);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, returned)) => {
+                            record = returned;
+                            producer.poll(Duration::from_millis(10));
+                        }
+                    }
+                }
+                index += 1;
+            }
+            producer.flush(Duration::from_secs(120)).expect("flush");
+            index
+        })
+    };
+
+    let mut unavailable: BTreeMap<Fault, Duration> = BTreeMap::new();
+    for cycle in 0..cycles {
+        let fault = FAULTS[cycle % FAULTS.len()];
+        let victim = match fault {
+            Fault::KillLeader => {
+                let leader = isrs(&cluster.nodes[watcher_index.get()].address, TOPIC)[0].0;
+                cluster
+                    .nodes
+                    .iter()
+                    .position(|n| n.id == leader)
+                    .expect("leader")
+            }
+            _ => cycle % 3,
+        };
+        let watcher = (victim + 1) % 3;
+        watcher_index.set(watcher);
+        let window_start = Instant::now();
+        match fault {
+            Fault::KillBroker | Fault::KillLeader => {
+                cluster.kill(victim);
+                std::thread::sleep(Duration::from_secs(3));
+                cluster.restart(victim);
+            }
+            Fault::PausePastSession => {
+                cluster.pause(victim);
+                std::thread::sleep(Duration::from_secs(3));
+                cluster.resume(victim);
+            }
+            Fault::GracefulStop => {
+                cluster.stop(victim);
+                std::thread::sleep(Duration::from_secs(1));
+                cluster.restart(victim);
+            }
+        }
+        eventually("every partition is fully replicated again", || {
+            healthy(&cluster, watcher)
+        });
+        // Let the producer show it is back before the next fault.
+        std::thread::sleep(Duration::from_millis(500));
+        let gap = longest_gap(&acks, window_start);
+        let worst = unavailable.entry(fault).or_default();
+        *worst = (*worst).max(gap);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = producer_thread.join().expect("producer thread");
+    let acknowledged: HashMap<u64, Instant> =
+        acks.0.lock().expect("acks").iter().copied().collect();
+
+    let (seen, duplicated, disordered) = consume_all(&cluster.bootstrap(), &acknowledged);
+    let lost = acknowledged
+        .keys()
+        .filter(|index| !seen.contains_key(index))
+        .count();
+    println!(
+        "chaos: {cycles} cycles, {sent} records sent, {} acknowledged, {lost} lost, {duplicated} duplicated, {disordered} out of order",
+        acknowledged.len()
+    );
+    for (fault, gap) in &unavailable {
+        println!(
+            "chaos: longest produce unavailability after {fault:?}: {} ms",
+            gap.as_millis()
+        );
+    }
+    assert_eq!(lost, 0, "acknowledged records lost");
+    assert_eq!(duplicated, 0, "records read twice");
+    assert_eq!(disordered, 0, "records out of order within a partition");
+    assert!(
+        acknowledged.len() as u64 * 10 >= sent * 9,
+        "most records are acknowledged"
+    );
+}
+
+/// The longest time between consecutive acknowledgements since `from`.
+fn longest_gap(acks: &Acks, from: Instant) -> Duration {
+    let times: Vec<Instant> = {
+        let acks = acks.0.lock().expect("acks");
+        let mut times: Vec<Instant> = acks
+            .iter()
+            .map(|(_, at)| *at)
+            .filter(|at| *at >= from)
+            .collect();
+        times.sort_unstable();
+        times
+    };
+    let mut previous = from;
+    let mut longest = Duration::ZERO;
+    for at in times {
+        longest = longest.max(at.duration_since(previous));
+        previous = at;
+    }
+    longest
+}
+
+/// Reads the topic from the start until every acknowledged record was seen (or 120 s):
+/// records seen (index -> partition), duplicates, and records out of order in a partition.
+fn consume_all(
+    bootstrap: &str,
+    acknowledged: &HashMap<u64, Instant>,
+) -> (HashMap<u64, i32>, usize, usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "chaos-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(TOPIC, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut seen: HashMap<u64, i32> = HashMap::new();
+    let mut last: HashMap<i32, u64> = HashMap::new();
+    let (mut duplicated, mut disordered) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acknowledged.keys().any(|index| !seen.contains_key(index)) && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consume");
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+            let index: u64 = value.trim_start_matches('v').parse().expect("index");
+            if seen.insert(index, message.partition()).is_some() {
+                duplicated += 1;
+            }
+            if last
+                .get(&message.partition())
+                .is_some_and(|&previous| index < previous)
+            {
+                disordered += 1;
+            }
+            last.insert(message.partition(), index);
+        }
+    }
+    (seen, duplicated, disordered)
+}
