@@ -489,6 +489,50 @@ fn leader_epochs_follow_leadership_and_stale_clients_are_fenced() {
         6,
         "asked of another broker"
     );
+    // KIP-951: a produce to another broker names the leader and where to reach it.
+    let response = produce_v10(&watcher, "epochs", partition);
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 6);
+    assert_eq!(
+        (
+            answer.current_leader.leader_id.0,
+            answer.current_leader.leader_epoch
+        ),
+        (1, 2)
+    );
+    let port: i32 = node_one.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        response
+            .node_endpoints
+            .iter()
+            .any(|e| e.node_id.0 == 1 && e.port == port),
+        "{:?}",
+        response.node_endpoints
+    );
+}
+
+/// Produce v10 (KIP-951 fields) of one small batch to `partition`, acks=1.
+fn produce_v10(
+    address: &str,
+    topic: &str,
+    partition: i32,
+) -> kafka_protocol::messages::ProduceResponse {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(bytes::Bytes::from(petrel::record_batch::build_batch(
+        &[b"x"],
+        0,
+    )));
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = common::topic_name(topic);
+    topic_data.partition_data = vec![data];
+    let mut request = kafka_protocol::messages::ProduceRequest::default();
+    request.acks = 1;
+    request.timeout_ms = 10_000;
+    request.topic_data = vec![topic_data];
+    let mut raw = Raw::connect(address);
+    raw.call(ApiKey::Produce, 10, &request)
 }
 
 /// OffsetForLeaderEpoch v4 for `partition` of topic "epochs": (error, epoch, end offset).

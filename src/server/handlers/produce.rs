@@ -17,8 +17,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::produce_response::{
+    NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
@@ -166,6 +168,11 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
     }
     let mut response = ProduceResponse::default();
     let mut outcomes = outcomes.into_iter();
+    // KIP-951: a partition this broker does not lead names its current leader (v10+), and
+    // the response carries those leaders' endpoints, so the client retries there without
+    // a Metadata round trip.
+    let latest = shard.metadata();
+    let mut leaders = std::collections::BTreeSet::new();
     for topic_data in &body.topic_data {
         let mut topic_response = TopicProduceResponse::default();
         if version >= 13 {
@@ -186,11 +193,36 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
                 if version >= 8 {
                     partition.error_message = Some(str_bytes(&message));
                 }
+                if version >= 10 && code == ResponseError::NotLeaderOrFollower {
+                    let topic = if version >= 13 {
+                        latest.topic_by_id(&topic_data.topic_id)
+                    } else {
+                        latest.topic(&topic_data.name)
+                    };
+                    if let Some(state) = topic.and_then(|t| t.state_of(partition_data.index)) {
+                        partition.current_leader.leader_id = BrokerId(state.leader);
+                        partition.current_leader.leader_epoch = state.leader_epoch;
+                        if state.leader >= 0 {
+                            leaders.insert(state.leader);
+                        }
+                    }
+                }
             }
             topic_response.partition_responses.push(partition);
         }
         response.responses.push(topic_response);
     }
+    response.node_endpoints = leaders
+        .into_iter()
+        .filter_map(|id| latest.brokers.get(&id))
+        .map(|broker| {
+            let mut endpoint = NodeEndpoint::default();
+            endpoint.node_id = BrokerId(broker.id);
+            endpoint.host = str_bytes(&broker.host);
+            endpoint.port = i32::from(broker.port);
+            endpoint
+        })
+        .collect();
     exchange::respond(request, &response)
 }
 
