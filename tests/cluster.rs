@@ -52,93 +52,20 @@ fn view(address: &str) -> (BTreeSet<i32>, BTreeMap<String, Vec<i32>>) {
 
 /// CreateTopics through `address`, retried while the quorum elects a leader.
 fn create_topic(address: &str, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut raw = Raw::connect(address);
-        let response = common::create_topic(&mut raw, name, PARTITIONS);
-        let code = response.topics[0].error_code;
-        if code == 0 {
-            return;
-        }
-        // NOT_CONTROLLER (41) while no leader answers: clients retry it.
-        assert_eq!(
-            code, 41,
-            "creating {name}: {:?}",
-            response.topics[0].error_message
-        );
-        assert!(Instant::now() < deadline, "no controller for {name}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    create_topic_with(address, name, PARTITIONS, -1, &[]);
 }
 
 fn produce(bootstrap: &str, topic: &str) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
-    for index in 0..RECORDS {
-        let key = format!("key-{index}");
-        let value = format!("value-{index}");
-        producer
-            .send(BaseRecord::to(topic).key(&key).payload(&value))
-            .map_err(|(error, _)| error)
-            .expect("queue");
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
-    assert_eq!(producer.in_flight_count(), 0, "undelivered records");
+    produce_range(bootstrap, topic, 0..RECORDS);
 }
 
 /// Every record of `topic`, per partition in offset order.
 fn consume_all(bootstrap: &str, topic: &str) -> BTreeMap<i32, Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "cluster-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    let mut received = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while received < RECORDS {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {received} of {RECORDS} records"
-        );
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.expect("consume");
-            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-            by_partition
-                .entry(message.partition())
-                .or_default()
-                .push(value);
-            received += 1;
-        }
-    }
-    by_partition
+    consume_count(bootstrap, topic, PARTITIONS, RECORDS)
 }
 
 fn assert_all_records(by_partition: &BTreeMap<i32, Vec<String>>) {
-    let mut values: Vec<&String> = by_partition.values().flatten().collect();
-    values.sort();
-    values.dedup();
-    assert_eq!(values.len(), RECORDS, "every record exactly once");
-    for records in by_partition.values() {
-        let indexes: Vec<usize> = records
-            .iter()
-            .map(|v| v.trim_start_matches("value-").parse().expect("index"))
-            .collect();
-        let mut sorted = indexes.clone();
-        sorted.sort_unstable();
-        assert_eq!(indexes, sorted, "a partition's records in produce order");
-    }
+    assert_exactly(by_partition, RECORDS);
 }
 
 #[test]
