@@ -31,6 +31,11 @@ const LINK_QUEUE: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A hello is a cluster id and a node id.
+const HELLO_BYTES_MAX: usize = 4096;
+/// Calls one peer may have unanswered on one connection (a node makes a few at a time:
+/// registration, heartbeats, forwarded controller operations).
+const CALLS_IN_FLIGHT_MAX: usize = 256;
 
 const KIND_HELLO: u8 = 0;
 const KIND_RAFT: u8 = 1;
@@ -89,16 +94,18 @@ fn split_id(payload: Bytes) -> Option<(u64, Bytes)> {
     Some((id, payload.slice(8..)))
 }
 
+/// Reads one frame of at most `bytes_max` bytes (checked before allocating).
 async fn read_frame(
     reader: &mut (impl futures_lite::AsyncRead + Unpin),
+    bytes_max: usize,
 ) -> std::io::Result<(u8, Bytes)> {
     let mut prefix = [0u8; 4];
     reader.read_exact(&mut prefix).await?;
     let len = u32::from_be_bytes(prefix) as usize;
-    if len == 0 || len > FRAME_BYTES_MAX {
+    if len == 0 || len > bytes_max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("quorum frame of {len} bytes (cap {FRAME_BYTES_MAX})"),
+            format!("quorum frame of {len} bytes (cap {bytes_max})"),
         ));
     }
     let mut body = vec![0u8; len];
@@ -154,7 +161,8 @@ impl Peers {
     async fn serve_peer(self: Rc<Self>, stream: TcpStream) {
         let (mut reader, writer) = futures_lite::io::split(stream);
         let hello =
-            futures_lite::future::or(async { Some(read_frame(&mut reader).await) }, async {
+            // Before the hello nothing is known of the sender: a small frame only.
+            futures_lite::future::or(async { Some(read_frame(&mut reader, HELLO_BYTES_MAX).await) }, async {
                 glommio::timer::sleep(HELLO_TIMEOUT).await;
                 None
             })
@@ -187,7 +195,12 @@ impl Peers {
                 .await;
             return;
         }
-        while let Some(Ok((kind, body))) = self.shutdown.or_stopped(read_frame(&mut reader)).await {
+        let calls_in_flight = Rc::new(Cell::new(0usize));
+        while let Some(Ok((kind, body))) = self
+            .shutdown
+            .or_stopped(read_frame(&mut reader, FRAME_BYTES_MAX))
+            .await
+        {
             match kind {
                 KIND_RAFT => match codec::decode_message(body) {
                     Ok(message) if message.from == peer.node_id => {
@@ -214,10 +227,20 @@ impl Peers {
                     let Some(handler) = self.on_call.borrow().clone() else {
                         continue;
                     };
-                    let writer = writer.clone();
+                    // A peer that does not wait for its answers is cut off, not queued for.
+                    if calls_in_flight.get() >= CALLS_IN_FLIGHT_MAX {
+                        tracing::warn!(
+                            peer = peer.node_id,
+                            "too many quorum calls in flight; closing"
+                        );
+                        return;
+                    }
+                    calls_in_flight.set(calls_in_flight.get() + 1);
+                    let (writer, in_flight) = (writer.clone(), calls_in_flight.clone());
                     let caller = peer.node_id;
                     glommio::spawn_local(async move {
                         let reply = handler(caller, body).await;
+                        in_flight.set(in_flight.get() - 1);
                         let _ = writer
                             .lock()
                             .await
@@ -284,7 +307,7 @@ impl Peers {
             let (closed_tx, closed_rx) = async_channel::bounded::<()>(1);
             let peers = self.clone();
             glommio::spawn_local(async move {
-                while let Ok((kind, body)) = read_frame(&mut reader).await {
+                while let Ok((kind, body)) = read_frame(&mut reader, FRAME_BYTES_MAX).await {
                     match kind {
                         KIND_REPLY => {
                             if let Some((id, body)) = split_id(body) {
