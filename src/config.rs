@@ -139,6 +139,15 @@ pub struct ServeArgs {
     /// not sent to it. [default: 9000]
     #[arg(long, env = "PETREL_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
+    /// Partitions of `__consumer_offsets`, the replicated log of committed offsets in a
+    /// cluster (Kafka's `offsets.topic.num.partitions`); fixed once the topic exists.
+    /// [default: 50]
+    #[arg(long, env = "PETREL_OFFSETS_TOPIC_PARTITIONS")]
+    pub offsets_topic_partitions: Option<i32>,
+    /// Replicas of each `__consumer_offsets` partition, at most the number of voters
+    /// (Kafka's `offsets.topic.replication.factor`). [default: 3]
+    #[arg(long, env = "PETREL_OFFSETS_TOPIC_REPLICATION_FACTOR")]
+    pub offsets_topic_replication_factor: Option<i16>,
     /// Tests only: makes storage calls fail as the spec says (`storage::faults`), e.g.
     /// `write:enospc:skip=100:count=50:path=t-0`. Not settable from the config file.
     #[arg(long, hide = true)]
@@ -152,6 +161,10 @@ pub struct ServeArgs {
     /// [default: 600000]
     #[arg(long, env = "PETREL_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
     pub offsets_retention_check_interval_ms: Option<u64>,
+    /// How often each log's retention (`retention.ms`, `retention.bytes`) is applied
+    /// (Kafka's `log.retention.check.interval.ms`). [default: 30000]
+    #[arg(long, env = "PETREL_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    pub log_retention_check_interval_ms: Option<u64>,
 }
 
 /// Validated broker configuration.
@@ -188,6 +201,19 @@ pub struct BrokerConfig {
     pub group_limits: crate::group::state::GroupLimits,
     /// The metadata quorum, when this broker is a node of a cluster.
     pub quorum: Option<QuorumConfig>,
+    /// `__consumer_offsets` in a cluster.
+    pub offsets_topic: OffsetsTopicConfig,
+    /// How often each log's retention is applied.
+    pub retention_check_interval: Duration,
+}
+
+/// How `__consumer_offsets` is created (a cluster only; a single broker keeps each
+/// shard's offsets in its own local log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetsTopicConfig {
+    pub partitions: i32,
+    /// Capped at the number of voters when the topic is created.
+    pub replication_factor: i16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,6 +325,12 @@ impl ServeArgs {
             broker_session_timeout_ms: self
                 .broker_session_timeout_ms
                 .or(file.broker_session_timeout_ms),
+            offsets_topic_partitions: self
+                .offsets_topic_partitions
+                .or(file.offsets_topic_partitions),
+            offsets_topic_replication_factor: self
+                .offsets_topic_replication_factor
+                .or(file.offsets_topic_replication_factor),
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms),
@@ -313,6 +345,9 @@ impl ServeArgs {
             offsets_retention_minutes: self
                 .offsets_retention_minutes
                 .or(file.offsets_retention_minutes),
+            log_retention_check_interval_ms: self
+                .log_retention_check_interval_ms
+                .or(file.log_retention_check_interval_ms),
             offsets_retention_check_interval_ms: self
                 .offsets_retention_check_interval_ms
                 .or(file.offsets_retention_check_interval_ms),
@@ -473,6 +508,14 @@ impl ServeArgs {
                 "must be positive",
             ));
         }
+        let log_retention_check_ms = self.log_retention_check_interval_ms.unwrap_or(30_000);
+        if log_retention_check_ms == 0 {
+            return Err(invalid(
+                "log-retention-check-interval-ms",
+                0,
+                "must be positive",
+            ));
+        }
         let members_max = self.group_max_size.unwrap_or(GROUP_MAX_SIZE_DEFAULT);
         if !(1..=GROUP_MAX_SIZE_MAX).contains(&members_max) {
             return Err(invalid(
@@ -503,6 +546,27 @@ impl ServeArgs {
             self.broker_heartbeat_interval_ms,
             self.broker_session_timeout_ms,
         )?;
+        let offsets_partitions = self.offsets_topic_partitions.unwrap_or(50);
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&offsets_partitions) {
+            return Err(invalid(
+                "offsets-topic-partitions",
+                offsets_partitions,
+                format!("must be in 1..={PARTITIONS_PER_TOPIC_MAX}"),
+            ));
+        }
+        let offsets_factor = self.offsets_topic_replication_factor.unwrap_or(3);
+        let factor_max = crate::cluster::controller::REPLICATION_FACTOR_MAX;
+        if !usize::try_from(offsets_factor).is_ok_and(|f| (1..=factor_max).contains(&f)) {
+            return Err(invalid(
+                "offsets-topic-replication-factor",
+                offsets_factor,
+                format!("must be in 1..={factor_max}"),
+            ));
+        }
+        let offsets_topic = OffsetsTopicConfig {
+            partitions: offsets_partitions,
+            replication_factor: offsets_factor,
+        };
         let inject_faults = match &self.inject_faults {
             Some(spec) => Some(
                 crate::storage::faults::FaultPlan::parse(spec)
@@ -538,6 +602,8 @@ impl ServeArgs {
             inject_faults,
             group_limits,
             quorum,
+            offsets_topic,
+            retention_check_interval: Duration::from_millis(log_retention_check_ms),
         })
     }
 }

@@ -669,3 +669,295 @@ fn acks_all_below_min_insync_replicas_is_refused() {
     });
     assert_eq!(produce(-1), 0);
 }
+
+/// The broker coordinating `group`, as `address` answers FindCoordinator (-1 while none).
+fn coordinator_of(address: &str, group: &str) -> i32 {
+    use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+    let mut request = FindCoordinatorRequest::default();
+    request.coordinator_keys = vec![kafka_protocol::protocol::StrBytes::from_string(
+        group.to_string(),
+    )];
+    let response: FindCoordinatorResponse =
+        Raw::connect(address).call(ApiKey::FindCoordinator, 4, &request);
+    let found = &response.coordinators[0];
+    match found.error_code {
+        0 => found.node_id.0,
+        _ => -1,
+    }
+}
+
+fn group_consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+/// Polls `consumer` until it has `count` more records (values), for up to 60 s.
+fn poll_values(consumer: &BaseConsumer, count: usize) -> Vec<String> {
+    let mut values = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while values.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {} of {count} records",
+            values.len()
+        );
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into());
+        }
+    }
+    values
+}
+
+/// Commits the consumer's positions, retried (for up to 60 s) while its coordinator moves.
+fn commit_positions(consumer: &BaseConsumer) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => return,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "commit kept failing: {error}");
+                consumer.poll(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// The group's committed offset per partition, from its coordinator (0: none).
+fn committed_offsets(consumer: &BaseConsumer) -> BTreeMap<i32, i64> {
+    consumer
+        .committed(Duration::from_secs(30))
+        .expect("committed offsets from the coordinator")
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(0).max(0)))
+        .collect()
+}
+
+/// Committed offsets live in `__consumer_offsets` (RF 3): when the group's coordinator is
+/// SIGKILLed, FindCoordinator names another broker, the group's consumer goes on
+/// consuming and committing there, and a new member of the group starts exactly at the
+/// committed offsets (nothing read twice, nothing skipped).
+#[test]
+fn consumer_groups_keep_their_offsets_when_their_coordinator_dies() {
+    let mut cluster = Cluster::start(3, &["--offsets-topic-partitions", "6"]);
+    let watcher = cluster.nodes[0].address.clone();
+    create_replicated_topic(&watcher, "orders", 3, 3);
+    produce_range(&cluster.bootstrap(), "orders", 0..600);
+    let group = "billing";
+    let first = group_consumer(&cluster.bootstrap(), group, "orders");
+    let mut seen = poll_values(&first, 300);
+    commit_positions(&first);
+    let committed_before: BTreeMap<i32, i64> = committed_offsets(&first);
+    assert!(committed_before.values().sum::<i64>() >= 300);
+    let offsets = metadata(&watcher)
+        .topics
+        .into_iter()
+        .find(|t| {
+            t.name
+                .as_ref()
+                .is_some_and(|n| n.as_str() == "__consumer_offsets")
+        })
+        .expect("__consumer_offsets was created for the group");
+    assert!(offsets.is_internal, "__consumer_offsets is internal");
+    assert_eq!(offsets.partitions.len(), 6);
+    assert!(offsets
+        .partitions
+        .iter()
+        .all(|p| p.replica_nodes.len() == 3));
+
+    let coordinator = coordinator_of(&watcher, group);
+    assert!(coordinator > 0, "the group has a coordinator");
+    let victim = cluster
+        .nodes
+        .iter()
+        .position(|node| node.id == coordinator)
+        .expect("coordinator is a node");
+    cluster.kill(victim);
+    let survivor = cluster.nodes[(victim + 1) % 3].address.clone();
+    eventually("another broker coordinates the group", || {
+        let now = coordinator_of(&survivor, group);
+        now > 0 && now != coordinator
+    });
+
+    // Every offset committed before the kill is still there.
+    let after_kill = committed_offsets(&first);
+    for (partition, offset) in &committed_before {
+        assert!(
+            after_kill.get(partition).is_some_and(|now| now >= offset),
+            "partition {partition}: committed {offset} before the kill, {after_kill:?} after"
+        );
+    }
+
+    // The same member goes on through the failover. (Membership itself is not
+    // replicated: the new coordinator makes it rejoin, and a rebalance may hand it
+    // partitions again from their committed offsets, so it may read some records twice.)
+    seen.extend(poll_values(&first, 300));
+    commit_positions(&first);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        600,
+        "every record read before the second commit"
+    );
+    let committed = committed_offsets(&first);
+    drop(first);
+    assert!(
+        committed.values().sum::<i64>() > 300,
+        "the second commit counted"
+    );
+
+    // A new member starts exactly at the committed offsets.
+    produce_range(&cluster.bootstrap(), "orders", 600..610);
+    let second = group_consumer(&cluster.bootstrap(), group, "orders");
+    let mut expected = 0;
+    let mut ends = BTreeMap::new();
+    for partition in 0..3 {
+        let (_, high) = second
+            .fetch_watermarks("orders", partition, Duration::from_secs(30))
+            .expect("watermarks");
+        let from = committed.get(&partition).copied().unwrap_or(0);
+        expected += high - from;
+        ends.insert(partition, high);
+    }
+    let mut offsets = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (offsets.len() as i64) < expected {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {} of {expected}",
+            offsets.len()
+        );
+        // Errors (the dead broker's connection) are not records.
+        if let Some(Ok(message)) = second.poll(Duration::from_millis(200)) {
+            let from = committed.get(&message.partition()).copied().unwrap_or(0);
+            assert!(
+                message.offset() >= from,
+                "partition {} read at {}, before its committed offset {from}",
+                message.partition(),
+                message.offset()
+            );
+            offsets.insert((message.partition(), message.offset()));
+        }
+    }
+    assert_eq!(
+        offsets.len() as i64,
+        expected,
+        "from the committed offsets to the end"
+    );
+
+    // Clients cannot write, delete or grow the internal topic.
+    for node in cluster.nodes.iter().filter(|node| node.id != coordinator) {
+        let produced = produce_v10(&node.address, "__consumer_offsets", 0);
+        let code = produced.responses[0].partition_responses[0].error_code;
+        assert_eq!(code, 17, "INVALID_TOPIC_EXCEPTION");
+    }
+    drop(second);
+    cluster.restart(victim);
+}
+
+/// A follower that was away while retention moved the leader's log start past its end
+/// starts its log over at the leader's start (it cannot fetch below it), catches up and
+/// rejoins the ISR; then, as the only replica left, it serves exactly the leader's records.
+#[test]
+fn a_follower_below_the_leaders_log_start_starts_over_there() {
+    // Five voters: the quorum survives when both other replicas are killed at the end.
+    let mut cluster = Cluster::start(5, &["--log-retention-check-interval-ms", "200"]);
+    let watcher = cluster.nodes[0].address.clone();
+    create_topic_with(
+        &watcher,
+        "trimmed",
+        1,
+        3,
+        &[("segment.bytes", "14336"), ("retention.bytes", "20000")],
+    );
+    eventually("three in-sync replicas", || {
+        let seen = isrs(&watcher, "trimmed");
+        seen.len() == 1 && seen[0].0 > 0 && seen[0].1.len() == 3
+    });
+    let (leader, all) = isrs(&watcher, "trimmed").remove(0);
+    let index_of = |id: i32| cluster.nodes.iter().position(|node| node.id == id);
+    let away = all
+        .iter()
+        .find(|&&id| id != leader)
+        .and_then(|&id| index_of(id))
+        .expect("a follower");
+    let others: Vec<usize> = all
+        .iter()
+        .filter_map(|&id| index_of(id))
+        .filter(|&index| index != away)
+        .collect();
+    cluster.kill(away);
+    let watcher = cluster.nodes[others[0]].address.clone();
+    // Small batches, so that segments roll and retention has sealed ones to delete.
+    for start in (0..2000).step_by(100) {
+        produce_range(&cluster.bootstrap(), "trimmed", start..start + 100);
+    }
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .create()
+        .expect("consumer");
+    eventually("retention moved the log start", || {
+        reader
+            .fetch_watermarks("trimmed", 0, Duration::from_secs(5))
+            .is_ok_and(|(low, _)| low > 0)
+    });
+    cluster.restart(away);
+    eventually("the follower is back in the ISR", || {
+        isrs(&watcher, "trimmed")
+            .first()
+            .is_some_and(|(_, isr)| *isr == all)
+    });
+    // Only the returned follower is left: it leads, and holds the tail of the log.
+    let (_, high) = reader
+        .fetch_watermarks("trimmed", 0, Duration::from_secs(5))
+        .expect("watermarks");
+    for index in others {
+        cluster.kill(index);
+    }
+    let returned = cluster.nodes[away].address.clone();
+    let returned_id = cluster.nodes[away].id;
+    eventually("the returned follower leads", || {
+        isrs(&returned, "trimmed")
+            .first()
+            .is_some_and(|(leader, _)| *leader == returned_id)
+    });
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &returned)
+        .set("group.id", "trimmed-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (low, end) = consumer
+        .fetch_watermarks("trimmed", 0, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!(end, high, "the follower holds the whole tail");
+    assert!(low > 0, "its log starts at the leader's start");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("trimmed", 0, Offset::Offset(low))
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let mut next = low;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while next < end {
+        assert!(Instant::now() < deadline, "read up to {next} of {end}");
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            assert_eq!(message.offset(), next, "offsets in order, no gap");
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default());
+            assert_eq!(
+                value,
+                format!("value-{next}"),
+                "the leader's record at {next}"
+            );
+            next += 1;
+        }
+    }
+}

@@ -18,7 +18,6 @@ use crate::shard::{Shard, ShardJob};
 /// in-memory segment sizes and times, and at this disk's write rates (130+ MB/s per log set)
 /// 5 minutes meant tens of GB beyond `retention.bytes` between checks (a 30-minute soak
 /// filled the disk).
-const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a shutting-down shard waits for its connections to finish their requests.
 const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often each shard reopens its failed logs (`Shard::reopen_failed_logs`). Short, so a
@@ -141,6 +140,7 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
     glommio::spawn_local(retention_loop(shard.clone())).detach();
     if shard.config.quorum.is_some() {
         glommio::spawn_local(crate::shard::replicator::run(shard.clone())).detach();
+        glommio::spawn_local(crate::shard::groups::run(shard.clone())).detach();
     }
     glommio::spawn_local(reopen_failed_logs_loop(shard.clone())).detach();
     crate::server::accept_loop(shard.clone(), listener).await;
@@ -170,16 +170,20 @@ async fn open_services(shard: &Rc<Shard>) -> Result<(), StartError> {
             .await
             .map_err(|error| fail(format!("opening {}: {error}", topic.name)))?;
     }
-    let offsets_dir = shard
-        .config
-        .data_dir
-        .join("__internal")
-        .join(format!("consumer-offsets-{id}"));
-    let limits = shard.config.group_limits.clone();
-    let coordinator = GroupCoordinator::open(shard.storage.clone(), offsets_dir, limits)
-        .await
-        .map_err(|error| fail(format!("loading committed offsets: {error}")))?;
-    *shard.groups.borrow_mut() = Some(coordinator);
+    // A single broker keeps each shard's committed offsets in a local log; a cluster's
+    // live in `__consumer_offsets` (`shard::groups::run` loads them as leadership comes).
+    if single {
+        let offsets_dir = shard
+            .config
+            .data_dir
+            .join("__internal")
+            .join(format!("consumer-offsets-{id}"));
+        let limits = shard.config.group_limits.clone();
+        let coordinator = GroupCoordinator::open(shard.storage.clone(), offsets_dir, limits)
+            .await
+            .map_err(|error| fail(format!("loading committed offsets: {error}")))?;
+        shard.install_local_coordinator(coordinator);
+    }
     if !single && id == CONTROLLER_SHARD {
         ClusterNode::start(shard, metadata.cluster_id.clone())
             .await
@@ -212,9 +216,10 @@ async fn drain_connections(shard: &Shard) {
 }
 
 /// Applies retention to every partition this shard owns, every
-/// `RETENTION_CHECK_INTERVAL`, until shutdown.
+/// `--log-retention-check-interval-ms`, until shutdown.
 async fn retention_loop(shard: Rc<Shard>) {
-    let tick = || glommio::timer::sleep(RETENTION_CHECK_INTERVAL);
+    let interval = shard.config.retention_check_interval;
+    let tick = || glommio::timer::sleep(interval);
     while shard.shutdown.or_stopped(tick()).await.is_some() {
         let now_ms = crate::runtime::clock::now_ms();
         for partition in shard.owned_partitions() {

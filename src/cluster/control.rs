@@ -25,6 +25,11 @@ pub enum ControlCall {
         validate_only: bool,
     },
     AllocateProducerId,
+    /// A broker's own call: creates `__consumer_offsets` (`Controller::create_offsets_topic`).
+    CreateOffsetsTopic {
+        partitions: i32,
+        replication_factor: i16,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +60,13 @@ impl Controller {
                 changes,
                 validate_only,
             } => ControlReply::Done(self.alter_topic_configs(host, changes, validate_only).await),
+            ControlCall::CreateOffsetsTopic {
+                partitions,
+                replication_factor,
+            } => ControlReply::Topics(vec![
+                self.create_offsets_topic(host, partitions, replication_factor)
+                    .await,
+            ]),
             ControlCall::AllocateProducerId => {
                 ControlReply::ProducerId(self.allocate_producer_id(host).await)
             }

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::metadata::{
-    validate_topic_name, ClusterMetadata, PartitionState, Topic, PARTITIONS_PER_TOPIC_MAX,
+    is_internal_topic, validate_topic_name, ClusterMetadata, PartitionState, Topic, OFFSETS_TOPIC,
+    PARTITIONS_PER_TOPIC_MAX,
 };
 use super::topic_config::{self, TopicDefaults};
 
@@ -47,6 +48,9 @@ pub enum TopicError {
     /// The change is valid but would take the broker past one of its limits.
     #[error("{0}")]
     PolicyViolation(String),
+    /// Clients may not create, delete or grow an internal topic (`__consumer_offsets`).
+    #[error("'{0}' is an internal topic: the brokers create and manage it")]
+    InternalTopic(String),
     #[error("{0}")]
     Storage(String),
     /// No controller could be reached or it lost its leadership; clients retry.
@@ -164,6 +168,55 @@ impl Controller {
 
     /// Creates topics (or only validates them). Results are in request order.
     pub async fn create_topics(
+        &self,
+        host: &impl TopicHost,
+        specs: Vec<TopicSpec>,
+        validate_only: bool,
+    ) -> Vec<Outcome<Topic>> {
+        let refused = specs.iter().find(|spec| is_internal_topic(&spec.name));
+        if let Some(spec) = refused {
+            let name = spec.name.clone();
+            return specs
+                .iter()
+                .map(|spec| match is_internal_topic(&spec.name) {
+                    true => Err(TopicError::InternalTopic(spec.name.clone())),
+                    false => Err(TopicError::InvalidConfig(format!(
+                        "not created: the same request asks for internal topic '{name}'"
+                    ))),
+                })
+                .collect();
+        }
+        self.create_any_topics(host, specs, validate_only).await
+    }
+
+    /// Creates `__consumer_offsets` (a broker's own call, when a group first needs a
+    /// coordinator): `partitions`, `replication_factor` replicas, kept forever (the
+    /// coordinators compact it themselves).
+    pub async fn create_offsets_topic(
+        &self,
+        host: &impl TopicHost,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Outcome<Topic> {
+        let spec = TopicSpec {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions,
+            replication_factor,
+            assignments: Vec::new(),
+            configs: BTreeMap::from([
+                ("retention.ms".to_string(), "-1".to_string()),
+                ("retention.bytes".to_string(), "-1".to_string()),
+            ]),
+        };
+        let created = self.create_any_topics(host, vec![spec], false).await;
+        created.into_iter().next().unwrap_or_else(|| {
+            Err(TopicError::Storage(
+                "no outcome for the offsets topic".into(),
+            ))
+        })
+    }
+
+    async fn create_any_topics(
         &self,
         host: &impl TopicHost,
         specs: Vec<TopicSpec>,
@@ -323,6 +376,10 @@ impl Controller {
                     .cloned()
                     .ok_or(TopicError::UnknownTopicId(*id)),
             };
+            let found = found.and_then(|topic| match is_internal_topic(&topic.name) {
+                true => Err(TopicError::InternalTopic(topic.name)),
+                false => Ok(topic),
+            });
             if let Ok(topic) = &found {
                 metadata.remove_topic(&topic.name);
             }
@@ -416,6 +473,10 @@ impl Controller {
         let topic = metadata
             .topic(name)
             .ok_or_else(|| TopicError::UnknownTopic(name.clone()))?;
+        if is_internal_topic(name) {
+            // Its partition count places every group: growing it would move them.
+            return Err(TopicError::InternalTopic(name.clone()));
+        }
         if count <= topic.partitions || count > PARTITIONS_PER_TOPIC_MAX {
             return Err(TopicError::InvalidPartitions(format!(
                 "topic '{name}' has {} partitions; the new count must be larger and at most \
@@ -658,7 +719,7 @@ fn check_assignments(metadata: &ClusterMetadata, replicas: &[Vec<i32>]) -> Outco
 
 /// Replicas of one partition: Kafka's own bound is the broker count; this one keeps a
 /// partition's state (and a produce's wait) small.
-const REPLICATION_FACTOR_MAX: usize = 9;
+pub const REPLICATION_FACTOR_MAX: usize = 9;
 
 fn check_factor_supported(factor: usize) -> Outcome<()> {
     if factor > REPLICATION_FACTOR_MAX {
@@ -674,7 +735,11 @@ fn check_factor_supported(factor: usize) -> Outcome<()> {
 pub fn auto_create_specs(metadata: &ClusterMetadata, names: Vec<String>) -> Vec<TopicSpec> {
     names
         .into_iter()
-        .filter(|name| metadata.topic(name).is_none() && validate_topic_name(name).is_ok())
+        .filter(|name| {
+            metadata.topic(name).is_none()
+                && validate_topic_name(name).is_ok()
+                && !is_internal_topic(name)
+        })
         .map(|name| TopicSpec {
             name,
             partitions: -1,
@@ -839,6 +904,76 @@ mod tests {
             "{created:?}"
         );
         assert_eq!(open, 0, "the opened logs stayed");
+    }
+
+    /// Only the brokers create `__consumer_offsets` (kept forever); clients can neither
+    /// create, delete nor grow it, nor get it auto-created.
+    #[test]
+    fn the_offsets_topic_is_internal() {
+        let host = FakeHost {
+            metadata: RefCell::new(Arc::new(one_broker())),
+            fail_at: i32::MAX,
+            open: RefCell::new(BTreeSet::new()),
+            commit_fails: false,
+        };
+        let spec = |name: &str| TopicSpec {
+            name: name.into(),
+            partitions: 2,
+            replication_factor: -1,
+            assignments: Vec::new(),
+            configs: BTreeMap::new(),
+        };
+        let controller = controller();
+        use futures_lite::future::block_on;
+        let refused = block_on(controller.create_topics(
+            &host,
+            vec![spec("plain"), spec(OFFSETS_TOPIC)],
+            false,
+        ));
+        assert!(
+            matches!(
+                refused.as_slice(),
+                [
+                    Err(TopicError::InvalidConfig(_)),
+                    Err(TopicError::InternalTopic(_))
+                ]
+            ),
+            "{refused:?}"
+        );
+        assert!(
+            host.metadata().topics().is_empty(),
+            "nothing of that request created"
+        );
+        assert!(auto_create_specs(&host.metadata(), vec![OFFSETS_TOPIC.into()]).is_empty());
+        let created = block_on(controller.create_offsets_topic(&host, 4, 1)).expect("created");
+        assert_eq!(created.partitions, 4);
+        assert_eq!(
+            created.configs.get("retention.ms").map(String::as_str),
+            Some("-1")
+        );
+        let deleted =
+            block_on(controller.delete_topics(&host, vec![TopicRef::Name(OFFSETS_TOPIC.into())]));
+        assert!(matches!(
+            deleted.as_slice(),
+            [Err(TopicError::InternalTopic(_))]
+        ));
+        let grown = block_on(controller.create_partitions(
+            &host,
+            vec![PartitionGrowth {
+                topic: OFFSETS_TOPIC.into(),
+                count: 8,
+                assignments: None,
+            }],
+            false,
+        ));
+        assert!(matches!(
+            grown.as_slice(),
+            [Err(TopicError::InternalTopic(_))]
+        ));
+        assert_eq!(
+            host.metadata().topic(OFFSETS_TOPIC).map(|t| t.partitions),
+            Some(4)
+        );
     }
 
     /// Three brokers, one fenced: new partitions spread round robin over the two live

@@ -277,17 +277,14 @@ impl ClusterMetadata {
         self.brokers.get(&id).is_some_and(|broker| !broker.fenced)
     }
 
-    /// The broker coordinating consumer group `group`: one of the registered brokers,
-    /// chosen by a hash of the group id, so every broker names the same one. Its committed
-    /// offsets live there only (they are not replicated yet), so the choice does not move
-    /// when that broker is fenced: the group waits for it (COORDINATOR_NOT_AVAILABLE).
+    /// In a cluster, the broker coordinating consumer group `group`: the leader of its
+    /// `__consumer_offsets` partition, when the topic exists and the partition has a live
+    /// leader. When that broker fails, the partition's next leader takes the group over
+    /// with every committed offset (they are replicated).
     pub fn group_coordinator(&self, group: &str) -> Option<&BrokerInfo> {
-        if self.brokers.is_empty() {
-            return None;
-        }
-        let index =
-            crate::runtime::placement::fnv1a64(group.as_bytes()) % self.brokers.len() as u64;
-        self.brokers.values().nth(index as usize)
+        let topic = self.topic(OFFSETS_TOPIC)?;
+        let leader = self.leader_of(topic, offsets_partition(group, topic.partitions))?;
+        self.brokers.get(&leader).filter(|broker| !broker.fenced)
     }
 
     /// Brokers clients may use (unfenced), by id.
@@ -308,6 +305,22 @@ impl Default for ClusterMetadata {
     fn default() -> Self {
         ClusterMetadata::new()
     }
+}
+
+/// The replicated log of committed offsets in a cluster (Kafka's name and role).
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Topics the brokers write themselves: clients may read them but not produce to, create,
+/// delete or grow them (Kafka's `Topic.isInternal`).
+pub fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}
+
+/// The `__consumer_offsets` partition holding group `group` (of `partitions`).
+pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
+    let partitions = u64::try_from(partitions.max(1)).unwrap_or(1);
+    let slot = crate::runtime::placement::fnv1a64(group.as_bytes()) % partitions;
+    i32::try_from(slot).unwrap_or(0)
 }
 
 /// Kafka's topic name rules: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.

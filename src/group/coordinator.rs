@@ -1,9 +1,18 @@
 //! The group coordinator of one shard: the groups placed on it, their state machines, the
 //! answers that wait for other members, and the committed-offsets log.
 //!
-//! **Placement.** Group `g` lives on shard `fnv1a64(g) mod shards`
-//! (`runtime::placement::group_shard`); the connection's shard forwards every group request
-//! there by message.
+//! **Placement.** A single broker: group `g` lives on shard `fnv1a64(g) mod shards`
+//! (`runtime::placement::group_shard`), whose own local log holds its offsets. A cluster:
+//! `g` lives in partition `fnv1a64(g) mod partitions` of the replicated `__consumer_offsets`
+//! topic, coordinated by that partition's leader on the shard owning the partition (one
+//! coordinator per led partition, loaded from its log when leadership arrives and unloaded
+//! when it goes: `shard/groups.rs`). Either way the connection's shard forwards every group
+//! request there by message.
+//!
+//! **Replicated offsets.** A cluster's coordinator writes with the partition's leader epoch
+//! and counts a record only once every in-sync replica holds it ([`LeaderLog`]), so a commit
+//! that was answered survives the loss of the coordinator's broker: the next leader replays
+//! the same records.
 //!
 //! JoinGroup and SyncGroup answers that depend on other members wait on a oneshot, fed by
 //! the state machine's completions. A ticker applies session and rebalance timeouts and,
@@ -23,7 +32,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -75,6 +86,21 @@ pub enum DeleteError {
 
 type Waiter<T> = oneshot::Sender<Result<T, GroupError>>;
 
+/// A coordinator's offsets log when it is a replicated partition this broker leads (a
+/// cluster): leadership decides whether the coordinator may still write, and a record
+/// counts once every in-sync replica holds it.
+pub trait LeaderLog {
+    /// The leader epoch appends carry; `None` once this broker no longer leads at the
+    /// epoch the coordinator was loaded for.
+    fn leader_epoch(&self) -> Option<i32>;
+    /// Waits until the records below `end_offset` are durable here and held by every
+    /// in-sync replica (the high watermark passed them).
+    fn committed(
+        &self,
+        end_offset: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StorageError>> + '_>>;
+}
+
 pub struct GroupCoordinator {
     limits: GroupLimits,
     groups: RefCell<HashMap<String, Group>>,
@@ -82,6 +108,9 @@ pub struct GroupCoordinator {
     sync_waiters: RefCell<HashMap<(String, String), Waiter<Bytes>>>,
     offsets: RefCell<OffsetStore>,
     log: Rc<Log>,
+    /// A cluster's replicated partition (the log belongs to the partition, not to this
+    /// coordinator); `None`: the shard's own local log.
+    replicated: Option<Rc<dyn LeaderLog>>,
     /// Shared while records are appended and applied; exclusive for compaction and expiry,
     /// which must see every appended record applied (see the module comment).
     gate: async_lock::RwLock<()>,
@@ -115,6 +144,16 @@ impl GroupCoordinator {
             ..LogConfig::default()
         };
         let log = Log::open(storage, dir, name, config).await?;
+        Self::load(log, None, limits).await
+    }
+
+    /// Replays `log` (the local log, or the `__consumer_offsets` partition this broker
+    /// now leads) and starts the timeout ticker.
+    pub async fn load(
+        log: Rc<Log>,
+        replicated: Option<Rc<dyn LeaderLog>>,
+        limits: GroupLimits,
+    ) -> Result<Rc<GroupCoordinator>, StorageError> {
         let mut store = OffsetStore::default();
         let mut offset = log.log_start_offset();
         while offset < log.next_offset() {
@@ -131,7 +170,7 @@ impl GroupCoordinator {
             }
             offset = read.next_offset;
         }
-        tracing::info!(offsets = store.live(), "committed offsets loaded");
+        tracing::info!(log = %log.name(), offsets = store.live(), "committed offsets loaded");
         let coordinator = Rc::new(GroupCoordinator {
             limits,
             groups: RefCell::new(HashMap::new()),
@@ -139,6 +178,7 @@ impl GroupCoordinator {
             sync_waiters: RefCell::new(HashMap::new()),
             offsets: RefCell::new(store),
             log,
+            replicated,
             gate: async_lock::RwLock::new(()),
             stopped: Cell::new(false),
             #[cfg(test)]
@@ -150,9 +190,41 @@ impl GroupCoordinator {
 
     pub async fn close(&self) {
         self.stopped.set(true);
+        self.fail_waiters();
+        if self.replicated.is_some() {
+            // The partition owns its log.
+            return;
+        }
         if let Err(error) = self.log.close().await {
             tracing::error!(%error, "closing the offsets log failed");
         }
+    }
+
+    /// Leadership of the partition moved away: every waiting join and sync, and every
+    /// later call, gets NOT_COORDINATOR (the client finds the new coordinator). Returns
+    /// once no write of this coordinator is in flight, so a coordinator loaded next from
+    /// the same log sees all of them.
+    pub async fn unload(&self) {
+        self.stopped.set(true);
+        self.fail_waiters();
+        let _no_write_in_flight = self.gate.write().await;
+    }
+
+    fn fail_waiters(&self) {
+        for (_, waiter) in self.join_waiters.borrow_mut().drain() {
+            let _ = waiter.send(Err(GroupError::NotCoordinator));
+        }
+        for (_, waiter) in self.sync_waiters.borrow_mut().drain() {
+            let _ = waiter.send(Err(GroupError::NotCoordinator));
+        }
+    }
+
+    /// Refuses calls once unloaded.
+    fn check_serving(&self) -> Result<(), GroupError> {
+        if self.stopped.get() {
+            return Err(GroupError::NotCoordinator);
+        }
+        Ok(())
     }
 
     fn with_group<T>(&self, group_id: &str, act: impl FnOnce(&mut Group) -> T) -> T {
@@ -203,6 +275,9 @@ impl GroupCoordinator {
     }
 
     pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinAnswer {
+        if let Err(error) = self.check_serving() {
+            return JoinAnswer::Failed(error);
+        }
         let now = Instant::now();
         let created = !self.groups.borrow().contains_key(group_id);
         if created && !self.may_create_group() {
@@ -255,6 +330,7 @@ impl GroupCoordinator {
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> Result<Bytes, GroupError> {
+        self.check_serving()?;
         if !self.groups.borrow().contains_key(group_id) {
             return Err(GroupError::UnknownMemberId);
         }
@@ -291,6 +367,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
+        self.check_serving()?;
         if !self.groups.borrow().contains_key(group_id) {
             return Err(GroupError::UnknownMemberId);
         }
@@ -305,6 +382,9 @@ impl GroupCoordinator {
         group_id: &str,
         members: Vec<(String, Option<String>)>,
     ) -> Vec<Result<(), GroupError>> {
+        if let Err(error) = self.check_serving() {
+            return members.iter().map(|_| Err(error)).collect();
+        }
         if !self.groups.borrow().contains_key(group_id) {
             return members
                 .iter()
@@ -330,6 +410,7 @@ impl GroupCoordinator {
         generation: i32,
         entries: Vec<(String, i32, Committed)>,
     ) -> Result<(), CommitError> {
+        self.check_serving().map_err(CommitError::Group)?;
         let allowed = match self.groups.borrow().get(group_id) {
             Some(group) => group.check_commit(member_id, instance_id, generation),
             None if generation < 0 && member_id.is_empty() && !self.may_create_group() => {
@@ -418,16 +499,28 @@ impl GroupCoordinator {
         }
     }
 
+    /// Appends `records` and waits until they count: durable here (`fdatasync` per the
+    /// flush policy) and, replicated, held by every in-sync replica.
     async fn persist(&self, records: &[OffsetRecord]) -> Result<(), StorageError> {
         let mut last_end = self.log.next_offset();
         for chunk in records.chunks(RECORDS_PER_BATCH_MAX) {
+            let leader_epoch = match &self.replicated {
+                None => 0,
+                Some(leader) if !self.stopped.get() => {
+                    leader.leader_epoch().ok_or(StorageError::LeadershipLost)?
+                }
+                Some(_) => return Err(StorageError::LeadershipLost),
+            };
             let values: Vec<Vec<u8>> = chunk.iter().map(offsets::encode).collect();
             let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
             let batch = crate::record_batch::build_batch(&refs, crate::runtime::clock::now_ms());
-            let appended = self.log.append(Bytes::from(batch), 0).await?;
+            let appended = self.log.append(Bytes::from(batch), leader_epoch).await?;
             last_end = appended.last_offset + 1;
         }
-        self.log.wait_durable(last_end).await
+        match &self.replicated {
+            None => self.log.wait_durable(last_end).await,
+            Some(leader) => leader.committed(last_end).await,
+        }
     }
 
     /// Rolls the segment, appends every live offset, then moves the log start to that

@@ -60,6 +60,10 @@ pub enum GroupError {
     GroupMaxSizeReached,
     #[error("this broker already keeps its limit of consumer groups (--groups-max)")]
     TooManyGroups,
+    /// The coordinator was unloaded (its `__consumer_offsets` partition moved to another
+    /// leader) while the request was in flight.
+    #[error("this broker no longer coordinates the group")]
+    NotCoordinator,
 }
 
 /// Broker-wide bounds on groups.

@@ -878,4 +878,99 @@ mod coordinator {
             reopened.close().await;
         });
     }
+
+    /// A leader's epoch that the test takes away; "committed" once durable.
+    struct FakeLeader {
+        log: Rc<crate::storage::Log>,
+        epoch: std::cell::Cell<Option<i32>>,
+    }
+
+    impl crate::group::coordinator::LeaderLog for FakeLeader {
+        fn leader_epoch(&self) -> Option<i32> {
+            self.epoch.get()
+        }
+
+        fn committed(
+            &self,
+            end_offset: i64,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), crate::storage::StorageError>> + '_>,
+        > {
+            Box::pin(self.log.wait_durable(end_offset))
+        }
+    }
+
+    /// A cluster's coordinator writes with its partition's leader epoch, refuses writes
+    /// once leadership is gone, and when unloaded answers NOT_COORDINATOR to waiting and
+    /// later calls; the next coordinator loaded from the same log has every commit.
+    #[test]
+    fn a_replicated_coordinator_follows_its_partitions_leadership() {
+        use crate::group::coordinator::CommitError;
+        use crate::storage::{Log, LogConfig};
+        run(|dir| async move {
+            let storage = ShardStorage::new(&ShardStorageConfig::default());
+            let log = Log::open(
+                storage,
+                dir.join("offsets-0"),
+                "offsets-0".into(),
+                LogConfig::default(),
+            )
+            .await
+            .expect("open");
+            let leader = Rc::new(FakeLeader {
+                log: log.clone(),
+                epoch: std::cell::Cell::new(Some(5)),
+            });
+            let coordinator =
+                GroupCoordinator::load(log.clone(), Some(leader.clone()), fast_limits())
+                    .await
+                    .expect("load");
+            coordinator
+                .commit("g", "", None, -1, vec![("t".into(), 0, offset(42, 1))])
+                .await
+                .expect("commit");
+            assert_eq!(log.latest_epoch(), Some(5), "stamped with the leader epoch");
+
+            // A second member makes the first rejoin: its join waits.
+            let first = stable_member(&coordinator, "members", &["t"]).await;
+            let mut join = request("", &["range"]);
+            join.require_known_member_id = false;
+            let waiting = {
+                let coordinator = coordinator.clone();
+                glommio::spawn_local(async move { coordinator.join("members", join).await })
+            };
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+
+            leader.epoch.set(None);
+            let refused = coordinator
+                .commit("g", "", None, -1, vec![("t".into(), 0, offset(43, 2))])
+                .await;
+            assert!(
+                matches!(refused, Err(CommitError::Storage(_))),
+                "{refused:?}"
+            );
+
+            coordinator.unload().await;
+            assert!(matches!(
+                waiting.await,
+                JoinAnswer::Failed(GroupError::NotCoordinator)
+            ));
+            assert_eq!(
+                coordinator.heartbeat("members", &first, None, 1),
+                Err(GroupError::NotCoordinator)
+            );
+            let late = coordinator
+                .commit("g", "", None, -1, vec![("t".into(), 0, offset(44, 3))])
+                .await;
+            assert_eq!(late, Err(CommitError::Group(GroupError::NotCoordinator)));
+
+            leader.epoch.set(Some(6));
+            let next = GroupCoordinator::load(log.clone(), Some(leader), fast_limits())
+                .await
+                .expect("load");
+            assert_eq!(fetched(&next, "g"), [("t".to_string(), 0, 42)]);
+            next.close().await;
+            log.close().await.expect("close");
+        });
+    }
 }

@@ -44,6 +44,7 @@ pub fn topic_error_code(error: &TopicError) -> ResponseError {
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
+        TopicError::InternalTopic(_) => ResponseError::InvalidTopicException,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }
@@ -98,6 +99,7 @@ pub fn group_error_code(error: &GroupError) -> ResponseError {
         GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
         GroupError::TooManyGroups => ResponseError::PolicyViolation,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
     }
 }
 

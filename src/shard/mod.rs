@@ -7,12 +7,13 @@
 //! `broker`.
 
 pub mod cluster;
+pub mod groups;
 pub mod replica;
 pub mod replicator;
 mod topics;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use crate::cluster::controller::{Controller, ControllerSettings};
 use crate::cluster::metadata::{ClusterMetadata, Topic};
 use crate::cluster::topic_config;
 use crate::config::BrokerConfig;
-use crate::group::coordinator::GroupCoordinator;
 use crate::runtime::mesh::{Job, Mesh};
 use crate::runtime::placement;
 use crate::runtime::shutdown::Shutdown;
@@ -68,6 +68,40 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// acks=all: waits until every in-sync replica holds the records below `end_offset`
+    /// (the high watermark passed them), as the leader at `leader_epoch`. A leadership lost
+    /// meanwhile is `LeadershipLost`: the records may or may not survive, and the writer
+    /// retries with the new leader.
+    pub async fn wait_replicated(
+        &self,
+        end_offset: i64,
+        leader_epoch: i32,
+        min_insync: i64,
+    ) -> Result<(), StorageError> {
+        loop {
+            let listener = self.replicated.listen();
+            if self.high_watermark() >= end_offset {
+                return Ok(());
+            }
+            {
+                let replica = self.replica.borrow();
+                if !replica.is_leader() || replica.leader_epoch != leader_epoch {
+                    return Err(StorageError::LeadershipLost);
+                }
+                // The ISR shrank below the minimum after the append (Kafka's
+                // NOT_ENOUGH_REPLICAS_AFTER_APPEND): the records are stored but do not
+                // count.
+                if (replica.isr.len() as i64) < min_insync {
+                    return Err(StorageError::NotEnoughReplicasAfterAppend);
+                }
+            }
+            let written = self.log.on_written();
+            futures_lite::future::or(listener, written).await;
+        }
+    }
+}
+
 /// Why this broker cannot serve a partition's data (produce, fetch, offsets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotServing {
@@ -95,8 +129,11 @@ pub struct Shard {
     pub controller: Controller,
     /// This node of the cluster (controller shard only, when the broker is in one).
     pub cluster: RefCell<Option<Rc<cluster::ClusterNode>>>,
-    /// The coordinator of the consumer groups placed on this shard (set once loaded).
-    pub groups: RefCell<Option<Rc<GroupCoordinator>>>,
+    /// The group coordinators on this shard, by slot (`groups.rs`): one for a single
+    /// broker, one per led `__consumer_offsets` partition in a cluster.
+    pub groups: RefCell<BTreeMap<i32, groups::Loaded>>,
+    /// A cluster: this shard asked the controller for `__consumer_offsets` and awaits it.
+    pub offsets_topic_asked: Cell<bool>,
     /// Open client connections on this shard.
     pub connections: Cell<usize>,
     pub shutdown: Shutdown,
@@ -132,7 +169,8 @@ impl Shard {
             metadata: RefCell::new(metadata),
             controller,
             cluster: RefCell::new(None),
-            groups: RefCell::new(None),
+            groups: RefCell::new(BTreeMap::new()),
+            offsets_topic_asked: Cell::new(false),
             connections: Cell::new(0),
             shutdown: Shutdown::new(),
             connection_closed: Event::new(),
@@ -527,16 +565,11 @@ impl Shard {
         self.cluster.borrow().clone()
     }
 
-    /// This shard's group coordinator, once its offsets are loaded.
-    pub fn coordinator(&self) -> Option<Rc<GroupCoordinator>> {
-        self.groups.borrow().clone()
-    }
-
     /// Closes every log (final sync). Called once, at shutdown.
     pub async fn close_all(&self) {
-        let coordinator = self.groups.borrow_mut().take();
-        if let Some(coordinator) = coordinator {
-            coordinator.close().await;
+        let loaded = std::mem::take(&mut *self.groups.borrow_mut());
+        for loaded in loaded.into_values() {
+            loaded.coordinator.close().await;
         }
         let table = std::mem::take(&mut *self.partitions.borrow_mut());
         for partition in table.into_values().flatten().flatten() {
@@ -544,6 +577,15 @@ impl Shard {
                 tracing::error!(log = %partition.log.name(), %error, "closing log failed");
             }
         }
+    }
+
+    /// The topic's `min.insync.replicas` (its override, or the broker default).
+    pub fn min_insync_replicas(&self, topic: &str) -> i64 {
+        self.metadata()
+            .topic(topic)
+            .and_then(|t| t.configs.get("min.insync.replicas"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(self.config.topic_defaults.min_insync_replicas)
     }
 
     /// The shards that own at least one partition of `topic`.

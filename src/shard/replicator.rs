@@ -8,7 +8,7 @@
 //! where the leader says it diverges (KIP-101, KIP-279).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// How often the leader side looks for followers that fell behind (ISR shrink).
 const LAG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Kafka's OFFSET_OUT_OF_RANGE, in a replica fetch's answer.
+const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 /// Runs on every shard of a cluster node until shutdown: starts a session per leader this
 /// shard follows, and asks for lagging followers to leave the ISRs of what it leads.
@@ -266,14 +268,31 @@ async fn exchange(
 /// Applies a leader's answer to the followed partitions. Returns false if the leader
 /// refused any of them (it no longer leads them at that epoch).
 async fn apply(followed: &[Rc<Partition>], response: FetchResponse) -> bool {
+    let by_name: HashMap<(&str, i32), &Rc<Partition>> = followed
+        .iter()
+        .map(|partition| ((partition.topic.as_str(), partition.index), partition))
+        .collect();
     let mut accepted = true;
     for topic in response.responses {
         for answer in topic.partitions {
-            let Some(partition) = followed.iter().find(|p| {
-                p.topic.as_str() == topic.topic.as_str() && p.index == answer.partition_index
-            }) else {
+            let Some(partition) = by_name
+                .get(&(topic.topic.as_str(), answer.partition_index))
+                .copied()
+            else {
                 continue;
             };
+            if answer.error_code == OFFSET_OUT_OF_RANGE
+                && answer.log_start_offset > partition.log.next_offset()
+            {
+                // The leader's log now starts past this one's end (retention, or the
+                // offsets log's compaction, while this replica was away): what is here can
+                // never be continued, so start again at the leader's start.
+                tracing::info!(topic = %partition.topic, partition = partition.index, start = answer.log_start_offset, "replica is below the leader's log start; starting over there");
+                if let Err(error) = partition.log.restart_at(answer.log_start_offset).await {
+                    tracing::warn!(%error, "restarting a replica's log failed");
+                }
+                continue;
+            }
             if answer.error_code != 0 {
                 accepted = false;
                 tracing::debug!(topic = %partition.topic, partition = partition.index, code = answer.error_code, "replica fetch refused");
@@ -292,6 +311,14 @@ async fn apply(followed: &[Rc<Partition>], response: FetchResponse) -> bool {
                 if let Err(error) = append_all(partition, records).await {
                     tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "appending replicated batches failed");
                     continue;
+                }
+            }
+            // Follow the leader's log start (retention, DeleteRecords, the offsets log's
+            // compaction), never past what this replica holds.
+            let leader_start = answer.log_start_offset.min(partition.log.next_offset());
+            if leader_start > partition.log.log_start_offset() {
+                if let Err(error) = partition.log.delete_before(leader_start).await {
+                    tracing::warn!(%error, "moving a replica's log start failed");
                 }
             }
             let written = partition.log.written_offset();

@@ -1130,3 +1130,41 @@ fn the_leader_epoch_history_follows_the_log() {
         log.close().await.expect("close");
     });
 }
+
+/// A follower below the leader's log start drops its log and continues from that start:
+/// the log is empty there, takes replicated batches at that offset, and stays so reopened.
+#[test]
+fn a_log_restarted_past_its_end_continues_from_there() {
+    run(|dir| async move {
+        let log = open(&dir, shard(), small_config()).await;
+        for n in 0..3u64 {
+            log.append(Bytes::from(batch(n)), 2).await.expect("append");
+        }
+        let end = log.next_offset();
+        log.restart_at(end - 1)
+            .await
+            .expect("not past the end: nothing to do");
+        assert_eq!(log.next_offset(), end);
+        log.restart_at(end + 100).await.expect("restart");
+        assert_eq!(log.log_start_offset(), end + 100);
+        assert_eq!(log.next_offset(), end + 100);
+        assert_eq!(
+            log.latest_epoch(),
+            None,
+            "the epoch history went with the data"
+        );
+        assert_eq!(log.segment_bases(), vec![end + 100]);
+        let appended = log.append(Bytes::from(batch(7)), 3).await.expect("append");
+        assert_eq!(appended.base_offset, end + 100);
+        let read = log
+            .read(end + 100, 1 << 20, i64::MAX, true)
+            .await
+            .expect("read");
+        assert_eq!(read.batches.len(), 1);
+        log.close().await.expect("close");
+        let log = open(&dir, shard(), small_config()).await;
+        assert_eq!(log.log_start_offset(), end + 100, "persisted");
+        assert_eq!(log.latest_epoch(), Some(3));
+        log.close().await.expect("close");
+    });
+}

@@ -1,5 +1,6 @@
-//! FindCoordinator (key 10): the broker coordinating each group (`group_coordinator`:
-//! this one for a single broker; batched keys from v4).
+//! FindCoordinator (key 10): the broker coordinating each group (`Shard::group_coordinator`:
+//! this one for a single broker, the leader of the group's `__consumer_offsets` partition
+//! in a cluster, which moves on failover; batched keys from v4).
 //! Transaction coordinators do not exist: transactions are not implemented, and the lookup
 //! answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients treat as fatal
 //! (`initTransactions()` fails at once) rather than retrying a missing coordinator until
@@ -14,6 +15,7 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::protocol::frame::Request;
 use crate::server::exchange::{self, HandlerResult};
+use crate::shard::groups::ensure_offsets_topic;
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -22,26 +24,24 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: FindCoordinatorRequest = exchange::decode(request)?;
     let version = request.api_version;
-    let metadata = shard.metadata();
     let answer = |key: &str| {
         let mut coordinator = Coordinator::default();
         coordinator.key = str_bytes(key);
         if body.key_type == KEY_TYPE_GROUP {
-            match metadata
-                .group_coordinator(key)
-                .filter(|broker| !broker.fenced)
-            {
+            match shard.group_coordinator(key).filter(|broker| !broker.fenced) {
                 Some(broker) => {
                     coordinator.node_id = BrokerId(broker.id);
                     coordinator.host = str_bytes(&broker.host);
                     coordinator.port = i32::from(broker.port);
                 }
                 None => {
+                    // A cluster's first group: `__consumer_offsets` is created now.
+                    ensure_offsets_topic(shard);
                     coordinator.node_id = BrokerId(-1);
                     coordinator.port = -1;
                     coordinator.error_code = ResponseError::CoordinatorNotAvailable.code();
                     coordinator.error_message =
-                        Some(str_bytes("the group's coordinator broker is not live"));
+                        Some(str_bytes("the group's coordinator is not available yet"));
                 }
             }
         } else {

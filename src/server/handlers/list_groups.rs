@@ -16,9 +16,13 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: ListGroupsRequest = exchange::decode(request)?;
     let version = request.api_version;
     let per_shard = shard
-        .run_on_all(
-            |owner| async move { owner.coordinator().map(|c| c.list()).unwrap_or_default() },
-        )
+        .run_on_all(|owner| async move {
+            owner
+                .coordinators()
+                .iter()
+                .flat_map(|coordinator| coordinator.list())
+                .collect::<Vec<_>>()
+        })
         .await?;
     let states: HashSet<String> = body
         .states_filter

@@ -119,6 +119,7 @@ fn missing(
 fn describe(metadata: &ClusterMetadata, topic: &Topic, version: i16) -> MetadataResponseTopic {
     let mut described = MetadataResponseTopic::default();
     described.name = Some(TopicName(str_bytes(&topic.name)));
+    described.is_internal = crate::cluster::metadata::is_internal_topic(&topic.name);
     if version >= 10 {
         described.topic_id = topic.id;
     }

@@ -34,7 +34,6 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::group::coordinator::GroupCoordinator;
-use crate::runtime::placement::group_shard;
 use crate::shard::{Shard, ShardGone};
 
 /// Runs `job` with the coordinator of `group_id`, on the shard it lives on; `None` if
@@ -50,13 +49,15 @@ where
     F: FnOnce(Rc<GroupCoordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
 {
-    if !coordinates(shard, group_id) {
+    if !shard.coordinates(group_id) {
         return Ok(None);
     }
-    let target = group_shard(group_id, shard.count);
+    let Some(home) = shard.group_home(group_id) else {
+        return Ok(None);
+    };
     shard
-        .run_on(target, move |owner| async move {
-            match owner.coordinator() {
+        .run_on(home.shard, move |owner| async move {
+            match owner.coordinator(home.slot) {
                 Some(coordinator) => Some(job(coordinator).await),
                 None => None,
             }
@@ -64,18 +65,10 @@ where
         .await
 }
 
-/// Whether this broker coordinates `group_id` (in a cluster, one broker per group).
-fn coordinates(shard: &Shard, group_id: &str) -> bool {
-    shard
-        .metadata()
-        .group_coordinator(group_id)
-        .is_some_and(|broker| broker.id == shard.config.node_id)
-}
-
 /// Why `on_coordinator` found no coordinator here: the group belongs to another broker
 /// (NOT_COORDINATOR: the client looks it up again), or its offsets are still loading.
 pub fn unavailable(shard: &Shard, group_id: &str) -> ResponseError {
-    if coordinates(shard, group_id) {
+    if shard.coordinates(group_id) {
         ResponseError::CoordinatorLoadInProgress
     } else {
         ResponseError::NotCoordinator

@@ -24,13 +24,14 @@ use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicN
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
+use crate::cluster::metadata::is_internal_topic;
 use crate::protocol::frame::Request;
 use crate::record_batch;
 use crate::server::errors::{batch_error_code, not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::server::turn::Turn;
-use crate::shard::{Partition, Shard};
+use crate::shard::Shard;
 use crate::storage::{Durability, StorageError};
 
 /// One partition's part of the request, sent to its owning shard.
@@ -243,6 +244,16 @@ async fn append_on_owner(
                 },
             )
         };
+        if is_internal_topic(&item.topic) {
+            // Only the group coordinators write there (Kafka: "cannot append to internal
+            // topic").
+            let outcome = Outcome::failed(
+                ResponseError::InvalidTopicException,
+                "clients cannot produce to an internal topic",
+            );
+            results.push(refused(outcome));
+            continue;
+        }
         let (partition, leader_epoch) =
             match shard.leading_partition(&item.topic, item.partition, -1) {
                 Ok(leading) => leading,
@@ -256,7 +267,7 @@ async fn append_on_owner(
                 }
             };
         if acks == -1 {
-            let min_insync = min_insync_replicas(shard, &item.topic);
+            let min_insync = shard.min_insync_replicas(&item.topic);
             let in_sync = partition.replica.borrow().isr.len();
             if (in_sync as i64) < min_insync {
                 let outcome = Outcome::failed(
@@ -334,8 +345,11 @@ async fn wait_on_owner(
                         log.wait(Durability::Written, wait.end_offset).await
                     } else {
                         log.wait_durable(wait.end_offset).await?;
-                        let min_insync = min_insync_replicas(&shard_of_wait, &wait.topic);
-                        replicated(&partition, wait.end_offset, min_insync).await
+                        let min_insync = shard_of_wait.min_insync_replicas(&wait.topic);
+                        let epoch = partition.replica.borrow().leader_epoch;
+                        partition
+                            .wait_replicated(wait.end_offset, epoch, min_insync)
+                            .await
                     }
                 };
                 let outcome = futures_lite::future::or(async { Some(done.await) }, async {
@@ -363,46 +377,6 @@ async fn wait_on_owner(
         }
     }
     failures
-}
-
-/// acks=all: waits until every in-sync replica holds the batch (the high watermark has
-/// passed it). A leadership lost meanwhile answers NOT_LEADER_OR_FOLLOWER: the batch may
-/// or may not survive, and the (idempotent) producer retries it with the new leader.
-async fn replicated(
-    partition: &Partition,
-    end_offset: i64,
-    min_insync: i64,
-) -> Result<(), StorageError> {
-    let epoch = partition.replica.borrow().leader_epoch;
-    loop {
-        let listener = partition.replicated.listen();
-        if partition.high_watermark() >= end_offset {
-            return Ok(());
-        }
-        {
-            let replica = partition.replica.borrow();
-            if !replica.is_leader() || replica.leader_epoch != epoch {
-                return Err(StorageError::LeadershipLost);
-            }
-            // The ISR shrank below the minimum after the append (Kafka's
-            // NOT_ENOUGH_REPLICAS_AFTER_APPEND): the batch is stored but not acknowledged.
-            if (replica.isr.len() as i64) < min_insync {
-                return Err(StorageError::NotEnoughReplicasAfterAppend);
-            }
-        }
-        let written = partition.log.on_written();
-        futures_lite::future::or(listener, written).await;
-    }
-}
-
-/// The topic's `min.insync.replicas` (its override, or the broker default).
-fn min_insync_replicas(shard: &Shard, topic: &str) -> i64 {
-    shard
-        .metadata()
-        .topic(topic)
-        .and_then(|t| t.configs.get("min.insync.replicas"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(shard.config.topic_defaults.min_insync_replicas)
 }
 
 fn storage_failure(error: &StorageError) -> Outcome {

@@ -168,6 +168,42 @@ impl Log {
         result
     }
 
+    /// Empties the log and starts it again, empty, at `offset` past its end (Kafka's
+    /// `truncateFullyAndStartAt`): a follower whose log ends below the leader's log start
+    /// (retention or compaction moved it meanwhile) cannot catch up by fetching, so it drops
+    /// what it holds and copies on from there. The epoch history goes with the data.
+    pub async fn restart_at(&self, offset: i64) -> Result<()> {
+        self.check_usable()?;
+        let mut guard = self.active.lock().await;
+        let active = guard.as_mut().ok_or_else(|| self.closed_error())?;
+        active.appender.flush().await?;
+        active.appender.drain().await?;
+        if offset <= self.next_offset() {
+            return Ok(());
+        }
+        let every_segment: Vec<Rc<Segment>> =
+            self.state.borrow().segments.values().cloned().collect();
+        let mut result = self
+            .truncate_segments(active, None, every_segment, offset)
+            .await;
+        if result.is_ok() {
+            {
+                let mut state = self.state.borrow_mut();
+                state.log_start_offset = offset;
+                state.check_invariants();
+            }
+            self.epochs.borrow_mut().truncate_from_end(i64::MIN);
+            result = self.write_checkpoint().await;
+            if result.is_ok() {
+                result = self.write_epochs().await;
+            }
+        }
+        if let Err(error) = &result {
+            self.fail(error);
+        }
+        result
+    }
+
     async fn truncate_segments(
         &self,
         active: &mut Active,
