@@ -11,7 +11,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::cluster::{create_topic_with, eventually, format, isrs, metadata, petrel, Cluster};
+use common::cluster::{
+    coordinator_of, create_topic_with, eventually, format, isrs, metadata, petrel, Cluster,
+};
 use common::Raw;
 use kafka_protocol::messages::ApiKey;
 use rdkafka::config::ClientConfig;
@@ -668,22 +670,6 @@ fn acks_all_below_min_insync_replicas_is_refused() {
             .is_some_and(|(_, isr)| isr.len() == 2)
     });
     assert_eq!(produce(-1), 0);
-}
-
-/// The broker coordinating `group`, as `address` answers FindCoordinator (-1 while none).
-fn coordinator_of(address: &str, group: &str) -> i32 {
-    use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
-    let mut request = FindCoordinatorRequest::default();
-    request.coordinator_keys = vec![kafka_protocol::protocol::StrBytes::from_string(
-        group.to_string(),
-    )];
-    let response: FindCoordinatorResponse =
-        Raw::connect(address).call(ApiKey::FindCoordinator, 4, &request);
-    let found = &response.coordinators[0];
-    match found.error_code {
-        0 => found.node_id.0,
-        _ => -1,
-    }
 }
 
 fn group_consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {

@@ -1,23 +1,27 @@
 //! Faults against a 3-broker cluster while an idempotent acks=all producer writes to a
-//! replicated topic (RF 3, min.insync.replicas 2). Each cycle injects one fault: SIGKILL of
-//! a broker, SIGKILL of the leader of partition 0, SIGSTOP past the broker session then
-//! SIGCONT, or a graceful stop; the broker comes back and the cycle ends once every
-//! partition has its three in-sync replicas again. Afterwards every acknowledged record
-//! must be read back exactly once, in order per partition.
+//! replicated topic (RF 3, min.insync.replicas 2) and a consumer group member reads it
+//! (committing every second). Each cycle injects one fault: SIGKILL of a broker, SIGKILL of
+//! the leader of partition 0, SIGKILL of the group's coordinator, SIGSTOP past the broker
+//! session then SIGCONT, or a graceful stop; the broker comes back and the cycle ends once
+//! every partition has its three in-sync replicas again. Afterwards every acknowledged
+//! record must be read back exactly once, in order per partition; the group member must
+//! have read every acknowledged record too (it keeps consuming through coordinator
+//! failovers), and every record it read must be the one the log finally holds at that
+//! offset (no consumer sees an offset that later disappears).
 //!
-//! `cargo test --test cluster_chaos` runs 4 cycles (one of each fault). For a long run:
+//! `cargo test --test cluster_chaos` runs 5 cycles (one of each fault). For a long run:
 //! `CHAOS_CYCLES=300 cargo test --release --test cluster_chaos -- --nocapture`, which
 //! prints cycles, records acknowledged, lost, duplicated, and the longest produce
 //! unavailability per fault.
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{create_topic_with, eventually, isrs, Cluster};
+use common::cluster::{coordinator_of, create_topic_with, eventually, isrs, Cluster};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -26,6 +30,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
 const TOPIC: &str = "chaos";
+const GROUP: &str = "chaos-group";
 const PARTITIONS: i32 = 6;
 /// Records per second the producer offers, and the most it sends in one run.
 const RATE: u64 = 1000;
@@ -35,13 +40,15 @@ const RECORDS_MAX: u64 = 2_000_000;
 enum Fault {
     KillBroker,
     KillLeader,
+    KillCoordinator,
     PausePastSession,
     GracefulStop,
 }
 
-const FAULTS: [Fault; 4] = [
+const FAULTS: [Fault; 5] = [
     Fault::KillBroker,
     Fault::KillLeader,
+    Fault::KillCoordinator,
     Fault::PausePastSession,
     Fault::GracefulStop,
 ];
@@ -131,6 +138,33 @@ fn acknowledged_records_survive_every_fault() {
         })
     };
 
+    // A group member reading as the faults happen: (partition, offset, record index).
+    let live: Arc<Mutex<Vec<(i32, i64, u64)>>> = Arc::default();
+    let stop_member = Arc::new(AtomicBool::new(false));
+    let member_thread = {
+        let (live, stop_member, bootstrap) =
+            (live.clone(), stop_member.clone(), cluster.bootstrap());
+        std::thread::spawn(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", GROUP)
+                .set("auto.offset.reset", "earliest")
+                .set("auto.commit.interval.ms", "1000")
+                .create()
+                .expect("group member");
+            consumer.subscribe(&[TOPIC]).expect("subscribe");
+            while !stop_member.load(Ordering::Relaxed) {
+                // Errors (a dead broker's connection) are reported here too; not records.
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                    let index = record_index(message.payload().unwrap_or_default());
+                    live.lock()
+                        .expect("live")
+                        .push((message.partition(), message.offset(), index));
+                }
+            }
+        })
+    };
+
     let mut unavailable: BTreeMap<Fault, Duration> = BTreeMap::new();
     for cycle in 0..cycles {
         let fault = FAULTS[cycle % FAULTS.len()];
@@ -143,13 +177,26 @@ fn acknowledged_records_survive_every_fault() {
                     .position(|n| n.id == leader)
                     .expect("leader")
             }
+            Fault::KillCoordinator => {
+                let watcher = &cluster.nodes[watcher_index.get()].address;
+                let mut coordinator = -1;
+                eventually("the group has a coordinator", || {
+                    coordinator = coordinator_of(watcher, GROUP);
+                    coordinator > 0
+                });
+                cluster
+                    .nodes
+                    .iter()
+                    .position(|n| n.id == coordinator)
+                    .expect("coordinator")
+            }
             _ => cycle % 3,
         };
         let watcher = (victim + 1) % 3;
         watcher_index.set(watcher);
         let window_start = Instant::now();
         match fault {
-            Fault::KillBroker | Fault::KillLeader => {
+            Fault::KillBroker | Fault::KillLeader | Fault::KillCoordinator => {
                 cluster.kill(victim);
                 std::thread::sleep(Duration::from_secs(3));
                 cluster.restart(victim);
@@ -179,11 +226,36 @@ fn acknowledged_records_survive_every_fault() {
     let acknowledged: HashMap<u64, Instant> =
         acks.0.lock().expect("acks").iter().copied().collect();
 
-    let (seen, duplicated, disordered) = consume_all(&cluster.bootstrap(), &acknowledged);
+    let (seen, at, duplicated, disordered) = consume_all(&cluster.bootstrap(), &acknowledged);
     let lost = acknowledged
         .keys()
         .filter(|index| !seen.contains_key(index))
         .count();
+
+    // The group member catches up with everything acknowledged, then stops.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let member_missed = loop {
+        let read: HashSet<u64> = live.lock().expect("live").iter().map(|r| r.2).collect();
+        let missed = acknowledged.keys().filter(|i| !read.contains(i)).count();
+        if missed == 0 || Instant::now() > deadline {
+            break missed;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    stop_member.store(true, Ordering::Relaxed);
+    member_thread.join().expect("group member thread");
+    let live = live.lock().expect("live").clone();
+    let vanished = live
+        .iter()
+        .filter(|(partition, offset, index)| at.get(&(*partition, *offset)) != Some(index))
+        .count();
+    let distinct: HashSet<u64> = live.iter().map(|r| r.2).collect();
+    println!(
+        "chaos: the group member read {} records ({} distinct; again after rebalances: {}), missed {member_missed}, read {vanished} that the log no longer holds",
+        live.len(),
+        distinct.len(),
+        live.len() - distinct.len()
+    );
     println!(
         "chaos: {cycles} cycles, {sent} records sent, {} acknowledged, {lost} lost, {duplicated} duplicated, {disordered} out of order",
         acknowledged.len()
@@ -197,6 +269,14 @@ fn acknowledged_records_survive_every_fault() {
     assert_eq!(lost, 0, "acknowledged records lost");
     assert_eq!(duplicated, 0, "records read twice");
     assert_eq!(disordered, 0, "records out of order within a partition");
+    assert_eq!(
+        member_missed, 0,
+        "the group member missed acknowledged records"
+    );
+    assert_eq!(
+        vanished, 0,
+        "the group member read records the log no longer holds"
+    );
     assert!(
         acknowledged.len() as u64 * 10 >= sent * 9,
         "most records are acknowledged"
@@ -224,12 +304,21 @@ fn longest_gap(acks: &Acks, from: Instant) -> Duration {
     longest
 }
 
-/// Reads the topic from the start until every acknowledged record was seen (or 120 s):
-/// records seen (index -> partition), duplicates, and records out of order in a partition.
+fn record_index(value: &[u8]) -> u64 {
+    let value = String::from_utf8_lossy(value);
+    value.trim_start_matches('v').parse().expect("index")
+}
+
+/// What the log finally holds: every record (partition, offset) -> index.
+type Contents = HashMap<(i32, i64), u64>;
+
+/// Reads the topic from the start until every acknowledged record was seen and every
+/// partition up to its end (or 120 s): records seen (index -> partition), the contents,
+/// duplicates, and records out of order in a partition.
 fn consume_all(
     bootstrap: &str,
     acknowledged: &HashMap<u64, Instant>,
-) -> (HashMap<u64, i32>, usize, usize) {
+) -> (HashMap<u64, i32>, Contents, usize, usize) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "chaos-reader")
@@ -243,15 +332,32 @@ fn consume_all(
             .expect("assign");
     }
     consumer.assign(&assignment).expect("assign");
+    let ends: HashMap<i32, i64> = (0..PARTITIONS)
+        .map(|partition| {
+            let (_, high) = consumer
+                .fetch_watermarks(TOPIC, partition, Duration::from_secs(30))
+                .expect("watermarks");
+            (partition, high)
+        })
+        .collect();
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    let mut at = Contents::new();
     let mut seen: HashMap<u64, i32> = HashMap::new();
     let mut last: HashMap<i32, u64> = HashMap::new();
     let (mut duplicated, mut disordered) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while acknowledged.keys().any(|index| !seen.contains_key(index)) && Instant::now() < deadline {
+    let at_end = |next: &HashMap<i32, i64>| {
+        ends.iter()
+            .all(|(partition, end)| next.get(partition).copied().unwrap_or(0) >= *end)
+    };
+    while (acknowledged.keys().any(|index| !seen.contains_key(index)) || !at_end(&next))
+        && Instant::now() < deadline
+    {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.expect("consume");
-            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-            let index: u64 = value.trim_start_matches('v').parse().expect("index");
+            let index = record_index(message.payload().unwrap_or_default());
+            at.insert((message.partition(), message.offset()), index);
+            next.insert(message.partition(), message.offset() + 1);
             if seen.insert(index, message.partition()).is_some() {
                 duplicated += 1;
             }
@@ -264,5 +370,5 @@ fn consume_all(
             last.insert(message.partition(), index);
         }
     }
-    (seen, duplicated, disordered)
+    (seen, at, duplicated, disordered)
 }

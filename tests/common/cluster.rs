@@ -305,3 +305,19 @@ pub fn isrs(address: &str, topic: &str) -> Vec<(i32, BTreeSet<i32>)> {
         })
         .unwrap_or_default()
 }
+
+/// The broker coordinating `group`, as `address` answers FindCoordinator (-1 while none).
+pub fn coordinator_of(address: &str, group: &str) -> i32 {
+    use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+    let mut request = FindCoordinatorRequest::default();
+    request.coordinator_keys = vec![kafka_protocol::protocol::StrBytes::from_string(
+        group.to_string(),
+    )];
+    let response: FindCoordinatorResponse =
+        Raw::connect(address).call(ApiKey::FindCoordinator, 4, &request);
+    let found = &response.coordinators[0];
+    match found.error_code {
+        0 => found.node_id.0,
+        _ => -1,
+    }
+}
