@@ -947,3 +947,214 @@ fn a_follower_below_the_leaders_log_start_starts_over_there() {
         }
     }
 }
+
+/// AlterPartitionReassignments v1 of `partition` of `topic` to `target` (or cancel):
+/// the partition's error code.
+fn reassign(address: &str, topic: &str, partition: i32, target: Option<Vec<i32>>) -> i16 {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    };
+    let mut wanted = ReassignablePartition::default();
+    wanted.partition_index = partition;
+    wanted.replicas = target.map(|ids| ids.into_iter().map(BrokerId).collect());
+    let mut asked = ReassignableTopic::default();
+    asked.name = common::topic_name(topic);
+    asked.partitions = vec![wanted];
+    let mut request = AlterPartitionReassignmentsRequest::default();
+    request.timeout_ms = 10_000;
+    request.allow_replication_factor_change = true;
+    request.topics = vec![asked];
+    let response: AlterPartitionReassignmentsResponse =
+        Raw::connect(address).call(ApiKey::AlterPartitionReassignments, 1, &request);
+    assert_eq!(response.error_code, 0);
+    response.responses[0].partitions[0].error_code
+}
+
+/// (topic, partition) -> (replicas, adding, removing).
+type Moving = BTreeMap<(String, i32), (Vec<i32>, Vec<i32>, Vec<i32>)>;
+
+/// ListPartitionReassignments.
+fn reassignments(address: &str) -> Moving {
+    use kafka_protocol::messages::{
+        ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    };
+    let request = ListPartitionReassignmentsRequest::default();
+    let response: ListPartitionReassignmentsResponse =
+        Raw::connect(address).call(ApiKey::ListPartitionReassignments, 0, &request);
+    let ids = |list: &[kafka_protocol::messages::BrokerId]| list.iter().map(|b| b.0).collect();
+    response
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|p| {
+                (
+                    (topic.name.to_string(), p.partition_index),
+                    (
+                        ids(&p.replicas),
+                        ids(&p.adding_replicas),
+                        ids(&p.removing_replicas),
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// ElectLeaders v2 (preferred) for `partition` of `topic`: its error code.
+fn elect_preferred(address: &str, topic: &str, partition: i32) -> i16 {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
+    let mut asked = TopicPartitions::default();
+    asked.topic = common::topic_name(topic);
+    asked.partitions = vec![partition];
+    let mut request = ElectLeadersRequest::default();
+    request.election_type = 0;
+    request.timeout_ms = 10_000;
+    request.topic_partitions = Some(vec![asked]);
+    let response: ElectLeadersResponse =
+        Raw::connect(address).call(ApiKey::ElectLeaders, 2, &request);
+    assert_eq!(response.error_code, 0);
+    response.replica_election_results[0].partition_result[0].error_code
+}
+
+/// Per partition of `topic`: its replicas, as `address` sees them.
+fn replicas(address: &str, topic: &str) -> Vec<Vec<i32>> {
+    let response = metadata(address);
+    let described = response
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
+        .expect("topic");
+    let mut partitions: Vec<_> = described
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition_index,
+                p.replica_nodes.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    partitions.sort_unstable_by_key(|p| p.0);
+    partitions.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Four brokers; each partition of an RF 3 topic moves off its leader onto the broker it
+/// lacked while an idempotent acks=all producer keeps writing: the new replica copies the
+/// log, the move completes once it is in sync (the leader hands over), the old replica's
+/// log is deleted, and every acknowledged record is read back exactly once. A preferred
+/// leader election then gives each partition back to its first replica.
+#[test]
+fn reassignments_move_replicas_while_producers_keep_writing() {
+    let mut cluster = Cluster::start(4, &[]);
+    let watcher = cluster.nodes[0].address.clone();
+    create_topic_with(&watcher, "moving", 2, 3, &[("min.insync.replicas", "2")]);
+    eventually("every partition fully replicated", || {
+        let seen = isrs(&watcher, "moving");
+        seen.len() == 2
+            && seen
+                .iter()
+                .all(|(leader, isr)| *leader > 0 && isr.len() == 3)
+    });
+    produce_range(&cluster.bootstrap(), "moving", 0..500);
+    let before = replicas(&watcher, "moving");
+    let leaders: Vec<i32> = isrs(&watcher, "moving").iter().map(|(l, _)| *l).collect();
+    let targets: Vec<Vec<i32>> = before
+        .iter()
+        .zip(&leaders)
+        .map(|(replicas, leader)| {
+            let missing = (1..=4)
+                .find(|id| !replicas.contains(id))
+                .expect("a 4th broker");
+            let mut target: Vec<i32> = replicas.iter().copied().filter(|id| id != leader).collect();
+            target.insert(0, missing);
+            target
+        })
+        .collect();
+
+    let bootstrap = cluster.bootstrap();
+    let writer = std::thread::spawn(move || produce_range(&bootstrap, "moving", 500..1500));
+    assert_eq!(
+        reassign(&watcher, "moving", 5, Some(vec![1, 2, 3])),
+        3,
+        "no partition 5"
+    );
+    assert_eq!(
+        reassign(&watcher, "moving", 0, Some(vec![1, 1, 2])),
+        39,
+        "a broker twice"
+    );
+    assert_eq!(
+        reassign(&watcher, "moving", 0, None),
+        85,
+        "nothing to cancel"
+    );
+    for (partition, target) in targets.iter().enumerate() {
+        assert_eq!(
+            reassign(&watcher, "moving", partition as i32, Some(target.clone())),
+            0
+        );
+    }
+    eventually("every reassignment completed", || {
+        reassignments(&watcher).is_empty()
+            && replicas(&watcher, "moving") == targets
+            && isrs(&watcher, "moving")
+                .iter()
+                .zip(&targets)
+                .all(|((leader, isr), target)| {
+                    target.contains(leader) && *isr == target.iter().copied().collect()
+                })
+    });
+    writer.join().expect("writer");
+    for (partition, (old, leader)) in before.iter().zip(&leaders).enumerate() {
+        let node = cluster
+            .nodes
+            .iter()
+            .find(|n| n.id == *leader)
+            .expect("node");
+        let dir = node.dir.join(format!("moving-{partition}"));
+        eventually("the moved-off replica's log is deleted", || !dir.exists());
+        assert!(old.contains(leader));
+    }
+    assert_exactly(
+        &consume_count(&cluster.bootstrap(), "moving", 2, 1500),
+        1500,
+    );
+
+    // Preferred leaders: move leadership away from partition 0's first replica, then back.
+    let preferred = targets[0][0];
+    let index = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == preferred)
+        .expect("node");
+    if isrs(&watcher, "moving")[0].0 == preferred {
+        cluster.kill(index);
+        let survivor = cluster.nodes[(index + 1) % 4].address.clone();
+        eventually("another replica leads", || {
+            let leader = isrs(&survivor, "moving")[0].0;
+            leader > 0 && leader != preferred
+        });
+        cluster.restart(index);
+    }
+    let watcher = cluster.nodes[(index + 1) % 4].address.clone();
+    eventually("the preferred replica is in sync again", || {
+        isrs(&watcher, "moving")[0].1.contains(&preferred)
+    });
+    assert_eq!(elect_preferred(&watcher, "moving", 0), 0);
+    eventually("the preferred replica leads", || {
+        isrs(&watcher, "moving")[0].0 == preferred
+    });
+    assert_eq!(
+        elect_preferred(&watcher, "moving", 0),
+        84,
+        "ELECTION_NOT_NEEDED"
+    );
+    assert_exactly(
+        &consume_count(&cluster.bootstrap(), "moving", 2, 1500),
+        1500,
+    );
+}

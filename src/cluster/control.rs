@@ -5,9 +5,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::controller::{
-    Controller, Outcome, PartitionGrowth, TopicConfigChange, TopicHost, TopicRef, TopicSpec,
+    Controller, Outcome, PartitionGrowth, PartitionReassignment, TopicConfigChange, TopicHost,
+    TopicRef, TopicSpec,
 };
 use super::metadata::Topic;
+use super::reassignment::ElectionKind;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControlCall {
@@ -25,6 +27,16 @@ pub enum ControlCall {
         validate_only: bool,
     },
     AllocateProducerId,
+    /// AlterPartitionReassignments.
+    ReassignPartitions {
+        changes: Vec<PartitionReassignment>,
+        allow_factor_change: bool,
+    },
+    ElectLeaders {
+        kind: ElectionKind,
+        /// `None`: every partition.
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// A broker's own call: creates `__consumer_offsets` (`Controller::create_offsets_topic`).
     CreateOffsetsTopic {
         partitions: i32,
@@ -37,6 +49,8 @@ pub enum ControlReply {
     Topics(Vec<Outcome<Topic>>),
     Done(Vec<Outcome<()>>),
     ProducerId(Outcome<i64>),
+    /// Per partition elected (or refused): topic, partition, outcome.
+    Elected(Vec<(String, i32, Outcome<()>)>),
     /// The operation did not run (no controller could be reached): each item fails so.
     Failed(super::controller::TopicError),
 }
@@ -60,6 +74,16 @@ impl Controller {
                 changes,
                 validate_only,
             } => ControlReply::Done(self.alter_topic_configs(host, changes, validate_only).await),
+            ControlCall::ReassignPartitions {
+                changes,
+                allow_factor_change,
+            } => ControlReply::Done(
+                self.reassign_partitions(host, changes, allow_factor_change)
+                    .await,
+            ),
+            ControlCall::ElectLeaders { kind, partitions } => {
+                ControlReply::Elected(self.elect_leaders(host, kind, partitions).await)
+            }
             ControlCall::CreateOffsetsTopic {
                 partitions,
                 replication_factor,
@@ -88,6 +112,27 @@ impl ControlReply {
         match self {
             ControlReply::Done(outcomes) => outcomes,
             other => vec![Err(other.failure()); count],
+        }
+    }
+
+    /// Per-partition outcomes of an election; a failed call fails each of `asked` (empty
+    /// when every partition was asked: the failure is the whole answer).
+    pub fn into_elected(
+        self,
+        asked: &[(String, i32)],
+    ) -> Result<Vec<(String, i32, Outcome<()>)>, super::controller::TopicError> {
+        match self {
+            ControlReply::Elected(results) => Ok(results),
+            other => {
+                let failure = other.failure();
+                if asked.is_empty() {
+                    return Err(failure);
+                }
+                Ok(asked
+                    .iter()
+                    .map(|(name, partition)| (name.clone(), *partition, Err(failure.clone())))
+                    .collect())
+            }
         }
     }
 

@@ -24,6 +24,7 @@ use super::metadata::{
     is_internal_topic, validate_topic_name, ClusterMetadata, PartitionState, Topic, OFFSETS_TOPIC,
     PARTITIONS_PER_TOPIC_MAX,
 };
+use super::reassignment::{self, ElectionKind};
 use super::topic_config::{self, TopicDefaults};
 
 /// Why a topic operation failed. The server maps each to its Kafka error code.
@@ -48,6 +49,16 @@ pub enum TopicError {
     /// The change is valid but would take the broker past one of its limits.
     #[error("{0}")]
     PolicyViolation(String),
+    #[error("partition {0} does not exist")]
+    UnknownPartition(String),
+    #[error("no reassignment of {0} is in progress")]
+    NoReassignmentInProgress(String),
+    #[error("{0} already has its preferred leader")]
+    ElectionNotNeeded(String),
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
     /// Clients may not create, delete or grow an internal topic (`__consumer_offsets`).
     #[error("'{0}' is an internal topic: the brokers create and manage it")]
     InternalTopic(String),
@@ -140,6 +151,14 @@ pub struct TopicConfigChange {
     pub topic: String,
     pub replace_all: bool,
     pub edits: Vec<ConfigEdit>,
+}
+
+/// One partition's reassignment: its target replicas, or `None` to cancel it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionReassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub target: Option<Vec<i32>>,
 }
 
 /// A topic named by name or by id.
@@ -614,6 +633,90 @@ impl Controller {
     }
 
     /// Publishes `metadata`; if it cannot be persisted, every change in `results` failed.
+    /// Starts, replaces or cancels partition reassignments (`cluster/reassignment.rs`).
+    /// Results are in request order.
+    pub async fn reassign_partitions(
+        &self,
+        host: &impl TopicHost,
+        changes: Vec<PartitionReassignment>,
+        allow_factor_change: bool,
+    ) -> Vec<Outcome<()>> {
+        let _one_change_at_a_time = self.lock.lock().await;
+        let mut metadata = (*host.metadata()).clone();
+        let mut results = Vec::with_capacity(changes.len());
+        for change in changes {
+            let outcome = metadata
+                .topic(&change.topic)
+                .cloned()
+                .ok_or_else(|| TopicError::UnknownTopic(change.topic.clone()))
+                .and_then(|mut topic| {
+                    reassignment::reassign(
+                        &mut topic,
+                        change.partition,
+                        change.target,
+                        allow_factor_change,
+                        |id| metadata.brokers.contains_key(&id),
+                        |id| metadata.is_live(id),
+                    )?;
+                    Ok(topic)
+                });
+            results.push(outcome.map(|topic| metadata.insert_topic(topic)));
+        }
+        if results.iter().any(Result::is_ok) {
+            return self.publish_or_fail(host, metadata, results).await;
+        }
+        results
+    }
+
+    /// ElectLeaders: `partitions`, or (`None`) every partition; then only the partitions
+    /// where an election was due are answered, as Kafka does.
+    pub async fn elect_leaders(
+        &self,
+        host: &impl TopicHost,
+        kind: ElectionKind,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<(String, i32, Outcome<()>)> {
+        let _one_change_at_a_time = self.lock.lock().await;
+        let mut metadata = (*host.metadata()).clone();
+        let every = partitions.is_none();
+        let wanted = partitions.unwrap_or_else(|| {
+            metadata
+                .topics()
+                .values()
+                .flat_map(|topic| (0..topic.partitions).map(|p| (topic.name.clone(), p)))
+                .collect()
+        });
+        let mut results = Vec::with_capacity(wanted.len());
+        for (name, partition) in wanted {
+            let outcome = metadata
+                .topic(&name)
+                .cloned()
+                .ok_or_else(|| TopicError::UnknownTopic(name.clone()))
+                .and_then(|mut topic| {
+                    reassignment::elect(&mut topic, partition, kind, |id| metadata.is_live(id))?;
+                    Ok(topic)
+                });
+            let outcome = outcome.map(|topic| metadata.insert_topic(topic));
+            if every && matches!(outcome, Err(TopicError::ElectionNotNeeded(_))) {
+                continue;
+            }
+            results.push((name, partition, outcome));
+        }
+        if results.iter().any(|(_, _, outcome)| outcome.is_ok()) {
+            let (names, outcomes): (Vec<_>, Vec<_>) = results
+                .into_iter()
+                .map(|(name, partition, outcome)| ((name, partition), outcome))
+                .unzip();
+            let outcomes = self.publish_or_fail(host, metadata, outcomes).await;
+            return names
+                .into_iter()
+                .zip(outcomes)
+                .map(|((name, partition), outcome)| (name, partition, outcome))
+                .collect();
+        }
+        results
+    }
+
     async fn publish_or_fail<T>(
         &self,
         host: &impl TopicHost,

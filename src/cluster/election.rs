@@ -37,6 +37,7 @@ pub fn on_fence(metadata: &ClusterMetadata, broker: i32) -> Vec<MetadataRecord> 
                 leader,
                 leader_epoch,
                 isr,
+                ..state.clone()
             };
             if &changed != state {
                 changes.push(MetadataRecord::PartitionChange {
@@ -63,7 +64,7 @@ pub fn on_unfence(metadata: &ClusterMetadata, broker: i32) -> Vec<MetadataRecord
                     state: PartitionState {
                         leader: broker,
                         leader_epoch: state.leader_epoch + 1,
-                        isr: state.isr.clone(),
+                        ..state.clone()
                     },
                 });
             }
@@ -158,7 +159,8 @@ mod tests {
             PartitionState {
                 leader: 2,
                 leader_epoch: 1,
-                isr: vec![2, 3]
+                isr: vec![2, 3],
+                ..PartitionState::default()
             }
         );
         fence(&mut metadata, 2);
@@ -167,7 +169,8 @@ mod tests {
             PartitionState {
                 leader: 3,
                 leader_epoch: 2,
-                isr: vec![3]
+                isr: vec![3],
+                ..PartitionState::default()
             }
         );
         // The last in-sync replica stays in the ISR while away: no unclean election when
@@ -178,7 +181,8 @@ mod tests {
             PartitionState {
                 leader: -1,
                 leader_epoch: 3,
-                isr: vec![3]
+                isr: vec![3],
+                ..PartitionState::default()
             }
         );
         unfence(&mut metadata, 1);
@@ -190,7 +194,8 @@ mod tests {
             PartitionState {
                 leader: 3,
                 leader_epoch: 4,
-                isr: vec![3]
+                isr: vec![3],
+                ..PartitionState::default()
             }
         );
     }

@@ -29,14 +29,22 @@ pub struct Topic {
     pub states: Vec<PartitionState>,
 }
 
-/// Who leads a partition, since which epoch, and which replicas are in sync.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Who leads a partition, since which epoch, which replicas are in sync, and a
+/// reassignment in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionState {
     /// -1 while no in-sync replica is live (the partition is offline).
     pub leader: i32,
     /// Bumped by every change of leader (stamped into the batches the leader appends).
     pub leader_epoch: i32,
     pub isr: Vec<i32>,
+    /// A reassignment in progress (KIP-455, `cluster/reassignment.rs`): replicas being
+    /// added (copying; the reassignment completes once all are in sync) and replicas to
+    /// remove then. Both are also among the partition's replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 impl PartitionState {
@@ -49,11 +57,13 @@ impl PartitionState {
                 leader,
                 leader_epoch: 0,
                 isr,
+                ..PartitionState::default()
             },
             None => PartitionState {
                 leader: -1,
                 leader_epoch: 0,
                 isr: replicas.to_vec(),
+                ..PartitionState::default()
             },
         }
     }

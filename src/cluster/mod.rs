@@ -7,5 +7,6 @@ pub mod controller;
 pub mod election;
 pub mod metadata;
 pub mod quorum;
+pub mod reassignment;
 pub mod records;
 pub mod topic_config;

@@ -45,6 +45,11 @@ pub fn topic_error_code(error: &TopicError) -> ResponseError {
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
         TopicError::InternalTopic(_) => ResponseError::InvalidTopicException,
+        TopicError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition,
+        TopicError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+        TopicError::ElectionNotNeeded(_) => ResponseError::ElectionNotNeeded,
+        TopicError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
+        TopicError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }

@@ -30,6 +30,7 @@ use crate::cluster::quorum::node::{QuorumError, QuorumNode, QuorumSettings, Stat
 use crate::cluster::quorum::store::initial_snapshot;
 use crate::cluster::quorum::transport::{CallError, Hello, PeerTransport, Peers};
 use crate::cluster::quorum::voters::QuorumConfig;
+use crate::cluster::reassignment;
 use crate::cluster::records::{self, MetadataRecord};
 use crate::runtime::shutdown::Shutdown;
 
@@ -560,9 +561,11 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
                         isr,
                     );
                     match change {
-                        Ok(Some(record)) => propose(cluster, vec![record])
-                            .await
-                            .map_err(|e| e.to_string()),
+                        Ok(Some(record)) => {
+                            let records =
+                                with_completed_reassignment(&cluster.image.borrow(), record);
+                            propose(cluster, records).await.map_err(|e| e.to_string())
+                        }
                         Ok(None) => Ok(cluster.node.status().applied),
                         Err(reason) => Err(reason),
                     }
@@ -662,11 +665,44 @@ fn isr_change(
         topic_id,
         partition,
         state: crate::cluster::metadata::PartitionState {
-            leader: state.leader,
-            leader_epoch: state.leader_epoch,
             isr,
+            ..state.clone()
         },
     }))
+}
+
+/// An ISR change, or, if it brings every replica a reassignment adds in sync, the
+/// partition's topic with that reassignment completed (`cluster::reassignment`).
+fn with_completed_reassignment(
+    image: &ClusterMetadata,
+    record: MetadataRecord,
+) -> Vec<MetadataRecord> {
+    let MetadataRecord::PartitionChange {
+        topic_id,
+        partition,
+        state,
+    } = &record
+    else {
+        return vec![record];
+    };
+    let Some(topic) = image.topic_by_id(topic_id) else {
+        return vec![record];
+    };
+    let moving = topic
+        .state_of(*partition)
+        .is_some_and(|current| !current.adding.is_empty() || !current.removing.is_empty());
+    let slot = usize::try_from(*partition).ok();
+    let Some(slot) = slot.filter(|&slot| moving && slot < topic.states.len()) else {
+        return vec![record];
+    };
+    let mut topic = topic.clone();
+    topic.states[slot] = state.clone();
+    if reassignment::complete_if_caught_up(&mut topic, *partition, |id| image.is_live(id)) {
+        tracing::info!(topic = %topic.name, partition, replicas = ?topic.replicas[slot], "reassignment complete");
+        vec![MetadataRecord::PutTopic(topic)]
+    } else {
+        vec![record]
+    }
 }
 
 /// Fences broker `id` (registration `epoch`) and moves what it led, in one entry.
@@ -831,6 +867,17 @@ async fn reconcile(
             if let Err(error) = shard.open_topic_partitions(topic, opened, fresh).await {
                 tracing::error!(topic = %name, %error, "opening partitions assigned here failed");
             }
+        }
+        // Replicas moved away (a completed reassignment): this broker's copy goes.
+        let dropped: Vec<i32> = old.map_or_else(Vec::new, |old| {
+            (0..old.partitions)
+                .filter(|&p| old.replicas_of(p).contains(&me))
+                .filter(|&p| !topic.replicas_of(p).contains(&me))
+                .collect()
+        });
+        if !dropped.is_empty() {
+            tracing::info!(topic = %name, partitions = ?dropped, "replicas moved away; deleting them here");
+            shard.delete_topic_partitions(topic, dropped).await;
         }
         if old.is_some_and(|old| old.configs != topic.configs) && holds_any(topic, me) {
             shard.reconfigure_topic_logs(topic).await;

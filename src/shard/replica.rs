@@ -190,6 +190,7 @@ mod tests {
                 leader: 1,
                 leader_epoch: 4,
                 isr,
+                ..PartitionState::default()
             },
         );
         state
@@ -213,6 +214,7 @@ mod tests {
                 leader: 1,
                 leader_epoch: 4,
                 isr: vec![1, 3],
+                ..PartitionState::default()
             },
         );
         assert_eq!(state.high_watermark(100), 100);
@@ -222,6 +224,7 @@ mod tests {
                 leader: 1,
                 leader_epoch: 4,
                 isr: vec![1, 2, 3],
+                ..PartitionState::default()
             },
         );
         assert_eq!(state.high_watermark(100), 100);
@@ -246,6 +249,7 @@ mod tests {
                 leader: 1,
                 leader_epoch: 4,
                 isr: vec![1, 3, 2],
+                ..PartitionState::default()
             },
         );
         assert_eq!(state.lagging_change(now), None);

@@ -144,6 +144,26 @@ impl Shard {
         }
     }
 
+    /// Closes and deletes this broker's logs of `partitions` of `topic` on their owning
+    /// shards; failures are logged.
+    pub async fn delete_topic_partitions(self: &Rc<Self>, topic: &Topic, partitions: Vec<i32>) {
+        for partition in partitions {
+            let name = topic.name.clone();
+            let owner = self.owner_of(topic, partition);
+            let deleted = self
+                .run_on(owner, move |target| async move {
+                    target
+                        .delete_partitions_in(&name, partition..partition + 1)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+            if let Err(error) = deleted.map_err(|e| e.to_string()).and_then(|d| d) {
+                tracing::error!(topic = %topic.name, partition, %error, "deleting a partition log failed");
+            }
+        }
+    }
+
     /// Gives the open logs of `topic` its current roll and retention limits.
     pub async fn reconfigure_topic_logs(self: &Rc<Self>, topic: &Topic) {
         for owner in self.owners(topic) {
