@@ -125,7 +125,8 @@ pub struct ServeArgs {
     pub default_replication_factor: Option<i64>,
     /// The metadata quorum's voters, `id@host:port,...` (Kafka's
     /// `controller.quorum.voters`). Given: this broker is one node of a cluster, formatted
-    /// with `petrel format`, and one of the voters (combined mode). Not given: a single
+    /// with `petrel format`: a voter if they name its `--node-id` (combined mode: voter and
+    /// broker), else a broker only, following the voters' catalogue. Not given: a single
     /// broker.
     #[arg(long, env = "PETREL_CONTROLLER_QUORUM_VOTERS")]
     pub controller_quorum_voters: Option<String>,
@@ -628,18 +629,37 @@ fn resolve_quorum(
     };
     let voters =
         parse_voters(text).map_err(|reason| invalid("controller-quorum-voters", text, reason))?;
+    let heartbeat_interval = heartbeat_interval_ms.unwrap_or(2_000);
+    let session_timeout = session_timeout_ms.unwrap_or(9_000);
+    if heartbeat_interval == 0 || session_timeout <= heartbeat_interval {
+        return Err(invalid(
+            "broker-session-timeout-ms",
+            session_timeout,
+            format!("must be larger than broker-heartbeat-interval-ms ({heartbeat_interval}), which must be positive"),
+        ));
+    }
     let own = u64::try_from(node_id)
         .ok()
         .and_then(|id| voters.get(&id).copied());
     let Some(own) = own else {
-        return Err(invalid(
-            "controller-quorum-voters",
-            text,
-            format!(
-                "does not name this node (--node-id {node_id}); every broker of a cluster is one \
-                 of its voters (combined mode)"
-            ),
-        ));
+        // A broker only (KRaft's `process.roles=broker`): it follows the voters' catalogue
+        // and has no quorum listener.
+        if let Some(listen) = listen {
+            return Err(invalid(
+                "controller-listen",
+                listen,
+                format!(
+                    "only voters listen for the quorum, and --controller-quorum-voters does not \
+                     name this node (--node-id {node_id}): it joins as a broker only"
+                ),
+            ));
+        }
+        return Ok(Some(QuorumConfig {
+            voters,
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            heartbeat_interval: Duration::from_millis(heartbeat_interval),
+            session_timeout: Duration::from_millis(session_timeout),
+        }));
     };
     let listen = match listen {
         Some(text) => {
@@ -657,15 +677,6 @@ fn resolve_quorum(
         }
         None => own,
     };
-    let heartbeat_interval = heartbeat_interval_ms.unwrap_or(2_000);
-    let session_timeout = session_timeout_ms.unwrap_or(9_000);
-    if heartbeat_interval == 0 || session_timeout <= heartbeat_interval {
-        return Err(invalid(
-            "broker-session-timeout-ms",
-            session_timeout,
-            format!("must be larger than broker-heartbeat-interval-ms ({heartbeat_interval}), which must be positive"),
-        ));
-    }
     Ok(Some(QuorumConfig {
         voters,
         listen,

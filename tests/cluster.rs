@@ -154,8 +154,24 @@ fn bad_quorum_settings_and_foreign_data_dirs_are_refused_at_start() {
     );
     let said = start(&dir, "1", "1@127.0.0.1");
     assert!(said.contains("controller-quorum-voters"), "{said}");
-    let said = start(&dir, "4", "1@127.0.0.1:1,2@127.0.0.1:2");
-    assert!(said.contains("does not name this node"), "{said}");
+    // A node the voters do not name is a broker only: it has no quorum listener.
+    let output = petrel()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            "4",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .args(["--controller-quorum-voters", "1@127.0.0.1:1,2@127.0.0.1:2"])
+        .args(["--controller-listen", "127.0.0.1:3"])
+        .output()
+        .expect("run petrel");
+    assert!(!output.status.success(), "started: {output:?}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("only voters listen for the quorum"), "{said}");
     format(&dir, "one-cluster", 1);
     let said = start(&dir, "2", "1@127.0.0.1:1,2@127.0.0.1:2");
     assert!(
@@ -1157,4 +1173,104 @@ fn reassignments_move_replicas_while_producers_keep_writing() {
         &consume_count(&cluster.bootstrap(), "moving", 2, 1500),
         1500,
     );
+}
+
+/// A fourth node started with the same voters, which do not name it, joins as a broker
+/// only: it follows the catalogue, registers, serves (a CreateTopics through it is
+/// forwarded and visible there at once), takes replicas by reassignment, catches up and
+/// leads after a preferred election, and comes back after a SIGKILL.
+#[test]
+fn a_broker_outside_the_quorum_joins_and_takes_over_replicas() {
+    let mut cluster = Cluster::start(3, &[]);
+    let watcher = cluster.nodes[0].address.clone();
+    create_topic_with(&watcher, "grow", 3, 3, &[]);
+    eventually("every partition fully replicated", || {
+        let seen = isrs(&watcher, "grow");
+        seen.len() == 3
+            && seen
+                .iter()
+                .all(|(leader, isr)| *leader > 0 && isr.len() == 3)
+    });
+    produce_range(&cluster.bootstrap(), "grow", 0..600);
+
+    let fourth = cluster.add_broker();
+    let (id, address) = (
+        cluster.nodes[fourth].id,
+        cluster.nodes[fourth].address.clone(),
+    );
+    assert_eq!(id, 4);
+    eventually("every node lists the new broker", || {
+        cluster
+            .nodes
+            .iter()
+            .all(|node| view(&node.address).0 == BTreeSet::from([1, 2, 3, 4]))
+    });
+    assert!(
+        view(&address).1.contains_key("grow"),
+        "it follows the catalogue"
+    );
+    create_topic_with(&address, "via-four", 4, 2, &[]);
+    assert!(
+        view(&address).1.contains_key("via-four"),
+        "a change made through it is visible there when answered"
+    );
+    assert!(
+        replicas(&watcher, "via-four")
+            .iter()
+            .flatten()
+            .any(|&b| b == 4),
+        "new topics are assigned to it too"
+    );
+
+    let before = replicas(&watcher, "grow");
+    let targets: Vec<Vec<i32>> = before
+        .iter()
+        .enumerate()
+        .map(|(p, replicas)| {
+            let mut target = replicas.clone();
+            target.remove(p % 3);
+            target.insert(0, 4);
+            target
+        })
+        .collect();
+    let bootstrap = cluster.bootstrap();
+    let writer = std::thread::spawn(move || produce_range(&bootstrap, "grow", 600..1200));
+    for (partition, target) in targets.iter().enumerate() {
+        assert_eq!(
+            reassign(&address, "grow", partition as i32, Some(target.clone())),
+            0
+        );
+    }
+    eventually("the new broker holds its replicas, in sync", || {
+        reassignments(&watcher).is_empty()
+            && replicas(&watcher, "grow") == targets
+            && isrs(&watcher, "grow")
+                .iter()
+                .all(|(_, isr)| isr.contains(&4))
+    });
+    writer.join().expect("writer");
+    for partition in 0..3 {
+        let code = elect_preferred(&address, "grow", partition);
+        assert!(code == 0 || code == 84, "election: {code}");
+    }
+    eventually("the new broker leads every partition", || {
+        isrs(&watcher, "grow")
+            .iter()
+            .all(|(leader, _)| *leader == 4)
+    });
+    assert_exactly(&consume_count(&cluster.bootstrap(), "grow", 3, 1200), 1200);
+
+    cluster.kill(fourth);
+    eventually("the voters lead again", || {
+        isrs(&watcher, "grow")
+            .iter()
+            .all(|(leader, _)| (1..=3).contains(leader))
+    });
+    cluster.restart(fourth);
+    eventually("the new broker is back in every ISR", || {
+        isrs(&watcher, "grow")
+            .iter()
+            .all(|(_, isr)| isr.contains(&4))
+    });
+    assert_exactly(&consume_count(&cluster.bootstrap(), "grow", 3, 1200), 1200);
 }

@@ -3,9 +3,12 @@
 //! partitions kept in step with that catalogue, the broker's registration and heartbeats,
 //! and, on the quorum's leader, the controller and the fencing of silent brokers.
 //!
-//! Every node applies the committed metadata records to its own catalogue (`Machine`),
-//! then `reconcile` opens the partitions this broker holds a replica of, deletes those of
-//! removed topics, applies config changes, and gives every shard the new snapshot.
+//! Every voter applies the committed metadata records to its own catalogue (`Machine`); a
+//! broker-only node (not among the voters) follows the catalogue instead: it asks a voter
+//! for it, and the voter answers once it has applied something newer (a long poll), with
+//! the whole catalogue (`follow_catalogue`). Then `reconcile` opens the partitions this
+//! broker holds a replica of, deletes those of removed topics, applies config changes, and
+//! gives every shard the new snapshot.
 //! Controller operations run only on the quorum's leader once it has applied every earlier
 //! entry; another node sends them there and answers once it has applied the result too.
 
@@ -26,7 +29,9 @@ use crate::cluster::controller::TopicError;
 use crate::cluster::election;
 use crate::cluster::metadata::{BrokerInfo, ClusterMetadata, Topic};
 use crate::cluster::quorum::journal::Journal;
-use crate::cluster::quorum::node::{QuorumError, QuorumNode, QuorumSettings, StateMachine};
+use crate::cluster::quorum::node::{
+    QuorumError, QuorumNode, QuorumSettings, QuorumStatus, StateMachine,
+};
 use crate::cluster::quorum::store::initial_snapshot;
 use crate::cluster::quorum::transport::{CallError, Hello, PeerTransport, Peers};
 use crate::cluster::quorum::voters::QuorumConfig;
@@ -45,9 +50,16 @@ const LEAVE_WAIT: Duration = Duration::from_secs(3);
 /// Retry pause while no leader is known.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 
-/// What a node asks the quorum's leader.
+/// How long a voter holds a broker-only node's catalogue request when it has nothing newer.
+const CATALOGUE_WAIT: Duration = Duration::from_secs(2);
+
+/// What a node asks the quorum's leader (or, `Catalogue`, any voter).
 #[derive(Debug, Serialize, Deserialize)]
 enum NodeCall {
+    /// A broker-only node asks for the catalogue once a voter has applied past `after`.
+    Catalogue {
+        after: u64,
+    },
     Control(ControlCall),
     Register(BrokerInfo),
     Heartbeat {
@@ -72,6 +84,13 @@ enum NodeCall {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum NodeReply {
+    /// The catalogue as applied at `index` (`None`: nothing newer than asked), and the
+    /// quorum's leader as this voter knows it.
+    Catalogue {
+        index: u64,
+        leader: u64,
+        image: Option<String>,
+    },
     /// The controller's answer, and the index this node must apply before answering.
     Control {
         reply: ControlReply,
@@ -130,8 +149,20 @@ impl StateMachine for Machine {
     }
 }
 
+/// A voter of the metadata quorum, or a broker only.
+enum Role {
+    Voter(Rc<QuorumNode>),
+    /// Its status: the catalogue's index it has applied and the leader it last heard of.
+    Observer {
+        status: Cell<QuorumStatus>,
+        changed: Event,
+    },
+}
+
 pub struct ClusterNode {
-    pub node: Rc<QuorumNode>,
+    role: Role,
+    /// This node's id in the quorum's terms.
+    node_id: u64,
     peers: Rc<Peers>,
     image: Rc<RefCell<ClusterMetadata>>,
     changed: Rc<Event>,
@@ -140,6 +171,9 @@ pub struct ClusterNode {
     incarnation: Uuid,
     /// This broker's registration epoch, once registered.
     epoch: Cell<Option<u64>>,
+    /// The catalogue index every shard's snapshot has reached (`reconcile`), and its event.
+    published: Cell<u64>,
+    published_changed: Event,
     /// Leader only: when each broker was last heard from.
     last_seen: RefCell<HashMap<i32, Instant>>,
     /// Leader only: brokers with an unfence record in flight.
@@ -155,28 +189,6 @@ impl ClusterNode {
     pub async fn start(shard: &Rc<Shard>, cluster_id: String) -> Result<Rc<ClusterNode>, String> {
         let config = shard.config.quorum.clone().ok_or("no quorum configured")?;
         let node_id = u64::try_from(shard.config.node_id).map_err(|_| "negative node id")?;
-        let dir = shard
-            .config
-            .data_dir
-            .join("__internal")
-            .join("cluster-metadata");
-        let (journal, mut core) = Journal::open(shard.storage.clone(), dir)
-            .await
-            .map_err(|error| format!("opening the metadata journal: {error}"))?;
-        let configured: Vec<u64> = config.voters.keys().copied().collect();
-        let journaled = core.snapshot.get_metadata().get_conf_state().voters.clone();
-        if journaled.is_empty() {
-            core.snapshot = initial_snapshot(configured.clone());
-        } else {
-            let mut sorted = journaled.clone();
-            sorted.sort_unstable();
-            if sorted != configured {
-                return Err(format!(
-                    "the metadata journal's voters are {sorted:?}, but --controller-quorum-voters \
-                     names {configured:?}; changing the voters is not supported"
-                ));
-            }
-        }
         let shutdown = Rc::new(Shutdown::new());
         {
             let shard = shard.clone();
@@ -195,9 +207,6 @@ impl ClusterNode {
             })
             .detach();
         }
-        let listener = glommio::net::TcpListener::bind(config.listen).map_err(|error| {
-            format!("cannot listen for the quorum on {}: {error}", config.listen)
-        })?;
         let peers = Peers::new(
             Hello {
                 cluster_id: cluster_id.clone(),
@@ -206,27 +215,50 @@ impl ClusterNode {
             config.voters.clone().into_iter().collect(),
             shutdown.clone(),
         );
-        glommio::spawn_local(peers.clone().serve(listener)).detach();
         let mut empty = ClusterMetadata::new();
         empty.cluster_id = cluster_id;
         let image = Rc::new(RefCell::new(empty));
         let changed = Rc::new(Event::new());
-        let machine = Machine {
-            image: image.clone(),
-            changed: changed.clone(),
+        let (role, stopped) = if config.voters.contains_key(&node_id) {
+            let (node, stopped) = start_voter(
+                shard,
+                &config,
+                node_id,
+                &peers,
+                Machine {
+                    image: image.clone(),
+                    changed: changed.clone(),
+                },
+                &shutdown,
+            )
+            .await?;
+            (Role::Voter(node), stopped)
+        } else {
+            tracing::info!(
+                node = node_id,
+                "not among the quorum's voters: joining as a broker only"
+            );
+            let (done, stopped) = async_channel::bounded(1);
+            let ended = shutdown.clone();
+            glommio::spawn_local(async move {
+                ended.or_stopped(std::future::pending::<()>()).await;
+                drop(done);
+            })
+            .detach();
+            let first_voter = config.voters.keys().next().copied().unwrap_or(0);
+            let status = QuorumStatus {
+                leader: first_voter,
+                ..QuorumStatus::default()
+            };
+            let role = Role::Observer {
+                status: Cell::new(status),
+                changed: Event::new(),
+            };
+            (role, stopped)
         };
-        let (node, stopped) = QuorumNode::start(
-            QuorumSettings::new(node_id),
-            journal,
-            core,
-            machine,
-            PeerTransport(peers.clone()),
-            shutdown.clone(),
-        )
-        .map_err(|error| error.to_string())?;
-        peers.set_node(node.clone());
         let cluster = Rc::new(ClusterNode {
-            node,
+            role,
+            node_id,
             peers: peers.clone(),
             image,
             changed,
@@ -234,25 +266,31 @@ impl ClusterNode {
             broker_id: shard.config.node_id,
             incarnation: Uuid::new_v4(),
             epoch: Cell::new(None),
+            published: Cell::new(0),
+            published_changed: Event::new(),
             last_seen: RefCell::new(HashMap::new()),
             unfencing: RefCell::new(Default::default()),
             shutdown,
             stopped,
         });
         *shard.cluster.borrow_mut() = Some(cluster.clone());
-        {
+        if cluster.is_voter() {
             let shard = shard.clone();
             peers.set_call_handler(Rc::new(move |_caller, body| {
                 let shard = shard.clone();
                 Box::pin(async move { answer_call(&shard, body).await })
             }));
+        } else {
+            glommio::spawn_local(follow_catalogue(cluster.clone())).detach();
         }
         // What this node knew before it stopped is served from the start.
         let mut published = Arc::new(ClusterMetadata::new());
         published = reconcile(shard, &published, false).await;
         cluster.register(shard).await?;
         glommio::spawn_local(heartbeat_loop(shard.clone(), cluster.clone())).detach();
-        glommio::spawn_local(leader_duties(shard.clone(), cluster.clone())).detach();
+        if cluster.is_voter() {
+            glommio::spawn_local(leader_duties(shard.clone(), cluster.clone())).detach();
+        }
         // Serve only once the quorum lists this broker as live.
         loop {
             let listener = cluster.changed.listen();
@@ -273,6 +311,77 @@ impl ClusterNode {
         published = reconcile(shard, &published, true).await;
         glommio::spawn_local(reconcile_loop(shard.clone(), cluster.clone(), published)).detach();
         Ok(cluster)
+    }
+
+    fn is_voter(&self) -> bool {
+        matches!(self.role, Role::Voter(_))
+    }
+
+    /// The quorum as this node sees it: a voter's Raft status; a broker-only node's is the
+    /// catalogue index it has applied and the leader it last heard of (never itself).
+    pub fn status(&self) -> QuorumStatus {
+        match &self.role {
+            Role::Voter(node) => node.status(),
+            Role::Observer { status, .. } => status.get(),
+        }
+    }
+
+    /// Waits (up to `timeout`) until the status satisfies `ready`; `Err` with the last
+    /// status seen if it did not.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&QuorumStatus) -> bool,
+    ) -> Result<QuorumStatus, QuorumStatus> {
+        let changed = match &self.role {
+            Role::Voter(node) => return node.wait_for(timeout, ready).await,
+            Role::Observer { changed, .. } => changed,
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let listener = changed.listen();
+            let status = self.status();
+            if ready(&status) {
+                return Ok(status);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(status);
+            }
+            futures_lite::future::or(listener, glommio::timer::sleep(left)).await;
+        }
+    }
+
+    /// Waits (up to `APPLY_WAIT`) until every shard's snapshot holds catalogue `index`.
+    async fn wait_published(&self, index: u64) {
+        let deadline = Instant::now() + APPLY_WAIT;
+        loop {
+            let listener = self.published_changed.listen();
+            if self.published.get() >= index {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            futures_lite::future::or(listener, glommio::timer::sleep(left)).await;
+        }
+    }
+
+    /// A broker-only node learns of a newer catalogue or another leader.
+    fn observe(&self, index: Option<u64>, leader: u64) {
+        let Role::Observer { status, changed } = &self.role else {
+            return;
+        };
+        let mut seen = status.get();
+        if let Some(index) = index {
+            seen.applied = seen.applied.max(index);
+        }
+        if leader != 0 {
+            seen.leader = leader;
+        }
+        status.set(seen);
+        changed.notify(usize::MAX);
     }
 
     /// The catalogue as this node has applied it.
@@ -344,7 +453,7 @@ impl ClusterNode {
 
     async fn call(&self, call: &NodeCall) -> Result<NodeReply, String> {
         let body = serde_json::to_vec(call).map_err(|error| error.to_string())?;
-        let mut leader = self.node.status().leader;
+        let mut leader = self.status().leader;
         let deadline = Instant::now() + CALL_TIMEOUT;
         loop {
             if let Some(refusal) = self.peers.refused_by_majority() {
@@ -355,18 +464,16 @@ impl ClusterNode {
             }
             if leader == 0 {
                 glommio::timer::sleep(RETRY_DELAY).await;
-                leader = self.node.status().leader;
+                leader = self.status().leader;
                 continue;
             }
-            let answer = if leader == self.node.id() {
+            let answer = if leader == self.node_id {
                 None
             } else {
                 // A call to a leader that died waits for no reply: give up on it as soon
                 // as this node learns of another leader.
                 let left = deadline.saturating_duration_since(Instant::now());
-                let moved = self
-                    .node
-                    .wait_for(left, move |status| status.leader != leader);
+                let moved = self.wait_for(left, move |status| status.leader != leader);
                 futures_lite::future::or(
                     async { Some(self.peers.call(leader, &body, left).await) },
                     async {
@@ -384,7 +491,7 @@ impl ClusterNode {
                 Some(Err(error)) => {
                     tracing::debug!(%error, "calling the quorum leader failed; retrying");
                     glommio::timer::sleep(RETRY_DELAY).await;
-                    leader = self.node.status().leader;
+                    leader = self.status().leader;
                     continue;
                 }
             };
@@ -394,7 +501,7 @@ impl ClusterNode {
                     leader = if known != 0 && known != leader {
                         known
                     } else {
-                        self.node.status().leader
+                        self.status().leader
                     };
                 }
                 other => return Ok(other),
@@ -451,7 +558,7 @@ impl ClusterNode {
     /// Sends `call` to the quorum's leader, or answers it here if this node leads.
     async fn ask(&self, shard: &Rc<Shard>, call: NodeCall) -> Result<NodeReply, String> {
         loop {
-            let status = self.node.status();
+            let status = self.status();
             if status.is_leader {
                 return Ok(lead(shard, self, call).await);
             }
@@ -463,15 +570,137 @@ impl ClusterNode {
     }
 }
 
+/// A voter's part of the start: the journal (its voters must be the configured ones), the
+/// quorum listener and the Raft node.
+async fn start_voter(
+    shard: &Rc<Shard>,
+    config: &QuorumConfig,
+    node_id: u64,
+    peers: &Rc<Peers>,
+    machine: Machine,
+    shutdown: &Rc<Shutdown>,
+) -> Result<(Rc<QuorumNode>, async_channel::Receiver<()>), String> {
+    let dir = shard
+        .config
+        .data_dir
+        .join("__internal")
+        .join("cluster-metadata");
+    let (journal, mut core) = Journal::open(shard.storage.clone(), dir)
+        .await
+        .map_err(|error| format!("opening the metadata journal: {error}"))?;
+    let configured: Vec<u64> = config.voters.keys().copied().collect();
+    let journaled = core.snapshot.get_metadata().get_conf_state().voters.clone();
+    if journaled.is_empty() {
+        core.snapshot = initial_snapshot(configured.clone());
+    } else {
+        let mut sorted = journaled.clone();
+        sorted.sort_unstable();
+        if sorted != configured {
+            return Err(format!(
+                "the metadata journal's voters are {sorted:?}, but --controller-quorum-voters \
+                 names {configured:?}; changing the voters is not supported"
+            ));
+        }
+    }
+    let listener = glommio::net::TcpListener::bind(config.listen)
+        .map_err(|error| format!("cannot listen for the quorum on {}: {error}", config.listen))?;
+    glommio::spawn_local(peers.clone().serve(listener)).detach();
+    let (node, stopped) = QuorumNode::start(
+        QuorumSettings::new(node_id),
+        journal,
+        core,
+        machine,
+        PeerTransport(peers.clone()),
+        shutdown.clone(),
+    )
+    .map_err(|error| error.to_string())?;
+    peers.set_node(node.clone());
+    Ok((node, stopped))
+}
+
+/// A broker-only node: keeps its catalogue in step with the voters' (long polls, each
+/// answered with the whole catalogue once a voter has applied something newer), trying
+/// the voters in turn while one does not answer.
+async fn follow_catalogue(cluster: Rc<ClusterNode>) {
+    let voters: Vec<u64> = cluster.config.voters.keys().copied().collect();
+    let mut next = 0usize;
+    while !cluster.shutdown.is_started() {
+        let known = cluster.status();
+        // The leader first (it is never behind), else the voters in turn.
+        let voter = if known.leader != 0 && next == 0 {
+            known.leader
+        } else {
+            voters[next % voters.len().max(1)]
+        };
+        let call = NodeCall::Catalogue {
+            after: known.applied,
+        };
+        let body = serde_json::to_vec(&call).expect("calls serialize");
+        let answered = cluster
+            .peers
+            .call(voter, &body, CATALOGUE_WAIT + CALL_TIMEOUT)
+            .await
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| {
+                serde_json::from_slice::<NodeReply>(&bytes).map_err(|error| error.to_string())
+            });
+        match answered {
+            Ok(NodeReply::Catalogue {
+                index,
+                leader,
+                image,
+            }) => {
+                next = 0;
+                let decoded = image.map(|text| ClusterMetadata::decode(text.as_bytes()));
+                match decoded {
+                    Some(Ok(mut catalogue)) if index > cluster.status().applied => {
+                        catalogue.cluster_id = cluster.image.borrow().cluster_id.clone();
+                        *cluster.image.borrow_mut() = catalogue;
+                        cluster.observe(Some(index), leader);
+                        cluster.changed.notify(usize::MAX);
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(voter, %error, "undecodable catalogue from a voter")
+                    }
+                    _ => cluster.observe(None, leader),
+                }
+            }
+            other => {
+                tracing::debug!(voter, answer = ?other, "no catalogue from this voter; trying another");
+                next += 1;
+                glommio::timer::sleep(RETRY_DELAY).await;
+            }
+        }
+    }
+}
+
 /// Answers a peer's call (on the controller shard).
 async fn answer_call(shard: &Rc<Shard>, body: Bytes) -> Bytes {
     let reply = match (shard.cluster(), serde_json::from_slice::<NodeCall>(&body)) {
+        (Some(cluster), Ok(NodeCall::Catalogue { after })) => {
+            // Any voter answers, from what it has applied: a committed prefix, and never
+            // older than asked (`after`), so the broker's catalogue only moves forward.
+            let status = match cluster
+                .wait_for(CATALOGUE_WAIT, |status| status.applied > after)
+                .await
+            {
+                Ok(status) | Err(status) => status,
+            };
+            let image = (status.applied > after)
+                .then(|| serde_json::to_string(&*cluster.image.borrow()).ok())
+                .flatten();
+            NodeReply::Catalogue {
+                index: status.applied,
+                leader: status.leader,
+                image,
+            }
+        }
         (Some(cluster), Ok(call)) => {
-            if cluster.node.status().is_leader {
+            if cluster.status().is_leader {
                 lead(shard, &cluster, call).await
             } else {
                 NodeReply::NotLeader {
-                    leader: cluster.node.status().leader,
+                    leader: cluster.status().leader,
                 }
             }
         }
@@ -484,7 +713,6 @@ async fn answer_call(shard: &Rc<Shard>, body: Bytes) -> Bytes {
 /// Runs `call` as the quorum's leader.
 async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeReply {
     let ready = cluster
-        .node
         .wait_for(LEADER_READY_WAIT, |status| {
             status.leader_ready || !status.is_leader
         })
@@ -498,11 +726,13 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
         }
     }
     match call {
+        // Answered by any voter, before this (`answer_call`).
+        NodeCall::Catalogue { .. } => NodeReply::Failed("not a leader's call".into()),
         NodeCall::Control(call) => {
             let reply = shard.controller.execute(shard, call).await;
             NodeReply::Control {
                 reply,
-                index: cluster.node.status().applied,
+                index: cluster.status().applied,
             }
         }
         NodeCall::Register(info) => {
@@ -566,7 +796,7 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
                                 with_completed_reassignment(&cluster.image.borrow(), record);
                             propose(cluster, records).await.map_err(|e| e.to_string())
                         }
-                        Ok(None) => Ok(cluster.node.status().applied),
+                        Ok(None) => Ok(cluster.status().applied),
                         Err(reason) => Err(reason),
                     }
                 })
@@ -724,7 +954,12 @@ async fn fence(
 
 async fn propose(cluster: &ClusterNode, list: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
     let data = serde_json::to_vec(&list).expect("metadata records serialize");
-    cluster.node.propose(Bytes::from(data)).await
+    match &cluster.role {
+        Role::Voter(node) => node.propose(Bytes::from(data)).await,
+        Role::Observer { status, .. } => Err(QuorumError::NotLeader {
+            leader: status.get().leader,
+        }),
+    }
 }
 
 /// Heartbeats to the leader every interval; re-registers if the quorum forgot this
@@ -750,7 +985,7 @@ async fn heartbeat_loop(shard: Rc<Shard>, cluster: Rc<ClusterNode>) {
         let call = NodeCall::Heartbeat {
             id: cluster.broker_id,
             epoch,
-            applied: cluster.node.status().applied,
+            applied: cluster.status().applied,
         };
         match cluster.ask(&shard, call).await {
             Ok(NodeReply::Heartbeat { stale: true, .. }) => {
@@ -782,7 +1017,7 @@ async fn leader_duties(shard: Rc<Shard>, cluster: Rc<ClusterNode>) {
         .await
         .is_some()
     {
-        let status = cluster.node.status();
+        let status = cluster.status();
         if !status.leader_ready {
             leading = false;
             continue;
@@ -849,6 +1084,8 @@ async fn reconcile(
     let Some(cluster) = shard.cluster() else {
         return Arc::new(published.clone());
     };
+    // The index first: the catalogue taken next holds at least what it names.
+    let index = cluster.status().applied;
     let current = cluster.image();
     let me = shard.config.node_id;
     for (name, old) in published.topics() {
@@ -884,6 +1121,8 @@ async fn reconcile(
         }
     }
     shard.publish(current.clone()).await;
+    cluster.published.set(cluster.published.get().max(index));
+    cluster.published_changed.notify(usize::MAX);
     current
 }
 
@@ -903,12 +1142,9 @@ pub async fn control(shard: &Rc<Shard>, cluster: &ClusterNode, call: ControlCall
     };
     match reply {
         NodeReply::Control { reply, index } => {
-            // Answer once this broker sees the change too (a Metadata request right after
-            // a CreateTopics must list the topic).
-            let _ = cluster
-                .node
-                .wait_for(APPLY_WAIT, |status| status.applied >= index)
-                .await;
+            // Answer once this broker's shards see the change too (a Metadata request
+            // right after a CreateTopics must list the topic).
+            cluster.wait_published(index).await;
             reply
         }
         other => failed(format!("the controller could not run it: {other:?}")),

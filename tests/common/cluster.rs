@@ -89,6 +89,25 @@ impl Cluster {
         cluster
     }
 
+    /// Formats and starts one more node that is not among the voters (a broker only);
+    /// returns its index once it serves.
+    pub fn add_broker(&mut self) -> usize {
+        let id = self.nodes.iter().map(|node| node.id).max().unwrap_or(0) + 1;
+        let dir = self._temp.path().join(format!("node-{id}"));
+        format(&dir, "petrel-test", id);
+        self.nodes.push(Node {
+            id,
+            dir,
+            quorum_port: 0,
+            child: None,
+            address: String::new(),
+        });
+        let index = self.nodes.len() - 1;
+        let stdout = self.spawn(index);
+        self.nodes[index].address = wait_listening(stdout);
+        index
+    }
+
     pub fn command(&self, index: usize) -> Command {
         let node = &self.nodes[index];
         let mut command = petrel();

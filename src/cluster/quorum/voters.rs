@@ -12,7 +12,7 @@ pub const VOTERS_MAX: usize = 9;
 pub struct QuorumConfig {
     /// Every voter's id and quorum address.
     pub voters: BTreeMap<u64, SocketAddr>,
-    /// Where this node's quorum listener binds.
+    /// Where this node's quorum listener binds (unused on a broker-only node).
     pub listen: SocketAddr,
     /// How often a broker heartbeats to the quorum's leader (`broker.heartbeat.interval.ms`).
     pub heartbeat_interval: Duration,
