@@ -1019,6 +1019,26 @@ fn reassignments(address: &str) -> Moving {
         .collect()
 }
 
+/// DescribeLogDirs v4 of the broker at `address`: (partition, size) of `topic` it holds.
+fn log_dirs(address: &str, topic: &str) -> Vec<(i32, i64)> {
+    use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
+    let mut request = DescribeLogDirsRequest::default();
+    request.topics = None; // everything
+    let response: DescribeLogDirsResponse =
+        Raw::connect(address).call(ApiKey::DescribeLogDirs, 4, &request);
+    assert_eq!(response.results.len(), 1, "one log dir");
+    response.results[0]
+        .topics
+        .iter()
+        .filter(|t| t.name.as_str() == topic)
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.partition_size))
+        })
+        .collect()
+}
+
 /// ElectLeaders v2 (preferred) for `partition` of `topic`: its error code.
 fn elect_preferred(address: &str, topic: &str, partition: i32) -> i16 {
     use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
@@ -1134,6 +1154,20 @@ fn reassignments_move_replicas_while_producers_keep_writing() {
         let dir = node.dir.join(format!("moving-{partition}"));
         eventually("the moved-off replica's log is deleted", || !dir.exists());
         assert!(old.contains(leader));
+    }
+    // DescribeLogDirs: each broker lists exactly the replicas it now holds, with data.
+    for node in &cluster.nodes {
+        let held = log_dirs(&node.address, "moving");
+        let expected: Vec<i32> = (0..2)
+            .filter(|&p| targets[p as usize].contains(&node.id))
+            .collect();
+        assert_eq!(
+            held.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            expected,
+            "broker {}",
+            node.id
+        );
+        assert!(held.iter().all(|(_, size)| *size > 0), "{held:?}");
     }
     assert_exactly(
         &consume_count(&cluster.bootstrap(), "moving", 2, 1500),

@@ -109,6 +109,8 @@ pub static APIS: &[Api] = &[
         |shard, request, _turn| list_partition_reassignments::handle(&shard, &request)),
     api!(ElectLeaders 0..=2, Sequential, ElectLeadersRequest,
         |shard, request, _turn| elect_leaders::handle(&shard, &request).await),
+    api!(DescribeLogDirs 1..=4, Concurrent, DescribeLogDirsRequest,
+        |shard, request, _turn| describe_log_dirs::handle(&shard, &request).await),
     api!(DescribeCluster 0..=2, Concurrent, DescribeClusterRequest,
         |shard, request, _turn| describe_cluster::handle(&shard, &request)),
     api!(InitProducerId 0..=5, Concurrent, InitProducerIdRequest,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_channel::oneshot;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole, Storage};
 
 use super::journal::{Journal, JournalError};
@@ -250,6 +250,20 @@ impl QuorumNode {
     }
 }
 
+/// A heartbeat names the leader's commit index as far as the leader believes this node's
+/// log reaches. Past this log's end (the log was lost: a replaced disk, a wiped journal)
+/// raft-rs takes it as a fatal inconsistency and panics, at every restart again. Such a
+/// commit index is dropped (this node keeps its own): the heartbeat is still answered, and
+/// the leader's next append finds where the logs part and sends the rest. Returns whether
+/// it was dropped.
+fn drop_commit_past_end(message: &mut Message, last_index: u64, committed: u64) -> bool {
+    if message.get_msg_type() == MessageType::MsgHeartbeat && message.commit > last_index {
+        message.commit = committed;
+        return true;
+    }
+    false
+}
+
 fn proposal_context(node: u64, proposal: u64) -> Bytes {
     let mut context = BytesMut::with_capacity(16);
     context.put_u64(node);
@@ -313,7 +327,15 @@ impl<M: StateMachine, T: Transport> Driver<M, T> {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Raft(message) => {
+            Input::Raft(mut message) => {
+                let log = &self.raw.raft.raft_log;
+                if drop_commit_past_end(&mut message, log.last_index(), log.committed) {
+                    tracing::warn!(
+                        leader = message.from,
+                        "the quorum's leader believes this node holds entries it does not \
+                         (was its journal lost?); catching up from the leader"
+                    );
+                }
                 if let Err(error) = self.raw.step(message) {
                     tracing::debug!(%error, "raft message ignored");
                 }

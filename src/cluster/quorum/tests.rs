@@ -229,6 +229,62 @@ fn a_new_leader_takes_over_and_a_lagging_node_catches_up_from_a_snapshot() {
     });
 }
 
+/// A follower whose journal was lost (a replaced disk, a wiped and reformatted data dir)
+/// comes back empty while the leader still believes it holds the log: the leader's
+/// heartbeats name a commit index past its end, which raft-rs would take as a fatal
+/// inconsistency (a panic, again at every restart). The node ignores that commit index
+/// and catches up by the ordinary append path instead.
+#[test]
+fn a_follower_that_lost_its_journal_catches_up_instead_of_crashing() {
+    run(|dir| async move {
+        let network = Link(Rc::default());
+        let a = start(1, &dir, &network, 1000).await;
+        let b = start(2, &dir, &network, 1000).await;
+        let c = start(3, &dir, &network, 1000).await;
+        let leader = leader_of(&[&a, &b, &c]).await;
+        for n in 0..5u8 {
+            leader
+                .propose(Bytes::from(vec![b'a' + n]))
+                .await
+                .expect("commit");
+        }
+        let wiped = [&a, &b, &c]
+            .into_iter()
+            .find(|n| n.node.id() != leader.id())
+            .map(|n| n.node.id())
+            .expect("a follower");
+        let (mut kept, lost): (Vec<TestNode>, Vec<TestNode>) =
+            [a, b, c].into_iter().partition(|n| n.node.id() != wiped);
+        for node in lost {
+            stop(node, &network).await;
+        }
+        std::fs::remove_dir_all(dir.join(format!("node-{wiped}"))).expect("wipe");
+        let fresh = start(wiped, &dir, &network, 1000).await;
+        // Heartbeats reach it for a while before anything new is proposed.
+        glommio::timer::sleep(Duration::from_millis(300)).await;
+        let last = leader
+            .propose(Bytes::from_static(b"after"))
+            .await
+            .expect("commit");
+        kept.push(fresh);
+        let nodes: Vec<&TestNode> = kept.iter().collect();
+        applied_everywhere(&nodes, last).await;
+        let expected = nodes[0].records.0.borrow().clone();
+        assert_eq!(expected.len(), 6);
+        for node in &nodes {
+            assert_eq!(
+                *node.records.0.borrow(),
+                expected,
+                "node {}",
+                node.node.id()
+            );
+        }
+        for node in kept {
+            stop(node, &network).await;
+        }
+    });
+}
+
 /// Three nodes over real loopback TCP links; then a node of another cluster is refused.
 #[test]
 fn nodes_agree_over_tcp_and_a_node_of_another_cluster_is_refused() {
