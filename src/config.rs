@@ -556,7 +556,7 @@ impl ServeArgs {
             ));
         }
         let offsets_factor = self.offsets_topic_replication_factor.unwrap_or(3);
-        let factor_max = crate::cluster::controller::REPLICATION_FACTOR_MAX;
+        let factor_max = crate::cluster::metadata::REPLICATION_FACTOR_MAX;
         if !usize::try_from(offsets_factor).is_ok_and(|f| (1..=factor_max).contains(&f)) {
             return Err(invalid(
                 "offsets-topic-replication-factor",

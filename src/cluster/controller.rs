@@ -20,11 +20,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::metadata::REPLICATION_FACTOR_MAX;
 use super::metadata::{
     is_internal_topic, validate_topic_name, ClusterMetadata, PartitionState, Topic, OFFSETS_TOPIC,
     PARTITIONS_PER_TOPIC_MAX,
 };
-use super::reassignment::{self, ElectionKind};
+use super::reassignment::{self, ElectionKind, ReassignmentError};
 use super::topic_config::{self, TopicDefaults};
 
 /// Why a topic operation failed. The server maps each to its Kafka error code.
@@ -49,11 +50,11 @@ pub enum TopicError {
     /// The change is valid but would take the broker past one of its limits.
     #[error("{0}")]
     PolicyViolation(String),
-    #[error("partition {0} does not exist")]
+    #[error("{0}")]
     UnknownPartition(String),
-    #[error("no reassignment of {0} is in progress")]
+    #[error("{0}")]
     NoReassignmentInProgress(String),
-    #[error("{0} already has its preferred leader")]
+    #[error("{0}")]
     ElectionNotNeeded(String),
     #[error("{0}")]
     PreferredLeaderNotAvailable(String),
@@ -70,6 +71,31 @@ pub enum TopicError {
 }
 
 pub type Outcome<T> = Result<T, TopicError>;
+
+impl From<ReassignmentError> for TopicError {
+    fn from(error: ReassignmentError) -> TopicError {
+        let text = error.to_string();
+        match error {
+            ReassignmentError::UnknownPartition(_) => TopicError::UnknownPartition(text),
+            ReassignmentError::NoReassignmentInProgress(_) => {
+                TopicError::NoReassignmentInProgress(text)
+            }
+            ReassignmentError::InvalidReplicaAssignment(_) => {
+                TopicError::InvalidReplicaAssignment(text)
+            }
+            ReassignmentError::InvalidReplicationFactor(_) => {
+                TopicError::InvalidReplicationFactor(text)
+            }
+            ReassignmentError::ElectionNotNeeded(_) => TopicError::ElectionNotNeeded(text),
+            ReassignmentError::PreferredLeaderNotAvailable(_) => {
+                TopicError::PreferredLeaderNotAvailable(text)
+            }
+            ReassignmentError::EligibleLeadersNotAvailable(_) => {
+                TopicError::EligibleLeadersNotAvailable(text)
+            }
+        }
+    }
+}
 
 /// What the controller acts on: the partitions' logs on their owning shards, and every
 /// shard's metadata snapshot. Implemented by the shard layer.
@@ -819,10 +845,6 @@ fn check_assignments(metadata: &ClusterMetadata, replicas: &[Vec<i32>]) -> Outco
     check_factor_supported(factor)
         .map_err(|error| TopicError::InvalidReplicaAssignment(error.to_string()))
 }
-
-/// Replicas of one partition: Kafka's own bound is the broker count; this one keeps a
-/// partition's state (and a produce's wait) small.
-pub const REPLICATION_FACTOR_MAX: usize = 9;
 
 fn check_factor_supported(factor: usize) -> Outcome<()> {
     if factor > REPLICATION_FACTOR_MAX {

@@ -317,6 +317,10 @@ impl Default for ClusterMetadata {
     }
 }
 
+/// Replicas of one partition: Kafka's own bound is the broker count; this one keeps a
+/// partition's state (and a produce's wait) small.
+pub const REPLICATION_FACTOR_MAX: usize = 9;
+
 /// The replicated log of committed offsets in a cluster (Kafka's name and role).
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 

@@ -11,8 +11,26 @@
 //! keep going throughout: only a leader change makes them look the partition up again.
 //! Cancelling (no target) returns to `R`.
 
-use super::controller::{TopicError, REPLICATION_FACTOR_MAX};
-use super::metadata::{PartitionState, Topic};
+use super::metadata::{PartitionState, Topic, REPLICATION_FACTOR_MAX};
+
+/// Why a reassignment or an election is refused (each a Kafka error code at the edge).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReassignmentError {
+    #[error("partition {0} does not exist")]
+    UnknownPartition(String),
+    #[error("no reassignment of {0} is in progress")]
+    NoReassignmentInProgress(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}: no election needed (it has a leader, or its preferred one)")]
+    ElectionNotNeeded(String),
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
+}
 
 /// ElectLeaders' election types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,8 +47,8 @@ pub enum ElectionKind {
 fn partition_mut(
     topic: &mut Topic,
     index: i32,
-) -> Result<(&mut Vec<i32>, &mut PartitionState), TopicError> {
-    let unknown = || TopicError::UnknownPartition(format!("{}-{index}", topic.name));
+) -> Result<(&mut Vec<i32>, &mut PartitionState), ReassignmentError> {
+    let unknown = || ReassignmentError::UnknownPartition(format!("{}-{index}", topic.name));
     let slot = usize::try_from(index).map_err(|_| unknown())?;
     if slot >= topic.replicas.len() || slot >= topic.states.len() {
         return Err(unknown());
@@ -47,7 +65,7 @@ pub fn reassign(
     allow_factor_change: bool,
     registered: impl Fn(i32) -> bool,
     live: impl Fn(i32) -> bool,
-) -> Result<(), TopicError> {
+) -> Result<(), ReassignmentError> {
     let (replicas, state) = partition_mut(topic, index)?;
     let original: Vec<i32> = replicas
         .iter()
@@ -57,7 +75,7 @@ pub fn reassign(
     match target {
         None => {
             if state.adding.is_empty() && state.removing.is_empty() {
-                return Err(TopicError::NoReassignmentInProgress(format!(
+                return Err(ReassignmentError::NoReassignmentInProgress(format!(
                     "{}-{index}",
                     topic.name
                 )));
@@ -73,7 +91,7 @@ pub fn reassign(
         Some(target) => {
             check_target(&target, &registered)?;
             if !allow_factor_change && target.len() != original.len() {
-                return Err(TopicError::InvalidReplicationFactor(format!(
+                return Err(ReassignmentError::InvalidReplicationFactor(format!(
                     "the target has {} replicas, the partition {}, and the request does not \
                      allow changing it",
                     target.len(),
@@ -98,8 +116,8 @@ pub fn reassign(
     Ok(())
 }
 
-fn check_target(target: &[i32], registered: impl Fn(i32) -> bool) -> Result<(), TopicError> {
-    let invalid = |reason: String| Err(TopicError::InvalidReplicaAssignment(reason));
+fn check_target(target: &[i32], registered: impl Fn(i32) -> bool) -> Result<(), ReassignmentError> {
+    let invalid = |reason: String| Err(ReassignmentError::InvalidReplicaAssignment(reason));
     if target.is_empty() {
         return invalid("the target replicas are empty".into());
     }
@@ -179,17 +197,17 @@ pub fn elect(
     index: i32,
     kind: ElectionKind,
     live: impl Fn(i32) -> bool,
-) -> Result<(), TopicError> {
+) -> Result<(), ReassignmentError> {
     let name = format!("{}-{index}", topic.name);
     let (replicas, state) = partition_mut(topic, index)?;
     match kind {
         ElectionKind::Preferred => {
             let preferred = replicas.first().copied().unwrap_or(-1);
             if state.leader == preferred {
-                return Err(TopicError::ElectionNotNeeded(name));
+                return Err(ReassignmentError::ElectionNotNeeded(name));
             }
             if !(state.isr.contains(&preferred) && live(preferred)) {
-                return Err(TopicError::PreferredLeaderNotAvailable(format!(
+                return Err(ReassignmentError::PreferredLeaderNotAvailable(format!(
                     "{name}: broker {preferred} is not a live in-sync replica"
                 )));
             }
@@ -198,7 +216,7 @@ pub fn elect(
         }
         ElectionKind::Unclean => {
             if state.leader >= 0 {
-                return Err(TopicError::ElectionNotNeeded(name));
+                return Err(ReassignmentError::ElectionNotNeeded(name));
             }
             let clean = replicas
                 .iter()
@@ -207,7 +225,9 @@ pub fn elect(
             let chosen = clean
                 .or_else(|| replicas.iter().copied().find(|&id| live(id)))
                 .ok_or_else(|| {
-                    TopicError::EligibleLeadersNotAvailable(format!("{name}: no live replica"))
+                    ReassignmentError::EligibleLeadersNotAvailable(format!(
+                        "{name}: no live replica"
+                    ))
                 })?;
             if clean.is_none() {
                 // What only the old in-sync replicas held is given up, as asked.
@@ -278,19 +298,19 @@ mod tests {
         let cancel = reassign(&mut t, 0, None, true, brokers_1_to_5, all);
         assert!(matches!(
             cancel,
-            Err(TopicError::NoReassignmentInProgress(_))
+            Err(ReassignmentError::NoReassignmentInProgress(_))
         ));
         for bad in [vec![], vec![1, 1, 2], vec![1, 2, 9]] {
             let refused = reassign(&mut t, 0, Some(bad.clone()), true, brokers_1_to_5, all);
             assert!(
-                matches!(refused, Err(TopicError::InvalidReplicaAssignment(_))),
+                matches!(refused, Err(ReassignmentError::InvalidReplicaAssignment(_))),
                 "{bad:?}"
             );
         }
         let shrink = reassign(&mut t, 0, Some(vec![1, 2]), false, brokers_1_to_5, all);
         assert!(matches!(
             shrink,
-            Err(TopicError::InvalidReplicationFactor(_))
+            Err(ReassignmentError::InvalidReplicationFactor(_))
         ));
         reassign(&mut t, 0, Some(vec![4, 5, 1]), true, brokers_1_to_5, all).expect("start");
         assert_eq!(t.replicas[0], [4, 5, 1, 2, 3]);
@@ -299,7 +319,7 @@ mod tests {
         assert_eq!(t.states[0], PartitionState::new(&[1, 2, 3], all));
         assert!(matches!(
             partition_mut(&mut t, 1),
-            Err(TopicError::UnknownPartition(_))
+            Err(ReassignmentError::UnknownPartition(_))
         ));
     }
 
@@ -320,20 +340,20 @@ mod tests {
         let mut t = topic(vec![1, 2, 3]);
         assert!(matches!(
             elect(&mut t, 0, ElectionKind::Preferred, all),
-            Err(TopicError::ElectionNotNeeded(_))
+            Err(ReassignmentError::ElectionNotNeeded(_))
         ));
         t.states[0].leader = 2;
         t.states[0].isr = vec![2, 3];
         assert!(matches!(
             elect(&mut t, 0, ElectionKind::Preferred, all),
-            Err(TopicError::PreferredLeaderNotAvailable(_))
+            Err(ReassignmentError::PreferredLeaderNotAvailable(_))
         ));
         t.states[0].isr = vec![2, 3, 1];
         elect(&mut t, 0, ElectionKind::Preferred, all).expect("preferred");
         assert_eq!((t.states[0].leader, t.states[0].leader_epoch), (1, 1));
         assert!(matches!(
             elect(&mut t, 0, ElectionKind::Unclean, all),
-            Err(TopicError::ElectionNotNeeded(_))
+            Err(ReassignmentError::ElectionNotNeeded(_))
         ));
         // Offline: only 1 was in sync, and it is gone; 3 is live but out of sync.
         t.states[0].leader = -1;
@@ -343,7 +363,7 @@ mod tests {
         t.states[0].leader = -1;
         assert!(matches!(
             elect(&mut t, 0, ElectionKind::Unclean, |_| false),
-            Err(TopicError::EligibleLeadersNotAvailable(_))
+            Err(ReassignmentError::EligibleLeadersNotAvailable(_))
         ));
     }
 }
