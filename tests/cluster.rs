@@ -462,19 +462,31 @@ fn produce_v10(
     topic: &str,
     partition: i32,
 ) -> kafka_protocol::messages::ProduceResponse {
+    produce_raw(address, topic, partition, 1, b"x", 10_000)
+}
+
+/// Produce v10 of one record `value` to `partition`: the response.
+fn produce_raw(
+    address: &str,
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    value: &[u8],
+    timeout_ms: i32,
+) -> kafka_protocol::messages::ProduceResponse {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     let mut data = PartitionProduceData::default();
     data.index = partition;
     data.records = Some(bytes::Bytes::from(petrel::record_batch::build_batch(
-        &[b"x"],
+        &[value],
         0,
     )));
     let mut topic_data = TopicProduceData::default();
     topic_data.name = common::topic_name(topic);
     topic_data.partition_data = vec![data];
     let mut request = kafka_protocol::messages::ProduceRequest::default();
-    request.acks = 1;
-    request.timeout_ms = 10_000;
+    request.acks = acks;
+    request.timeout_ms = timeout_ms;
     request.topic_data = vec![topic_data];
     let mut raw = Raw::connect(address);
     raw.call(ApiKey::Produce, 10, &request)
@@ -1307,4 +1319,113 @@ fn a_broker_outside_the_quorum_joins_and_takes_over_replicas() {
             .all(|(_, isr)| isr.contains(&4))
     });
     assert_exactly(&consume_count(&cluster.bootstrap(), "grow", 3, 1200), 1200);
+}
+
+/// Network partition, not a crash: the leader of partition 0 is cut off from every voter
+/// (its quorum links blackholed by in-test proxies) while its process runs and its Kafka
+/// listener still answers. The others fence it and elect new leaders; producers go on.
+/// The cut-off broker still believes it leads, but an acks=all produce sent straight to it
+/// is never acknowledged (its followers left it), and once the links heal it truncates
+/// what only it wrote and rejoins every ISR. Every acknowledged record is read back once;
+/// the record written only to the cut-off leader is not.
+#[test]
+fn a_leader_cut_off_from_the_quorum_acknowledges_nothing_it_cannot_keep() {
+    let cluster = Cluster::start_with_links(3, &[]);
+    let watcher = cluster.nodes[0].address.clone();
+    create_topic_with(&watcher, "cut", 3, 3, &[("min.insync.replicas", "2")]);
+    eventually("every partition fully replicated", || {
+        let seen = isrs(&watcher, "cut");
+        seen.len() == 3
+            && seen
+                .iter()
+                .all(|(leader, isr)| *leader > 0 && isr.len() == 3)
+    });
+    produce_range(&cluster.bootstrap(), "cut", 0..300);
+    let leader = isrs(&watcher, "cut")[0].0;
+    let victim = cluster
+        .nodes
+        .iter()
+        .position(|node| node.id == leader)
+        .expect("leader");
+    let survivor = cluster.nodes[(victim + 1) % 3].address.clone();
+    let isolated = cluster.nodes[victim].address.clone();
+
+    cluster.cut_quorum_links(victim);
+    eventually("the others fence it and move its partitions", || {
+        !brokers(&survivor).contains(&leader)
+            && isrs(&survivor, "cut")
+                .iter()
+                .all(|(l, _)| *l > 0 && *l != leader)
+    });
+    let bootstrap: String = cluster
+        .nodes
+        .iter()
+        .filter(|node| node.id != leader)
+        .map(|node| node.address.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    produce_range(&bootstrap, "cut", 300..600);
+    // Straight to the cut-off leader, which has not heard of any of this.
+    let answer = produce_raw(&isolated, "cut", 0, -1, b"value-split-brain", 3_000);
+    let code = answer.responses[0].partition_responses[0].error_code;
+    // REQUEST_TIMED_OUT: its followers fetch from the new leader, so its high watermark
+    // cannot pass the record (NOT_LEADER_OR_FOLLOWER or NOT_ENOUGH_REPLICAS also refuse).
+    assert!(
+        matches!(code, 6 | 7 | 19 | 20),
+        "an isolated leader answered {code} to an acks=all produce"
+    );
+
+    cluster.heal_quorum_links(victim);
+    eventually("it rejoins every ISR", || {
+        isrs(&survivor, "cut")
+            .iter()
+            .all(|(_, isr)| isr.contains(&leader))
+    });
+    let read = consume_count(&cluster.bootstrap(), "cut", 3, 600);
+    assert_exactly(&read, 600);
+    assert!(
+        !read.values().flatten().any(|v| v == "value-split-brain"),
+        "a record only the cut-off leader wrote survived"
+    );
+}
+
+/// The fault injector itself: bytes pass both ways, wait (not lost) while the link is
+/// blackholed, and flow again once it passes.
+#[test]
+fn the_link_proxy_holds_bytes_while_blackholed_and_loses_none() {
+    use std::io::{Read, Write};
+    let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = server.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let (mut stream, _) = server.accept().expect("accept");
+        let mut buffer = [0u8; 5];
+        while stream.read_exact(&mut buffer).is_ok() {
+            if stream.write_all(&buffer).is_err() {
+                break;
+            }
+        }
+    });
+    let proxy = common::proxy::Proxy::start(target);
+    let mut client = std::net::TcpStream::connect(proxy.address).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut echo = [0u8; 5];
+    client.write_all(b"hello").expect("write");
+    client.read_exact(&mut echo).expect("echo");
+    assert_eq!(&echo, b"hello");
+    proxy.blackhole();
+    client.write_all(b"world").expect("write");
+    assert!(
+        client.read_exact(&mut echo).is_err(),
+        "bytes crossed a blackholed link"
+    );
+    proxy.pass();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    client
+        .read_exact(&mut echo)
+        .expect("held bytes arrive once the link passes");
+    assert_eq!(&echo, b"world");
 }

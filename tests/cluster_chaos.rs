@@ -2,14 +2,17 @@
 //! replicated topic (RF 3, min.insync.replicas 2) and a consumer group member reads it
 //! (committing every second). Each cycle injects one fault: SIGKILL of a broker, SIGKILL of
 //! the leader of partition 0, SIGKILL of the group's coordinator, SIGSTOP past the broker
-//! session then SIGCONT, or a graceful stop; the broker comes back and the cycle ends once
+//! session then SIGCONT, a graceful stop, or a network partition of the leader of
+//! partition 0 from the quorum (every quorum link to and from it blackholed by in-test
+//! proxies past its session, then healed, while its process keeps running and serving);
+//! the broker comes back and the cycle ends once
 //! every partition has its three in-sync replicas again. Afterwards every acknowledged
 //! record must be read back exactly once, in order per partition; the group member must
 //! have read every acknowledged record too (it keeps consuming through coordinator
 //! failovers), and every record it read must be the one the log finally holds at that
 //! offset (no consumer sees an offset that later disappears).
 //!
-//! `cargo test --test cluster_chaos` runs 5 cycles (one of each fault). For a long run:
+//! `cargo test --test cluster_chaos` runs 6 cycles (one of each fault). For a long run:
 //! `CHAOS_CYCLES=300 cargo test --release --test cluster_chaos -- --nocapture`, which
 //! prints cycles, records acknowledged, lost, duplicated, and the longest produce
 //! unavailability per fault.
@@ -43,14 +46,16 @@ enum Fault {
     KillCoordinator,
     PausePastSession,
     GracefulStop,
+    CutLeaderFromQuorum,
 }
 
-const FAULTS: [Fault; 5] = [
+const FAULTS: [Fault; 6] = [
     Fault::KillBroker,
     Fault::KillLeader,
     Fault::KillCoordinator,
     Fault::PausePastSession,
     Fault::GracefulStop,
+    Fault::CutLeaderFromQuorum,
 ];
 
 /// Acknowledgements as they arrive: record index and when.
@@ -79,7 +84,7 @@ fn cycles() -> usize {
 #[test]
 fn acknowledged_records_survive_every_fault() {
     let cycles = cycles();
-    let mut cluster = Cluster::start(3, &[]);
+    let mut cluster = Cluster::start_with_links(3, &[]);
     create_topic_with(
         &cluster.nodes[0].address,
         TOPIC,
@@ -169,7 +174,7 @@ fn acknowledged_records_survive_every_fault() {
     for cycle in 0..cycles {
         let fault = FAULTS[cycle % FAULTS.len()];
         let victim = match fault {
-            Fault::KillLeader => {
+            Fault::KillLeader | Fault::CutLeaderFromQuorum => {
                 let leader = isrs(&cluster.nodes[watcher_index.get()].address, TOPIC)[0].0;
                 cluster
                     .nodes
@@ -210,6 +215,11 @@ fn acknowledged_records_survive_every_fault() {
                 cluster.stop(victim);
                 std::thread::sleep(Duration::from_secs(1));
                 cluster.restart(victim);
+            }
+            Fault::CutLeaderFromQuorum => {
+                cluster.cut_quorum_links(victim);
+                std::thread::sleep(Duration::from_secs(3));
+                cluster.heal_quorum_links(victim);
             }
         }
         eventually("every partition is fully replicated again", || {

@@ -2,12 +2,13 @@
 //! id, its own data directory, a Kafka port chosen at each start and a fixed quorum port.
 //! Nodes can be killed (SIGKILL), paused (SIGSTOP) and restarted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
+use super::proxy::Proxy;
 use super::Raw;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -25,6 +26,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub voters: String,
     pub extra: Vec<String>,
+    /// With `start_with_links`: a proxy per quorum link, by (from id, to id).
+    pub links: BTreeMap<(i32, i32), Proxy>,
     _temp: tempfile::TempDir,
 }
 
@@ -54,6 +57,16 @@ pub fn format(dir: &std::path::Path, cluster_id: &str, node_id: i32) {
 impl Cluster {
     /// Formats `size` nodes and starts them all; returns once every one serves.
     pub fn start(size: i32, extra: &[&str]) -> Cluster {
+        Cluster::start_nodes(size, extra, false)
+    }
+
+    /// As `start`, with every quorum link through its own proxy (`cut_quorum_links`):
+    /// each node names the others in its voters by the proxy of that link.
+    pub fn start_with_links(size: i32, extra: &[&str]) -> Cluster {
+        Cluster::start_nodes(size, extra, true)
+    }
+
+    fn start_nodes(size: i32, extra: &[&str], proxied: bool) -> Cluster {
         let temp = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=size)
             .map(|id| {
@@ -73,10 +86,20 @@ impl Cluster {
             .map(|node| format!("{}@127.0.0.1:{}", node.id, node.quorum_port))
             .collect::<Vec<_>>()
             .join(",");
+        let mut links = BTreeMap::new();
+        for from in nodes.iter().filter(|_| proxied) {
+            for to in nodes.iter().filter(|to| to.id != from.id) {
+                let target: std::net::SocketAddr = format!("127.0.0.1:{}", to.quorum_port)
+                    .parse()
+                    .expect("address");
+                links.insert((from.id, to.id), Proxy::start(target));
+            }
+        }
         let mut cluster = Cluster {
             nodes,
             voters,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            links,
             _temp: temp,
         };
         // Together: none can serve before a quorum has elected a leader.
@@ -87,6 +110,44 @@ impl Cluster {
             cluster.nodes[index].address = wait_listening(stdout);
         }
         cluster
+    }
+
+    /// The voters as node `index` names them: itself by its own address, every other by
+    /// the proxy of the link to it (without proxies, the plain voters).
+    fn voters_for(&self, index: usize) -> String {
+        if self.links.is_empty() {
+            return self.voters.clone();
+        }
+        let me = self.nodes[index].id;
+        self.nodes
+            .iter()
+            .filter(|node| node.quorum_port != 0)
+            .map(|node| match self.links.get(&(me, node.id)) {
+                Some(proxy) => format!("{}@{}", node.id, proxy.address),
+                None => format!("{}@127.0.0.1:{}", node.id, node.quorum_port),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Blackholes every quorum link from and to node `index` (needs `start_with_links`):
+    /// it keeps running and serving clients, but hears from no voter and no voter from it.
+    pub fn cut_quorum_links(&self, index: usize) {
+        let id = self.nodes[index].id;
+        for ((from, to), proxy) in &self.links {
+            if *from == id || *to == id {
+                proxy.blackhole();
+            }
+        }
+    }
+
+    pub fn heal_quorum_links(&self, index: usize) {
+        let id = self.nodes[index].id;
+        for ((from, to), proxy) in &self.links {
+            if *from == id || *to == id {
+                proxy.pass();
+            }
+        }
     }
 
     /// Formats and starts one more node that is not among the voters (a broker only);
@@ -123,7 +184,7 @@ impl Cluster {
             .arg(node.id.to_string())
             .arg("--data-dir")
             .arg(&node.dir)
-            .args(["--controller-quorum-voters", &self.voters]);
+            .args(["--controller-quorum-voters", &self.voters_for(index)]);
         // Fast failure detection unless the test chose its own.
         for (flag, value) in [
             ("--broker-heartbeat-interval-ms", "200"),
