@@ -1429,3 +1429,47 @@ fn the_link_proxy_holds_bytes_while_blackholed_and_loses_none() {
         .expect("held bytes arrive once the link passes");
     assert_eq!(&echo, b"world");
 }
+
+/// A broker whose process dies is fenced as soon as its connection to the quorum's leader
+/// is seen closed, not after its session (60 s here): its partitions move within seconds,
+/// whichever node dies, the quorum's leader included. A paused process keeps its
+/// connections and is not fenced early.
+#[test]
+fn a_dead_broker_is_fenced_without_waiting_for_its_session() {
+    let mut cluster = Cluster::start(3, &["--broker-session-timeout-ms", "60000"]);
+    let watcher = cluster.nodes[0].address.clone();
+    create_topic_with(&watcher, "fast", 3, 3, &[]);
+    eventually("every partition fully replicated", || {
+        let seen = isrs(&watcher, "fast");
+        seen.len() == 3
+            && seen
+                .iter()
+                .all(|(leader, isr)| *leader > 0 && isr.len() == 3)
+    });
+    cluster.pause(2);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        brokers(&watcher).contains(&3),
+        "a paused broker is not fenced early"
+    );
+    cluster.resume(2);
+    for victim in [1usize, 2, 0] {
+        let id = cluster.nodes[victim].id;
+        let survivor = cluster.nodes[(victim + 1) % 3].address.clone();
+        cluster.kill(victim);
+        // `eventually` gives up after 30 s, half the session: only the closed connection
+        // can fence it in time.
+        eventually("the dead broker is fenced and leads nothing", || {
+            !brokers(&survivor).contains(&id)
+                && isrs(&survivor, "fast")
+                    .iter()
+                    .all(|(l, _)| *l > 0 && *l != id)
+        });
+        cluster.restart(victim);
+        eventually("it is back in every ISR", || {
+            isrs(&survivor, "fast")
+                .iter()
+                .all(|(_, isr)| isr.contains(&id))
+        });
+    }
+}

@@ -49,6 +49,11 @@ const LEADER_READY_WAIT: Duration = Duration::from_secs(10);
 const LEAVE_WAIT: Duration = Duration::from_secs(3);
 /// Retry pause while no leader is known.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
+/// A broker whose connection to the quorum's leader closed and did not come back within
+/// this is fenced without waiting for its session to end: its process is gone (its kernel
+/// closed the connection). A partition or a paused process keeps the connection and is
+/// fenced when its session ends.
+const DISCONNECTED_FENCE_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a voter holds a broker-only node's catalogue request when it has nothing newer.
 const CATALOGUE_WAIT: Duration = Duration::from_secs(2);
@@ -1023,30 +1028,51 @@ async fn leader_duties(shard: Rc<Shard>, cluster: Rc<ClusterNode>) {
             continue;
         }
         if !leading {
+            // A new leader gives every broker a full session (what it saw when it led
+            // before is stale), except those whose connection to it closed: their
+            // process is gone, and they are fenced at once.
             leading = true;
             let now = Instant::now();
             let ids: Vec<i32> = cluster.image.borrow().brokers.keys().copied().collect();
             let mut seen = cluster.last_seen.borrow_mut();
             for id in ids {
-                seen.entry(id).or_insert(now);
+                let gone = u64::try_from(id)
+                    .ok()
+                    .and_then(|id| cluster.peers.disconnected_for(id))
+                    .is_some();
+                if gone {
+                    seen.remove(&id);
+                } else {
+                    seen.insert(id, now);
+                }
             }
             continue;
         }
-        let silent: Vec<(i32, u64)> = {
+        let silent: Vec<(i32, u64, &str)> = {
             let seen = cluster.last_seen.borrow();
             cluster
                 .image
                 .borrow()
                 .live_brokers()
-                .filter(|broker| {
-                    seen.get(&broker.id)
-                        .is_none_or(|at| at.elapsed() >= cluster.config.session_timeout)
+                .filter(|broker| broker.id != cluster.broker_id)
+                .filter_map(|broker| {
+                    let heard = seen.get(&broker.id);
+                    if heard.is_none_or(|at| at.elapsed() >= cluster.config.session_timeout) {
+                        return Some((broker.id, broker.epoch, "missed its session"));
+                    }
+                    let gone = u64::try_from(broker.id)
+                        .ok()
+                        .and_then(|id| cluster.peers.disconnected_for(id))
+                        .is_some_and(|for_how_long| {
+                            for_how_long >= DISCONNECTED_FENCE_AFTER
+                                && heard.is_none_or(|at| at.elapsed() >= for_how_long)
+                        });
+                    gone.then_some((broker.id, broker.epoch, "closed its connection"))
                 })
-                .map(|broker| (broker.id, broker.epoch))
                 .collect()
         };
-        for (id, epoch) in silent {
-            tracing::warn!(broker = id, "broker missed its session; fencing it");
+        for (id, epoch, why) in silent {
+            tracing::warn!(broker = id, "broker {why}; fencing it");
             if let Err(error) = fence(&shard, &cluster, id, epoch).await {
                 tracing::warn!(%error, "fencing a broker failed");
             }

@@ -9,6 +9,7 @@
 
 mod clock;
 mod consumer;
+mod gaps;
 mod monitor;
 pub mod output;
 mod pacing;

@@ -57,6 +57,10 @@ pub struct Totals {
     pub backlog_bytes: u64,
     pub delivery_errors: u64,
     pub consume_errors: u64,
+    /// The longest time a partition went without an ack in the measurement (`gaps.rs`):
+    /// the failover gap when a broker died during the run.
+    #[serde(default)]
+    pub longest_ack_gap_ms: f64,
 }
 
 /// MB = 10^6 bytes of record values.

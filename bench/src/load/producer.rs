@@ -10,11 +10,13 @@ use std::time::Duration;
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::clock;
+use super::gaps::AckGaps;
 use super::pacing::Schedule;
 use super::record::RecordFactory;
 use super::stats::Recorder;
@@ -40,10 +42,13 @@ pub struct Plan {
     /// Stop after this many records (the catch-up backlog); None = until `stop`.
     pub records_max: Option<u64>,
     pub stop: Arc<AtomicBool>,
+    /// Where acks count towards the failover gap (the measured run, not the backlog).
+    pub gaps: Option<Arc<AckGaps>>,
 }
 
 pub struct AckContext {
     recorder: Arc<Recorder>,
+    gaps: Option<Arc<AckGaps>>,
     client_errors: std::sync::atomic::AtomicU64,
 }
 
@@ -62,7 +67,10 @@ impl ProducerContext for AckContext {
         match result {
             Ok(message) => {
                 self.recorder
-                    .record(Some(intended_ns as u64), now_ns, message.payload_len())
+                    .record(Some(intended_ns as u64), now_ns, message.payload_len());
+                if let Some(gaps) = &self.gaps {
+                    gaps.acked(message.partition(), now_ns);
+                }
             }
             Err((error, _)) => self.recorder.error(format!("delivery failed: {error}")),
         }
@@ -109,6 +117,7 @@ pub fn spawn(
 ) -> anyhow::Result<JoinHandle<()>> {
     let context = AckContext {
         recorder: Arc::clone(&recorder),
+        gaps: plan.gaps.clone(),
         client_errors: Default::default(),
     };
     let producer: ThreadedProducer<AckContext> = client_config(args, index)

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::bail;
 
 use super::consumer::{self, ConsumerHandle};
+use super::gaps::AckGaps;
 use super::monitor::{format_ms, Monitor, Phase};
 use super::output::{self, Latency, LoadResult, Rates, RunInfo, Totals};
 use super::pacing::Schedule;
@@ -80,6 +81,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         Ordering::Relaxed,
     );
     let producer_stop = Arc::new(AtomicBool::new(false));
+    let gaps = Arc::new(AckGaps::new(partitions, Arc::clone(&measured_from_ns)));
     let producer_recorders: Vec<_> = (0..args.producers).map(|_| new_recorder()).collect();
     let mut producers = Vec::new();
     for (index, recorder) in producer_recorders.iter().enumerate() {
@@ -88,6 +90,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                 .then(|| Schedule::new(start_ns, index, args.producers, args.rate)),
             records_max: None,
             stop: Arc::clone(&producer_stop),
+            gaps: Some(Arc::clone(&gaps)),
         };
         let recorder = Arc::clone(recorder);
         producers.push(producer::spawn(&args, index, run_id, recorder, plan)?);
@@ -135,6 +138,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         backlog_bytes,
         delivery_errors: backlog_errors + producer_errors,
         consume_errors,
+        longest_ack_gap_ms: gaps.longest_ms(),
     };
     let result = LoadResult {
         schema: output::SCHEMA.to_string(),
@@ -201,6 +205,7 @@ fn produce_backlog(
             schedule: None,
             records_max: Some(share),
             stop: Arc::clone(&stop),
+            gaps: None,
         };
         threads.push(producer::spawn(args, index, run_id, recorder, plan)?);
     }
@@ -305,6 +310,10 @@ fn print_summary(result: &LoadResult) {
         rates.consume_records_per_second,
         rates.consume_mb_per_second,
         result.totals.consumed_records
+    );
+    println!(
+        "longest time a partition went without an ack: {:.0} ms",
+        result.totals.longest_ack_gap_ms
     );
     for (name, summary) in [("ack", &result.latency.ack), ("e2e", &result.latency.e2e)] {
         match summary {

@@ -93,6 +93,11 @@ const METRICS: &[Metric] = &[
         only_where_measured: false,
     },
     Metric {
+        name: "Failover gap: longest time a partition had no ack (ms)",
+        value: failover_gap_ms,
+        only_where_measured: true,
+    },
+    Metric {
         name: "Broker CPU-seconds per GB moved",
         value: cpu_seconds_per_gb,
         only_where_measured: false,
@@ -127,6 +132,14 @@ fn catch_up_mb_per_second(result: &LoadResult) -> Option<f64> {
         .map(|p| p.consume_mb_per_second)
         .collect();
     positive(behind.iter().sum::<f64>() / behind.len().max(1) as f64)
+}
+
+/// Only for runs in which a broker was killed (the orchestration marks them `failover`).
+fn failover_gap_ms(result: &LoadResult) -> Option<f64> {
+    result
+        .workload
+        .contains("failover")
+        .then_some(result.totals.longest_ack_gap_ms)
 }
 
 fn cpu_seconds_per_gb(result: &LoadResult) -> Option<f64> {

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_channel::oneshot;
@@ -71,7 +71,51 @@ pub struct Peers {
     on_call: RefCell<Option<CallHandler>>,
     /// Why peers refused this node (another cluster), by peer.
     refusals: RefCell<HashMap<u64, String>>,
+    /// Connections from each peer: how many are open, and since when none has been.
+    inbound: RefCell<HashMap<u64, Inbound>>,
     shutdown: Rc<Shutdown>,
+}
+
+/// Peers whose connections are tracked (ids are claimed by the sender's hello: a bound).
+const PEERS_TRACKED_MAX: usize = 4096;
+
+#[derive(Default)]
+struct Inbound {
+    open: usize,
+    closed_since: Option<Instant>,
+}
+
+/// Counts one open connection from a peer for as long as it lives.
+struct InboundGuard {
+    peers: Rc<Peers>,
+    id: u64,
+}
+
+impl InboundGuard {
+    fn new(peers: &Rc<Peers>, id: u64) -> Option<InboundGuard> {
+        let mut inbound = peers.inbound.borrow_mut();
+        if inbound.len() >= PEERS_TRACKED_MAX && !inbound.contains_key(&id) {
+            return None;
+        }
+        let entry = inbound.entry(id).or_default();
+        entry.open += 1;
+        entry.closed_since = None;
+        Some(InboundGuard {
+            peers: peers.clone(),
+            id,
+        })
+    }
+}
+
+impl Drop for InboundGuard {
+    fn drop(&mut self) {
+        if let Some(entry) = self.peers.inbound.borrow_mut().get_mut(&self.id) {
+            entry.open = entry.open.saturating_sub(1);
+            if entry.open == 0 {
+                entry.closed_since = Some(Instant::now());
+            }
+        }
+    }
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Bytes {
@@ -129,8 +173,21 @@ impl Peers {
             node: RefCell::new(None),
             on_call: RefCell::new(None),
             refusals: RefCell::new(HashMap::new()),
+            inbound: RefCell::new(HashMap::new()),
             shutdown,
         })
+    }
+
+    /// How long peer `id` has had no connection to this node, if it had one that closed
+    /// (a process that dies has its connections closed by its kernel; a partition or a
+    /// paused process does not close them). `None`: connected, or never was.
+    pub fn disconnected_for(&self, id: u64) -> Option<Duration> {
+        let inbound = self.inbound.borrow();
+        let entry = inbound.get(&id)?;
+        if entry.open > 0 {
+            return None;
+        }
+        entry.closed_since.map(|since| since.elapsed())
     }
 
     /// The node inbound Raft messages go to.
@@ -195,6 +252,7 @@ impl Peers {
                 .await;
             return;
         }
+        let _tracked = InboundGuard::new(&self, peer.node_id);
         let calls_in_flight = Rc::new(Cell::new(0usize));
         while let Some(Ok((kind, body))) = self
             .shutdown
