@@ -11,6 +11,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::clock;
@@ -109,6 +110,12 @@ fn consume(
                 let intended_ns = record::decode_intended_ns(value, run_id);
                 recorder.record(intended_ns, now_ns, value.len());
             }
+            // A broker that went away (the failover workload kills one): librdkafka
+            // reconnects and moves to the new leaders itself; nothing was lost. The
+            // producer side reports the same through its client-error callback.
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+            ))) => {}
             Some(Err(error)) => recorder.error(format!("consume failed: {error}")),
         }
         if assignment_checked.elapsed() >= ASSIGNMENT_CHECK_INTERVAL {
