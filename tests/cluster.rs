@@ -74,13 +74,11 @@ fn assert_all_records(by_partition: &BTreeMap<i32, Vec<String>>) {
 fn three_nodes_share_one_catalogue_and_survive_losing_any_node() {
     let mut cluster = Cluster::start(3, &[]);
     let all: BTreeSet<i32> = [1, 2, 3].into();
+    // Each node serves once it is live itself; the others follow within a heartbeat.
     for node in &cluster.nodes {
-        assert_eq!(
-            view(&node.address).0,
-            all,
-            "brokers seen by node {}",
-            node.id
-        );
+        eventually("every node sees every broker live", || {
+            view(&node.address).0 == all
+        });
     }
     create_topic(&cluster.nodes[0].address, "spread");
     // Every node sees the topic, its partitions led by all three brokers.
@@ -1206,7 +1204,11 @@ fn reassignments_move_replicas_while_producers_keep_writing() {
     eventually("the preferred replica is in sync again", || {
         isrs(&watcher, "moving")[0].1.contains(&preferred)
     });
-    assert_eq!(elect_preferred(&watcher, "moving", 0), 0);
+    // Retried: under load the preferred broker may be fenced again for a moment
+    // (PREFERRED_LEADER_NOT_AVAILABLE until its next heartbeat).
+    eventually("a preferred election succeeds", || {
+        matches!(elect_preferred(&watcher, "moving", 0), 0 | 84)
+    });
     eventually("the preferred replica leads", || {
         isrs(&watcher, "moving")[0].0 == preferred
     });
@@ -1296,8 +1298,9 @@ fn a_broker_outside_the_quorum_joins_and_takes_over_replicas() {
     });
     writer.join().expect("writer");
     for partition in 0..3 {
-        let code = elect_preferred(&address, "grow", partition);
-        assert!(code == 0 || code == 84, "election: {code}");
+        eventually("a preferred election succeeds", || {
+            matches!(elect_preferred(&address, "grow", partition), 0 | 84)
+        });
     }
     eventually("the new broker leads every partition", || {
         isrs(&watcher, "grow")
