@@ -343,7 +343,20 @@ async fn append_all(partition: &Partition, mut records: Bytes) -> Result<(), Sto
             Err(_) => break,
         };
         let batch = records.split_to(total);
-        partition.log.append_replica(batch).await?;
+        match partition.log.append_replica(batch.clone()).await {
+            Ok(_) => {}
+            // The leader's batch starts inside what this replica holds: its records there
+            // came from another leader and were never committed under this one (committed
+            // records are on the leader, in the leader's batches). The leader's log is the
+            // truth: cut back to its batch and take it. (The epoch check should have found
+            // this divergence first; the warning names it so the cause can be traced.)
+            Err(StorageError::ReplicaGap { expected, got }) if got < expected => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, leader_batch = got, log_end = expected, "replica holds records the leader's log does not; truncating to the leader's batch");
+                partition.log.truncate_to(got).await?;
+                partition.log.append_replica(batch).await?;
+            }
+            Err(error) => return Err(error),
+        }
         appended = true;
     }
     if appended {
