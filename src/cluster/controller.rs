@@ -13,7 +13,7 @@
 //! so a deleted topic never comes back.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -669,24 +669,25 @@ impl Controller {
     ) -> Vec<Outcome<()>> {
         let _one_change_at_a_time = self.lock.lock().await;
         let mut metadata = (*host.metadata()).clone();
+        // Changed in place: a request's cost stays linear in its partitions (a copy of
+        // the topic per partition named would not).
+        let registered: BTreeSet<i32> = metadata.brokers.keys().copied().collect();
+        let live: BTreeSet<i32> = metadata.live_brokers().map(|b| b.id).collect();
         let mut results = Vec::with_capacity(changes.len());
         for change in changes {
-            let outcome = metadata
-                .topic(&change.topic)
-                .cloned()
-                .ok_or_else(|| TopicError::UnknownTopic(change.topic.clone()))
-                .and_then(|mut topic| {
-                    reassignment::reassign(
-                        &mut topic,
-                        change.partition,
-                        change.target,
-                        allow_factor_change,
-                        |id| metadata.brokers.contains_key(&id),
-                        |id| metadata.is_live(id),
-                    )?;
-                    Ok(topic)
-                });
-            results.push(outcome.map(|topic| metadata.insert_topic(topic)));
+            let outcome = match metadata.topic_mut(&change.topic) {
+                None => Err(TopicError::UnknownTopic(change.topic.clone())),
+                Some(topic) => reassignment::reassign(
+                    topic,
+                    change.partition,
+                    change.target,
+                    allow_factor_change,
+                    |id| registered.contains(&id),
+                    |id| live.contains(&id),
+                )
+                .map_err(TopicError::from),
+            };
+            results.push(outcome);
         }
         if results.iter().any(Result::is_ok) {
             return self.publish_or_fail(host, metadata, results).await;
@@ -712,17 +713,14 @@ impl Controller {
                 .flat_map(|topic| (0..topic.partitions).map(|p| (topic.name.clone(), p)))
                 .collect()
         });
+        let live: BTreeSet<i32> = metadata.live_brokers().map(|b| b.id).collect();
         let mut results = Vec::with_capacity(wanted.len());
         for (name, partition) in wanted {
-            let outcome = metadata
-                .topic(&name)
-                .cloned()
-                .ok_or_else(|| TopicError::UnknownTopic(name.clone()))
-                .and_then(|mut topic| {
-                    reassignment::elect(&mut topic, partition, kind, |id| metadata.is_live(id))?;
-                    Ok(topic)
-                });
-            let outcome = outcome.map(|topic| metadata.insert_topic(topic));
+            let outcome = match metadata.topic_mut(&name) {
+                None => Err(TopicError::UnknownTopic(name.clone())),
+                Some(topic) => reassignment::elect(topic, partition, kind, |id| live.contains(&id))
+                    .map_err(TopicError::from),
+            };
             if every && matches!(outcome, Err(TopicError::ElectionNotNeeded(_))) {
                 continue;
             }

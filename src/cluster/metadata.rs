@@ -214,6 +214,12 @@ impl ClusterMetadata {
         &self.topics
     }
 
+    /// Topic `name` to change in place (its partitions' replicas and states); its name and
+    /// id, which the index keys on, must stay as they are.
+    pub fn topic_mut(&mut self, name: &str) -> Option<&mut Topic> {
+        self.topics.get_mut(name)
+    }
+
     /// Adds `topic`, or replaces the topic of the same name.
     pub fn insert_topic(&mut self, topic: Topic) {
         if let Some(old) = self.topics.get(&topic.name) {

@@ -33,8 +33,18 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     };
     let mut response = ListPartitionReassignmentsResponse::default();
     for (topic, partitions) in wanted {
-        let moving: Vec<OngoingPartitionReassignment> = (0..topic.partitions)
-            .filter(|p| partitions.is_none_or(|asked| asked.contains(p)))
+        // The partitions asked for (each once), or all: linear in the request or the topic.
+        let indexes: Vec<i32> = match partitions {
+            None => (0..topic.partitions).collect(),
+            Some(asked) => {
+                let mut asked = asked.to_vec();
+                asked.sort_unstable();
+                asked.dedup();
+                asked
+            }
+        };
+        let moving: Vec<OngoingPartitionReassignment> = indexes
+            .into_iter()
             .filter_map(|p| {
                 let state = topic.state_of(p)?;
                 if state.adding.is_empty() && state.removing.is_empty() {
