@@ -57,6 +57,12 @@ const DISCONNECTED_FENCE_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a voter holds a broker-only node's catalogue request when it has nothing newer.
 const CATALOGUE_WAIT: Duration = Duration::from_secs(2);
+/// A broker-only node's copy of the last catalogue it applied, under `__internal/`, so a
+/// restart opens the replicas it holds (as a voter's journal replay does) instead of
+/// taking them for leftovers of unknown topics. `<index>\n<catalogue JSON>`.
+const CATALOGUE_FILE: &str = "catalogue";
+/// The largest stored catalogue read back (a quorum frame's cap).
+const CATALOGUE_BYTES_MAX: usize = 80 << 20;
 
 /// What a node asks the quorum's leader (or, `Catalogue`, any voter).
 #[derive(Debug, Serialize, Deserialize)]
@@ -251,10 +257,22 @@ impl ClusterNode {
             })
             .detach();
             let first_voter = config.voters.keys().next().copied().unwrap_or(0);
-            let status = QuorumStatus {
+            let mut status = QuorumStatus {
                 leader: first_voter,
                 ..QuorumStatus::default()
             };
+            // What this node knew before it stopped, as a voter's journal would give it.
+            match load_catalogue(&catalogue_path(shard)).await {
+                Ok(Some((index, mut catalogue))) => {
+                    catalogue.cluster_id = image.borrow().cluster_id.clone();
+                    *image.borrow_mut() = catalogue;
+                    status.applied = index;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    return Err(format!("reading the stored catalogue: {error}"));
+                }
+            }
             let role = Role::Observer {
                 status: Cell::new(status),
                 changed: Event::new(),
@@ -286,7 +304,7 @@ impl ClusterNode {
                 Box::pin(async move { answer_call(&shard, body).await })
             }));
         } else {
-            glommio::spawn_local(follow_catalogue(cluster.clone())).detach();
+            glommio::spawn_local(follow_catalogue(cluster.clone(), catalogue_path(shard))).detach();
         }
         // What this node knew before it stopped is served from the start.
         let mut published = Arc::new(ClusterMetadata::new());
@@ -626,7 +644,7 @@ async fn start_voter(
 /// A broker-only node: keeps its catalogue in step with the voters' (long polls, each
 /// answered with the whole catalogue once a voter has applied something newer), trying
 /// the voters in turn while one does not answer.
-async fn follow_catalogue(cluster: Rc<ClusterNode>) {
+async fn follow_catalogue(cluster: Rc<ClusterNode>, stored: std::path::PathBuf) {
     let voters: Vec<u64> = cluster.config.voters.keys().copied().collect();
     let mut next = 0usize;
     while !cluster.shutdown.is_started() {
@@ -660,6 +678,11 @@ async fn follow_catalogue(cluster: Rc<ClusterNode>) {
                 match decoded {
                     Some(Ok(mut catalogue)) if index > cluster.status().applied => {
                         catalogue.cluster_id = cluster.image.borrow().cluster_id.clone();
+                        // Stored before it is applied: a replica opened from it is then
+                        // known to the next start. A failed write costs only that.
+                        if let Err(error) = store_catalogue(&stored, index, &catalogue).await {
+                            tracing::warn!(%error, "storing the catalogue failed");
+                        }
                         *cluster.image.borrow_mut() = catalogue;
                         cluster.observe(Some(index), leader);
                         cluster.changed.notify(usize::MAX);
@@ -677,6 +700,49 @@ async fn follow_catalogue(cluster: Rc<ClusterNode>) {
             }
         }
     }
+}
+
+fn catalogue_path(shard: &Shard) -> std::path::PathBuf {
+    shard
+        .config
+        .data_dir
+        .join("__internal")
+        .join(CATALOGUE_FILE)
+}
+
+/// The catalogue a broker-only node stored, with its index; `None` if there is none.
+async fn load_catalogue(path: &std::path::Path) -> Result<Option<(u64, ClusterMetadata)>, String> {
+    let Some(bytes) = crate::storage::io::read_small_file(path, CATALOGUE_BYTES_MAX)
+        .await
+        .map_err(|error| error.to_string())?
+    else {
+        return Ok(None);
+    };
+    let newline = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no index line")?;
+    let index = std::str::from_utf8(&bytes[..newline])
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+        .ok_or("bad index line")?;
+    let catalogue =
+        ClusterMetadata::decode(&bytes[newline + 1..]).map_err(|error| error.to_string())?;
+    Ok(Some((index, catalogue)))
+}
+
+/// Replaces the stored catalogue (temp file, fdatasync, rename, directory fsync).
+async fn store_catalogue(
+    path: &std::path::Path,
+    index: u64,
+    catalogue: &ClusterMetadata,
+) -> Result<(), crate::storage::StorageError> {
+    if let Some(dir) = path.parent() {
+        crate::storage::io::create_dir_all(dir).await?;
+    }
+    let mut bytes = format!("{index}\n").into_bytes();
+    bytes.extend_from_slice(&catalogue.encode());
+    crate::storage::io::write_file_atomic(path, &bytes).await
 }
 
 /// Answers a peer's call (on the controller shard).

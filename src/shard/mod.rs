@@ -43,6 +43,8 @@ pub const ORPHANS_DIR: &str = ".orphans";
 /// `<data dir>/.deleted/`: partition directories of deleted topics
 /// (`<dir>.<topic id>`), renamed here before they are removed; emptied on start.
 pub const DELETED_DIR: &str = ".deleted";
+/// The pause after a refused or lost ISR change before the partition may ask again.
+const ISR_CHANGE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A partition this shard owns.
 pub struct Partition {
@@ -55,6 +57,9 @@ pub struct Partition {
     /// Fired when the high watermark may have moved because of a follower or a leader's
     /// answer (the log's own `on_written` covers local writes).
     pub replicated: Event,
+    /// Held while a follower applies a leader's answer (truncation, appends): the sessions
+    /// of an old and a new leader never interleave their changes to this log.
+    pub replica_writes: async_lock::Mutex<()>,
 }
 
 impl Partition {
@@ -352,6 +357,7 @@ impl Shard {
                 replica: RefCell::new(self.replica_state_of(topic, index, log.written_offset())),
                 log,
                 replicated: Event::new(),
+                replica_writes: async_lock::Mutex::new(()),
             });
             let mut table = self.partitions.borrow_mut();
             let slots = table.entry(topic.name.clone()).or_default();
@@ -425,6 +431,7 @@ impl Shard {
                 )),
                 log: log.clone(),
                 replicated: Event::new(),
+                replica_writes: async_lock::Mutex::new(()),
             });
             // Only if the slot still holds the failed partition (not deleted or recreated
             // while the log reopened).
@@ -525,8 +532,8 @@ impl Shard {
     }
 
     /// Sends a leader's ISR change for `partition` to the controller (through this
-    /// broker's cluster node); while it is pending no other is sent, and a refused or lost
-    /// one is sent again on a later fetch.
+    /// broker's cluster node); until it is answered no other is sent, and a refused or
+    /// lost one is sent again on a later fetch (after `ISR_CHANGE_RETRY_DELAY`).
     pub fn request_isr_change(
         self: &Rc<Self>,
         partition: &Rc<Partition>,
@@ -554,8 +561,10 @@ impl Shard {
             };
             if let Some(error) = failed {
                 tracing::debug!(topic = %partition.topic, partition = index, %error, "ISR change not made");
-                partition.replica.borrow_mut().isr_change_pending = false;
+                // Paced: a refusal is quick, and followers fetch often.
+                glommio::timer::sleep(ISR_CHANGE_RETRY_DELAY).await;
             }
+            partition.replica.borrow_mut().isr_change_answered();
         })
         .detach();
     }

@@ -37,8 +37,11 @@ pub struct ReplicaState {
     pub followers: HashMap<i32, Follower>,
     /// The high watermark: never moves back while this broker keeps the partition.
     pub high_watermark: i64,
-    /// Leader only: an ISR change sent to the controller and not yet applied.
-    pub isr_change_pending: bool,
+    /// Leader only: an ISR change is sent to the controller and not answered yet. Only
+    /// the answer clears it (`isr_change_answered`), not a catalogue update: other changes
+    /// update the catalogue too, and clearing on them let a slow controller collect an
+    /// unbounded pile of one partition's calls.
+    isr_change_in_flight: bool,
 }
 
 /// An ISR change the leader asks of the controller.
@@ -59,7 +62,7 @@ impl ReplicaState {
             replicas: vec![node],
             followers: HashMap::new(),
             high_watermark: 0,
-            isr_change_pending: false,
+            isr_change_in_flight: false,
         }
     }
 
@@ -77,7 +80,12 @@ impl ReplicaState {
         self.leader_epoch = state.leader_epoch;
         self.isr = state.isr.clone();
         self.replicas = replicas.to_vec();
-        self.isr_change_pending = false;
+    }
+
+    /// The controller answered (or refused, or did not answer in time) the ISR change in
+    /// flight: the next one may go.
+    pub fn isr_change_answered(&mut self) {
+        self.isr_change_in_flight = false;
     }
 
     /// A follower takes the leader's high watermark, capped at its own written log end.
@@ -134,10 +142,10 @@ impl ReplicaState {
             && self.replicas.contains(&follower)
             && log_end >= high_watermark
             && log_end >= epoch_start;
-        if rejoins && !self.isr_change_pending {
+        if rejoins && !self.isr_change_in_flight {
             let mut isr = self.isr.clone();
             isr.push(follower);
-            self.isr_change_pending = true;
+            self.isr_change_in_flight = true;
             return Some(IsrChange {
                 leader_epoch: self.leader_epoch,
                 isr,
@@ -148,7 +156,7 @@ impl ReplicaState {
 
     /// Followers in the ISR that have not caught up within `REPLICA_LAG_MAX` leave it.
     pub fn lagging_change(&mut self, now: Instant) -> Option<IsrChange> {
-        if !self.is_leader() || self.isr_change_pending {
+        if !self.is_leader() || self.isr_change_in_flight {
             return None;
         }
         let lagging: Vec<i32> = self
@@ -165,7 +173,7 @@ impl ReplicaState {
         if lagging.is_empty() {
             return None;
         }
-        self.isr_change_pending = true;
+        self.isr_change_in_flight = true;
         Some(IsrChange {
             leader_epoch: self.leader_epoch,
             isr: self
@@ -255,6 +263,12 @@ mod tests {
         assert_eq!(state.lagging_change(now), None);
         let later = now + REPLICA_LAG_MAX + Duration::from_secs(1);
         state.follower_fetched(3, 60, 60, 0, later);
+        assert_eq!(
+            state.lagging_change(later),
+            None,
+            "a catalogue update is not the answer: still one change at a time"
+        );
+        state.isr_change_answered();
         let change = state.lagging_change(later).expect("2 lags");
         assert_eq!(change.isr, vec![1, 3]);
     }

@@ -5,7 +5,10 @@
 //! owns it). A session appends what it gets as it is (`Log::append_replica`), waits until
 //! it is written to the device, and only then fetches again: the fetch offset it reports
 //! is the leader's proof that everything below is written here. A diverging log is cut to
-//! where the leader says it diverges (KIP-101, KIP-279).
+//! where the leader says it diverges (KIP-101, KIP-279). An answer is applied to a
+//! partition only while its leader and leader epoch are still the ones the fetch was made
+//! for (checked again before every change, under the partition's `replica_writes`): an
+//! answer that arrives after the leadership moved is dropped, as Kafka's fetcher does.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,6 +19,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
 };
@@ -94,16 +98,40 @@ fn followed_leaders(shard: &Shard) -> HashSet<i32> {
         .collect()
 }
 
+/// A partition a session fetches, and the leader epoch it was fetched at.
+struct Followed {
+    partition: Rc<Partition>,
+    leader_epoch: i32,
+}
+
+impl Followed {
+    /// Whether the partition is still followed from `leader` at the fetch's epoch.
+    fn current(&self, leader: i32) -> bool {
+        let replica = self.partition.replica.borrow();
+        replica.leader == leader
+            && replica.leader_epoch == self.leader_epoch
+            && !replica.is_leader()
+            && replica.replicas.contains(&replica.node)
+    }
+}
+
 /// This shard's partitions led by `leader`.
-fn followed_from(shard: &Shard, leader: i32) -> Vec<Rc<Partition>> {
+fn followed_from(shard: &Shard, leader: i32) -> Vec<Followed> {
     shard
         .owned_partitions()
         .into_iter()
-        .filter(|partition| {
-            let replica = partition.replica.borrow();
-            replica.leader == leader
-                && !replica.is_leader()
-                && replica.replicas.contains(&replica.node)
+        .filter_map(|partition| {
+            let leader_epoch = {
+                let replica = partition.replica.borrow();
+                (replica.leader == leader
+                    && !replica.is_leader()
+                    && replica.replicas.contains(&replica.node))
+                .then_some(replica.leader_epoch)
+            }?;
+            Some(Followed {
+                partition,
+                leader_epoch,
+            })
         })
         .collect()
 }
@@ -158,7 +186,7 @@ async fn session(shard: &Rc<Shard>, leader: i32) {
                 continue;
             }
         };
-        if !apply(&followed, response).await {
+        if !apply(leader, &followed, response).await {
             // Some partition was refused (the leader moved on): wait for the metadata.
             let changed = shard.metadata_changed.listen();
             futures_lite::future::or(changed, glommio::timer::sleep(RETRY_DELAY * 5)).await;
@@ -182,13 +210,16 @@ async fn connect(address: &str) -> Option<TcpStream> {
     }
 }
 
-fn fetch_request(node: i32, followed: &[Rc<Partition>]) -> FetchRequest {
+fn fetch_request(node: i32, followed: &[Followed]) -> FetchRequest {
     let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-    for partition in followed {
-        let replica = partition.replica.borrow();
+    for Followed {
+        partition,
+        leader_epoch,
+    } in followed
+    {
         let mut wanted = FetchPartition::default();
         wanted.partition = partition.index;
-        wanted.current_leader_epoch = replica.leader_epoch;
+        wanted.current_leader_epoch = *leader_epoch;
         wanted.fetch_offset = partition.log.next_offset();
         wanted.last_fetched_epoch = partition.log.latest_epoch().unwrap_or(-1);
         wanted.log_start_offset = partition.log.log_start_offset();
@@ -265,78 +296,106 @@ async fn exchange(
     FetchResponse::decode(&mut body, REPLICA_FETCH_VERSION).map_err(|e| e.to_string())
 }
 
-/// Applies a leader's answer to the followed partitions. Returns false if the leader
+/// Applies `leader`'s answer to the followed partitions. Returns false if the leader
 /// refused any of them (it no longer leads them at that epoch).
-async fn apply(followed: &[Rc<Partition>], response: FetchResponse) -> bool {
-    let by_name: HashMap<(&str, i32), &Rc<Partition>> = followed
+async fn apply(leader: i32, followed: &[Followed], response: FetchResponse) -> bool {
+    let by_name: HashMap<(&str, i32), &Followed> = followed
         .iter()
-        .map(|partition| ((partition.topic.as_str(), partition.index), partition))
+        .map(|f| ((f.partition.topic.as_str(), f.partition.index), f))
         .collect();
     let mut accepted = true;
     for topic in response.responses {
         for answer in topic.partitions {
-            let Some(partition) = by_name
+            let Some(followed) = by_name
                 .get(&(topic.topic.as_str(), answer.partition_index))
                 .copied()
             else {
                 continue;
             };
-            if answer.error_code == OFFSET_OUT_OF_RANGE
-                && answer.log_start_offset > partition.log.next_offset()
-            {
-                // The leader's log now starts past this one's end (retention, or the
-                // offsets log's compaction, while this replica was away): what is here can
-                // never be continued, so start again at the leader's start.
-                tracing::info!(topic = %partition.topic, partition = partition.index, start = answer.log_start_offset, "replica is below the leader's log start; starting over there");
-                if let Err(error) = partition.log.restart_at(answer.log_start_offset).await {
-                    tracing::warn!(%error, "restarting a replica's log failed");
-                }
-                continue;
-            }
-            if answer.error_code != 0 {
+            if answer.error_code != 0 && answer.error_code != OFFSET_OUT_OF_RANGE {
                 accepted = false;
-                tracing::debug!(topic = %partition.topic, partition = partition.index, code = answer.error_code, "replica fetch refused");
+                tracing::debug!(topic = %followed.partition.topic, partition = followed.partition.index, code = answer.error_code, "replica fetch refused");
                 continue;
             }
-            let diverging = &answer.diverging_epoch;
-            if diverging.epoch >= 0 || diverging.end_offset >= 0 {
-                let end = diverging.end_offset.max(0).min(partition.log.next_offset());
-                tracing::info!(topic = %partition.topic, partition = partition.index, end, epoch = diverging.epoch, "log diverges from the leader's; truncating");
-                if let Err(error) = partition.log.truncate_to(end).await {
-                    tracing::warn!(%error, "truncating a diverging replica failed");
-                }
+            let _writes = followed.partition.replica_writes.lock().await;
+            if !followed.current(leader) {
+                tracing::debug!(topic = %followed.partition.topic, partition = followed.partition.index, leader, epoch = followed.leader_epoch, "leadership moved while fetching; answer dropped");
                 continue;
             }
-            if let Some(records) = answer.records {
-                if let Err(error) = append_all(partition, records).await {
-                    tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "appending replicated batches failed");
-                    continue;
-                }
+            if !apply_partition(leader, followed, answer).await {
+                accepted = false;
             }
-            // Follow the leader's log start (retention, DeleteRecords, the offsets log's
-            // compaction), never past what this replica holds.
-            let leader_start = answer.log_start_offset.min(partition.log.next_offset());
-            if leader_start > partition.log.log_start_offset() {
-                if let Err(error) = partition.log.delete_before(leader_start).await {
-                    tracing::warn!(%error, "moving a replica's log start failed");
-                }
-            }
-            let written = partition.log.written_offset();
-            partition
-                .replica
-                .borrow_mut()
-                .learn_high_watermark(answer.high_watermark, written);
-            partition.replicated.notify(usize::MAX);
         }
     }
     accepted
 }
 
+/// Applies one partition's answer, under its `replica_writes`, while it is current.
+/// Returns false if the leader refused it.
+async fn apply_partition(leader: i32, followed: &Followed, answer: PartitionData) -> bool {
+    let partition = &followed.partition;
+    if answer.error_code == OFFSET_OUT_OF_RANGE {
+        if answer.log_start_offset > partition.log.next_offset() {
+            // The leader's log now starts past this one's end (retention, or the offsets
+            // log's compaction, while this replica was away): what is here can never be
+            // continued, so start again at the leader's start.
+            tracing::info!(topic = %partition.topic, partition = partition.index, start = answer.log_start_offset, "replica is below the leader's log start; starting over there");
+            if let Err(error) = partition.log.restart_at(answer.log_start_offset).await {
+                tracing::warn!(%error, "restarting a replica's log failed");
+            }
+            return true;
+        }
+        tracing::debug!(topic = %partition.topic, partition = partition.index, "replica fetch out of range");
+        return false;
+    }
+    let diverging = &answer.diverging_epoch;
+    if diverging.epoch >= 0 || diverging.end_offset >= 0 {
+        let end = diverging.end_offset.max(0).min(partition.log.next_offset());
+        tracing::info!(topic = %partition.topic, partition = partition.index, end, epoch = diverging.epoch, "log diverges from the leader's; truncating");
+        if let Err(error) = partition.log.truncate_to(end).await {
+            tracing::warn!(%error, "truncating a diverging replica failed");
+        }
+        return true;
+    }
+    if let Some(records) = answer.records {
+        if let Err(error) = append_all(leader, followed, records).await {
+            tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "appending replicated batches failed");
+            return true;
+        }
+    }
+    if !followed.current(leader) {
+        return true;
+    }
+    // Follow the leader's log start (retention, DeleteRecords, the offsets log's
+    // compaction), never past what this replica holds.
+    let leader_start = answer.log_start_offset.min(partition.log.next_offset());
+    if leader_start > partition.log.log_start_offset() {
+        if let Err(error) = partition.log.delete_before(leader_start).await {
+            tracing::warn!(%error, "moving a replica's log start failed");
+        }
+    }
+    let written = partition.log.written_offset();
+    if followed.current(leader) {
+        partition
+            .replica
+            .borrow_mut()
+            .learn_high_watermark(answer.high_watermark, written);
+    }
+    partition.replicated.notify(usize::MAX);
+    true
+}
+
 /// Appends every whole batch of `records` and waits until they are written.
-async fn append_all(partition: &Partition, mut records: Bytes) -> Result<(), StorageError> {
+/// Stops early, keeping what it appended, if the leadership moves meanwhile.
+async fn append_all(
+    leader: i32,
+    followed: &Followed,
+    mut records: Bytes,
+) -> Result<(), StorageError> {
+    let partition = &followed.partition;
     let batch_bytes_max = partition.log.config().batch_bytes_max;
     let mut appended = false;
-    while records.remaining() >= crate::record_batch::HEADER_BYTES {
+    while records.remaining() >= crate::record_batch::HEADER_BYTES && followed.current(leader) {
         let total = match crate::record_batch::frame(&records, batch_bytes_max) {
             Ok(view) => view.bytes.len(),
             // A partial last batch (the leader cut at its byte budget) is fetched again.

@@ -33,8 +33,10 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A hello is a cluster id and a node id.
 const HELLO_BYTES_MAX: usize = 4096;
-/// Calls one peer may have unanswered on one connection (a node makes a few at a time:
-/// registration, heartbeats, forwarded controller operations).
+/// Calls one peer may have unanswered on one connection (registration, heartbeats, ISR
+/// changes, forwarded controller operations). Past it a call is answered "busy" at once
+/// (the caller retries): a slow controller must not cost a live broker its connection,
+/// which would look like a dead process (`disconnected_for`).
 const CALLS_IN_FLIGHT_MAX: usize = 256;
 
 const KIND_HELLO: u8 = 0;
@@ -42,6 +44,8 @@ const KIND_RAFT: u8 = 1;
 const KIND_CALL: u8 = 2;
 const KIND_REPLY: u8 = 3;
 const KIND_REFUSED: u8 = 4;
+/// The answer to a call made past `CALLS_IN_FLIGHT_MAX`: not run; try again later.
+const KIND_BUSY: u8 = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hello {
@@ -55,7 +59,7 @@ pub enum CallError {
     UnknownPeer(u64),
     #[error("no answer from node {0} in time")]
     Timeout(u64),
-    #[error("the link to node {0} is full")]
+    #[error("the link to node {0} is full, or node {0} has too many of this node's calls")]
     Busy(u64),
 }
 
@@ -65,7 +69,8 @@ pub struct Peers {
     hello: Hello,
     addresses: HashMap<u64, SocketAddr>,
     links: RefCell<HashMap<u64, async_channel::Sender<Bytes>>>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<Bytes>>>,
+    /// Calls awaiting their answer: the reply, or `None` if the peer was too busy.
+    pending: RefCell<HashMap<u64, oneshot::Sender<Option<Bytes>>>>,
     next_call: Cell<u64>,
     node: RefCell<Option<Rc<QuorumNode>>>,
     on_call: RefCell<Option<CallHandler>>,
@@ -89,6 +94,9 @@ struct Inbound {
 struct InboundGuard {
     peers: Rc<Peers>,
     id: u64,
+    /// This node closed the connection (a protocol violation): the peer's process may
+    /// well be alive, so the close is not evidence of its death.
+    closed_here: bool,
 }
 
 impl InboundGuard {
@@ -103,6 +111,7 @@ impl InboundGuard {
         Some(InboundGuard {
             peers: peers.clone(),
             id,
+            closed_here: false,
         })
     }
 }
@@ -111,7 +120,7 @@ impl Drop for InboundGuard {
     fn drop(&mut self) {
         if let Some(entry) = self.peers.inbound.borrow_mut().get_mut(&self.id) {
             entry.open = entry.open.saturating_sub(1);
-            if entry.open == 0 {
+            if entry.open == 0 && !self.closed_here {
                 entry.closed_since = Some(Instant::now());
             }
         }
@@ -252,52 +261,71 @@ impl Peers {
                 .await;
             return;
         }
-        let _tracked = InboundGuard::new(&self, peer.node_id);
+        let mut tracked = InboundGuard::new(&self, peer.node_id);
+        let closed_here = self
+            .read_peer_frames(&mut reader, &writer, peer.node_id)
+            .await;
+        if let Some(tracked) = tracked.as_mut() {
+            tracked.closed_here = closed_here;
+        }
+    }
+
+    /// Handles a peer's frames until its connection ends; `true` if this node ended it
+    /// (a protocol violation, or shutdown), `false` if the peer closed it or it failed.
+    async fn read_peer_frames(
+        &self,
+        reader: &mut (impl futures_lite::AsyncRead + Unpin),
+        writer: &Rc<async_lock::Mutex<impl futures_lite::AsyncWrite + Unpin + 'static>>,
+        peer: u64,
+    ) -> bool {
         let calls_in_flight = Rc::new(Cell::new(0usize));
-        while let Some(Ok((kind, body))) = self
-            .shutdown
-            .or_stopped(read_frame(&mut reader, FRAME_BYTES_MAX))
-            .await
-        {
+        loop {
+            let (kind, body) = match self
+                .shutdown
+                .or_stopped(read_frame(reader, FRAME_BYTES_MAX))
+                .await
+            {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => frame,
+            };
             match kind {
                 KIND_RAFT => match codec::decode_message(body) {
-                    Ok(message) if message.from == peer.node_id => {
+                    Ok(message) if message.from == peer => {
                         if let Some(node) = self.node.borrow().as_ref() {
                             node.receive(message);
                         }
                     }
                     Ok(_) => {
-                        tracing::warn!(
-                            peer = peer.node_id,
-                            "a quorum message claims another sender"
-                        );
-                        return;
+                        tracing::warn!(peer, "a quorum message claims another sender");
+                        return true;
                     }
                     Err(error) => {
-                        tracing::warn!(peer = peer.node_id, %error, "undecodable quorum message");
-                        return;
+                        tracing::warn!(peer, %error, "undecodable quorum message");
+                        return true;
                     }
                 },
                 KIND_CALL => {
                     let Some((id, body)) = split_id(body) else {
-                        return;
+                        return true;
                     };
                     let Some(handler) = self.on_call.borrow().clone() else {
                         continue;
                     };
-                    // A peer that does not wait for its answers is cut off, not queued for.
+                    // Past the cap a call is not queued for: "busy" at once (reading waits
+                    // for that answer to be written, which paces a peer that floods).
                     if calls_in_flight.get() >= CALLS_IN_FLIGHT_MAX {
-                        tracing::warn!(
-                            peer = peer.node_id,
-                            "too many quorum calls in flight; closing"
-                        );
-                        return;
+                        tracing::debug!(peer, "too many quorum calls in flight; answering busy");
+                        let busy = id_frame(KIND_BUSY, id, &[]);
+                        if writer.lock().await.write_all(&busy).await.is_err() {
+                            return false;
+                        }
+                        continue;
                     }
                     calls_in_flight.set(calls_in_flight.get() + 1);
                     let (writer, in_flight) = (writer.clone(), calls_in_flight.clone());
-                    let caller = peer.node_id;
                     glommio::spawn_local(async move {
-                        let reply = handler(caller, body).await;
+                        let reply = handler(peer, body).await;
                         in_flight.set(in_flight.get() - 1);
                         let _ = writer
                             .lock()
@@ -307,7 +335,7 @@ impl Peers {
                     })
                     .detach();
                 }
-                _ => return,
+                _ => return true,
             }
         }
     }
@@ -367,10 +395,10 @@ impl Peers {
             glommio::spawn_local(async move {
                 while let Ok((kind, body)) = read_frame(&mut reader, FRAME_BYTES_MAX).await {
                     match kind {
-                        KIND_REPLY => {
+                        KIND_REPLY | KIND_BUSY => {
                             if let Some((id, body)) = split_id(body) {
                                 if let Some(done) = peers.pending.borrow_mut().remove(&id) {
-                                    let _ = done.send(body);
+                                    let _ = done.send((kind == KIND_REPLY).then_some(body));
                                 }
                             }
                         }
@@ -441,7 +469,11 @@ impl Peers {
         })
         .await;
         self.pending.borrow_mut().remove(&id);
-        answer.ok_or(CallError::Timeout(to))
+        match answer {
+            Some(Some(reply)) => Ok(reply),
+            Some(None) => Err(CallError::Busy(to)),
+            None => Err(CallError::Timeout(to)),
+        }
     }
 }
 
@@ -455,5 +487,128 @@ impl Transport for PeerTransport {
         if let Some(link) = self.0.link(to) {
             let _ = link.try_send(frame(KIND_RAFT, &codec::encode_message(&message)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(node_id: u64) -> Hello {
+        Hello {
+            cluster_id: "transport-test".into(),
+            node_id,
+        }
+    }
+
+    /// A node answering calls with `handler`, listening on an ephemeral loopback port.
+    fn serving(
+        node_id: u64,
+        shutdown: &Rc<Shutdown>,
+        handler: CallHandler,
+    ) -> (Rc<Peers>, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let peers = Peers::new(hello(node_id), HashMap::new(), shutdown.clone());
+        peers.set_call_handler(handler);
+        glommio::spawn_local(peers.clone().serve(listener)).detach();
+        (peers, address)
+    }
+
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[test]
+    fn a_peer_past_its_call_cap_is_answered_busy_and_keeps_its_connection() {
+        crate::runtime::run_single("transport-test", std::env::temp_dir(), || async {
+            let shutdown = Rc::new(Shutdown::new());
+            let started = Rc::new(Cell::new(0usize));
+            let counted = started.clone();
+            // A controller that never finishes a call (stalled on a commit).
+            let (server, address) = serving(
+                1,
+                &shutdown,
+                Rc::new(move |_, _| {
+                    counted.set(counted.get() + 1);
+                    Box::pin(futures_lite::future::pending::<Bytes>())
+                }),
+            );
+            let caller = Peers::new(hello(2), HashMap::from([(1, address)]), shutdown.clone());
+            for _ in 0..CALLS_IN_FLIGHT_MAX {
+                let caller = caller.clone();
+                glommio::spawn_local(async move {
+                    let _ = caller.call(1, b"slow", Duration::from_secs(60)).await;
+                })
+                .detach();
+            }
+            eventually("every call under the cap runs", || {
+                started.get() == CALLS_IN_FLIGHT_MAX
+            })
+            .await;
+            let answered = caller.call(1, b"one more", Duration::from_secs(10)).await;
+            assert_eq!(answered, Err(CallError::Busy(1)));
+            assert_eq!(
+                started.get(),
+                CALLS_IN_FLIGHT_MAX,
+                "the busy call did not run"
+            );
+            assert_eq!(server.disconnected_for(2), None, "still connected");
+            assert_eq!(server.inbound.borrow().get(&2).map(|i| i.open), Some(1));
+            shutdown.begin();
+        })
+        .expect("executor");
+    }
+
+    #[test]
+    fn only_a_connection_the_peer_closed_counts_as_a_disconnection() {
+        crate::runtime::run_single("transport-test", std::env::temp_dir(), || async {
+            let shutdown = Rc::new(Shutdown::new());
+            let (server, address) = serving(
+                1,
+                &shutdown,
+                Rc::new(|_, body| Box::pin(async move { body })),
+            );
+            let hello_frame = |id| frame(KIND_HELLO, &serde_json::to_vec(&hello(id)).unwrap());
+
+            // Node 3 sends an undecodable Raft message: the server closes the connection.
+            let mut violator = TcpStream::connect(address).await.expect("connect");
+            violator.write_all(&hello_frame(3)).await.expect("hello");
+            eventually("node 3 is connected", || {
+                server.inbound.borrow().get(&3).is_some_and(|i| i.open == 1)
+            })
+            .await;
+            violator
+                .write_all(&frame(KIND_RAFT, b"not a raft message"))
+                .await
+                .expect("send");
+            let mut rest = Vec::new();
+            let _ = violator.read_to_end(&mut rest).await;
+            eventually("node 3's connection is closed", || {
+                server.inbound.borrow().get(&3).is_some_and(|i| i.open == 0)
+            })
+            .await;
+            assert_eq!(server.disconnected_for(3), None, "closed here: no evidence");
+
+            // Node 4 closes its own connection: its process may be gone.
+            let mut leaving = TcpStream::connect(address).await.expect("connect");
+            leaving.write_all(&hello_frame(4)).await.expect("hello");
+            eventually("node 4 is connected", || {
+                server.inbound.borrow().get(&4).is_some_and(|i| i.open == 1)
+            })
+            .await;
+            assert_eq!(server.disconnected_for(4), None);
+            drop(leaving);
+            eventually("node 4 counts as disconnected", || {
+                server.disconnected_for(4).is_some()
+            })
+            .await;
+            shutdown.begin();
+        })
+        .expect("executor");
     }
 }

@@ -231,9 +231,9 @@ async fn read_on_owner(
     let mut min_one = min_one;
     let mut results = Vec::with_capacity(items.len());
     for (position, item) in items {
-        let partition =
+        let (partition, leader_epoch) =
             match shard.leading_partition(&item.topic, item.partition, item.leader_epoch) {
-                Ok((partition, _)) => partition,
+                Ok(led) => led,
                 Err(reason) => {
                     results.push((position, Outcome::failed(not_serving_code(reason))));
                     continue;
@@ -267,6 +267,16 @@ async fn read_on_owner(
                 .read(item.offset, budget, high_watermark, min_one)
                 .await
             {
+                // Leadership lost during the read: the log may have been cut and refilled
+                // from the new leader meanwhile, so what was read is not this leadership's
+                // log (a follower would take batches that do not line up with its own).
+                Ok(_) if !still_leading(shard, &partition, &item, leader_epoch) => {
+                    results.push((
+                        position,
+                        Outcome::failed(ResponseError::NotLeaderOrFollower),
+                    ));
+                    continue;
+                }
                 Ok(read) => {
                     if !read.batches.is_empty() {
                         min_one = false;
@@ -287,6 +297,13 @@ async fn read_on_owner(
         results.push((position, outcome));
     }
     results
+}
+
+/// Whether this shard still leads `partition` at `leader_epoch`, as when the read started.
+fn still_leading(shard: &Shard, partition: &Rc<Partition>, item: &Item, leader_epoch: i32) -> bool {
+    shard
+        .leading_partition(&item.topic, item.partition, item.leader_epoch)
+        .is_ok_and(|(now, epoch)| epoch == leader_epoch && Rc::ptr_eq(&now, partition))
 }
 
 /// Stored batches, contiguous for the response encoder. A single batch (the common case
