@@ -1484,3 +1484,99 @@ fn a_dead_broker_is_fenced_without_waiting_for_its_session() {
         });
     }
 }
+
+/// CreateTopics v7 of `topic` with one partition on `replicas` (the first leads), and
+/// `min.insync.replicas` 2.
+fn create_assigned(address: &str, topic: &str, replicas: Vec<i32>) {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+    };
+    use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let mut assignment = CreatableReplicaAssignment::default();
+    assignment.partition_index = 0;
+    assignment.broker_ids = replicas.into_iter().map(BrokerId).collect();
+    let mut config = CreatableTopicConfig::default();
+    config.name = StrBytes::from_static_str("min.insync.replicas");
+    config.value = Some(StrBytes::from_static_str("2"));
+    let mut creatable = CreatableTopic::default();
+    creatable.name = common::topic_name(topic);
+    creatable.num_partitions = -1;
+    creatable.replication_factor = -1;
+    creatable.assignments = vec![assignment];
+    creatable.configs = vec![config];
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![creatable];
+    request.timeout_ms = 10_000;
+    let response: CreateTopicsResponse =
+        Raw::connect(address).call(ApiKey::CreateTopics, 7, &request);
+    assert_eq!(
+        response.topics[0].error_code, 0,
+        "{:?}",
+        response.topics[0].error_message
+    );
+}
+
+/// A leader whose disk fills up while its process lives on (ENOSPC injected on writes of
+/// the partition's segment, 5 times from the second; the log fails and is reopened about a
+/// second later)
+/// leaves the ISR and hands the partition over: acks=all producers go on through the
+/// other replicas instead of getting storage errors from it. Once its disk works again it
+/// catches up and rejoins the ISR; every acknowledged record is read back exactly once.
+#[test]
+fn a_leader_whose_disk_fills_up_hands_its_partition_over() {
+    let mut cluster = Cluster::start(3, &[]);
+    let full = 0;
+    let id = cluster.nodes[full].id;
+    cluster.stop(full);
+    cluster.nodes[full].extra = vec![
+        "--inject-faults".into(),
+        "write:enospc:skip=1:count=5:path=filling-0/00000000000000000000.log".into(),
+    ];
+    cluster.restart(full);
+    let watcher = cluster.nodes[1].address.clone();
+    eventually("every broker is live", || {
+        view(&watcher).0 == BTreeSet::from([1, 2, 3])
+    });
+    let mut replicas: Vec<i32> = cluster.nodes.iter().map(|n| n.id).collect();
+    replicas.retain(|&other| other != id);
+    replicas.insert(0, id);
+    create_assigned(&watcher, "filling", replicas);
+    eventually("it leads with every replica in sync", || {
+        isrs(&watcher, "filling")
+            .first()
+            .is_some_and(|(leader, isr)| *leader == id && isr.len() == 3)
+    });
+
+    // Its second segment write fails: every record must still be acknowledged, by the
+    // replicas that took over (each flush waits at most 60 s; one flush, one write at
+    // least).
+    for chunk in 0..6 {
+        produce_range(
+            &cluster.bootstrap(),
+            "filling",
+            chunk * 100..(chunk + 1) * 100,
+        );
+    }
+    let leader = isrs(&watcher, "filling")[0].0;
+    assert_ne!(leader, id, "the failed replica leads no more");
+    assert!(leader > 0, "another in-sync replica leads");
+    assert!(
+        cluster.nodes[full]
+            .child
+            .as_mut()
+            .expect("running")
+            .try_wait()
+            .expect("wait")
+            .is_none(),
+        "a full disk does not stop the broker"
+    );
+    produce_range(&cluster.bootstrap(), "filling", 600..1200);
+    eventually("its disk works again: it is back in the ISR", || {
+        isrs(&watcher, "filling")[0].1.contains(&id)
+    });
+    assert_exactly(
+        &consume_count(&cluster.bootstrap(), "filling", 1, 1200),
+        1200,
+    );
+}

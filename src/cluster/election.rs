@@ -15,31 +15,8 @@ pub fn on_fence(metadata: &ClusterMetadata, broker: i32) -> Vec<MetadataRecord> 
     let mut changes = Vec::new();
     for topic in metadata.topics().values() {
         for (index, state) in topic.states.iter().enumerate() {
-            if state.leader != broker && !state.isr.contains(&broker) {
-                continue;
-            }
-            let mut isr = state.isr.clone();
-            if isr.len() > 1 {
-                isr.retain(|&id| id != broker);
-            }
-            let (leader, leader_epoch) = if state.leader == broker {
-                let replicas = topic.replicas_of(index as i32);
-                let next = replicas
-                    .iter()
-                    .copied()
-                    .find(|&id| isr.contains(&id) && live(id))
-                    .unwrap_or(-1);
-                (next, state.leader_epoch + 1)
-            } else {
-                (state.leader, state.leader_epoch)
-            };
-            let changed = PartitionState {
-                leader,
-                leader_epoch,
-                isr,
-                ..state.clone()
-            };
-            if &changed != state {
+            let replicas = topic.replicas_of(index as i32);
+            if let Some(changed) = without(state, replicas, broker, live, false) {
                 changes.push(MetadataRecord::PartitionChange {
                     topic_id: topic.id,
                     partition: index as i32,
@@ -49,6 +26,66 @@ pub fn on_fence(metadata: &ClusterMetadata, broker: i32) -> Vec<MetadataRecord> 
         }
     }
     changes
+}
+
+/// The partition change for broker `broker`'s replica of one partition whose log failed
+/// (a full disk, an I/O error) while its broker lives on: it leaves the ISR (unless it is
+/// the last member) and, if it led, the first other live in-sync replica leads, with the
+/// epoch bumped. If no other replica is in sync, it keeps leading (it is the only copy).
+pub fn on_replica_failed(
+    metadata: &ClusterMetadata,
+    broker: i32,
+    topic_id: &uuid::Uuid,
+    partition: i32,
+) -> Option<MetadataRecord> {
+    let topic = metadata.topic_by_id(topic_id)?;
+    let state = topic.state_of(partition)?;
+    let live = |id: i32| id != broker && metadata.is_live(id);
+    let changed = without(state, topic.replicas_of(partition), broker, live, true)?;
+    Some(MetadataRecord::PartitionChange {
+        topic_id: *topic_id,
+        partition,
+        state: changed,
+    })
+}
+
+/// `state` without `broker`: out of the ISR unless it is the last member, and another
+/// live in-sync replica (in replica order) leading if it led, or none (offline), or, with
+/// `keep_if_alone`, still `broker`. `None` if nothing changes.
+fn without(
+    state: &PartitionState,
+    replicas: &[i32],
+    broker: i32,
+    live: impl Fn(i32) -> bool,
+    keep_if_alone: bool,
+) -> Option<PartitionState> {
+    if state.leader != broker && !state.isr.contains(&broker) {
+        return None;
+    }
+    let mut isr = state.isr.clone();
+    if isr.len() > 1 {
+        isr.retain(|&id| id != broker);
+    }
+    let (leader, leader_epoch) = if state.leader == broker {
+        let next = replicas
+            .iter()
+            .copied()
+            .find(|&id| isr.contains(&id) && live(id));
+        match next {
+            Some(next) => (next, state.leader_epoch + 1),
+            None if keep_if_alone => (broker, state.leader_epoch),
+            None => (-1, state.leader_epoch + 1),
+        }
+    } else {
+        (state.leader, state.leader_epoch)
+    };
+    let changed = PartitionState {
+        leader,
+        leader_epoch,
+        isr,
+        ..state.clone()
+    };
+    (&changed != state).then_some(changed)
 }
 
 /// The partition changes for unfencing broker `broker`: every leaderless partition it is
@@ -198,5 +235,43 @@ mod tests {
                 ..PartitionState::default()
             }
         );
+    }
+
+    #[test]
+    fn a_failed_replica_leaves_the_isr_and_hands_over_unless_it_is_the_only_copy() {
+        let mut metadata = cluster(vec![vec![1, 2, 3], vec![2]]);
+        let id = metadata.topic("t").unwrap().id;
+        let failed = |metadata: &ClusterMetadata, broker, partition| {
+            on_replica_failed(metadata, broker, &id, partition)
+        };
+        // A follower: out of the ISR, the leader stays.
+        let record = failed(&metadata, 3, 0).expect("a change");
+        apply(&mut metadata, 0, record);
+        assert_eq!(
+            states(&metadata)[0],
+            PartitionState {
+                leader: 1,
+                leader_epoch: 0,
+                isr: vec![1, 2],
+                ..PartitionState::default()
+            }
+        );
+        assert_eq!(failed(&metadata, 3, 0), None, "already out");
+        // The leader: the next in-sync replica leads, at a new epoch.
+        let record = failed(&metadata, 1, 0).expect("a change");
+        apply(&mut metadata, 0, record);
+        assert_eq!(
+            states(&metadata)[0],
+            PartitionState {
+                leader: 2,
+                leader_epoch: 1,
+                isr: vec![2],
+                ..PartitionState::default()
+            }
+        );
+        // The only copy keeps leading (nothing else holds its records).
+        assert_eq!(failed(&metadata, 2, 0), None);
+        assert_eq!(failed(&metadata, 2, 1), None);
+        assert_eq!(failed(&metadata, 2, 7), None, "no such partition");
     }
 }

@@ -91,6 +91,15 @@ enum NodeCall {
         leader_epoch: i32,
         isr: Vec<i32>,
     },
+    /// A live broker's replica of a partition failed (its log's write or sync failed: a
+    /// full disk, an I/O error): it leaves the ISR and hands its leadership over.
+    ReplicaFailed {
+        broker: i32,
+        /// The broker's registration: a report from an earlier life is refused.
+        epoch: u64,
+        topic_id: Uuid,
+        partition: i32,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -444,6 +453,28 @@ impl ClusterNode {
                 tracing::warn!(%error, "could not fence this broker before stopping")
             }
             None => tracing::warn!("the quorum did not fence this broker in time before stopping"),
+        }
+    }
+
+    /// Reports this broker's replica of a partition as failed (its log refuses work), so
+    /// that it leaves the ISR and another in-sync replica leads instead of clients
+    /// getting storage errors from it (Kafka moves leaders off a failed log dir too).
+    pub async fn report_failed_replica(
+        &self,
+        shard: &Rc<Shard>,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Result<(), String> {
+        let epoch = self.epoch.get().ok_or("not registered yet")?;
+        let call = NodeCall::ReplicaFailed {
+            broker: self.broker_id,
+            epoch,
+            topic_id,
+            partition,
+        };
+        match self.ask(shard, call).await? {
+            NodeReply::Heartbeat { .. } => Ok(()),
+            other => Err(format!("{other:?}")),
         }
     }
 
@@ -873,6 +904,42 @@ async fn lead(shard: &Rc<Shard>, cluster: &ClusterNode, call: NodeCall) -> NodeR
                 })
                 .await;
             match altered {
+                Ok(_) => NodeReply::Heartbeat {
+                    fenced: false,
+                    stale: false,
+                },
+                Err(reason) => NodeReply::Refused(reason),
+            }
+        }
+        NodeCall::ReplicaFailed {
+            broker,
+            epoch,
+            topic_id,
+            partition,
+        } => {
+            let outcome = shard
+                .controller
+                .exclusive(async {
+                    let change = {
+                        let image = cluster.image.borrow();
+                        let current = image.brokers.get(&broker).map(|b| b.epoch);
+                        if current != Some(epoch) {
+                            return Err(format!(
+                                "broker {broker} at registration {epoch} is not registered so"
+                            ));
+                        }
+                        election::on_replica_failed(&image, broker, &topic_id, partition)
+                    };
+                    match change {
+                        Some(record) => {
+                            tracing::warn!(broker, %topic_id, partition, "a replica's log failed; it leaves the ISR and leads no more");
+                            propose(cluster, vec![record]).await.map_err(|e| e.to_string())
+                        }
+                        None => Ok(cluster.status().applied),
+                    }
+                })
+                .await;
+            match outcome {
                 Ok(_) => NodeReply::Heartbeat {
                     fenced: false,
                     stale: false,

@@ -398,13 +398,14 @@ impl Shard {
     /// unknown; reopening runs the recovery scan, which keeps exactly what is valid on
     /// disk (every acknowledged batch), so the partition takes appends again once the
     /// disk does, without a restart. A log that fails to reopen is tried again next time.
-    pub async fn reopen_failed_logs(&self) {
+    pub async fn reopen_failed_logs(self: &Rc<Self>) {
         let failed: Vec<Rc<Partition>> = self
             .owned_partitions()
             .into_iter()
             .filter(|partition| partition.log.failure().is_some())
             .collect();
         for partition in failed {
+            self.report_failed_replica(&partition).await;
             let name = partition.log.name().to_string();
             if let Err(error) = partition.log.close().await {
                 tracing::warn!(log = %name, %error, "closing a failed log");
@@ -420,12 +421,23 @@ impl Shard {
                     continue;
                 }
             };
+            // The partition's role as of now, not as of before the reopen: a catalogue
+            // published meanwhile (this replica's own report moving its leadership) updated
+            // only the failed partition.
+            let current = self.metadata();
+            let Some(topic) = current
+                .topic(&partition.topic)
+                .filter(|topic| topic.id == partition.topic_id)
+            else {
+                let _ = log.close().await;
+                continue; // deleted meanwhile
+            };
             let replacement = Rc::new(Partition {
                 topic: partition.topic.clone(),
                 topic_id: partition.topic_id,
                 index: partition.index,
                 replica: RefCell::new(self.replica_state_of(
-                    &topic,
+                    topic,
                     partition.index,
                     log.written_offset(),
                 )),
@@ -543,23 +555,13 @@ impl Shard {
         glommio::spawn_local(async move {
             let (topic_id, index) = (partition.topic_id, partition.index);
             let sent = shard
-                .run_on(placement::CONTROLLER_SHARD, move |controller| async move {
-                    match controller.cluster() {
-                        Some(cluster) => {
-                            cluster
-                                .alter_partition(&controller, topic_id, index, change.leader_epoch, change.isr)
-                                .await
-                        }
-                        None => Err("not a cluster node".to_string()),
-                    }
+                .on_cluster_node(move |controller, cluster| async move {
+                    cluster
+                        .alter_partition(&controller, topic_id, index, change.leader_epoch, change.isr)
+                        .await
                 })
                 .await;
-            let failed = match sent {
-                Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(error),
-                Err(error) => Some(error.to_string()),
-            };
-            if let Some(error) = failed {
+            if let Err(error) = sent {
                 tracing::debug!(topic = %partition.topic, partition = index, %error, "ISR change not made");
                 // Paced: a refusal is quick, and followers fetch often.
                 glommio::timer::sleep(ISR_CHANGE_RETRY_DELAY).await;
@@ -567,6 +569,50 @@ impl Shard {
             partition.replica.borrow_mut().isr_change_answered();
         })
         .detach();
+    }
+
+    /// In a cluster, a failed log's replica leaves the ISR and hands its leadership over
+    /// (`NodeCall::ReplicaFailed`) before it is reopened: clients then write to a working
+    /// replica instead of getting storage errors here until the disk recovers. Once
+    /// reopened, it catches up and rejoins the ISR as any follower does. Bounded by the
+    /// cluster call's own timeout; a lost report is made again at the next reopen.
+    async fn report_failed_replica(self: &Rc<Self>, partition: &Partition) {
+        let me = self.config.node_id;
+        let involved = {
+            let replica = partition.replica.borrow();
+            replica.leader == me || replica.isr.contains(&me)
+        };
+        if self.config.quorum.is_none() || !involved {
+            return;
+        }
+        let (topic_id, index) = (partition.topic_id, partition.index);
+        let reported = self
+            .on_cluster_node(move |controller, cluster| async move {
+                cluster
+                    .report_failed_replica(&controller, topic_id, index)
+                    .await
+            })
+            .await;
+        if let Err(error) = reported {
+            tracing::warn!(topic = %partition.topic, partition = index, %error, "reporting a failed replica failed");
+        }
+    }
+
+    /// Runs `job` with this broker's cluster node, on the controller shard.
+    async fn on_cluster_node<T, F, Fut>(self: &Rc<Self>, job: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>, Rc<cluster::ClusterNode>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, String>> + 'static,
+    {
+        self.run_on(placement::CONTROLLER_SHARD, move |controller| async move {
+            match controller.cluster() {
+                Some(cluster) => job(controller, cluster).await,
+                None => Err("not a cluster node".to_string()),
+            }
+        })
+        .await
+        .map_err(|error| error.to_string())?
     }
 
     /// This node of the cluster, on the controller shard of a broker in one.

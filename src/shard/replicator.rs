@@ -115,11 +115,13 @@ impl Followed {
     }
 }
 
-/// This shard's partitions led by `leader`.
+/// This shard's partitions led by `leader`, except failed logs (a full disk: every append
+/// would fail until the shard reopens the log).
 fn followed_from(shard: &Shard, leader: i32) -> Vec<Followed> {
     shard
         .owned_partitions()
         .into_iter()
+        .filter(|partition| partition.log.failure().is_none())
         .filter_map(|partition| {
             let leader_epoch = {
                 let replica = partition.replica.borrow();
@@ -359,6 +361,8 @@ async fn apply_partition(leader: i32, followed: &Followed, answer: PartitionData
     }
     if let Some(records) = answer.records {
         if let Err(error) = append_all(leader, followed, records).await {
+            // A failed log (a full disk) is not fetched for again until the shard has
+            // reopened it (`followed_from`).
             tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "appending replicated batches failed");
             return true;
         }

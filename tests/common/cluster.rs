@@ -20,6 +20,8 @@ pub struct Node {
     pub child: Option<Child>,
     /// host:port of its Kafka listener while it runs.
     pub address: String,
+    /// Flags for this node only, after the cluster's (e.g. `--inject-faults`).
+    pub extra: Vec<String>,
 }
 
 pub struct Cluster {
@@ -78,6 +80,7 @@ impl Cluster {
                     quorum_port: free_port(),
                     child: None,
                     address: String::new(),
+                    extra: Vec::new(),
                 }
             })
             .collect();
@@ -162,6 +165,7 @@ impl Cluster {
             quorum_port: 0,
             child: None,
             address: String::new(),
+            extra: Vec::new(),
         });
         let index = self.nodes.len() - 1;
         let stdout = self.spawn(index);
@@ -194,7 +198,7 @@ impl Cluster {
                 command.args([flag, value]);
             }
         }
-        command.args(&self.extra).env(
+        command.args(&self.extra).args(&node.extra).env(
             "PETREL_LOG",
             std::env::var("PETREL_TEST_LOG").unwrap_or("warn".into()),
         );
