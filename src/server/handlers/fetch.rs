@@ -343,6 +343,7 @@ fn follower_fetch(
             });
         }
     }
+    let before = partition.replica.borrow().high_watermark;
     let change = partition.replica.borrow_mut().follower_fetched(
         item.replica,
         item.offset,
@@ -350,8 +351,11 @@ fn follower_fetch(
         0,
         Instant::now(),
     );
-    // The high watermark may have moved: acks=all waiters and consumers look again.
-    partition.replicated.notify(usize::MAX);
+    // Only if the high watermark moved do acks=all waiters and consumers look again (a
+    // wake-up per follower fetch kept other waiting fetches busy for nothing).
+    if partition.replica.borrow().high_watermark > before {
+        partition.replicated.notify(usize::MAX);
+    }
     if let Some(change) = change {
         shard.request_isr_change(partition, change);
     }
@@ -401,40 +405,50 @@ async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within
 }
 
 /// Resolves when any watched partition's bound (high watermark, or a follower's written
-/// log end) passes the one given for it.
+/// log end) passes the one given for it, or `within` passes. A wake-up is only a reason to
+/// look again: `replicated` also fires for other fetches' progress, and returning on it
+/// made two followers' waiting fetches wake each other in a loop that held the core.
 async fn wait_on_owner(
     shard: &Rc<Shard>,
     watched: Vec<(String, i32, i64, bool)>,
     within: Duration,
 ) {
-    let mut listeners = Vec::new();
-    for (topic, index, seen, follower) in watched {
-        if let Some(partition) = shard.partition(&topic, index) {
-            listeners.push(partition.log.on_written());
-            listeners.push(partition.replicated.listen());
-            let bound = if follower {
-                partition.log.written_offset()
-            } else {
-                partition.high_watermark()
-            };
-            if bound > seen {
-                return;
+    let deadline = Instant::now() + within;
+    loop {
+        let mut listeners = Vec::new();
+        for (topic, index, seen, follower) in &watched {
+            if let Some(partition) = shard.partition(topic, *index) {
+                // Listening before looking: a change between the two still wakes us.
+                listeners.push(partition.log.on_written());
+                listeners.push(partition.replicated.listen());
+                let bound = if *follower {
+                    partition.log.written_offset()
+                } else {
+                    partition.high_watermark()
+                };
+                if bound > *seen {
+                    return;
+                }
             }
         }
-    }
-    if listeners.is_empty() {
-        glommio::timer::sleep(within).await;
-        return;
-    }
-    let any = futures_lite::future::poll_fn(|context| {
-        for listener in listeners.iter_mut() {
-            if std::pin::Pin::new(listener).poll(context).is_ready() {
-                return std::task::Poll::Ready(());
-            }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
         }
-        std::task::Poll::Pending
-    });
-    futures_lite::future::or(any, glommio::timer::sleep(within)).await;
+        if listeners.is_empty() {
+            glommio::timer::sleep(left).await;
+            return;
+        }
+        let any = futures_lite::future::poll_fn(|context| {
+            for listener in listeners.iter_mut() {
+                if std::pin::Pin::new(listener).poll(context).is_ready() {
+                    return std::task::Poll::Ready(());
+                }
+            }
+            std::task::Poll::Pending
+        });
+        futures_lite::future::or(any, glommio::timer::sleep(left)).await;
+    }
 }
 
 use std::future::Future as _;
