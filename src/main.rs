@@ -371,7 +371,7 @@ fn crash_writer(
         for _ in 0..tasks {
             let log = log.clone();
             let next_sequence = next_sequence.clone();
-            writers.push(glommio::spawn_local(async move {
+            writers.push(petrel::runtime::spawn(async move {
                 loop {
                     let sequence = next_sequence.get();
                     next_sequence.set(sequence + 1);
@@ -384,7 +384,7 @@ fn crash_writer(
                     println!("ACK {sequence} {}", outcome.base_offset);
                     std::io::stdout().flush()?;
                     if sequence.is_multiple_of(50) {
-                        glommio::timer::sleep(Duration::from_micros(100)).await;
+                        petrel::runtime::time::sleep(Duration::from_micros(100)).await;
                     }
                 }
                 #[allow(unreachable_code)]

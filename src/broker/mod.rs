@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use crate::cluster::metadata::BrokerInfo;
 use crate::config::BrokerConfig;
-use crate::runtime::{executor, mesh};
+use crate::runtime::{executor, mesh, metrics};
 use crate::shard::{Shard, ShardJob};
 
 /// Exit status after a panic on any thread (EX_SOFTWARE, "internal software error").
@@ -378,6 +378,28 @@ impl Broker {
     fn join(&mut self, shard: usize) -> Option<String> {
         let thread = self.threads.get_mut(shard)?.take()?;
         thread.join().err().map(executor::exit_reason)
+    }
+
+    /// Every shard's metrics, merged: each shard takes its own snapshot on its own thread
+    /// (`runtime::metrics::gather`), and the snapshots are summed here. Blocks the calling
+    /// thread (never a shard's) until every running shard has answered.
+    pub fn gather_metrics(&self) -> metrics::Snapshot {
+        let mut total = metrics::Snapshot::default();
+        for sender in &self.senders {
+            let (reply, answer) = futures_channel::oneshot::channel();
+            let job: ShardJob = Box::new(move |_shard| {
+                Box::pin(async move {
+                    let _ = reply.send(metrics::gather());
+                })
+            });
+            if sender.send_blocking(job).is_err() {
+                continue; // a shard that stopped has nothing to add
+            }
+            if let Ok(snapshot) = futures_lite::future::block_on(answer) {
+                total.merge(snapshot);
+            }
+        }
+        total
     }
 
     /// Asks every shard to shut down gracefully and waits for their threads.

@@ -4,12 +4,14 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Phase, Report, StartError};
 use crate::group::coordinator::GroupCoordinator;
 use crate::runtime::mesh;
+use crate::runtime::net::Listener;
 use crate::runtime::placement::CONTROLLER_SHARD;
+use crate::runtime::time::{self, Deadline};
 use crate::shard::cluster::ClusterNode;
 use crate::shard::{Shard, ShardJob};
 
@@ -89,7 +91,7 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
         panic_after,
     } = start;
     // The inbox runs from the start: other shards may already send jobs (e.g. metadata).
-    glommio::spawn_local(mesh::serve_inbox(shard.clone(), inbox)).detach();
+    crate::runtime::spawn(mesh::serve_inbox(shard.clone(), inbox)).detach();
     if let Some(plan) = shard.config.inject_faults.clone() {
         tracing::warn!(
             shard = shard.id,
@@ -131,18 +133,18 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
     );
     if let Some(after) = panic_after {
         let id = shard.id;
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(after).await;
+        crate::runtime::spawn(async move {
+            time::sleep(after).await;
             panic!("injected panic in shard {id}, {after:?} after it started");
         })
         .detach();
     }
-    glommio::spawn_local(retention_loop(shard.clone())).detach();
+    crate::runtime::spawn(retention_loop(shard.clone())).detach();
     if shard.config.quorum.is_some() {
-        glommio::spawn_local(crate::shard::replicator::run(shard.clone())).detach();
-        glommio::spawn_local(crate::shard::groups::run(shard.clone())).detach();
+        crate::runtime::spawn(crate::shard::replicator::run(shard.clone())).detach();
+        crate::runtime::spawn(crate::shard::groups::run(shard.clone())).detach();
     }
-    glommio::spawn_local(reopen_failed_logs_loop(shard.clone())).detach();
+    crate::runtime::spawn(reopen_failed_logs_loop(shard.clone())).detach();
     crate::server::accept_loop(shard.clone(), listener).await;
     drain_connections(&shard).await;
     if let Some(cluster) = shard.cluster() {
@@ -192,26 +194,24 @@ async fn open_services(shard: &Rc<Shard>) -> Result<(), StartError> {
     Ok(())
 }
 
-fn listen(shard: &Shard) -> Result<glommio::net::TcpListener, StartError> {
+fn listen(shard: &Shard) -> Result<Listener, StartError> {
     let address = SocketAddr::new(shard.config.listen.ip(), shard.port);
-    glommio::net::TcpListener::bind(address).map_err(|error| StartError::Listen {
-        address,
-        source: error.into(),
-    })
+    Listener::bind(address).map_err(|source| StartError::Listen { address, source })
 }
 
 /// Shutting down: lets connections finish what they have in flight, for a while.
 async fn drain_connections(shard: &Shard) {
-    let deadline = Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
-    while shard.connections.get() > 0 && Instant::now() < deadline {
-        let closed = shard.connection_closed.listen();
-        if shard.connections.get() == 0 {
-            break;
-        }
-        futures_lite::future::or(closed, async {
-            glommio::timer::sleep(Duration::from_millis(100)).await;
-        })
-        .await;
+    let deadline = Deadline::after(SHUTDOWN_DRAIN_TIMEOUT);
+    let drained = time::wait_until(&shard.connection_closed, deadline, || {
+        (shard.connections.get() == 0).then_some(())
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            shard = shard.id,
+            connections = shard.connections.get(),
+            "connections still busy at the end of the drain; closing them"
+        );
     }
 }
 
@@ -219,9 +219,9 @@ async fn drain_connections(shard: &Shard) {
 /// `--log-retention-check-interval-ms`, until shutdown.
 async fn retention_loop(shard: Rc<Shard>) {
     let interval = shard.config.retention_check_interval;
-    let tick = || glommio::timer::sleep(interval);
+    let tick = || time::sleep(interval);
     while shard.shutdown.or_stopped(tick()).await.is_some() {
-        let now_ms = crate::runtime::clock::now_ms();
+        let now_ms = crate::runtime::time::now_ms();
         for partition in shard.owned_partitions() {
             if let Err(error) = partition.log.enforce_retention(now_ms).await {
                 tracing::error!(log = %partition.log.name(), %error, "retention failed");
@@ -232,7 +232,7 @@ async fn retention_loop(shard: Rc<Shard>) {
 
 /// Reopens this shard's failed logs every `FAILED_LOG_REOPEN_INTERVAL`, until shutdown.
 async fn reopen_failed_logs_loop(shard: Rc<Shard>) {
-    let tick = || glommio::timer::sleep(FAILED_LOG_REOPEN_INTERVAL);
+    let tick = || time::sleep(FAILED_LOG_REOPEN_INTERVAL);
     while shard.shutdown.or_stopped(tick()).await.is_some() {
         shard.reopen_failed_logs().await;
     }

@@ -184,7 +184,7 @@ impl GroupCoordinator {
             #[cfg(test)]
             pause_before_apply: RefCell::new(None),
         });
-        glommio::spawn_local(ticker(Rc::downgrade(&coordinator))).detach();
+        crate::runtime::spawn(ticker(Rc::downgrade(&coordinator))).detach();
         Ok(coordinator)
     }
 
@@ -278,7 +278,7 @@ impl GroupCoordinator {
         if let Err(error) = self.check_serving() {
             return JoinAnswer::Failed(error);
         }
-        let now = Instant::now();
+        let now = crate::runtime::time::now();
         let created = !self.groups.borrow().contains_key(group_id);
         if created && !self.may_create_group() {
             return JoinAnswer::Failed(GroupError::TooManyGroups);
@@ -334,7 +334,7 @@ impl GroupCoordinator {
         if !self.groups.borrow().contains_key(group_id) {
             return Err(GroupError::UnknownMemberId);
         }
-        let now = Instant::now();
+        let now = crate::runtime::time::now();
         let (outcome, completions) = self.act_on(group_id, |group| {
             group.sync(now, member_id, instance_id, generation, assignments)
         });
@@ -371,7 +371,7 @@ impl GroupCoordinator {
         if !self.groups.borrow().contains_key(group_id) {
             return Err(GroupError::UnknownMemberId);
         }
-        let now = Instant::now();
+        let now = crate::runtime::time::now();
         self.with_group(group_id, |group| {
             group.heartbeat(now, member_id, instance_id, generation)
         })
@@ -391,7 +391,7 @@ impl GroupCoordinator {
                 .map(|_| Err(GroupError::UnknownMemberId))
                 .collect();
         }
-        let now = Instant::now();
+        let now = crate::runtime::time::now();
         self.with_group(group_id, |group| {
             members
                 .iter()
@@ -513,7 +513,7 @@ impl GroupCoordinator {
             };
             let values: Vec<Vec<u8>> = chunk.iter().map(offsets::encode).collect();
             let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-            let batch = crate::record_batch::build_batch(&refs, crate::runtime::clock::now_ms());
+            let batch = crate::record_batch::build_batch(&refs, crate::runtime::time::now_ms());
             let appended = self.log.append(Bytes::from(batch), leader_epoch).await?;
             last_end = appended.last_offset + 1;
         }
@@ -695,7 +695,7 @@ impl GroupCoordinator {
     /// Applies timeouts. A group's `tick` returns at once before its earliest deadline, so
     /// this costs one check per group; completions are collected, then delivered.
     fn tick(&self) {
-        let now = Instant::now();
+        let now = crate::runtime::time::now();
         let mut completed = Vec::new();
         for (id, group) in self.groups.borrow_mut().iter_mut() {
             group.tick(now);
@@ -822,11 +822,13 @@ async fn ticker(coordinator: Weak<GroupCoordinator>) {
     // The first expiry waits one interval: after a restart, consumer groups are known only by
     // their offsets until their members rejoin, and their subscribed topics are kept then.
     let mut next_expiry = match coordinator.upgrade() {
-        Some(coordinator) => Instant::now() + coordinator.limits.offsets_retention_check_interval,
+        Some(coordinator) => {
+            crate::runtime::time::now() + coordinator.limits.offsets_retention_check_interval
+        }
         None => return,
     };
     loop {
-        glommio::timer::sleep(TICK).await;
+        crate::runtime::time::sleep(TICK).await;
         let Some(coordinator) = coordinator.upgrade() else {
             return;
         };
@@ -834,10 +836,11 @@ async fn ticker(coordinator: Weak<GroupCoordinator>) {
             return;
         }
         coordinator.tick();
-        if Instant::now() >= next_expiry {
-            next_expiry = Instant::now() + coordinator.limits.offsets_retention_check_interval;
+        if crate::runtime::time::now() >= next_expiry {
+            next_expiry =
+                crate::runtime::time::now() + coordinator.limits.offsets_retention_check_interval;
             let expired = coordinator
-                .expire(Instant::now(), crate::runtime::clock::now_ms())
+                .expire(crate::runtime::time::now(), crate::runtime::time::now_ms())
                 .await;
             if let Err(error) = expired {
                 tracing::warn!(%error, "expiring committed offsets failed; will retry");

@@ -733,7 +733,7 @@ mod coordinator {
     fn expired_offsets_and_groups_are_gone_and_stay_gone_after_reopen() {
         run(|dir| async move {
             let coordinator = open(&dir).await;
-            let now_ms = crate::runtime::clock::now_ms();
+            let now_ms = crate::runtime::time::now_ms();
             let old = now_ms - RETENTION_MS;
             let commit = |group: &'static str, member: String, generation, topic: &str, at| {
                 let coordinator = coordinator.clone();

@@ -17,8 +17,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
-use glommio::sync::{Semaphore, StaticPermit};
+
+use crate::runtime::net::{self, Stream};
+use crate::runtime::sync::local_channel::{self, LocalReceiver, LocalSender};
+use crate::runtime::sync::{Semaphore, StaticPermit};
+use crate::runtime::time;
 
 use super::exchange::DispatchError;
 use super::registry;
@@ -46,22 +49,19 @@ enum ReadError {
     Io(#[from] std::io::Error),
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, stream: Stream) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, %error, "TCP_NODELAY failed");
-    }
+    stream.set_nodelay();
     let (reader, writer) = futures_lite::io::split(stream);
     let budget = Rc::new(Semaphore::new(
         shard.config.connection_inflight_bytes_max as u64,
     ));
-    let (queue_tx, queue_rx) = glommio::channels::local_channel::new_bounded::<(Reply, StaticPermit)>(
-        shard.config.inflight_requests_max,
-    );
-    let writer_task = glommio::spawn_local(write_replies(writer, queue_rx, peer.clone()));
+    let (queue_tx, queue_rx) =
+        local_channel::new_bounded::<(Reply, StaticPermit)>(shard.config.inflight_requests_max);
+    let writer_task = crate::runtime::spawn(write_replies(writer, queue_rx, peer.clone()));
     let client_host = format!(
         "/{}",
         peer.rsplit_once(':').map_or(peer.as_str(), |(ip, _)| ip)
@@ -79,29 +79,24 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 async fn read_requests(
     shard: &Rc<Shard>,
     client_host: &String,
-    mut reader: futures_lite::io::ReadHalf<TcpStream>,
+    mut reader: futures_lite::io::ReadHalf<Stream>,
     budget: &Rc<Semaphore>,
-    queue: &glommio::channels::local_channel::LocalSender<(Reply, StaticPermit)>,
+    queue: &LocalSender<(Reply, StaticPermit)>,
 ) -> ReadError {
     let config = &shard.config;
     let mut previous_turn = None;
     loop {
         // Between requests: wait for the next one, the idle timeout, or shutdown.
         let mut prefix = [0u8; 4];
-        let next = futures_lite::future::or(
-            async { reader.read(&mut prefix[..1]).await.map_err(ReadError::from) },
-            async {
-                glommio::timer::sleep(config.connection_idle).await;
-                Err(ReadError::Idle)
-            },
-        );
+        let next = time::timeout(config.connection_idle, reader.read(&mut prefix[..1]));
         let Some(first) = shard.shutdown.or_stopped(next).await else {
             return ReadError::Shutdown;
         };
         match first {
-            Ok(0) => return ReadError::Closed,
-            Ok(_) => {}
-            Err(error) => return error,
+            Ok(Ok(0)) => return ReadError::Closed,
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return error.into(),
+            Err(time::Elapsed) => return ReadError::Idle,
         }
         // A request has started: the rest must arrive within the read timeout.
         let deadline = config.request_read_timeout;
@@ -129,7 +124,7 @@ async fn read_requests(
         let (turn, next_turn) = Turn::chain(previous_turn.take());
         previous_turn = Some(next_turn);
         let handler_shard = shard.clone();
-        glommio::spawn_local(async move {
+        crate::runtime::spawn(async move {
             let _ = answer.send(registry::dispatch(handler_shard, request, turn).await);
         })
         .detach();
@@ -141,31 +136,22 @@ async fn read_requests(
 }
 
 async fn read_exact_within(
-    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    reader: &mut futures_lite::io::ReadHalf<Stream>,
     buffer: &mut [u8],
     within: Duration,
 ) -> Result<(), ReadError> {
-    futures_lite::future::or(
-        async {
-            reader
-                .read_exact(buffer)
-                .await
-                .map_err(|error| match error.kind() {
-                    std::io::ErrorKind::UnexpectedEof => ReadError::Closed,
-                    _ => ReadError::Io(error),
-                })
-        },
-        async {
-            glommio::timer::sleep(within).await;
-            Err(ReadError::SlowRequest)
-        },
-    )
-    .await
+    net::read_exact_within(reader, buffer, within)
+        .await
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::UnexpectedEof => ReadError::Closed,
+            std::io::ErrorKind::TimedOut => ReadError::SlowRequest,
+            _ => ReadError::Io(error),
+        })
 }
 
 async fn write_replies(
-    mut writer: futures_lite::io::WriteHalf<TcpStream>,
-    queue: glommio::channels::local_channel::LocalReceiver<(Reply, StaticPermit)>,
+    mut writer: futures_lite::io::WriteHalf<Stream>,
+    queue: LocalReceiver<(Reply, StaticPermit)>,
     peer: String,
 ) {
     while let Some((reply, permit)) = queue.recv().await {

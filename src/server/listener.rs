@@ -4,12 +4,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::connection;
+use crate::runtime::net::Listener;
+use crate::runtime::time;
 use crate::shard::Shard;
 
 /// Accepts connections until the shard shuts down. Errors such as EMFILE end one accept,
 /// never the loop. Connections beyond this shard's share of `connections_max` are closed
 /// at once.
-pub async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener) {
+pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
     let share = shard.config.connections_max.div_ceil(shard.count);
     let mut refused = 0u64;
     let mut last_warning: Option<Instant> = None;
@@ -18,21 +20,21 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener) 
             Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!(shard = shard.id, %error, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
         if shard.connections.get() >= share {
             // Once a second at most: a flood of connections must not flood the log too.
             refused += 1;
-            if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            if last_warning.is_none_or(|at: Instant| time::now() - at >= Duration::from_secs(1)) {
                 tracing::warn!(
                     shard = shard.id,
                     limit = share,
                     refused,
                     "connection limit reached; closing new connections"
                 );
-                last_warning = Some(Instant::now());
+                last_warning = Some(time::now());
                 refused = 0;
             }
             drop(stream);
@@ -40,7 +42,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener) 
         }
         shard.connections.set(shard.connections.get() + 1);
         let connection_shard = shard.clone();
-        glommio::spawn_local(async move {
+        crate::runtime::spawn(async move {
             connection::serve(connection_shard.clone(), stream).await;
             connection_shard
                 .connections

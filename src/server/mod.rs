@@ -10,6 +10,7 @@
 //! - `fanout`: splitting a per-partition request over the owning shards and putting the
 //!   answers back in request order.
 //! - `handlers/<api>.rs`: one file per Kafka API.
+//! - `measure`: requests and their duration per API (the metrics seam).
 //! - `errors`: domain errors mapped to Kafka error codes (only here, at the edge).
 //! - `turn`: keeps each connection's requests in arrival order where order matters.
 
@@ -19,6 +20,7 @@ pub mod exchange;
 pub mod fanout;
 pub mod handlers;
 pub mod listener;
+pub mod measure;
 pub mod registry;
 pub mod turn;
 

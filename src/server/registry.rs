@@ -12,8 +12,10 @@ use kafka_protocol::messages::*;
 
 use super::exchange::{self, DispatchError, HandlerResult};
 use super::handlers::*;
+use super::measure;
 use super::turn::Turn;
 use crate::protocol::frame::Request;
+use crate::runtime::time;
 use crate::shard::Shard;
 
 /// How a request orders with the earlier and later requests of its connection.
@@ -177,7 +179,12 @@ pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> Han
     if api.ordering == Ordering::Concurrent {
         turn.release();
     }
-    (api.handler)(shard, request, turn).await
+    let measures = measure::of(api.key);
+    measures.requests.increment();
+    let started = time::now();
+    let answer = (api.handler)(shard, request, turn).await;
+    measures.record_duration(time::now() - started);
+    answer
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ pub fn ensure_offsets_topic(shard: &Rc<Shard>) {
     }
     shard.offsets_topic_asked.set(true);
     let shard = shard.clone();
-    glommio::spawn_local(async move {
+    crate::runtime::spawn(async move {
         let created = shard
             .control(ControlCall::CreateOffsetsTopic {
                 partitions: settings.partitions,
@@ -168,7 +168,7 @@ pub async fn run(shard: Rc<Shard>) {
             .shutdown
             .or_stopped(futures_lite::future::or(
                 changed,
-                glommio::timer::sleep(RECONCILE_INTERVAL),
+                crate::runtime::time::sleep(RECONCILE_INTERVAL),
             ))
             .await;
         if waited.is_none() {

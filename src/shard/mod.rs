@@ -26,6 +26,7 @@ use crate::cluster::metadata::{ClusterMetadata, Topic};
 use crate::cluster::topic_config;
 use crate::config::BrokerConfig;
 use crate::runtime::mesh::{Job, Mesh};
+use crate::runtime::metrics::{self, Counter};
 use crate::runtime::placement;
 use crate::runtime::shutdown::Shutdown;
 use crate::storage::{Log, LogConfig, ShardStorage, StorageError};
@@ -60,6 +61,30 @@ pub struct Partition {
     /// Held while a follower applies a leader's answer (truncation, appends): the sessions
     /// of an old and a new leader never interleave their changes to this log.
     pub replica_writes: async_lock::Mutex<()>,
+    /// What produce appended here (the metrics seam).
+    pub produced: ProduceMeasures,
+}
+
+/// Records and bytes produce appended to a topic's partitions on this shard.
+#[derive(Clone)]
+pub struct ProduceMeasures {
+    pub records: Counter,
+    pub bytes: Counter,
+}
+
+/// Records appended by produce, by topic.
+pub const PRODUCE_RECORDS: &str = "petrel_produce_records_total";
+/// Bytes of record batches appended by produce, by topic.
+pub const PRODUCE_BYTES: &str = "petrel_produce_bytes_total";
+
+impl ProduceMeasures {
+    fn of(topic: &str) -> ProduceMeasures {
+        let labels = || vec![("topic", topic.to_string())];
+        ProduceMeasures {
+            records: metrics::counter(PRODUCE_RECORDS, labels()),
+            bytes: metrics::counter(PRODUCE_BYTES, labels()),
+        }
+    }
 }
 
 impl Partition {
@@ -358,6 +383,7 @@ impl Shard {
                 log,
                 replicated: Event::new(),
                 replica_writes: async_lock::Mutex::new(()),
+                produced: ProduceMeasures::of(&topic.name),
             });
             let mut table = self.partitions.borrow_mut();
             let slots = table.entry(topic.name.clone()).or_default();
@@ -444,6 +470,7 @@ impl Shard {
                 log: log.clone(),
                 replicated: Event::new(),
                 replica_writes: async_lock::Mutex::new(()),
+                produced: ProduceMeasures::of(&topic.name),
             });
             // Only if the slot still holds the failed partition (not deleted or recreated
             // while the log reopened).
@@ -552,7 +579,7 @@ impl Shard {
         change: replica::IsrChange,
     ) {
         let (shard, partition) = (self.clone(), partition.clone());
-        glommio::spawn_local(async move {
+        crate::runtime::spawn(async move {
             let (topic_id, index) = (partition.topic_id, partition.index);
             let sent = shard
                 .on_cluster_node(move |controller, cluster| async move {
@@ -564,7 +591,7 @@ impl Shard {
             if let Err(error) = sent {
                 tracing::debug!(topic = %partition.topic, partition = index, %error, "ISR change not made");
                 // Paced: a refusal is quick, and followers fetch often.
-                glommio::timer::sleep(ISR_CHANGE_RETRY_DELAY).await;
+                crate::runtime::time::sleep(ISR_CHANGE_RETRY_DELAY).await;
             }
             partition.replica.borrow_mut().isr_change_answered();
         })

@@ -139,7 +139,7 @@ impl Journal {
                 return Err(JournalError::TooLarge(bytes));
             }
             let refs: Vec<&[u8]> = encoded[start..end].iter().map(|b| &b[..]).collect();
-            let batch = crate::record_batch::build_batch(&refs, crate::runtime::clock::now_ms());
+            let batch = crate::record_batch::build_batch(&refs, crate::runtime::time::now_ms());
             let appended = self.log.append(Bytes::from(batch), 0).await?;
             last_end = appended.last_offset + 1;
             start = end;

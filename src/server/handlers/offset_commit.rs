@@ -22,7 +22,7 @@ use crate::shard::Shard;
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: OffsetCommitRequest = exchange::decode(request)?;
     let metadata = shard.metadata();
-    let now = crate::runtime::clock::now_ms();
+    let now = crate::runtime::time::now_ms();
     let mut entries = Vec::new();
     // Per partition, in request order: does it exist? (The answer walks the same order.)
     let mut exists = Vec::new();

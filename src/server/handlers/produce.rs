@@ -287,13 +287,19 @@ async fn append_on_owner(
             }
         };
         // The leader epoch goes into the batch (KIP-101: followers truncate by it).
+        let batch_bytes = batch.len() as u64;
         match partition.log.append(batch, leader_epoch).await {
             Ok(appended) => {
                 let end_offset = appended.last_offset + 1;
+                if !appended.duplicate {
+                    let records = appended.last_offset - appended.base_offset + 1;
+                    partition.produced.records.add(records.max(0) as u64);
+                    partition.produced.bytes.add(batch_bytes);
+                }
                 if acks == 0 {
                     // Nobody waits for the answer, but the data goes to disk now.
                     let log = partition.log.clone();
-                    glommio::spawn_local(async move {
+                    crate::runtime::spawn(async move {
                         if let Err(error) = log.wait(Durability::Written, end_offset).await {
                             tracing::error!(log = %log.name(), %error, "flush after acks=0 produce failed");
                         }
@@ -339,7 +345,7 @@ async fn wait_on_owner(
             let partition = shard.partition(&wait.topic, wait.partition)?;
             let log = partition.log.clone();
             let shard_of_wait = shard.clone();
-            Some(glommio::spawn_local(async move {
+            Some(crate::runtime::spawn(async move {
                 let done = async {
                     if acks == 1 {
                         log.wait(Durability::Written, wait.end_offset).await
@@ -352,11 +358,7 @@ async fn wait_on_owner(
                             .await
                     }
                 };
-                let outcome = futures_lite::future::or(async { Some(done.await) }, async {
-                    glommio::timer::sleep(timeout).await;
-                    None
-                })
-                .await;
+                let outcome = crate::runtime::time::timeout(timeout, done).await.ok();
                 (position, outcome)
             }))
         })
