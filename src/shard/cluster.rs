@@ -28,10 +28,9 @@ use crate::cluster::control::{ControlCall, ControlReply};
 use crate::cluster::controller::TopicError;
 use crate::cluster::election;
 use crate::cluster::metadata::{BrokerInfo, ClusterMetadata, Topic};
+use crate::cluster::quorum::core::{QuorumError, QuorumSettings, QuorumStatus, StateMachine};
 use crate::cluster::quorum::journal::Journal;
-use crate::cluster::quorum::node::{
-    QuorumError, QuorumNode, QuorumSettings, QuorumStatus, StateMachine,
-};
+use crate::cluster::quorum::node::QuorumNode;
 use crate::cluster::quorum::store::initial_snapshot;
 use crate::cluster::quorum::transport::{CallError, Hello, PeerTransport, Peers};
 use crate::cluster::quorum::voters::QuorumConfig;
@@ -656,7 +655,7 @@ async fn start_voter(
             ));
         }
     }
-    let listener = glommio::net::TcpListener::bind(config.listen)
+    let listener = crate::runtime::net::Listener::bind(config.listen)
         .map_err(|error| format!("cannot listen for the quorum on {}: {error}", config.listen))?;
     glommio::spawn_local(peers.clone().serve(listener)).detach();
     let (node, stopped) = QuorumNode::start(

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use raft::eraftpb::{Entry, HardState, Snapshot};
 
 use super::codec::{self, JournalRecord};
+use super::core::JournalWrite;
 use super::store::StoreCore;
 use crate::storage::{Log, LogConfig, ShardStorage, StorageError};
 
@@ -79,7 +79,7 @@ impl Journal {
                             offset,
                             reason: error.to_string(),
                         })?;
-                    replay(&mut core, record);
+                    core.replay(record);
                 }
             }
             offset = read.next_offset;
@@ -89,38 +89,22 @@ impl Journal {
         Ok((Journal { log }, core))
     }
 
-    /// Appends `entries` and the hard state, and returns once they are durable.
-    pub async fn append(
-        &self,
-        entries: &[Entry],
-        hard_state: Option<&HardState>,
-    ) -> Result<(), JournalError> {
-        let mut records: Vec<JournalRecord> =
-            entries.iter().cloned().map(JournalRecord::Entry).collect();
-        if let Some(state) = hard_state {
-            records.push(JournalRecord::HardState(state.clone()));
+    /// Makes `write` durable: returns once its records are fsynced. A compaction starts
+    /// a new segment with the snapshot, and deletes every older segment once it is durable.
+    pub async fn write(&self, write: JournalWrite) -> Result<(), JournalError> {
+        match write {
+            JournalWrite::Append(records) => self.write_records(records).await,
+            JournalWrite::Compact(records) => {
+                self.log.roll_segment().await?;
+                let start = self.log.next_offset();
+                self.write_records(records).await?;
+                self.log.delete_before(start).await?;
+                Ok(())
+            }
         }
-        self.write(records).await
     }
 
-    /// Writes `snapshot` and the entries after it, then deletes every older segment.
-    pub async fn compact(
-        &self,
-        snapshot: &Snapshot,
-        entries_after: &[Entry],
-        hard_state: &HardState,
-    ) -> Result<(), JournalError> {
-        self.log.roll_segment().await?;
-        let start = self.log.next_offset();
-        let mut records = vec![JournalRecord::Snapshot(snapshot.clone())];
-        records.extend(entries_after.iter().cloned().map(JournalRecord::Entry));
-        records.push(JournalRecord::HardState(hard_state.clone()));
-        self.write(records).await?;
-        self.log.delete_before(start).await?;
-        Ok(())
-    }
-
-    async fn write(&self, records: Vec<JournalRecord>) -> Result<(), JournalError> {
+    async fn write_records(&self, records: Vec<JournalRecord>) -> Result<(), JournalError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -152,13 +136,5 @@ impl Journal {
         if let Err(error) = self.log.close().await {
             tracing::warn!(%error, "closing the metadata journal failed");
         }
-    }
-}
-
-fn replay(core: &mut StoreCore, record: JournalRecord) {
-    match record {
-        JournalRecord::Entry(entry) => core.append(std::slice::from_ref(&entry)),
-        JournalRecord::HardState(state) => core.hard_state = state,
-        JournalRecord::Snapshot(snapshot) => core.apply_snapshot(snapshot),
     }
 }

@@ -9,6 +9,8 @@ use std::rc::Rc;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
+use super::codec::JournalRecord;
+
 #[derive(Default)]
 pub struct StoreCore {
     pub hard_state: HardState,
@@ -45,6 +47,15 @@ impl StoreCore {
         let keep = (first.index - base - 1) as usize;
         self.entries.truncate(keep);
         self.entries.extend_from_slice(entries);
+    }
+
+    /// Replays one journal record (at start, and a simulated node's restart).
+    pub fn replay(&mut self, record: JournalRecord) {
+        match record {
+            JournalRecord::Entry(entry) => self.append(std::slice::from_ref(&entry)),
+            JournalRecord::HardState(state) => self.hard_state = state,
+            JournalRecord::Snapshot(snapshot) => self.apply_snapshot(snapshot),
+        }
     }
 
     /// Installs `snapshot`: every entry it covers goes.

@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft::eraftpb::Message;
 
+use super::core::{QuorumSettings, QuorumStatus, StateMachine};
 use super::journal::Journal;
-use super::node::{QuorumNode, QuorumSettings, QuorumStatus, StateMachine, Transport};
+use super::node::{QuorumNode, Transport};
 use super::store::initial_snapshot;
 use crate::runtime::shutdown::Shutdown;
 use crate::storage::{ShardStorage, ShardStorageConfig};
@@ -113,7 +114,7 @@ async fn leader_of(nodes: &[&TestNode]) -> Rc<QuorumNode> {
                 return node.node.clone();
             }
         }
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+        crate::runtime::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("no leader elected");
 }
@@ -153,7 +154,7 @@ fn a_committed_record_reaches_every_node_and_survives_a_restart() {
             .unwrap();
         let refused = follower.node.propose(Bytes::from_static(b"x")).await;
         assert!(
-            matches!(refused, Err(super::node::QuorumError::NotLeader { leader: l }) if l == leader.id()),
+            matches!(refused, Err(super::core::QuorumError::NotLeader { leader: l }) if l == leader.id()),
             "{refused:?}"
         );
         let mut last = 0;
@@ -261,7 +262,7 @@ fn a_follower_that_lost_its_journal_catches_up_instead_of_crashing() {
         std::fs::remove_dir_all(dir.join(format!("node-{wiped}"))).expect("wipe");
         let fresh = start(wiped, &dir, &network, 1000).await;
         // Heartbeats reach it for a while before anything new is proposed.
-        glommio::timer::sleep(Duration::from_millis(300)).await;
+        crate::runtime::time::sleep(Duration::from_millis(300)).await;
         let last = leader
             .propose(Bytes::from_static(b"after"))
             .await
@@ -290,8 +291,10 @@ fn a_follower_that_lost_its_journal_catches_up_instead_of_crashing() {
 fn nodes_agree_over_tcp_and_a_node_of_another_cluster_is_refused() {
     use super::transport::{Hello, PeerTransport, Peers};
     run(|dir| async move {
-        let listeners: Vec<glommio::net::TcpListener> = (0..4)
-            .map(|_| glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        let listeners: Vec<crate::runtime::net::Listener> = (0..4)
+            .map(|_| {
+                crate::runtime::net::Listener::bind("127.0.0.1:0".parse().unwrap()).expect("bind")
+            })
             .collect();
         let addresses: HashMap<u64, std::net::SocketAddr> = listeners
             .iter()
@@ -311,7 +314,7 @@ fn nodes_agree_over_tcp_and_a_node_of_another_cluster_is_refused() {
                 addresses.clone(),
                 shutdown.clone(),
             );
-            glommio::spawn_local(peers.clone().serve(listener)).detach();
+            crate::runtime::spawn(peers.clone().serve(listener)).detach();
             if id == 4 {
                 // Not a voter: it only knocks on node 1's door.
                 let answer = peers.call(1, b"hello?", Duration::from_millis(500)).await;

@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_channel::oneshot;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use futures_lite::AsyncWriteExt;
 use raft::eraftpb::Message;
 use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::node::{QuorumNode, Transport};
+use crate::runtime::net::{self, Listener, Stream};
 use crate::runtime::shutdown::Shutdown;
+use crate::runtime::time;
 
 /// Largest frame: a snapshot of a large catalogue (the journal's batch cap) and headroom.
 const FRAME_BYTES_MAX: usize = 80 << 20;
@@ -121,7 +122,7 @@ impl Drop for InboundGuard {
         if let Some(entry) = self.peers.inbound.borrow_mut().get_mut(&self.id) {
             entry.open = entry.open.saturating_sub(1);
             if entry.open == 0 && !self.closed_here {
-                entry.closed_since = Some(Instant::now());
+                entry.closed_since = Some(time::now());
             }
         }
     }
@@ -147,23 +148,13 @@ fn split_id(payload: Bytes) -> Option<(u64, Bytes)> {
     Some((id, payload.slice(8..)))
 }
 
-/// Reads one frame of at most `bytes_max` bytes (checked before allocating).
+/// Reads one frame of at most `bytes_max` bytes (checked before allocating): its kind and
+/// payload.
 async fn read_frame(
     reader: &mut (impl futures_lite::AsyncRead + Unpin),
     bytes_max: usize,
 ) -> std::io::Result<(u8, Bytes)> {
-    let mut prefix = [0u8; 4];
-    reader.read_exact(&mut prefix).await?;
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len == 0 || len > bytes_max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("quorum frame of {len} bytes (cap {bytes_max})"),
-        ));
-    }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await?;
-    let body = Bytes::from(body);
+    let body = net::read_frame(reader, bytes_max).await?;
     Ok((body[0], body.slice(1..)))
 }
 
@@ -196,7 +187,7 @@ impl Peers {
         if entry.open > 0 {
             return None;
         }
-        entry.closed_since.map(|since| since.elapsed())
+        entry.closed_since.map(|since| time::now() - since)
     }
 
     /// The node inbound Raft messages go to.
@@ -210,31 +201,26 @@ impl Peers {
     }
 
     /// Accepts peers' connections until shutdown.
-    pub async fn serve(self: Rc<Self>, listener: TcpListener) {
+    pub async fn serve(self: Rc<Self>, listener: Listener) {
         while let Some(accepted) = self.shutdown.or_stopped(listener.accept()).await {
             match accepted {
                 Ok(stream) => {
-                    glommio::spawn_local(self.clone().serve_peer(stream)).detach();
+                    crate::runtime::spawn(self.clone().serve_peer(stream)).detach();
                 }
                 Err(error) => {
                     tracing::warn!(%error, "quorum accept failed");
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                    time::sleep(Duration::from_millis(10)).await;
                 }
             }
         }
     }
 
-    async fn serve_peer(self: Rc<Self>, stream: TcpStream) {
+    async fn serve_peer(self: Rc<Self>, stream: Stream) {
         let (mut reader, writer) = futures_lite::io::split(stream);
-        let hello =
-            // Before the hello nothing is known of the sender: a small frame only.
-            futures_lite::future::or(async { Some(read_frame(&mut reader, HELLO_BYTES_MAX).await) }, async {
-                glommio::timer::sleep(HELLO_TIMEOUT).await;
-                None
-            })
-            .await;
+        // Before the hello nothing is known of the sender: a small frame only.
+        let hello = time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, HELLO_BYTES_MAX)).await;
         let peer = match hello {
-            Some(Ok((KIND_HELLO, body))) => match serde_json::from_slice::<Hello>(&body) {
+            Ok(Ok((KIND_HELLO, body))) => match serde_json::from_slice::<Hello>(&body) {
                 Ok(hello) => hello,
                 Err(_) => return,
             },
@@ -324,7 +310,7 @@ impl Peers {
                     }
                     calls_in_flight.set(calls_in_flight.get() + 1);
                     let (writer, in_flight) = (writer.clone(), calls_in_flight.clone());
-                    glommio::spawn_local(async move {
+                    crate::runtime::spawn(async move {
                         let reply = handler(peer, body).await;
                         in_flight.set(in_flight.get() - 1);
                         let _ = writer
@@ -347,7 +333,7 @@ impl Peers {
         let address = *self.addresses.get(&to)?;
         let (sender, receiver) = async_channel::bounded(LINK_QUEUE);
         self.links.borrow_mut().insert(to, sender.clone());
-        glommio::spawn_local(self.clone().run_link(to, address, receiver)).detach();
+        crate::runtime::spawn(self.clone().run_link(to, address, receiver)).detach();
         Some(sender)
     }
 
@@ -364,35 +350,27 @@ impl Peers {
             &serde_json::to_vec(&self.hello).expect("hello serializes"),
         );
         let mut logged = false;
+        let address_text = address.to_string();
         while !self.shutdown.is_started() {
-            let connected = futures_lite::future::or(
-                async { Some(TcpStream::connect(address).await) },
-                async {
-                    glommio::timer::sleep(CONNECT_TIMEOUT).await;
-                    None
-                },
-            )
-            .await;
-            let stream = match connected {
-                Some(Ok(stream)) => stream,
-                _ => {
+            let stream = match Stream::connect(&address_text, CONNECT_TIMEOUT).await {
+                Ok(stream) => stream,
+                Err(error) => {
                     if !logged {
-                        tracing::debug!(peer = to, %address, "quorum peer unreachable; retrying");
+                        tracing::debug!(peer = to, %address, %error, "quorum peer unreachable; retrying");
                         logged = true;
                     }
-                    glommio::timer::sleep(RECONNECT_DELAY).await;
+                    time::sleep(RECONNECT_DELAY).await;
                     continue;
                 }
             };
             logged = false;
-            let _ = stream.set_nodelay(true);
             let (mut reader, mut writer) = futures_lite::io::split(stream);
             if writer.write_all(&hello).await.is_err() {
                 continue;
             }
             let (closed_tx, closed_rx) = async_channel::bounded::<()>(1);
             let peers = self.clone();
-            glommio::spawn_local(async move {
+            crate::runtime::spawn(async move {
                 while let Ok((kind, body)) = read_frame(&mut reader, FRAME_BYTES_MAX).await {
                     match kind {
                         KIND_REPLY | KIND_BUSY => {
@@ -430,7 +408,7 @@ impl Peers {
             if frames.is_closed() {
                 return;
             }
-            glommio::timer::sleep(RECONNECT_DELAY).await;
+            time::sleep(RECONNECT_DELAY).await;
         }
     }
 
@@ -463,16 +441,12 @@ impl Peers {
             self.pending.borrow_mut().remove(&id);
             return Err(CallError::Busy(to));
         }
-        let answer = futures_lite::future::or(async { answer.await.ok() }, async {
-            glommio::timer::sleep(timeout).await;
-            None
-        })
-        .await;
+        let answer = time::timeout(timeout, answer).await;
         self.pending.borrow_mut().remove(&id);
         match answer {
-            Some(Some(reply)) => Ok(reply),
-            Some(None) => Err(CallError::Busy(to)),
-            None => Err(CallError::Timeout(to)),
+            Ok(Ok(Some(reply))) => Ok(reply),
+            Ok(Ok(None)) => Err(CallError::Busy(to)),
+            Ok(Err(_)) | Err(time::Elapsed) => Err(CallError::Timeout(to)),
         }
     }
 }
@@ -493,6 +467,7 @@ impl Transport for PeerTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_lite::AsyncReadExt;
 
     fn hello(node_id: u64) -> Hello {
         Hello {
@@ -507,11 +482,11 @@ mod tests {
         shutdown: &Rc<Shutdown>,
         handler: CallHandler,
     ) -> (Rc<Peers>, SocketAddr) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
         let address = listener.local_addr().expect("address");
         let peers = Peers::new(hello(node_id), HashMap::new(), shutdown.clone());
         peers.set_call_handler(handler);
-        glommio::spawn_local(peers.clone().serve(listener)).detach();
+        crate::runtime::spawn(peers.clone().serve(listener)).detach();
         (peers, address)
     }
 
@@ -519,7 +494,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !check() {
             assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            glommio::timer::sleep(Duration::from_millis(10)).await;
+            time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -541,7 +516,7 @@ mod tests {
             let caller = Peers::new(hello(2), HashMap::from([(1, address)]), shutdown.clone());
             for _ in 0..CALLS_IN_FLIGHT_MAX {
                 let caller = caller.clone();
-                glommio::spawn_local(async move {
+                crate::runtime::spawn(async move {
                     let _ = caller.call(1, b"slow", Duration::from_secs(60)).await;
                 })
                 .detach();
@@ -576,7 +551,9 @@ mod tests {
             let hello_frame = |id| frame(KIND_HELLO, &serde_json::to_vec(&hello(id)).unwrap());
 
             // Node 3 sends an undecodable Raft message: the server closes the connection.
-            let mut violator = TcpStream::connect(address).await.expect("connect");
+            let mut violator = Stream::connect(&address.to_string(), Duration::from_secs(1))
+                .await
+                .expect("connect");
             violator.write_all(&hello_frame(3)).await.expect("hello");
             eventually("node 3 is connected", || {
                 server.inbound.borrow().get(&3).is_some_and(|i| i.open == 1)
@@ -595,7 +572,9 @@ mod tests {
             assert_eq!(server.disconnected_for(3), None, "closed here: no evidence");
 
             // Node 4 closes its own connection: its process may be gone.
-            let mut leaving = TcpStream::connect(address).await.expect("connect");
+            let mut leaving = Stream::connect(&address.to_string(), Duration::from_secs(1))
+                .await
+                .expect("connect");
             leaving.write_all(&hello_frame(4)).await.expect("hello");
             eventually("node 4 is connected", || {
                 server.inbound.borrow().get(&4).is_some_and(|i| i.open == 1)
