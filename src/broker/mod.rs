@@ -35,7 +35,9 @@ use std::time::Duration;
 
 use crate::cluster::metadata::BrokerInfo;
 use crate::config::BrokerConfig;
+use crate::runtime::placement::CONTROLLER_SHARD;
 use crate::runtime::{executor, mesh, metrics};
+use crate::shard::control_plane::ControlPlane;
 use crate::shard::{Shard, ShardJob};
 
 /// Exit status after a panic on any thread (EX_SOFTWARE, "internal software error").
@@ -261,6 +263,9 @@ pub fn start(
     let metadata = Arc::new(metadata);
     let config = Arc::new(config);
     let (senders, receivers) = mesh::inboxes::<Shard>(config.shards);
+    // The control plane lives on the controller shard; every shard holds its handle.
+    let (control_plane, control_inbox) = mesh::service::<ControlPlane>();
+    let mut control_inbox = Some(control_inbox);
     let (report_tx, reports) = std::sync::mpsc::channel::<(usize, Report)>();
     // Closing the gate's channel (dropping `gate_open`) opens it for every shard.
     let (gate_open, gate) = async_channel::bounded::<()>(1);
@@ -275,12 +280,18 @@ pub fn start(
     for (id, inbox) in receivers.into_iter().enumerate() {
         let cpu = config.cpus[id % config.cpus.len()];
         let reporter = shard_main::Reporter::new(id, report_tx.clone());
-        let (config, metadata, senders, gate) = (
+        let (config, metadata, senders, gate, control_plane) = (
             config.clone(),
             metadata.clone(),
             senders.clone(),
             gate.clone(),
+            control_plane.clone(),
         );
+        let control_inbox = if id == CONTROLLER_SHARD {
+            control_inbox.take()
+        } else {
+            None
+        };
         let panic_after = injected_panic
             .filter(|injected| injected.shard == id)
             .map(|injected| injected.after);
@@ -295,11 +306,12 @@ pub fn start(
                     reporter.failed(StartError::Shard { shard: id, reason });
                     return;
                 }
-                let shard = Shard::new(id, config, port, senders, metadata);
+                let shard = Shard::new(id, config, port, senders, metadata, control_plane);
                 let start = shard_main::Start {
                     reporter,
                     gate,
                     panic_after,
+                    control_inbox,
                 };
                 shard_main::run_shard(shard, inbox, start).await;
             },

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use super::{Phase, Report, StartError};
 use crate::group::coordinator::GroupCoordinator;
-use crate::runtime::mesh;
+use crate::runtime::mesh::{self, Job};
 use crate::runtime::net::Listener;
-use crate::runtime::placement::CONTROLLER_SHARD;
 use crate::runtime::time::{self, Deadline};
 use crate::shard::cluster::ClusterNode;
+use crate::shard::control_plane::{self, ControlPlane, SingleBroker};
 use crate::shard::{Shard, ShardJob};
 
 /// How often each shard applies retention to its partitions. Kafka's
@@ -81,6 +81,8 @@ pub struct Start {
     pub gate: async_channel::Receiver<()>,
     /// `serve --inject-panic-shard`: panic this long after listening (zero: while loading).
     pub panic_after: Option<Duration>,
+    /// The controller shard only: the control plane's inbox, served once it is built.
+    pub control_inbox: Option<async_channel::Receiver<Job<ControlPlane>>>,
 }
 
 /// Runs one shard from start to stop: loads, waits at the gate, listens, serves.
@@ -89,6 +91,7 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
         mut reporter,
         gate,
         panic_after,
+        control_inbox,
     } = start;
     // The inbox runs from the start: other shards may already send jobs (e.g. metadata).
     crate::runtime::spawn(mesh::serve_inbox(shard.clone(), inbox)).detach();
@@ -103,11 +106,14 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
     if panic_after == Some(Duration::ZERO) {
         panic!("injected panic in shard {} while it starts", shard.id);
     }
-    if let Err(error) = open_services(&shard).await {
-        reporter.failed(error);
-        shard.close_all().await;
-        return;
-    }
+    let control_plane = match open_services(&shard, control_inbox).await {
+        Ok(control_plane) => control_plane,
+        Err(error) => {
+            reporter.failed(error);
+            shard.close_all().await;
+            return;
+        }
+    };
     reporter.reached(Phase::Loaded);
     // A connection to any shard may be forwarded to any other: no shard listens before
     // every shard has its partitions open.
@@ -147,16 +153,21 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
     crate::runtime::spawn(reopen_failed_logs_loop(shard.clone())).detach();
     crate::server::accept_loop(shard.clone(), listener).await;
     drain_connections(&shard).await;
-    if let Some(cluster) = shard.cluster() {
-        // Fenced (or given up on), then the quorum node's journal closes.
-        cluster.stopped().await;
+    if let Some(control_plane) = control_plane {
+        // A cluster node: fenced (or given up on), then the quorum node's journal closes.
+        control_plane.stopped().await;
     }
     shard.close_all().await;
     tracing::info!(shard = shard.id, "shard stopped");
 }
 
-/// Opens the logs of the partitions this shard owns and its group coordinator.
-async fn open_services(shard: &Rc<Shard>) -> Result<(), StartError> {
+/// Opens the logs of the partitions this shard owns and its group coordinator; on the
+/// controller shard (the one given the control plane's inbox), also the control plane,
+/// which it then serves (returned).
+async fn open_services(
+    shard: &Rc<Shard>,
+    control_inbox: Option<async_channel::Receiver<Job<ControlPlane>>>,
+) -> Result<Option<Rc<ControlPlane>>, StartError> {
     let id = shard.id;
     let fail = |reason: String| StartError::Shard { shard: id, reason };
     let metadata = shard.metadata();
@@ -186,12 +197,21 @@ async fn open_services(shard: &Rc<Shard>) -> Result<(), StartError> {
             .map_err(|error| fail(format!("loading committed offsets: {error}")))?;
         shard.install_local_coordinator(coordinator);
     }
-    if !single && id == CONTROLLER_SHARD {
-        ClusterNode::start(shard, metadata.cluster_id.clone())
+    let Some(inbox) = control_inbox else {
+        return Ok(None);
+    };
+    let controller = control_plane::controller_of(&shard.config);
+    let plane = if single {
+        ControlPlane::Single(SingleBroker::new(shard.clone(), controller))
+    } else {
+        let node = ClusterNode::start(shard, metadata.cluster_id.clone(), controller)
             .await
-            .map_err(StartError::Cluster)?;
-    }
-    Ok(())
+            .map_err(|error| StartError::Cluster(error.to_string()))?;
+        ControlPlane::Cluster(node)
+    };
+    let plane = Rc::new(plane);
+    crate::runtime::spawn(mesh::serve_inbox(plane.clone(), inbox)).detach();
+    Ok(Some(plane))
 }
 
 fn listen(shard: &Shard) -> Result<Listener, StartError> {

@@ -11,7 +11,7 @@ use super::controller::{
 use super::metadata::Topic;
 use super::reassignment::ElectionKind;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlCall {
     CreateTopics {
         specs: Vec<TopicSpec>,
@@ -44,7 +44,7 @@ pub enum ControlCall {
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlReply {
     Topics(Vec<Outcome<Topic>>),
     Done(Vec<Outcome<()>>),

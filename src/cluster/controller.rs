@@ -141,7 +141,7 @@ pub struct Controller {
 }
 
 /// A topic to create, as requested.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicSpec {
     pub name: String,
     /// -1 for the broker default.
@@ -154,7 +154,7 @@ pub struct TopicSpec {
 }
 
 /// A request to grow a topic to `count` partitions.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionGrowth {
     pub topic: String,
     pub count: i32,
@@ -163,7 +163,7 @@ pub struct PartitionGrowth {
 }
 
 /// One operation of a topic config change.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigEdit {
     Set(String, String),
     /// Back to the broker default.
@@ -172,7 +172,7 @@ pub enum ConfigEdit {
 
 /// A change to one topic's config overrides: IncrementalAlterConfigs edits the current
 /// overrides; AlterConfigs (`replace_all`) replaces them with the set it names.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfigChange {
     pub topic: String,
     pub replace_all: bool,
@@ -180,7 +180,7 @@ pub struct TopicConfigChange {
 }
 
 /// One partition's reassignment: its target replicas, or `None` to cancel it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionReassignment {
     pub topic: String,
     pub partition: i32,
@@ -188,7 +188,7 @@ pub struct PartitionReassignment {
 }
 
 /// A topic named by name or by id.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TopicRef {
     Name(String),
     Id(Uuid),

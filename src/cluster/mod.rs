@@ -6,6 +6,7 @@ pub mod control;
 pub mod controller;
 pub mod election;
 pub mod metadata;
+pub mod node;
 pub mod quorum;
 pub mod reassignment;
 pub mod records;

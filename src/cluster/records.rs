@@ -49,6 +49,16 @@ impl MetadataRecord {
     }
 }
 
+/// The records of one metadata entry (the quorum replicates entries, each a list of
+/// records applied together).
+pub fn encode_entry(records: &[MetadataRecord]) -> Vec<u8> {
+    serde_json::to_vec(records).expect("metadata records always serialize")
+}
+
+pub fn decode_entry(bytes: &[u8]) -> Result<Vec<MetadataRecord>, String> {
+    serde_json::from_slice(bytes).map_err(|error| error.to_string())
+}
+
 /// Applies `record` (committed at `index`) to `metadata`. Records that no longer match
 /// the state (a fence for an older epoch) change nothing.
 pub fn apply(metadata: &mut ClusterMetadata, index: u64, record: MetadataRecord) {

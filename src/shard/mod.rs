@@ -7,6 +7,7 @@
 //! `broker`.
 
 pub mod cluster;
+pub mod control_plane;
 pub mod groups;
 pub mod replica;
 pub mod replicator;
@@ -21,11 +22,11 @@ use std::sync::Arc;
 use event_listener::Event;
 use uuid::Uuid;
 
-use crate::cluster::controller::{Controller, ControllerSettings};
 use crate::cluster::metadata::{ClusterMetadata, Topic};
+use crate::cluster::node::rpc::NodeError;
 use crate::cluster::topic_config;
 use crate::config::BrokerConfig;
-use crate::runtime::mesh::{Job, Mesh};
+use crate::runtime::mesh::{Job, Mesh, Service};
 use crate::runtime::metrics::{self, Counter};
 use crate::runtime::placement;
 use crate::runtime::shutdown::Shutdown;
@@ -155,10 +156,8 @@ pub struct Shard {
     pub storage: Rc<ShardStorage>,
     partitions: RefCell<HashMap<String, Vec<Option<Rc<Partition>>>>>,
     metadata: RefCell<Arc<ClusterMetadata>>,
-    /// Topic changes and producer ids; only the one on `CONTROLLER_SHARD` is used.
-    pub controller: Controller,
-    /// This node of the cluster (controller shard only, when the broker is in one).
-    pub cluster: RefCell<Option<Rc<cluster::ClusterNode>>>,
+    /// The broker's control plane (controller, cluster node), on the controller shard.
+    pub control_plane: Service<control_plane::ControlPlane>,
     /// The group coordinators on this shard, by slot (`groups.rs`): one for a single
     /// broker, one per led `__consumer_offsets` partition in a cluster.
     pub groups: RefCell<BTreeMap<i32, groups::Loaded>>,
@@ -180,14 +179,9 @@ impl Shard {
         port: u16,
         peers: Vec<async_channel::Sender<ShardJob>>,
         metadata: Arc<ClusterMetadata>,
+        control_plane: Service<control_plane::ControlPlane>,
     ) -> Rc<Shard> {
         let storage = ShardStorage::new(&config.shard_storage());
-        let controller = Controller::new(ControllerSettings {
-            node_id: config.node_id,
-            default_partitions: config.default_partitions,
-            topic_defaults: config.topic_defaults.clone(),
-            partitions_max: config.partitions_max,
-        });
         Rc::new(Shard {
             id,
             count: peers.len(),
@@ -197,8 +191,7 @@ impl Shard {
             storage,
             partitions: RefCell::new(HashMap::new()),
             metadata: RefCell::new(metadata),
-            controller,
-            cluster: RefCell::new(None),
+            control_plane,
             groups: RefCell::new(BTreeMap::new()),
             offsets_topic_asked: Cell::new(false),
             connections: Cell::new(0),
@@ -582,12 +575,15 @@ impl Shard {
         crate::runtime::spawn(async move {
             let (topic_id, index) = (partition.topic_id, partition.index);
             let sent = shard
-                .on_cluster_node(move |controller, cluster| async move {
-                    cluster
-                        .alter_partition(&controller, topic_id, index, change.leader_epoch, change.isr)
+                .control_plane
+                .run(move |plane| async move {
+                    plane
+                        .alter_partition(topic_id, index, change.leader_epoch, change.isr)
                         .await
                 })
-                .await;
+                .await
+                .map_err(|gone| NodeError::Failed(gone.to_string()))
+                .and_then(|sent| sent);
             if let Err(error) = sent {
                 tracing::debug!(topic = %partition.topic, partition = index, %error, "ISR change not made");
                 // Paced: a refusal is quick, and followers fetch often.
@@ -614,37 +610,14 @@ impl Shard {
         }
         let (topic_id, index) = (partition.topic_id, partition.index);
         let reported = self
-            .on_cluster_node(move |controller, cluster| async move {
-                cluster
-                    .report_failed_replica(&controller, topic_id, index)
-                    .await
-            })
-            .await;
+            .control_plane
+            .run(move |plane| async move { plane.report_failed_replica(topic_id, index).await })
+            .await
+            .map_err(|gone| NodeError::Failed(gone.to_string()))
+            .and_then(|reported| reported);
         if let Err(error) = reported {
             tracing::warn!(topic = %partition.topic, partition = index, %error, "reporting a failed replica failed");
         }
-    }
-
-    /// Runs `job` with this broker's cluster node, on the controller shard.
-    async fn on_cluster_node<T, F, Fut>(self: &Rc<Self>, job: F) -> Result<T, String>
-    where
-        T: Send + 'static,
-        F: FnOnce(Rc<Shard>, Rc<cluster::ClusterNode>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, String>> + 'static,
-    {
-        self.run_on(placement::CONTROLLER_SHARD, move |controller| async move {
-            match controller.cluster() {
-                Some(cluster) => job(controller, cluster).await,
-                None => Err("not a cluster node".to_string()),
-            }
-        })
-        .await
-        .map_err(|error| error.to_string())?
-    }
-
-    /// This node of the cluster, on the controller shard of a broker in one.
-    pub fn cluster(&self) -> Option<Rc<cluster::ClusterNode>> {
-        self.cluster.borrow().clone()
     }
 
     /// Closes every log (final sync). Called once, at shutdown.

@@ -1,96 +1,19 @@
-//! The controller's hands: how topic changes reach the shards that own the partitions.
-//! The controller (`cluster::controller`) decides and persists; this fans its decisions out.
+//! How topic changes reach the shards that own the partitions: the controller
+//! (`cluster::controller`) decides and persists, and the control plane's hosts
+//! (`control_plane::SingleBroker`, `cluster::reconcile`) fan its decisions out with these.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::control_plane::ControlPlane;
 use super::Shard;
 use crate::cluster::control::{ControlCall, ControlReply};
-use crate::cluster::controller::{self, TopicError, TopicHost};
+use crate::cluster::controller::{self, TopicError};
 use crate::cluster::metadata::{ClusterMetadata, Topic};
 use crate::runtime::mesh::ShardGone;
 use crate::runtime::placement::CONTROLLER_SHARD;
-
-impl TopicHost for Rc<Shard> {
-    fn metadata(&self) -> Arc<ClusterMetadata> {
-        match self.cluster() {
-            // The catalogue as applied: the shards' snapshot may trail it.
-            Some(cluster) => cluster.image(),
-            None => Shard::metadata(self),
-        }
-    }
-
-    /// In a cluster every node opens its own replicas once the change is committed
-    /// (`shard::cluster`); a single broker opens them before persisting.
-    async fn open_logs(&self, topic: &Topic, range: Range<i32>) -> Result<(), String> {
-        if self.cluster().is_some() {
-            return Ok(());
-        }
-        self.open_topic_partitions(topic, range.collect(), true)
-            .await
-    }
-
-    async fn delete_logs(&self, topic: &Topic) {
-        if self.cluster().is_none() {
-            self.delete_topic_logs(topic).await;
-        }
-    }
-
-    async fn discard_logs(&self, topic: &Topic, range: Range<i32>) {
-        if self.cluster().is_some() {
-            return;
-        }
-        let mut by_owner: BTreeMap<usize, ()> = BTreeMap::new();
-        for partition in range.clone() {
-            by_owner.insert(self.owner_of(topic, partition), ());
-            if by_owner.len() == self.count {
-                break;
-            }
-        }
-        let name = topic.name.clone();
-        let discarded = self
-            .run_on_each(by_owner.into_iter().collect(), move |target, ()| {
-                let (name, range) = (name.clone(), range.clone());
-                async move {
-                    target
-                        .delete_partitions_in(&name, range)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            })
-            .await;
-        let errors: Vec<String> = match discarded {
-            Ok(results) => results.into_iter().filter_map(Result::err).collect(),
-            Err(error) => vec![error.to_string()],
-        };
-        for error in errors {
-            tracing::error!(topic = %topic.name, %error, "discarding partition logs failed");
-        }
-    }
-
-    async fn reconfigure_logs(&self, topic: &Topic) {
-        if self.cluster().is_none() {
-            self.reconfigure_topic_logs(topic).await;
-        }
-    }
-
-    /// A single broker: the metadata file (temp file, `fdatasync`, rename, directory
-    /// fsync), then every shard's snapshot. A cluster: the change as metadata records,
-    /// committed by the quorum and applied here (every node applies it on its own).
-    async fn commit(&self, metadata: ClusterMetadata) -> Result<(), String> {
-        if let Some(cluster) = self.cluster() {
-            let records = crate::cluster::records::diff(&cluster.image(), &metadata);
-            return cluster.commit(records).await;
-        }
-        crate::storage::io::write_file_atomic(&self.config.metadata_path(), &metadata.encode())
-            .await
-            .map_err(|error| error.to_string())?;
-        self.publish(Arc::new(metadata)).await;
-        Ok(())
-    }
-}
 
 impl Shard {
     /// Opens `partitions` of `topic` on their owning shards, in parallel.
@@ -164,6 +87,40 @@ impl Shard {
         }
     }
 
+    /// Closes and deletes the logs of partitions `range` of `topic` that are open (the
+    /// rollback of a growth that failed part way); failures are logged.
+    pub async fn discard_topic_partitions(self: &Rc<Self>, topic: &Topic, range: Range<i32>) {
+        // Consecutive partitions land on consecutive shards: the first `count` of the range
+        // name every owner.
+        let mut owners: Vec<usize> = range
+            .clone()
+            .take(self.count)
+            .map(|partition| self.owner_of(topic, partition))
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let name = topic.name.clone();
+        let parts = owners.into_iter().map(|owner| (owner, ())).collect();
+        let discarded = self
+            .run_on_each(parts, move |target, ()| {
+                let (name, range) = (name.clone(), range.clone());
+                async move {
+                    target
+                        .delete_partitions_in(&name, range)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await;
+        let errors: Vec<String> = match discarded {
+            Ok(results) => results.into_iter().filter_map(Result::err).collect(),
+            Err(error) => vec![error.to_string()],
+        };
+        for error in errors {
+            tracing::error!(topic = %topic.name, %error, "discarding partition logs failed");
+        }
+    }
+
     /// Gives the open logs of `topic` its current roll and retention limits.
     pub async fn reconfigure_topic_logs(self: &Rc<Self>, topic: &Topic) {
         for owner in self.owners(topic) {
@@ -194,21 +151,14 @@ impl Shard {
         }
     }
 
-    /// Runs a controller operation where the controller is: this broker's controller
-    /// shard, or in a cluster the metadata quorum's leader. Callable from any shard.
-    pub async fn control(self: &Rc<Self>, call: ControlCall) -> Result<ControlReply, ShardGone> {
-        self.run_on(CONTROLLER_SHARD, move |controller_shard| async move {
-            match controller_shard.cluster() {
-                Some(cluster) => super::cluster::control(&controller_shard, &cluster, call).await,
-                None => {
-                    controller_shard
-                        .controller
-                        .execute(&controller_shard, call)
-                        .await
-                }
-            }
-        })
-        .await
+    /// Runs a controller operation where the controller is: this broker's control plane,
+    /// or in a cluster the metadata quorum's leader. Callable from any shard.
+    /// The control plane gone means its shard is shutting down.
+    pub async fn control(&self, call: ControlCall) -> Result<ControlReply, ShardGone> {
+        self.control_plane
+            .run(move |plane: Rc<ControlPlane>| async move { plane.control(call).await })
+            .await
+            .map_err(|_| ShardGone(CONTROLLER_SHARD))
     }
 }
 
