@@ -21,5 +21,6 @@ pub mod record_batch;
 pub mod runtime;
 pub mod server;
 pub mod shard;
+pub mod simulation;
 pub mod storage;
 pub mod testkit;

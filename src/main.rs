@@ -62,6 +62,33 @@ enum Command {
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Run the deterministic simulation of the control plane: each seed is a cluster's
+    /// life under crashes, pauses, partitions and a lossy network, checked after every
+    /// step. Exits 1 with the first failing seed (replay it with --seed N --trace).
+    Simulate {
+        /// Replay this one seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// How many seeds, from --from.
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Threads (default: the CPUs this process may use).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Nodes per run (default: 3 or 5, as each seed picks).
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Simulated seconds of faults, then of healing.
+        #[arg(long, default_value_t = 30)]
+        fault_seconds: u64,
+        #[arg(long, default_value_t = 30)]
+        heal_seconds: u64,
+        /// Print every event of the run (with --seed).
+        #[arg(long)]
+        trace: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -106,14 +133,18 @@ enum LogCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // A simulation's nodes log what real ones would (elections, fencing): thousands of
+    // seeds of it say nothing; PETREL_LOG turns it on.
+    let quiet = matches!(cli.command, Command::Simulate { .. });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PETREL_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| if quiet { "off" } else { "warn" }.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Format {
             data_dir,
@@ -139,12 +170,62 @@ fn main() -> anyhow::Result<()> {
             shards,
         } => dev_cluster(nodes, dir, base_port, shards),
         Command::Log(LogCommand::Dump { dir, batches }) => dump(dir, batches),
+        Command::Simulate {
+            seed,
+            seeds,
+            from,
+            threads,
+            nodes,
+            fault_seconds,
+            heal_seconds,
+            trace,
+        } => {
+            let options = petrel::simulation::Options {
+                nodes,
+                fault_time: Duration::from_secs(fault_seconds),
+                heal_time: Duration::from_secs(heal_seconds),
+                trace,
+            };
+            simulate(seed, from..from.saturating_add(seeds), threads, &options)
+        }
         Command::Log(LogCommand::CrashWriter {
             dir,
             first_sequence,
             tasks,
             segment_bytes_max,
         }) => crash_writer(dir, first_sequence, tasks, segment_bytes_max),
+    }
+}
+
+fn simulate(
+    seed: Option<u64>,
+    seeds: std::ops::Range<u64>,
+    threads: Option<usize>,
+    options: &petrel::simulation::Options,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    if let Some(seed) = seed {
+        return match petrel::simulation::run(seed, options) {
+            Ok(report) => {
+                println!("{report:#?}");
+                Ok(())
+            }
+            Err(failure) => {
+                eprintln!("{failure}");
+                std::process::exit(1);
+            }
+        };
+    }
+    let threads = threads.unwrap_or_else(|| runtime::executor::allowed_cpus().len());
+    match petrel::simulation::sweep(seeds, threads, options) {
+        Ok(summary) => {
+            println!("simulation: {summary}, in {:.1?}", started.elapsed());
+            Ok(())
+        }
+        Err(failure) => {
+            eprintln!("simulation: {failure}");
+            std::process::exit(1);
+        }
     }
 }
 

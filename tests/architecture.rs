@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime", "record_batch"],
     &["protocol", "testkit", "storage"],
     &["cluster", "group"],
-    &["config"],
+    &["config", "simulation"],
     &["shard"],
     &["server"],
     &["broker"],

@@ -6,7 +6,7 @@ mod common;
 use bytes::Bytes;
 use clap::Parser;
 use petrel::server::measure::{REQUESTS, REQUEST_DURATION};
-use petrel::shard::{PRODUCE_BYTES, PRODUCE_RECORDS};
+use petrel::shard::partition::{PRODUCE_BYTES, PRODUCE_RECORDS};
 
 #[derive(Parser)]
 struct Cli {

@@ -37,7 +37,7 @@ use crate::cluster::metadata::BrokerInfo;
 use crate::config::BrokerConfig;
 use crate::runtime::placement::CONTROLLER_SHARD;
 use crate::runtime::{executor, mesh, metrics};
-use crate::shard::control_plane::ControlPlane;
+use crate::shard::control_plane;
 use crate::shard::{Shard, ShardJob};
 
 /// Exit status after a panic on any thread (EX_SOFTWARE, "internal software error").
@@ -167,7 +167,7 @@ pub struct Broker {
     pub listen: SocketAddr,
     senders: Vec<async_channel::Sender<ShardJob>>,
     /// `None` once joined.
-    threads: Vec<Option<glommio::ExecutorJoinHandle<()>>>,
+    threads: Vec<Option<executor::ShardThread>>,
     /// The `flock` on `<data dir>/.lock`; released when this is dropped, after `stop` has
     /// joined every shard thread.
     _lock: std::fs::File,
@@ -264,7 +264,7 @@ pub fn start(
     let config = Arc::new(config);
     let (senders, receivers) = mesh::inboxes::<Shard>(config.shards);
     // The control plane lives on the controller shard; every shard holds its handle.
-    let (control_plane, control_inbox) = mesh::service::<ControlPlane>();
+    let (control_plane, control_inbox) = control_plane::handle::channel();
     let mut control_inbox = Some(control_inbox);
     let (report_tx, reports) = std::sync::mpsc::channel::<(usize, Report)>();
     // Closing the gate's channel (dropping `gate_open`) opens it for every shard.

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use super::{Phase, Report, StartError};
 use crate::group::coordinator::GroupCoordinator;
-use crate::runtime::mesh::{self, Job};
+use crate::runtime::mesh;
 use crate::runtime::net::Listener;
 use crate::runtime::time::{self, Deadline};
 use crate::shard::cluster::ClusterNode;
-use crate::shard::control_plane::{self, ControlPlane, SingleBroker};
+use crate::shard::control_plane::handle::Request;
+use crate::shard::control_plane::plane::{self, ControlPlane};
+use crate::shard::control_plane::single::{self, SingleBroker};
 use crate::shard::{Shard, ShardJob};
 
 /// How often each shard applies retention to its partitions. Kafka's
@@ -82,7 +84,7 @@ pub struct Start {
     /// `serve --inject-panic-shard`: panic this long after listening (zero: while loading).
     pub panic_after: Option<Duration>,
     /// The controller shard only: the control plane's inbox, served once it is built.
-    pub control_inbox: Option<async_channel::Receiver<Job<ControlPlane>>>,
+    pub control_inbox: Option<async_channel::Receiver<Request>>,
 }
 
 /// Runs one shard from start to stop: loads, waits at the gate, listens, serves.
@@ -147,7 +149,8 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
     }
     crate::runtime::spawn(retention_loop(shard.clone())).detach();
     if shard.config.quorum.is_some() {
-        crate::runtime::spawn(crate::shard::replicator::run(shard.clone())).detach();
+        crate::runtime::spawn(crate::shard::replication::follower::run(shard.clone())).detach();
+        crate::runtime::spawn(crate::shard::replication::leader::check_lag(shard.clone())).detach();
         crate::runtime::spawn(crate::shard::groups::run(shard.clone())).detach();
     }
     crate::runtime::spawn(reopen_failed_logs_loop(shard.clone())).detach();
@@ -166,7 +169,7 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
 /// which it then serves (returned).
 async fn open_services(
     shard: &Rc<Shard>,
-    control_inbox: Option<async_channel::Receiver<Job<ControlPlane>>>,
+    control_inbox: Option<async_channel::Receiver<Request>>,
 ) -> Result<Option<Rc<ControlPlane>>, StartError> {
     let id = shard.id;
     let fail = |reason: String| StartError::Shard { shard: id, reason };
@@ -200,7 +203,7 @@ async fn open_services(
     let Some(inbox) = control_inbox else {
         return Ok(None);
     };
-    let controller = control_plane::controller_of(&shard.config);
+    let controller = single::controller_of(&shard.config);
     let plane = if single {
         ControlPlane::Single(SingleBroker::new(shard.clone(), controller))
     } else {
@@ -210,7 +213,7 @@ async fn open_services(
         ControlPlane::Cluster(node)
     };
     let plane = Rc::new(plane);
-    crate::runtime::spawn(mesh::serve_inbox(plane.clone(), inbox)).detach();
+    crate::runtime::spawn(plane::serve(plane.clone(), inbox)).detach();
     Ok(Some(plane))
 }
 

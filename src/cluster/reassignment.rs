@@ -58,6 +58,12 @@ fn partition_mut(
 
 /// Starts, replaces or (with `None`) cancels the reassignment of partition `index`.
 /// `registered` says which broker ids exist, `live` which are unfenced.
+///
+/// Replacing or cancelling a reassignment drops at once only the replicas the old one was
+/// adding that are still copying; an added replica already in sync stays until the new
+/// target is in sync (it is removed then), so the ISR stays within the replicas and
+/// its leader keeps leading meanwhile (found by the control-plane simulation: dropping it
+/// at once left it in the ISR, or leading, outside the replicas).
 pub fn reassign(
     topic: &mut Topic,
     index: i32,
@@ -66,27 +72,26 @@ pub fn reassign(
     registered: impl Fn(i32) -> bool,
     live: impl Fn(i32) -> bool,
 ) -> Result<(), ReassignmentError> {
+    let name = format!("{}-{index}", topic.name);
     let (replicas, state) = partition_mut(topic, index)?;
     let original: Vec<i32> = replicas
         .iter()
         .copied()
         .filter(|id| !state.adding.contains(id))
         .collect();
-    match target {
+    // What this partition holds in full: its original replicas and the added ones that
+    // caught up.
+    let kept: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|id| original.contains(id) || state.isr.contains(id))
+        .collect();
+    let target = match target {
         None => {
             if state.adding.is_empty() && state.removing.is_empty() {
-                return Err(ReassignmentError::NoReassignmentInProgress(format!(
-                    "{}-{index}",
-                    topic.name
-                )));
+                return Err(ReassignmentError::NoReassignmentInProgress(name));
             }
-            state.isr.retain(|id| original.contains(id));
-            state.adding.clear();
-            state.removing.clear();
-            if !original.contains(&state.leader) {
-                elect_from(state, &original, &live);
-            }
-            *replicas = original;
+            original
         }
         Some(target) => {
             check_target(&target, &registered)?;
@@ -98,20 +103,25 @@ pub fn reassign(
                     original.len()
                 )));
             }
-            let removing: Vec<i32> = original
-                .iter()
-                .copied()
-                .filter(|id| !target.contains(id))
-                .collect();
-            state.adding = target
-                .iter()
-                .copied()
-                .filter(|id| !original.contains(id))
-                .collect();
-            state.removing = removing.clone();
-            *replicas = target.into_iter().chain(removing).collect();
+            target
         }
-    }
+    };
+    let removing: Vec<i32> = kept
+        .iter()
+        .copied()
+        .filter(|id| !target.contains(id))
+        .collect();
+    state.adding = target
+        .iter()
+        .copied()
+        .filter(|id| !kept.contains(id))
+        .collect();
+    state.removing = removing.clone();
+    *replicas = target.into_iter().chain(removing).collect();
+    debug_assert!(
+        state.isr.iter().all(|id| replicas.contains(id)),
+        "every in-sync replica is kept"
+    );
     complete_if_caught_up(topic, index, live);
     Ok(())
 }
@@ -179,16 +189,6 @@ pub fn complete_if_caught_up(topic: &mut Topic, index: i32, live: impl Fn(i32) -
     state.removing.clear();
     *replicas = target;
     true
-}
-
-/// Makes `leader` the first of `candidates` in sync and live, or none; epoch bumped.
-fn elect_from(state: &mut PartitionState, candidates: &[i32], live: impl Fn(i32) -> bool) {
-    state.leader = candidates
-        .iter()
-        .copied()
-        .find(|&id| state.isr.contains(&id) && live(id))
-        .unwrap_or(-1);
-    state.leader_epoch += 1;
 }
 
 /// Elects a leader for partition `index` as ElectLeaders asks.
@@ -265,6 +265,42 @@ mod tests {
 
     fn brokers_1_to_5(id: i32) -> bool {
         (1..=5).contains(&id)
+    }
+
+    /// {1,2,3} to {4,5,3}: 4 catches up and leads, 5 does not, and 1, 2, 3 fall out of
+    /// the ISR. Replaced by {1,2,3} again (or cancelled), 4 stays until the move completes:
+    /// it is the ISR and leads; 5, still copying, goes at once. Once 1 is back in sync the
+    /// move completes and 1 leads.
+    #[test]
+    fn replacing_a_reassignment_keeps_the_added_replicas_that_caught_up() {
+        for replacement in [Some(vec![1, 2, 3]), None] {
+            let mut t = topic(vec![1, 2, 3]);
+            reassign(&mut t, 0, Some(vec![4, 5, 3]), false, brokers_1_to_5, all).expect("start");
+            t.states[0].isr = vec![1, 2, 3, 4];
+            elect(&mut t, 0, ElectionKind::Preferred, all).expect("4 leads");
+            t.states[0].isr = vec![4];
+            reassign(&mut t, 0, replacement.clone(), false, brokers_1_to_5, all).expect("replace");
+            let state = &t.states[0];
+            // (A cancel keeps the original replicas in their current order.)
+            let mut replicas = t.replicas[0].clone();
+            replicas.sort_unstable();
+            assert_eq!(
+                replicas,
+                [1, 2, 3, 4],
+                "{replacement:?}: 5 was still copying"
+            );
+            assert_eq!((state.leader, state.isr.clone()), (4, vec![4]));
+            assert_eq!(
+                (state.adding.clone(), state.removing.clone()),
+                (vec![], vec![4])
+            );
+            t.states[0].isr = vec![4, 1];
+            assert!(complete_if_caught_up(&mut t, 0, all));
+            let mut replicas = t.replicas[0].clone();
+            replicas.sort_unstable();
+            assert_eq!(replicas, [1, 2, 3]);
+            assert_eq!((t.states[0].leader, t.states[0].isr.clone()), (1, vec![1]));
+        }
     }
 
     /// {1,2,3} to {2,3,4}: 4 copies first (out of the ISR), the move completes when it is in

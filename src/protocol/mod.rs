@@ -4,9 +4,11 @@
 //!   header.
 //! - `response`: encoding a response with its header and size prefix.
 //! - `records`: record-level lookups inside a stored batch (ListOffsets by timestamp).
+//! - `replica_fetch`: the Fetch a follower sends its leader, and the answer it reads.
 //!
 //! Message bodies use the `kafka-protocol` crate (patched copy in `vendor/`).
 
 pub mod frame;
 pub mod records;
+pub mod replica_fetch;
 pub mod response;

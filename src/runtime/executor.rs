@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
+/// A pinned shard's thread, to join at stop.
+pub type ShardThread = ExecutorJoinHandle<()>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("cannot start executor {name}: {reason}")]

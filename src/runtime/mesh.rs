@@ -7,9 +7,6 @@
 //! never awaits anything but its next message (each job runs as its own task), so a shard
 //! waiting for another can never block that other's inbox, and no cycle of waits can form.
 //! glommio's `channel_mesh` (an `Rc` behind `unsafe impl Send`) is not used.
-//!
-//! A per-broker service (the control plane) is reached the same way, through a
-//! [`Service`] handle: one inbox on the shard it lives on.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -129,52 +126,6 @@ impl<C: 'static> Mesh<C> {
             results.push(run.await?);
         }
         Ok(results)
-    }
-}
-
-/// A per-broker service that lives on one shard (the control plane), reached from every
-/// shard through one bounded inbox: a job runs there, as its own task, with the service as
-/// its context, the way a shard job runs with its shard. Cheap to clone; `Send`, so every
-/// shard holds the same handle instead of a field that is empty on all shards but one.
-pub struct Service<C> {
-    inbox: async_channel::Sender<Job<C>>,
-}
-
-impl<C> Clone for Service<C> {
-    fn clone(&self) -> Self {
-        Service {
-            inbox: self.inbox.clone(),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the broker's control plane is gone (shutting down)")]
-pub struct ServiceGone;
-
-/// A service's handle and the inbox its shard serves (with [`serve_inbox`]) once the
-/// service is built; jobs sent before that wait in the inbox.
-pub fn service<C>() -> (Service<C>, async_channel::Receiver<Job<C>>) {
-    let (inbox, receiver) = async_channel::bounded::<Job<C>>(INBOX_CAPACITY);
-    (Service { inbox }, receiver)
-}
-
-impl<C: 'static> Service<C> {
-    /// Runs `job` with the service, on its shard, and returns its result.
-    pub async fn run<T, F, Fut>(&self, job: F) -> Result<T, ServiceGone>
-    where
-        T: Send + 'static,
-        F: FnOnce(Rc<C>) -> Fut + Send + 'static,
-        Fut: Future<Output = T> + 'static,
-    {
-        let (reply, answer) = futures_channel::oneshot::channel();
-        let boxed: Job<C> = Box::new(move |context| {
-            Box::pin(async move {
-                let _ = reply.send(job(context).await);
-            })
-        });
-        self.inbox.send(boxed).await.map_err(|_| ServiceGone)?;
-        answer.await.map_err(|_| ServiceGone)
     }
 }
 

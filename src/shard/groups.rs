@@ -15,7 +15,8 @@ use std::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 
-use super::{Partition, Shard};
+use super::partition::Partition;
+use super::{Loaded, Shard};
 use crate::cluster::control::ControlCall;
 use crate::cluster::controller::TopicError;
 use crate::cluster::metadata::{offsets_partition, BrokerInfo, OFFSETS_TOPIC};
@@ -34,12 +35,6 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct GroupHome {
     pub shard: usize,
     pub slot: i32,
-}
-
-/// A coordinator as loaded: its slot's leader epoch (-1 for a local log) and itself.
-pub struct Loaded {
-    pub leader_epoch: i32,
-    pub coordinator: Rc<GroupCoordinator>,
 }
 
 impl Shard {
@@ -166,10 +161,7 @@ pub async fn run(shard: Rc<Shard>) {
         reconcile(&shard).await;
         let waited = shard
             .shutdown
-            .or_stopped(futures_lite::future::or(
-                changed,
-                crate::runtime::time::sleep(RECONCILE_INTERVAL),
-            ))
+            .or_stopped(crate::runtime::time::timeout(RECONCILE_INTERVAL, changed))
             .await;
         if waited.is_none() {
             return;
@@ -252,7 +244,7 @@ fn led_offsets_partitions(shard: &Shard) -> Vec<(i32, i32, Rc<Partition>)> {
                 return None;
             }
             let partition = shard.partition(OFFSETS_TOPIC, p)?;
-            if partition.topic_id != topic.id || !partition.replica.borrow().is_leader() {
+            if partition.topic_id != topic.id || !partition.role().is_leader {
                 return None;
             }
             Some((p, state.leader_epoch, partition))
@@ -269,8 +261,8 @@ struct PartitionLeader {
 
 impl LeaderLog for PartitionLeader {
     fn leader_epoch(&self) -> Option<i32> {
-        let replica = self.partition.replica.borrow();
-        (replica.is_leader() && replica.leader_epoch == self.leader_epoch)
+        self.partition
+            .leads_at(self.leader_epoch)
             .then_some(self.leader_epoch)
     }
 

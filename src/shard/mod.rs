@@ -1,17 +1,29 @@
 //! A shard's services: the partitions it owns (their logs), its metadata snapshot, its
-//! consumer-group coordinator and, on shard 0, the controller. One `Shard` per executor;
-//! handlers receive it, and every cross-shard job runs with the target's `Shard`.
+//! consumer-group coordinators, and its handle on the broker's control plane. One `Shard`
+//! per executor; handlers receive it, and every cross-shard job runs with the target's
+//! `Shard`.
 //!
 //! This layer wires the services (storage, cluster, group) to one shard and to the others
-//! (`runtime::mesh`); it knows nothing of the Kafka wire protocol. Started and stopped by
-//! `broker`.
+//! (`runtime::mesh`); it speaks the Kafka wire protocol only through `protocol`
+//! (a follower's replica fetch). Started and stopped by `broker`.
+//!
+//! - `partition`: a partition this shard owns (its log and replication state);
+//! - `replication`: leaders' and followers' sides of replication;
+//! - `topics`: topic changes fanned out to the owning shards; topic auto-creation;
+//! - `groups`: where consumer groups live, and their coordinators on this shard;
+//! - `control_plane`: the controller and the cluster node, on the controller shard;
+//! - `cluster`: this broker as a node of a cluster (the control plane's adapter).
+//!
+//! **Architecture invariant: this file uses only its leaf children** (`partition`,
+//! `replication::state`, `control_plane::handle`), never those that use `Shard`, so the
+//! module has no import circle.
 
 pub mod cluster;
 pub mod control_plane;
 pub mod groups;
-pub mod replica;
-pub mod replicator;
-mod topics;
+pub mod partition;
+pub mod replication;
+pub mod topics;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -22,18 +34,19 @@ use std::sync::Arc;
 use event_listener::Event;
 use uuid::Uuid;
 
+use control_plane::handle::ControlPlaneHandle;
+use partition::{Partition, ProduceMeasures};
+
 use crate::cluster::metadata::{ClusterMetadata, Topic};
-use crate::cluster::node::rpc::NodeError;
 use crate::cluster::topic_config;
 use crate::config::BrokerConfig;
-use crate::runtime::mesh::{Job, Mesh, Service};
-use crate::runtime::metrics::{self, Counter};
+use crate::group::coordinator::GroupCoordinator;
+use crate::runtime::mesh::{Job, Mesh};
 use crate::runtime::placement;
 use crate::runtime::shutdown::Shutdown;
 use crate::storage::{Log, LogConfig, ShardStorage, StorageError};
 
 pub use crate::runtime::mesh::ShardGone;
-pub use topics::ensure_topics;
 
 /// A job for a shard.
 pub type ShardJob = Job<Shard>;
@@ -45,92 +58,11 @@ pub const ORPHANS_DIR: &str = ".orphans";
 /// `<data dir>/.deleted/`: partition directories of deleted topics
 /// (`<dir>.<topic id>`), renamed here before they are removed; emptied on start.
 pub const DELETED_DIR: &str = ".deleted";
-/// The pause after a refused or lost ISR change before the partition may ask again.
-const ISR_CHANGE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// A partition this shard owns.
-pub struct Partition {
-    pub topic: String,
-    pub topic_id: Uuid,
-    pub index: i32,
-    pub log: Rc<Log>,
-    /// Leader or follower, the ISR, followers' progress (`replica.rs`).
-    pub replica: RefCell<replica::ReplicaState>,
-    /// Fired when the high watermark may have moved because of a follower or a leader's
-    /// answer (the log's own `on_written` covers local writes).
-    pub replicated: Event,
-    /// Held while a follower applies a leader's answer (truncation, appends): the sessions
-    /// of an old and a new leader never interleave their changes to this log.
-    pub replica_writes: async_lock::Mutex<()>,
-    /// What produce appended here (the metrics seam).
-    pub produced: ProduceMeasures,
-}
-
-/// Records and bytes produce appended to a topic's partitions on this shard.
-#[derive(Clone)]
-pub struct ProduceMeasures {
-    pub records: Counter,
-    pub bytes: Counter,
-}
-
-/// Records appended by produce, by topic.
-pub const PRODUCE_RECORDS: &str = "petrel_produce_records_total";
-/// Bytes of record batches appended by produce, by topic.
-pub const PRODUCE_BYTES: &str = "petrel_produce_bytes_total";
-
-impl ProduceMeasures {
-    fn of(topic: &str) -> ProduceMeasures {
-        let labels = || vec![("topic", topic.to_string())];
-        ProduceMeasures {
-            records: metrics::counter(PRODUCE_RECORDS, labels()),
-            bytes: metrics::counter(PRODUCE_BYTES, labels()),
-        }
-    }
-}
-
-impl Partition {
-    /// The high watermark: what consumers may read, and what acks=all waits for. Every
-    /// offset below it is written to the device on every in-sync replica (survives a crash
-    /// of any of their processes); with one replica, like Kafka's single-replica high
-    /// watermark, which is what reached the page cache.
-    pub fn high_watermark(&self) -> i64 {
-        let written = self.log.written_offset();
-        self.replica.borrow_mut().high_watermark(written)
-    }
-}
-
-impl Partition {
-    /// acks=all: waits until every in-sync replica holds the records below `end_offset`
-    /// (the high watermark passed them), as the leader at `leader_epoch`. A leadership lost
-    /// meanwhile is `LeadershipLost`: the records may or may not survive, and the writer
-    /// retries with the new leader.
-    pub async fn wait_replicated(
-        &self,
-        end_offset: i64,
-        leader_epoch: i32,
-        min_insync: i64,
-    ) -> Result<(), StorageError> {
-        loop {
-            let listener = self.replicated.listen();
-            if self.high_watermark() >= end_offset {
-                return Ok(());
-            }
-            {
-                let replica = self.replica.borrow();
-                if !replica.is_leader() || replica.leader_epoch != leader_epoch {
-                    return Err(StorageError::LeadershipLost);
-                }
-                // The ISR shrank below the minimum after the append (Kafka's
-                // NOT_ENOUGH_REPLICAS_AFTER_APPEND): the records are stored but do not
-                // count.
-                if (replica.isr.len() as i64) < min_insync {
-                    return Err(StorageError::NotEnoughReplicasAfterAppend);
-                }
-            }
-            let written = self.log.on_written();
-            futures_lite::future::or(listener, written).await;
-        }
-    }
+/// A coordinator as loaded in a slot (`groups`): its slot's leader epoch (-1 for a
+/// local log) and itself.
+pub struct Loaded {
+    pub leader_epoch: i32,
+    pub coordinator: Rc<GroupCoordinator>,
 }
 
 /// Why this broker cannot serve a partition's data (produce, fetch, offsets).
@@ -157,10 +89,10 @@ pub struct Shard {
     partitions: RefCell<HashMap<String, Vec<Option<Rc<Partition>>>>>,
     metadata: RefCell<Arc<ClusterMetadata>>,
     /// The broker's control plane (controller, cluster node), on the controller shard.
-    pub control_plane: Service<control_plane::ControlPlane>,
+    pub control_plane: ControlPlaneHandle,
     /// The group coordinators on this shard, by slot (`groups.rs`): one for a single
     /// broker, one per led `__consumer_offsets` partition in a cluster.
-    pub groups: RefCell<BTreeMap<i32, groups::Loaded>>,
+    pub groups: RefCell<BTreeMap<i32, Loaded>>,
     /// A cluster: this shard asked the controller for `__consumer_offsets` and awaits it.
     pub offsets_topic_asked: Cell<bool>,
     /// Open client connections on this shard.
@@ -179,7 +111,7 @@ impl Shard {
         port: u16,
         peers: Vec<async_channel::Sender<ShardJob>>,
         metadata: Arc<ClusterMetadata>,
-        control_plane: Service<control_plane::ControlPlane>,
+        control_plane: ControlPlaneHandle,
     ) -> Rc<Shard> {
         let storage = ShardStorage::new(&config.shard_storage());
         Rc::new(Shard {
@@ -254,31 +186,11 @@ impl Shard {
                 continue;
             };
             if let Some(state) = topic.state_of(partition.index) {
-                partition
-                    .replica
-                    .borrow_mut()
-                    .update(topic.replicas_of(partition.index), state);
-                partition.replicated.notify(usize::MAX);
+                partition.take_catalogue(topic.replicas_of(partition.index), state);
             }
         }
         *self.metadata.borrow_mut() = metadata;
         self.metadata_changed.notify(usize::MAX);
-    }
-
-    /// The replication state a newly opened log of partition `index` starts with: its
-    /// high watermark is what this broker knows to be written (a leader's answer or its
-    /// own followers will raise it).
-    fn replica_state_of(&self, topic: &Topic, index: i32, written: i64) -> replica::ReplicaState {
-        let mut state = replica::ReplicaState::single(self.config.node_id);
-        if let Some(partition) = topic.state_of(index) {
-            state.update(topic.replicas_of(index), partition);
-        }
-        state.high_watermark = if state.isr.len() <= 1 && state.is_leader() {
-            written
-        } else {
-            0
-        };
-        state
     }
 
     pub fn owner_of(&self, topic: &Topic, partition: i32) -> usize {
@@ -368,16 +280,14 @@ impl Shard {
                     return Err(error);
                 }
             };
-            let partition = Rc::new(Partition {
-                topic: topic.name.clone(),
-                topic_id: topic.id,
+            let produced = ProduceMeasures::of(&topic.name);
+            let partition = Rc::new(Partition::new(
+                topic,
                 index,
-                replica: RefCell::new(self.replica_state_of(topic, index, log.written_offset())),
+                self.config.node_id,
                 log,
-                replicated: Event::new(),
-                replica_writes: async_lock::Mutex::new(()),
-                produced: ProduceMeasures::of(&topic.name),
-            });
+                produced,
+            ));
             let mut table = self.partitions.borrow_mut();
             let slots = table.entry(topic.name.clone()).or_default();
             let slot = index as usize;
@@ -451,20 +361,13 @@ impl Shard {
                 let _ = log.close().await;
                 continue; // deleted meanwhile
             };
-            let replacement = Rc::new(Partition {
-                topic: partition.topic.clone(),
-                topic_id: partition.topic_id,
-                index: partition.index,
-                replica: RefCell::new(self.replica_state_of(
-                    topic,
-                    partition.index,
-                    log.written_offset(),
-                )),
-                log: log.clone(),
-                replicated: Event::new(),
-                replica_writes: async_lock::Mutex::new(()),
-                produced: ProduceMeasures::of(&topic.name),
-            });
+            let replacement = Rc::new(Partition::new(
+                topic,
+                partition.index,
+                self.config.node_id,
+                log.clone(),
+                partition.produced.clone(),
+            ));
             // Only if the slot still holds the failed partition (not deleted or recreated
             // while the log reopened).
             let replaced = {
@@ -563,58 +466,20 @@ impl Shard {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Sends a leader's ISR change for `partition` to the controller (through this
-    /// broker's cluster node); until it is answered no other is sent, and a refused or
-    /// lost one is sent again on a later fetch (after `ISR_CHANGE_RETRY_DELAY`).
-    pub fn request_isr_change(
-        self: &Rc<Self>,
-        partition: &Rc<Partition>,
-        change: replica::IsrChange,
-    ) {
-        let (shard, partition) = (self.clone(), partition.clone());
-        crate::runtime::spawn(async move {
-            let (topic_id, index) = (partition.topic_id, partition.index);
-            let sent = shard
-                .control_plane
-                .run(move |plane| async move {
-                    plane
-                        .alter_partition(topic_id, index, change.leader_epoch, change.isr)
-                        .await
-                })
-                .await
-                .map_err(|gone| NodeError::Failed(gone.to_string()))
-                .and_then(|sent| sent);
-            if let Err(error) = sent {
-                tracing::debug!(topic = %partition.topic, partition = index, %error, "ISR change not made");
-                // Paced: a refusal is quick, and followers fetch often.
-                crate::runtime::time::sleep(ISR_CHANGE_RETRY_DELAY).await;
-            }
-            partition.replica.borrow_mut().isr_change_answered();
-        })
-        .detach();
-    }
-
     /// In a cluster, a failed log's replica leaves the ISR and hands its leadership over
     /// (`NodeCall::ReplicaFailed`) before it is reopened: clients then write to a working
     /// replica instead of getting storage errors here until the disk recovers. Once
     /// reopened, it catches up and rejoins the ISR as any follower does. Bounded by the
     /// cluster call's own timeout; a lost report is made again at the next reopen.
     async fn report_failed_replica(self: &Rc<Self>, partition: &Partition) {
-        let me = self.config.node_id;
-        let involved = {
-            let replica = partition.replica.borrow();
-            replica.leader == me || replica.isr.contains(&me)
-        };
-        if self.config.quorum.is_none() || !involved {
+        if self.config.quorum.is_none() || !partition.involves(self.config.node_id) {
             return;
         }
         let (topic_id, index) = (partition.topic_id, partition.index);
         let reported = self
             .control_plane
-            .run(move |plane| async move { plane.report_failed_replica(topic_id, index).await })
-            .await
-            .map_err(|gone| NodeError::Failed(gone.to_string()))
-            .and_then(|reported| reported);
+            .report_failed_replica(topic_id, index)
+            .await;
         if let Err(error) = reported {
             tracing::warn!(topic = %partition.topic, partition = index, %error, "reporting a failed replica failed");
         }

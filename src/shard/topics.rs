@@ -7,7 +7,6 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::control_plane::ControlPlane;
 use super::Shard;
 use crate::cluster::control::{ControlCall, ControlReply};
 use crate::cluster::controller::{self, TopicError};
@@ -156,7 +155,7 @@ impl Shard {
     /// The control plane gone means its shard is shutting down.
     pub async fn control(&self, call: ControlCall) -> Result<ControlReply, ShardGone> {
         self.control_plane
-            .run(move |plane: Rc<ControlPlane>| async move { plane.control(call).await })
+            .control(call)
             .await
             .map_err(|_| ShardGone(CONTROLLER_SHARD))
     }

@@ -179,7 +179,7 @@ impl Segment {
             written: Rc::new(Cell::new(0)),
             next_offset: Cell::new(base_offset),
             index: RefCell::new(SegmentIndex::new(index_interval_bytes)),
-            created_at: Instant::now(),
+            created_at: crate::runtime::time::now(),
         }
     }
 

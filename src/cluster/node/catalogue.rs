@@ -37,7 +37,7 @@ impl Catalogue {
     }
 
     /// A copy of the catalogue as applied, to publish to the shards.
-    pub fn snapshot(&self) -> Arc<ClusterMetadata> {
+    pub fn copy(&self) -> Arc<ClusterMetadata> {
         Arc::new(self.image.borrow().clone())
     }
 

@@ -41,6 +41,12 @@ pub enum Then {
     },
     /// A broker that left is fenced.
     Fenced,
+    /// A failed replica left the ISR (and its leadership).
+    ReplicaFailed {
+        broker: i32,
+        topic_id: uuid::Uuid,
+        partition: i32,
+    },
     Done,
 }
 
@@ -125,13 +131,14 @@ pub fn decide(
             topic_id,
             partition,
         } => match isr::replica_failed(image, *broker, *epoch, topic_id, *partition) {
-            Ok(Some(record)) => {
-                tracing::warn!(broker, %topic_id, partition, "a replica's log failed; it leaves the ISR and leads no more");
-                Decision::Propose {
-                    records: vec![record],
-                    then: Then::Done,
-                }
-            }
+            Ok(Some(record)) => Decision::Propose {
+                records: vec![record],
+                then: Then::ReplicaFailed {
+                    broker: *broker,
+                    topic_id: *topic_id,
+                    partition: *partition,
+                },
+            },
             Ok(None) => Decision::Answer(NodeReply::Done),
             Err(refusal) => Decision::Answer(NodeReply::Refused(refusal.to_string())),
         },
@@ -167,6 +174,14 @@ pub fn conclude(
             fenced: true,
             stale: false,
         },
+        Then::ReplicaFailed {
+            broker,
+            topic_id,
+            partition,
+        } => {
+            tracing::warn!(broker, %topic_id, partition, "a replica's log failed; it left the ISR and leads no more");
+            NodeReply::Done
+        }
         Then::Done => NodeReply::Done,
     }
 }

@@ -17,13 +17,13 @@
 //! raft-rs marks as needing persistence are returned only by `finish_ready`, which the
 //! caller calls only once the writes of `begin_ready` are durable.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot};
-use raft::{RawNode, StateRole, Storage};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage};
 
 use super::codec::JournalRecord;
 use super::store::{MemoryStore, StoreCore};
@@ -130,6 +130,13 @@ pub struct Finished {
 /// choice; raft-rs otherwise draws from the thread's random generator).
 pub type ElectionTimeouts = Box<dyn FnMut(usize, usize) -> usize>;
 
+/// Ticks a leader waits for a follower to confirm a snapshot before it counts the snapshot
+/// as lost and sends it again (5 s at the default tick). raft-rs pauses a follower that was
+/// sent a snapshot until the application reports on it; a snapshot lost on the way (a full
+/// link queue, a connection that broke) would otherwise stall that follower for good
+/// (found by the control-plane simulation).
+const SNAPSHOT_CONFIRM_TICKS: u64 = 50;
+
 pub struct QuorumCore<M> {
     settings: QuorumSettings,
     raw: RawNode<MemoryStore>,
@@ -146,6 +153,8 @@ pub struct QuorumCore<M> {
     /// Proposals applied (their index) or failed since the caller last took them.
     completed: Vec<(u64, Result<u64, QuorumError>)>,
     election_timeouts: Option<ElectionTimeouts>,
+    /// Leader: followers sent a snapshot, and the ticks since.
+    snapshots_unconfirmed: BTreeMap<u64, u64>,
 }
 
 impl<M: StateMachine> QuorumCore<M> {
@@ -190,6 +199,7 @@ impl<M: StateMachine> QuorumCore<M> {
             applied: snapshot_index,
             completed: Vec::new(),
             election_timeouts: None,
+            snapshots_unconfirmed: BTreeMap::new(),
         };
         core.apply_known_committed();
         Ok(core)
@@ -271,7 +281,39 @@ impl<M: StateMachine> QuorumCore<M> {
     /// One tick of Raft's logical clock (`QuorumSettings::tick`).
     pub fn tick(&mut self) {
         self.raw.tick();
+        self.retry_lost_snapshots();
         self.after_input();
+    }
+
+    /// A follower still waiting for its snapshot after `SNAPSHOT_CONFIRM_TICKS` is
+    /// reported failed: the leader probes it again and sends a new snapshot.
+    fn retry_lost_snapshots(&mut self) {
+        if self.raw.raft.state != StateRole::Leader {
+            self.snapshots_unconfirmed.clear();
+            return;
+        }
+        let waiting: Vec<u64> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(_, progress)| progress.state == ProgressState::Snapshot)
+            .map(|(&id, _)| id)
+            .collect();
+        self.snapshots_unconfirmed
+            .retain(|id, _| waiting.contains(id));
+        for id in waiting {
+            let ticks = self.snapshots_unconfirmed.entry(id).or_insert(0);
+            *ticks += 1;
+            if *ticks >= SNAPSHOT_CONFIRM_TICKS {
+                tracing::info!(
+                    follower = id,
+                    "a snapshot was not confirmed in time; sending it again"
+                );
+                self.snapshots_unconfirmed.remove(&id);
+                self.raw.report_snapshot(id, SnapshotStatus::Failure);
+            }
+        }
     }
 
     /// The first half of the next `Ready`, if raft-rs has one.

@@ -84,8 +84,7 @@ impl Journal {
             }
             offset = read.next_offset;
         }
-        // A commit index is never past the entries the journal holds.
-        core.hard_state.commit = core.hard_state.commit.min(core.last_index());
+        core.finish_replay();
         Ok((Journal { log }, core))
     }
 

@@ -58,6 +58,12 @@ impl StoreCore {
         }
     }
 
+    /// After a replay: a commit index is never past the entries the journal holds (the
+    /// hard state may have been written after entries a crash then lost).
+    pub fn finish_replay(&mut self) {
+        self.hard_state.commit = self.hard_state.commit.min(self.last_index());
+    }
+
     /// Installs `snapshot`: every entry it covers goes.
     pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
         let index = snapshot.get_metadata().index;

@@ -22,7 +22,7 @@
 //! sending full fetch requests.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -30,10 +30,13 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
+use crate::runtime::time::{self, Deadline};
 use crate::server::errors::{not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
-use crate::shard::{Partition, Shard};
+use crate::shard::partition::Partition;
+use crate::shard::replication::leader::{self, FollowerFetch, Refused};
+use crate::shard::Shard;
 
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -118,7 +121,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
     }
     let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
-    let deadline = Instant::now() + max_wait;
+    let deadline = Deadline::after(max_wait);
     let min_bytes = body.min_bytes.max(0) as usize;
     let limit = usize::try_from(body.max_bytes)
         .unwrap_or(0)
@@ -154,17 +157,16 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             errors |= outcome.error.is_some();
             cut |= outcome.cut;
         }
-        let now = Instant::now();
         if fanout.owner_count() == 0
             || bytes >= min_bytes.max(1)
             || errors
             || cut
-            || now >= deadline
+            || deadline.passed()
             || shard.shutdown.is_started()
         {
             break;
         }
-        wait_anywhere(shard, &fanout, deadline - now).await;
+        wait_anywhere(shard, &fanout, deadline.left()).await;
     }
     let mut response = FetchResponse::default();
     let mut outcomes = fanout.into_answers(Outcome::default);
@@ -319,47 +321,28 @@ fn concat(batches: Vec<Bytes>, bytes: usize) -> Bytes {
     joined.freeze()
 }
 
-/// A follower's fetch on the leader: checks it is a replica and that its log has not
-/// diverged, records its progress (which may move the high watermark and let it rejoin
-/// the ISR), and returns how far it may read. `Err` is the answer when it may not read.
+/// A follower's fetch on the leader (`replication::leader`): how far it may read, or the
+/// answer when it may not read.
 fn follower_fetch(
     shard: &Rc<Shard>,
     partition: &Rc<Partition>,
     item: &Item,
 ) -> Result<i64, Outcome> {
-    if !partition.replica.borrow().replicas.contains(&item.replica) {
-        return Err(Outcome::failed(ResponseError::NotLeaderOrFollower));
-    }
-    let written = partition.log.written_offset();
-    if item.last_fetched_epoch >= 0 {
-        let (epoch, end_offset) = partition.log.end_offset_for_epoch(item.last_fetched_epoch);
-        if epoch != item.last_fetched_epoch || end_offset < item.offset {
-            return Err(Outcome {
-                high_watermark: partition.high_watermark(),
-                log_start_offset: partition.log.log_start_offset(),
-                bound: written,
-                diverging: Some((epoch, end_offset)),
-                ..Outcome::default()
-            });
-        }
-    }
-    let before = partition.replica.borrow().high_watermark;
-    let change = partition.replica.borrow_mut().follower_fetched(
-        item.replica,
-        item.offset,
-        written,
-        0,
-        Instant::now(),
-    );
-    // Only if the high watermark moved do acks=all waiters and consumers look again (a
-    // wake-up per follower fetch kept other waiting fetches busy for nothing).
-    if partition.replica.borrow().high_watermark > before {
-        partition.replicated.notify(usize::MAX);
-    }
-    if let Some(change) = change {
-        shard.request_isr_change(partition, change);
-    }
-    Ok(written)
+    let fetch = FollowerFetch {
+        replica: item.replica,
+        fetch_offset: item.offset,
+        last_fetched_epoch: item.last_fetched_epoch,
+    };
+    leader::follower_fetch(shard, partition, &fetch).map_err(|refused| match refused {
+        Refused::NotReplica => Outcome::failed(ResponseError::NotLeaderOrFollower),
+        Refused::Diverging { epoch, end_offset } => Outcome {
+            high_watermark: partition.high_watermark(),
+            log_start_offset: partition.log.log_start_offset(),
+            bound: partition.log.written_offset(),
+            diverging: Some((epoch, end_offset)),
+            ..Outcome::default()
+        },
+    })
 }
 
 /// Waits until any owning shard reports new data for its part, or `within` passes.
@@ -384,7 +367,7 @@ async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within
             })
             .collect();
         let (shard, signal) = (shard.clone(), signal.clone());
-        glommio::spawn_local(async move {
+        crate::runtime::spawn(async move {
             let _ = shard
                 .run_on(owner, move |target| async move {
                     wait_on_owner(&target, watched, within).await
@@ -395,13 +378,7 @@ async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within
         .detach();
     }
     drop(signal);
-    futures_lite::future::or(
-        async {
-            let _ = woken.recv().await;
-        },
-        glommio::timer::sleep(within),
-    )
-    .await;
+    let _ = time::timeout(within, woken.recv()).await;
 }
 
 /// Resolves when any watched partition's bound (high watermark, or a follower's written
@@ -413,14 +390,14 @@ async fn wait_on_owner(
     watched: Vec<(String, i32, i64, bool)>,
     within: Duration,
 ) {
-    let deadline = Instant::now() + within;
+    let deadline = Deadline::after(within);
     loop {
         let mut listeners = Vec::new();
         for (topic, index, seen, follower) in &watched {
             if let Some(partition) = shard.partition(topic, *index) {
                 // Listening before looking: a change between the two still wakes us.
                 listeners.push(partition.log.on_written());
-                listeners.push(partition.replicated.listen());
+                listeners.push(partition.on_replicated());
                 let bound = if *follower {
                     partition.log.written_offset()
                 } else {
@@ -431,12 +408,12 @@ async fn wait_on_owner(
                 }
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.left();
         if left.is_zero() {
             return;
         }
         if listeners.is_empty() {
-            glommio::timer::sleep(left).await;
+            time::sleep(left).await;
             return;
         }
         let any = futures_lite::future::poll_fn(|context| {
@@ -447,7 +424,7 @@ async fn wait_on_owner(
             }
             std::task::Poll::Pending
         });
-        futures_lite::future::or(any, glommio::timer::sleep(left)).await;
+        let _ = time::timeout(left, any).await;
     }
 }
 

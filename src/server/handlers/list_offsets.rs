@@ -13,7 +13,8 @@ use crate::protocol::records;
 use crate::server::errors::{not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
-use crate::shard::{Partition, Shard};
+use crate::shard::partition::Partition;
+use crate::shard::Shard;
 use crate::storage::StorageError;
 
 const LATEST: i64 = -1;

@@ -42,7 +42,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         shard.config.auto_create_topics && (version < 4 || body.allow_auto_topic_creation);
     if let (Wanted::Some(topics), true) = (&wanted, auto_create) {
         let names: Vec<String> = topics.iter().filter_map(|(name, _)| name.clone()).collect();
-        crate::shard::ensure_topics(shard, names).await;
+        crate::shard::topics::ensure_topics(shard, names).await;
     }
     let metadata = shard.metadata();
     let mut response = MetadataResponse::default();

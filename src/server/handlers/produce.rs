@@ -85,7 +85,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
     let acks = body.acks;
     if version < 13 && shard.config.auto_create_topics {
         let names = body.topic_data.iter().map(|t| t.name.to_string()).collect();
-        crate::shard::ensure_topics(shard, names).await;
+        crate::shard::topics::ensure_topics(shard, names).await;
     }
     let metadata = shard.metadata();
     let unknown = if version >= 13 {
@@ -268,7 +268,7 @@ async fn append_on_owner(
             };
         if acks == -1 {
             let min_insync = shard.min_insync_replicas(&item.topic);
-            let in_sync = partition.replica.borrow().isr.len();
+            let in_sync = partition.in_sync_replicas();
             if (in_sync as i64) < min_insync {
                 let outcome = Outcome::failed(
                     ResponseError::NotEnoughReplicas,
@@ -352,7 +352,7 @@ async fn wait_on_owner(
                     } else {
                         log.wait_durable(wait.end_offset).await?;
                         let min_insync = shard_of_wait.min_insync_replicas(&wait.topic);
-                        let epoch = partition.replica.borrow().leader_epoch;
+                        let epoch = partition.role().leader_epoch;
                         partition
                             .wait_replicated(wait.end_offset, epoch, min_insync)
                             .await

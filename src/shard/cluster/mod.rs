@@ -9,5 +9,6 @@ mod leader;
 mod node;
 mod observer;
 mod reconcile;
+mod start;
 
 pub use node::{ClusterNode, StartError};

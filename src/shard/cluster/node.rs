@@ -1,7 +1,8 @@
 //! This broker as a node of a cluster, on the controller shard: the state the node's
-//! tasks share, and its start. What it decides is in `cluster::node` (sans-I/O); this
-//! module and its siblings run those decisions with the quorum, the links and the clock:
+//! tasks share. What it decides is in `cluster::node` (sans-I/O); this module and its
+//! siblings run those decisions with the quorum, the links and the clock:
 //!
+//! - `start`: the node's start (journal, quorum node, links, registration);
 //! - `client`: calls to the quorum's leader (or answered here when this node leads);
 //! - `broker`: this broker's registration, heartbeats, leave, ISR changes and reports;
 //! - `leader`: answering calls as the quorum's leader, and fencing silent brokers;
@@ -22,19 +23,15 @@ use std::time::Duration;
 use event_listener::Event;
 use uuid::Uuid;
 
-use super::{observer, reconcile};
 use crate::cluster::controller::Controller;
 use crate::cluster::metadata::ClusterMetadata;
 use crate::cluster::node::catalogue::Catalogue;
 use crate::cluster::node::members::{Members, MembershipConfig};
-use crate::cluster::quorum::core::{QuorumError, QuorumSettings, QuorumStatus};
-use crate::cluster::quorum::journal::Journal;
+use crate::cluster::quorum::core::{QuorumError, QuorumStatus};
 use crate::cluster::quorum::node::QuorumNode;
-use crate::cluster::quorum::store::initial_snapshot;
-use crate::cluster::quorum::transport::{Hello, PeerTransport, Peers};
+use crate::cluster::quorum::transport::Peers;
 use crate::cluster::quorum::voters::QuorumConfig;
 use crate::cluster::records::{self, MetadataRecord};
-use crate::runtime::net::Listener;
 use crate::runtime::shutdown::Shutdown;
 use crate::runtime::time::{self, Deadline};
 use crate::shard::Shard;
@@ -108,105 +105,10 @@ pub struct ClusterNode {
     /// Leader only: what the leader knows of the brokers beyond the catalogue.
     pub(super) members: RefCell<Members>,
     pub(super) shutdown: Rc<Shutdown>,
-    stopped: async_channel::Receiver<()>,
+    pub(super) stopped: async_channel::Receiver<()>,
 }
 
 impl ClusterNode {
-    /// Starts this node of the cluster on the controller shard: journal, quorum node,
-    /// links, then registers the broker, waits until the quorum has unfenced it, and opens
-    /// the partitions it holds. Returns once the broker may serve.
-    pub async fn start(
-        shard: &Rc<Shard>,
-        cluster_id: String,
-        controller: Controller,
-    ) -> Result<Rc<ClusterNode>, StartError> {
-        let config = shard.config.quorum.clone().ok_or(StartError::NoQuorum)?;
-        let broker_id = shard.config.node_id;
-        let node_id =
-            u64::try_from(broker_id).map_err(|_| StartError::NegativeNodeId(broker_id))?;
-        let shutdown = Rc::new(Shutdown::new());
-        let hello = Hello {
-            cluster_id: cluster_id.clone(),
-            node_id,
-        };
-        let addresses = config.voters.clone().into_iter().collect();
-        let peers = Peers::new(hello, addresses, shutdown.clone());
-        let catalogue = Catalogue::new(cluster_id);
-        let (role, stopped) = if config.voters.contains_key(&node_id) {
-            start_voter(shard, &config, node_id, &peers, &catalogue, &shutdown).await?
-        } else {
-            observer::start(shard, &config, &catalogue, &shutdown).await?
-        };
-        let node = Rc::new(ClusterNode {
-            role,
-            node_id,
-            broker_id,
-            incarnation: Uuid::new_v4(),
-            peers: peers.clone(),
-            catalogue,
-            membership: MembershipConfig::of(&config),
-            config,
-            controller,
-            shard: shard.clone(),
-            epoch: Cell::new(None),
-            published: Cell::new(0),
-            published_changed: Event::new(),
-            members: RefCell::new(Members::default()),
-            shutdown,
-            stopped,
-        });
-        node.leave_on_shutdown();
-        if node.is_voter() {
-            node.answer_peers();
-            crate::runtime::spawn(node.clone().leader_duties()).detach();
-        } else {
-            crate::runtime::spawn(node.clone().follow_catalogue()).detach();
-        }
-        // What this node knew before it stopped is served from the start.
-        let published = reconcile::reconcile(&node, &ClusterMetadata::new(), false).await;
-        node.register().await?;
-        crate::runtime::spawn(node.clone().heartbeat_loop()).detach();
-        node.wait_until_live().await?;
-        let published = reconcile::reconcile(&node, &published, true).await;
-        crate::runtime::spawn(reconcile::reconcile_loop(node.clone(), published)).detach();
-        Ok(node)
-    }
-
-    /// When the shard shuts down, the node first asks the quorum to fence this broker
-    /// (controlled shutdown, bounded), then stops its quorum node and links.
-    fn leave_on_shutdown(self: &Rc<Self>) {
-        let node = self.clone();
-        crate::runtime::spawn(async move {
-            node.shard
-                .shutdown
-                .or_stopped(std::future::pending::<()>())
-                .await;
-            node.leave().await;
-            node.shutdown.begin();
-        })
-        .detach();
-    }
-
-    /// Serves only once the quorum lists this broker as live (registered, unfenced).
-    async fn wait_until_live(&self) -> Result<(), StartError> {
-        loop {
-            let listener = self.catalogue.changed().listen();
-            let live = self
-                .catalogue
-                .image()
-                .brokers
-                .get(&self.broker_id)
-                .is_some_and(|broker| !broker.fenced && Some(broker.epoch) == self.epoch.get());
-            if live {
-                return Ok(());
-            }
-            if self.shutdown.is_started() {
-                return Err(StartError::ShutDown);
-            }
-            futures_lite::future::or(listener, time::sleep(RETRY_DELAY)).await;
-        }
-    }
-
     pub(super) fn is_voter(&self) -> bool {
         matches!(self.role, Role::Voter(_))
     }
@@ -250,7 +152,7 @@ impl ClusterNode {
 
     /// The catalogue as this node has applied it.
     pub fn image(&self) -> std::sync::Arc<ClusterMetadata> {
-        self.catalogue.snapshot()
+        self.catalogue.copy()
     }
 
     /// Proposes `list` as one metadata entry; its index once it is committed and applied
@@ -268,53 +170,4 @@ impl ClusterNode {
     pub async fn stopped(&self) {
         let _ = self.stopped.recv().await;
     }
-}
-
-/// A voter's part of the start: the journal (its voters must be the configured ones), the
-/// quorum listener and the Raft node.
-async fn start_voter(
-    shard: &Rc<Shard>,
-    config: &QuorumConfig,
-    node_id: u64,
-    peers: &Rc<Peers>,
-    catalogue: &Catalogue,
-    shutdown: &Rc<Shutdown>,
-) -> Result<(Role, async_channel::Receiver<()>), StartError> {
-    let dir = shard
-        .config
-        .data_dir
-        .join("__internal")
-        .join("cluster-metadata");
-    let (journal, mut core) = Journal::open(shard.storage.clone(), dir)
-        .await
-        .map_err(|error| StartError::Journal(error.to_string()))?;
-    let configured: Vec<u64> = config.voters.keys().copied().collect();
-    let journaled = core.snapshot.get_metadata().get_conf_state().voters.clone();
-    if journaled.is_empty() {
-        core.snapshot = initial_snapshot(configured.clone());
-    } else {
-        let mut sorted = journaled;
-        sorted.sort_unstable();
-        if sorted != configured {
-            return Err(StartError::VotersChanged {
-                journaled: sorted,
-                configured,
-            });
-        }
-    }
-    let listener = Listener::bind(config.listen).map_err(|source| StartError::Listen {
-        address: config.listen,
-        source,
-    })?;
-    crate::runtime::spawn(peers.clone().serve(listener)).detach();
-    let (node, stopped) = QuorumNode::start(
-        QuorumSettings::new(node_id),
-        journal,
-        core,
-        catalogue.clone(),
-        PeerTransport(peers.clone()),
-        shutdown.clone(),
-    )?;
-    peers.set_node(node.clone());
-    Ok((Role::Voter(node), stopped))
 }

@@ -1,0 +1,96 @@
+//! The validated broker configuration, and what the services take from it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cluster::quorum::voters::QuorumConfig;
+use crate::cluster::topic_config::TopicDefaults;
+use crate::storage::{FlushPolicy, LogConfig, ShardStorageConfig};
+
+/// Validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub listen: SocketAddr,
+    /// (host, port) for Metadata; port 0 means "the port actually bound".
+    pub advertised: (String, u16),
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    /// CPUs the shards are pinned to, one per shard (reused round-robin if fewer).
+    pub cpus: Vec<usize>,
+    pub node_id: i32,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub flush: FlushPolicy,
+    pub topic_defaults: TopicDefaults,
+    pub batch_decompressed_bytes_max: usize,
+    pub request_bytes_max: usize,
+    pub connections_max: usize,
+    pub connection_inflight_bytes_max: usize,
+    pub inflight_requests_max: usize,
+    pub request_read_timeout: Duration,
+    pub connection_idle: Duration,
+    pub cache_bytes: usize,
+    /// Largest fetch response (Kafka's `fetch.max.bytes`), whatever the request's `max_bytes`.
+    pub fetch_bytes_max: usize,
+    /// Segment files one shard may hold open (derived from RLIMIT_NOFILE unless given).
+    pub open_files_max: usize,
+    /// Partitions the broker may hold, over all topics.
+    pub partitions_max: usize,
+    /// Tests only: the storage fault plan every shard installs (`--inject-faults`).
+    pub inject_faults: Option<crate::storage::faults::FaultPlan>,
+    pub group_limits: crate::group::state::GroupLimits,
+    /// The metadata quorum, when this broker is a node of a cluster.
+    pub quorum: Option<QuorumConfig>,
+    /// `__consumer_offsets` in a cluster.
+    pub offsets_topic: OffsetsTopicConfig,
+    /// How often each log's retention is applied.
+    pub retention_check_interval: Duration,
+}
+
+/// How `__consumer_offsets` is created (a cluster only; a single broker keeps each
+/// shard's offsets in its own local log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetsTopicConfig {
+    pub partitions: i32,
+    /// Capped at the number of voters when the topic is created.
+    pub replication_factor: i16,
+}
+
+impl BrokerConfig {
+    pub fn shard_storage(&self) -> ShardStorageConfig {
+        ShardStorageConfig {
+            cache_bytes_max: (self.cache_bytes / self.shards).max(1 << 20),
+            open_files_max: self.open_files_max,
+        }
+    }
+
+    /// The storage settings of one partition of a topic with `topic` configs.
+    pub fn log_config(&self, topic: &crate::cluster::topic_config::TopicConfig) -> LogConfig {
+        LogConfig {
+            segment_bytes_max: topic.segment_bytes as u64,
+            segment_age_max: Duration::from_millis(topic.segment_ms as u64),
+            retention_age_max: (topic.retention_ms >= 0)
+                .then(|| Duration::from_millis(topic.retention_ms as u64)),
+            retention_bytes_max: (topic.retention_bytes >= 0)
+                .then_some(topic.retention_bytes as u64),
+            // A stored batch may be as large as the topic allows, plus the log overhead.
+            batch_bytes_max: (topic.max_message_bytes as usize).min(topic.segment_bytes as usize),
+            batch_decompressed_bytes_max: self.batch_decompressed_bytes_max,
+            flush: self.flush,
+            ..LogConfig::default()
+        }
+    }
+
+    pub fn metadata_path(&self) -> PathBuf {
+        self.data_dir.join(crate::cluster::metadata::FILE_NAME)
+    }
+
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        partition_dir(&self.data_dir, topic, partition)
+    }
+}
+
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}

@@ -1,0 +1,214 @@
+//! Settings resolved from flags, files and defaults; bad values named.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use crate::storage::FlushPolicy;
+
+/// A file descriptor limit as on a typical server (the kernel's default fs.nr_open).
+const NOFILE: u64 = 1 << 20;
+
+#[test]
+fn the_open_file_budget_and_partition_limit_follow_the_descriptor_limit() {
+    // (1 Mi - 4096 connections - 256 - 2 * 64) / 2 shards.
+    let config = ServeArgs::default().resolve(vec![0, 1], NOFILE).unwrap();
+    assert_eq!(
+        config.open_files_max,
+        (NOFILE as usize - 4096 - 256 - 128) / 2
+    );
+    assert_eq!(config.partitions_max, config.open_files_max);
+    // The common soft limit of 1024 cannot even hold the default connections.
+    match ServeArgs::default().resolve(vec![0, 1], 1024) {
+        Err(error @ ConfigError::FileDescriptors { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("ulimit -n") && message.contains("LimitNOFILE"));
+        }
+        other => panic!("expected a descriptor error, got {other:?}"),
+    }
+    let fewer_connections = ServeArgs {
+        connections_max: Some(100),
+        ..Default::default()
+    };
+    let config = fewer_connections.clone().resolve(vec![0, 1], 1024).unwrap();
+    assert_eq!(config.open_files_max, (1024 - 100 - 256 - 128) / 2);
+    // An explicit budget must fit the limit, and be usable.
+    let explicit = |open_files_max, partitions_max| ServeArgs {
+        open_files_max: Some(open_files_max),
+        partitions_max,
+        ..fewer_connections.clone()
+    };
+    assert_eq!(
+        explicit(8, None)
+            .resolve(vec![0, 1], 1024)
+            .unwrap()
+            .partitions_max,
+        8
+    );
+    assert!(matches!(
+        explicit(271, None).resolve(vec![0, 1], 1024),
+        Err(ConfigError::FileDescriptors { .. })
+    ));
+    assert!(matches!(
+        explicit(7, None).resolve(vec![0, 1], 1024),
+        Err(ConfigError::Invalid {
+            name: "open-files-max",
+            ..
+        })
+    ));
+    // The partition limit may use the whole budget, not more.
+    let config = explicit(100, Some(200)).resolve(vec![0, 1], 1024).unwrap();
+    assert_eq!(config.partitions_max, 200);
+    for partitions_max in [0, 201] {
+        assert!(matches!(
+            explicit(100, Some(partitions_max)).resolve(vec![0, 1], 1024),
+            Err(ConfigError::Invalid {
+                name: "partitions-max",
+                ..
+            })
+        ));
+    }
+}
+
+#[test]
+fn defaults_resolve_and_bad_values_are_named() {
+    let config = ServeArgs::default()
+        .resolve(vec![0, 1], NOFILE)
+        .expect("defaults");
+    assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
+    assert_eq!(config.advertised, ("127.0.0.1".to_string(), 9092));
+    assert_eq!(config.shards, 2);
+    assert_eq!(
+        config.data_dir,
+        std::env::current_dir().unwrap().join("petrel-data")
+    );
+    assert_eq!(config.flush, FlushPolicy::EveryAppend);
+    assert_eq!(config.fetch_bytes_max, 57_671_680);
+    assert_eq!(
+        config.group_limits.offsets_retention,
+        Duration::from_secs(7 * 24 * 3600)
+    );
+    assert_eq!(
+        config.group_limits.offsets_retention_check_interval,
+        Duration::from_secs(600)
+    );
+    let cases: Vec<(ServeArgs, &str)> = vec![
+        (
+            ServeArgs {
+                listen: Some("nowhere".into()),
+                ..Default::default()
+            },
+            "listen",
+        ),
+        (
+            ServeArgs {
+                shards: Some(0),
+                ..Default::default()
+            },
+            "shards",
+        ),
+        (
+            ServeArgs {
+                default_partitions: Some(0),
+                ..Default::default()
+            },
+            "default-partitions",
+        ),
+        (
+            ServeArgs {
+                flush_interval_ms: Some(0),
+                ..Default::default()
+            },
+            "flush-interval-ms",
+        ),
+        (
+            ServeArgs {
+                segment_bytes: Some(10),
+                ..Default::default()
+            },
+            "segment.bytes",
+        ),
+        (
+            ServeArgs {
+                batch_decompressed_bytes_max: Some(100),
+                ..Default::default()
+            },
+            "batch-decompressed-bytes-max",
+        ),
+        (
+            ServeArgs {
+                advertised_listener: Some("host".into()),
+                ..Default::default()
+            },
+            "advertised-listener",
+        ),
+        (
+            ServeArgs {
+                fetch_max_bytes: Some(1023),
+                ..Default::default()
+            },
+            "fetch-max-bytes",
+        ),
+        (
+            ServeArgs {
+                fetch_max_bytes: Some((1 << 30) + 1),
+                ..Default::default()
+            },
+            "fetch-max-bytes",
+        ),
+        (
+            ServeArgs {
+                offsets_retention_minutes: Some(0),
+                ..Default::default()
+            },
+            "offsets-retention-minutes",
+        ),
+        (
+            ServeArgs {
+                offsets_retention_check_interval_ms: Some(0),
+                ..Default::default()
+            },
+            "offsets-retention-check-interval-ms",
+        ),
+    ];
+    for (args, name) in cases {
+        match args.resolve(vec![0], NOFILE) {
+            Err(ConfigError::Invalid { name: got, .. }) => assert_eq!(got, name),
+            other => panic!("{name}: expected an error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn flags_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("petrel.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:19092\"\nshards = 1\ndata-dir = \"/tmp/x\"\nbatch-decompressed-bytes-max = 2048\n",
+    )
+    .unwrap();
+    let args = ServeArgs {
+        config: Some(path.clone()),
+        shards: Some(2),
+        ..Default::default()
+    };
+    let config = args
+        .merge_file()
+        .unwrap()
+        .resolve(vec![0, 1], NOFILE)
+        .unwrap();
+    assert_eq!(config.listen.port(), 19092);
+    assert_eq!(config.shards, 2);
+    assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    assert_eq!(config.batch_decompressed_bytes_max, 2048);
+    std::fs::write(&path, "no-such-setting = 1\n").unwrap();
+    let args = ServeArgs {
+        config: Some(path),
+        ..Default::default()
+    };
+    assert!(matches!(
+        args.merge_file(),
+        Err(ConfigError::ParseFile { .. })
+    ));
+}
