@@ -1,15 +1,6 @@
 //! Petrel: a Kafka-compatible streaming broker on thread-per-core glommio shards.
-//! See ARCHITECTURE.md for the map. Layers, each using only those below it (checked by
-//! `tests/architecture.rs`):
-//!
-//! 1. `runtime` (executors, cross-shard messages, placement, clock, shutdown);
-//!    `protocol`, `record_batch` (sans-I/O codecs).
-//! 2. `storage` (the log engine).
-//! 3. `cluster` (topic catalogue, controller), `group` (consumer groups, committed offsets).
-//! 4. `config` (the broker's settings, built from the services' own settings types).
-//! 5. `shard` (one shard's services, wired to the other shards).
-//! 6. `server` (the Kafka edge: connections, the API table, handlers, error codes).
-//! 7. `broker` (the composition root: start and stop).
+//! ARCHITECTURE.md holds the map and the one list of layers these modules follow (each
+//! uses only the layers below it), which `tests/architecture.rs` checks against the code.
 #![deny(unsafe_code)]
 
 pub mod broker;

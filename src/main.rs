@@ -352,23 +352,7 @@ fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {
             Err(error @ StorageError::CorruptSealed { .. }) => {
                 // The log does not open; show what each segment holds, changing nothing.
                 println!("{error}");
-                println!("segments, checked without changing anything:");
-                for check in check_segments(&shard, &dir, &LogConfig::default()).await? {
-                    let state = match &check.invalid {
-                        None => "valid".to_string(),
-                        Some((position, reason)) => {
-                            format!("INVALID from byte {position}: {reason}")
-                        }
-                    };
-                    println!(
-                        "{}  offsets {}..{}  bytes {} of {}  {state}",
-                        check.path.display(),
-                        check.base_offset,
-                        check.next_offset,
-                        check.valid_bytes,
-                        check.file_bytes,
-                    );
-                }
+                show_segments(&shard, &dir).await?;
                 anyhow::bail!(
                     "{} does not open: a segment before the last is damaged",
                     dir.display()
@@ -383,39 +367,7 @@ fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {
             log.segment_bases(),
             log.size_bytes()
         );
-        let limits = log.config().record_limits();
-        let mut offset = log.log_start_offset();
-        let mut count = 0u64;
-        let mut invalid = 0u64;
-        while offset < log.next_offset() {
-            let read = log.read(offset, 1 << 20, i64::MAX, true).await?;
-            if read.batches.is_empty() {
-                break;
-            }
-            for batch in &read.batches {
-                let header = record_batch::RecordBatchHeader::parse(batch)?;
-                // The same bounded walk as produce's check: a batch stored by an older
-                // version that no longer validates is named, not trusted.
-                let verdict = record_batch::validate(batch, batch.len(), limits).err();
-                if print_batches || verdict.is_some() {
-                    println!(
-                        "offset {}..={}  bytes {}  records {}  codec {}  max_ts {}{}",
-                        header.base_offset.get(),
-                        header.last_offset().unwrap_or(-1),
-                        batch.len(),
-                        header.records_count.get(),
-                        header.compression(),
-                        header.max_timestamp.get(),
-                        verdict
-                            .as_ref()
-                            .map_or(String::new(), |error| format!("  INVALID: {error}"))
-                    );
-                }
-                invalid += u64::from(verdict.is_some());
-                count += 1;
-            }
-            offset = read.next_offset;
-        }
+        let (count, invalid) = check_batches(&log, print_batches).await?;
         log.close().await?;
         if invalid > 0 {
             println!("{count} batches, {invalid} INVALID");
@@ -424,6 +376,64 @@ fn dump(dir: PathBuf, print_batches: bool) -> anyhow::Result<()> {
         println!("{count} batches, every one valid (CRC-32C and records)");
         Ok::<(), anyhow::Error>(())
     })?
+}
+
+/// What each segment of a log that does not open holds, checked without changing anything.
+async fn show_segments(shard: &Rc<ShardStorage>, dir: &std::path::Path) -> anyhow::Result<()> {
+    println!("segments, checked without changing anything:");
+    for check in check_segments(shard, dir, &LogConfig::default()).await? {
+        let state = match &check.invalid {
+            None => "valid".to_string(),
+            Some((position, reason)) => format!("INVALID from byte {position}: {reason}"),
+        };
+        println!(
+            "{}  offsets {}..{}  bytes {} of {}  {state}",
+            check.path.display(),
+            check.base_offset,
+            check.next_offset,
+            check.valid_bytes,
+            check.file_bytes,
+        );
+    }
+    Ok(())
+}
+
+/// Walks every batch of `log` with produce's checks; prints the invalid ones (every one
+/// with `print_batches`). Returns (batches, invalid batches).
+async fn check_batches(log: &Log, print_batches: bool) -> anyhow::Result<(u64, u64)> {
+    let limits = log.config().record_limits();
+    let mut offset = log.log_start_offset();
+    let (mut count, mut invalid) = (0u64, 0u64);
+    while offset < log.next_offset() {
+        let read = log.read(offset, 1 << 20, i64::MAX, true).await?;
+        if read.batches.is_empty() {
+            break;
+        }
+        for batch in &read.batches {
+            let header = record_batch::RecordBatchHeader::parse(batch)?;
+            // The same bounded walk as produce's check: a batch stored by an older version
+            // that no longer validates is named, not trusted.
+            let verdict = record_batch::validate(batch, batch.len(), limits).err();
+            if print_batches || verdict.is_some() {
+                println!(
+                    "offset {}..={}  bytes {}  records {}  codec {}  max_ts {}{}",
+                    header.base_offset.get(),
+                    header.last_offset().unwrap_or(-1),
+                    batch.len(),
+                    header.records_count.get(),
+                    header.compression(),
+                    header.max_timestamp.get(),
+                    verdict
+                        .as_ref()
+                        .map_or(String::new(), |error| format!("  INVALID: {error}"))
+                );
+            }
+            invalid += u64::from(verdict.is_some());
+            count += 1;
+        }
+        offset = read.next_offset;
+    }
+    Ok((count, invalid))
 }
 
 fn crash_writer(

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::StartError;
+use super::error::StartError;
 use crate::cluster::metadata::{self, ClusterMetadata};
 use crate::config::BrokerConfig;
 use crate::shard::{DELETED_DIR, ORPHANS_DIR};
@@ -18,8 +18,6 @@ pub const LOCK_FILE: &str = ".lock";
 pub const O_DIRECT_PROBE_FILE: &str = ".o-direct-probe";
 /// Prefix of the file each executor creates and removes to prime glommio's iopoll probe.
 const IOPOLL_PROBE_PREFIX: &str = ".iopoll-probe-";
-/// Entries named in the refusal over a missing metadata file before the rest are counted.
-const ENTRIES_NAMED_MAX: usize = 5;
 
 /// Takes the data directory for this process: an exclusive `flock` on `<dir>/.lock`, held
 /// as long as the returned file is open (the kernel drops it when the process dies, even by
@@ -151,21 +149,6 @@ pub fn load_or_create_metadata(config: &BrokerConfig) -> Result<ClusterMetadata,
     }
 }
 
-/// `entries` for a message: the first few names, then how many more.
-pub fn name_some(entries: &[String]) -> String {
-    let mut named: Vec<&str> = entries
-        .iter()
-        .take(ENTRIES_NAMED_MAX)
-        .map(String::as_str)
-        .collect();
-    let more;
-    if entries.len() > ENTRIES_NAMED_MAX {
-        more = format!("… and {} more", entries.len() - ENTRIES_NAMED_MAX);
-        named.push(&more);
-    }
-    named.join(", ")
-}
-
 /// Binds (without listening) a SO_REUSEPORT socket on `address`, reserving the port.
 /// Until the shards listen, a connection to it is refused, and clients retry.
 pub fn reserve_port(address: SocketAddr) -> Result<(socket2::Socket, u16), StartError> {
@@ -190,6 +173,7 @@ pub fn reserve_port(address: SocketAddr) -> Result<(socket2::Socket, u16), Start
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::error::name_some;
 
     #[test]
     fn housekeeping_entries_are_not_data() {

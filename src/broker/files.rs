@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::StartError;
+use super::error::StartError;
 
 /// The node identity file (`identity.rs`): Kafka's name.
 pub const META_FILE: &str = "meta.properties";

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::StartError;
+use super::error::StartError;
 use crate::cluster::metadata;
 use crate::config::BrokerConfig;
 

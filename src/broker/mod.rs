@@ -21,19 +21,21 @@
 //!    partitions unanswered while the others kept running.
 
 mod bootstrap;
+mod error;
 mod files;
 pub mod identity;
 mod preflight;
 mod shard_main;
 
 pub use bootstrap::{lock_data_dir, LOCK_FILE};
+pub use error::StartError;
+use shard_main::{Phase, Report};
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::metadata::BrokerInfo;
+use crate::cluster::metadata::{BrokerInfo, ClusterMetadata};
 use crate::config::BrokerConfig;
 use crate::runtime::placement::CONTROLLER_SHARD;
 use crate::runtime::{executor, mesh, metrics};
@@ -43,123 +45,12 @@ use crate::shard::{Shard, ShardJob};
 /// Exit status after a panic on any thread (EX_SOFTWARE, "internal software error").
 pub const EXIT_AFTER_PANIC: i32 = 70;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot use data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot lock {path}: {source}")]
-    Lock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "data directory {dir} is in use by another petrel ({owner}), which holds the lock \
-         on {path}; stop it first, or give this broker its own --data-dir"
-    )]
-    Locked {
-        dir: PathBuf,
-        path: PathBuf,
-        owner: String,
-    },
-    /// The data directory belongs to another cluster or node, or is not formatted.
-    #[error("{0}")]
-    Identity(String),
-    /// This node could not join the metadata quorum.
-    #[error("cannot join the cluster: {0}")]
-    Cluster(String),
-    #[error("metadata file {path}: {reason}")]
-    Metadata { path: PathBuf, reason: String },
-    #[error(
-        "metadata file {path} is missing, but {dir} holds {count} {entries_word} ({names}): refusing \
-         to start an empty cluster over existing data. Restore the file, or move these \
-         entries away.",
-        path = .path.display(),
-        dir = .dir.display(),
-        count = .entries.len(),
-        entries_word = if .entries.len() == 1 { "entry" } else { "entries" },
-        names = bootstrap::name_some(.entries),
-    )]
-    MetadataMissing {
-        path: PathBuf,
-        dir: PathBuf,
-        entries: Vec<String>,
-    },
-    #[error("cannot read RLIMIT_MEMLOCK: {error}")]
-    MemLockUnknown { error: std::io::Error },
-    #[error(
-        "RLIMIT_MEMLOCK is {soft_text}; each shard's io_uring needs ≥512 KiB of locked memory \
-         (glommio refuses to start below that), and the hard limit ({hard_text}) allows no \
-         more; raise it: `ulimit -l unlimited`, systemd `LimitMEMLOCK=infinity`, \
-         `docker run --ulimit memlock=-1`",
-        soft_text = preflight::kib(*.soft),
-        hard_text = preflight::kib(*.hard),
-    )]
-    MemLock { soft: u64, hard: u64 },
-    #[error(
-        "the file system of {dir} does not support O_DIRECT (e.g. tmpfs); use ext4/xfs \
-         (opening a file there with O_DIRECT: {error})",
-        dir = .dir.display(),
-    )]
-    NoDirectIo { dir: PathBuf, error: std::io::Error },
-    #[error(
-        "cannot start an io_uring executor: {reason}. Petrel's shards need io_uring: \
-         /proc/sys/kernel/io_uring_disabled is {disabled} (0 allows it, 1 only for the group \
-         in kernel.io_uring_group, 2 disables it); this process's seccomp mode is {seccomp} \
-         (`Seccomp:` in /proc/self/status; 2 means filtered, and Docker's default seccomp \
-         profile blocks io_uring: run with a profile that allows io_uring_setup, \
-         io_uring_enter and io_uring_register); the kernel must be 5.8 or newer (this one \
-         is {kernel})"
-    )]
-    IoUring {
-        reason: String,
-        disabled: String,
-        seccomp: String,
-        kernel: String,
-    },
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("shard {shard} failed to start: {reason}")]
-    Shard { shard: usize, reason: String },
-    #[error(
-        "the topics hold {partitions} partitions, more than partitions-max ({partitions_max}); \
-         raise --partitions-max (and with it the file descriptor limit) or delete topics"
-    )]
-    PartitionsMax {
-        partitions: usize,
-        partitions_max: usize,
-    },
-}
-
 /// A panic injected into one shard, for tests of what a panicking shard does to the
 /// process (`serve --inject-panic-shard`, hidden). `after` zero: while it starts.
 #[derive(Debug, Clone, Copy)]
 pub struct InjectedPanic {
     pub shard: usize,
     pub after: Duration,
-}
-
-/// How far a starting shard has come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Its partitions and group coordinator are open; it waits at the start gate.
-    Loaded,
-    /// It listens on the port.
-    Listening,
-}
-
-/// What a starting shard tells the main thread.
-enum Report {
-    Reached(Phase),
-    Failed(StartError),
-    /// Its executor ended (or never ran its body) without reporting: the main thread joins
-    /// the thread for the reason.
-    Exited,
 }
 
 /// A running broker: its shards' inboxes and threads, and the data directory's lock.
@@ -184,62 +75,13 @@ pub fn start(
     install_fatal_panic_hook();
     bootstrap::purge_leftovers(&config.data_dir)?;
     let identity = identity::check(&config)?;
-    let mut metadata = match &identity {
-        // A cluster's catalogue comes from the metadata quorum once shard 0 starts it.
-        Some(identity) => {
-            if config
-                .data_dir
-                .join(crate::cluster::metadata::FILE_NAME)
-                .exists()
-            {
-                return Err(StartError::Identity(format!(
-                    "{} holds a single broker's metadata file too; a cluster node's data \
-                     directory holds none",
-                    config.data_dir.display()
-                )));
-            }
-            let mut metadata = crate::cluster::metadata::ClusterMetadata::new();
-            metadata.cluster_id = identity.cluster_id.clone();
-            metadata
-        }
-        None => {
-            let mut metadata = bootstrap::load_or_create_metadata(&config)?;
-            // A single broker: it holds every replica and lists itself (files written
-            // before clusters existed name no replicas).
-            metadata.fill_replicas(config.node_id);
-            metadata
-        }
-    };
-    if let Some(quorum) = &config.quorum {
-        if std::net::TcpStream::connect_timeout(&quorum.listen, Duration::from_millis(200)).is_ok()
-        {
-            return Err(StartError::Listen {
-                address: quorum.listen,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "something already listens on the quorum address",
-                ),
-            });
-        }
-    }
+    let mut metadata = initial_metadata(&config, identity.as_ref())?;
+    refuse_busy_addresses(&config)?;
     let partitions = metadata.partition_count();
     if partitions > config.partitions_max {
         return Err(StartError::PartitionsMax {
             partitions,
             partitions_max: config.partitions_max,
-        });
-    }
-    // A second broker on the same port would share it silently (SO_REUSEPORT): refuse early
-    // if anything already listens there.
-    if config.listen.port() != 0
-        && std::net::TcpStream::connect_timeout(&config.listen, Duration::from_millis(200)).is_ok()
-    {
-        return Err(StartError::Listen {
-            address: config.listen,
-            source: std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                "something already listens there",
-            ),
         });
     }
     let (reservation, port) = bootstrap::reserve_port(config.listen)?;
@@ -260,98 +102,152 @@ pub fn start(
             },
         );
     }
-    let metadata = Arc::new(metadata);
     let config = Arc::new(config);
     let (senders, receivers) = mesh::inboxes::<Shard>(config.shards);
-    // The control plane lives on the controller shard; every shard holds its handle.
-    let (control_plane, control_inbox) = control_plane::handle::channel();
-    let mut control_inbox = Some(control_inbox);
-    let (report_tx, reports) = std::sync::mpsc::channel::<(usize, Report)>();
-    // Closing the gate's channel (dropping `gate_open`) opens it for every shard.
-    let (gate_open, gate) = async_channel::bounded::<()>(1);
-    let mut gate_open = Some(gate_open);
     let mut broker = Broker {
         listen: SocketAddr::new(config.listen.ip(), port),
-        senders: senders.clone(),
+        senders,
         threads: Vec::new(),
         _lock: lock,
     };
-    let mut failure = None;
-    for (id, inbox) in receivers.into_iter().enumerate() {
-        let cpu = config.cpus[id % config.cpus.len()];
-        let reporter = shard_main::Reporter::new(id, report_tx.clone());
-        let (config, metadata, senders, gate, control_plane) = (
-            config.clone(),
-            metadata.clone(),
-            senders.clone(),
-            gate.clone(),
-            control_plane.clone(),
-        );
-        let control_inbox = if id == CONTROLLER_SHARD {
-            control_inbox.take()
-        } else {
-            None
-        };
-        let panic_after = injected_panic
-            .filter(|injected| injected.shard == id)
-            .map(|injected| injected.after);
-        let data_dir = config.data_dir.clone();
-        let spawned = executor::spawn_pinned(
-            &format!("petrel-shard-{id}"),
-            cpu,
-            data_dir,
-            move |primed| async move {
-                if let Err(error) = primed {
-                    let reason = error.to_string();
-                    reporter.failed(StartError::Shard { shard: id, reason });
-                    return;
-                }
-                let shard = Shard::new(id, config, port, senders, metadata, control_plane);
-                let start = shard_main::Start {
-                    reporter,
-                    gate,
-                    panic_after,
-                    control_inbox,
-                };
-                shard_main::run_shard(shard, inbox, start).await;
-            },
-        );
-        match spawned {
-            Ok(thread) => broker.threads.push(Some(thread)),
-            Err(error) => {
-                failure = Some(StartError::Shard {
-                    shard: id,
-                    reason: error.to_string(),
-                });
-                break;
-            }
-        }
-    }
-    drop(report_tx);
-    let spawned = broker.threads.len();
-    let mut started = failure.map_or(Ok(()), Err);
-    if started.is_ok() {
-        started = broker.await_reports(&reports, spawned, Phase::Loaded);
-    }
-    if started.is_ok() {
-        drop(gate_open.take());
-        started = broker.await_reports(&reports, spawned, Phase::Listening);
-    }
+    // Closing the gate's channel (dropping `gate_open`) opens it for every shard.
+    let (gate_open, gate) = async_channel::bounded::<()>(1);
+    let launch = Launch {
+        config,
+        metadata: Arc::new(metadata),
+        port,
+        gate,
+        injected_panic,
+    };
+    let started = broker.launch(launch, receivers, gate_open);
     // Every shard listens now (or we are giving up): release the reservation.
     drop(reservation);
-    match started {
-        Ok(()) => Ok(broker),
-        Err(error) => {
-            // Shards still at the gate see the shutdown; the gate never opens for them
-            // (`gate_open` lives until they are joined).
-            broker.stop();
-            drop(gate_open);
-            Err(error)
+    started.map(|()| broker)
+}
+
+/// The catalogue a start begins with: a cluster's comes from the metadata quorum once
+/// shard 0 starts it (empty here); a single broker's from its metadata file.
+fn initial_metadata(
+    config: &BrokerConfig,
+    identity: Option<&identity::NodeIdentity>,
+) -> Result<ClusterMetadata, StartError> {
+    let Some(identity) = identity else {
+        let mut metadata = bootstrap::load_or_create_metadata(config)?;
+        // A single broker: it holds every replica and lists itself (files written before
+        // clusters existed name no replicas).
+        metadata.fill_replicas(config.node_id);
+        return Ok(metadata);
+    };
+    if config
+        .data_dir
+        .join(crate::cluster::metadata::FILE_NAME)
+        .exists()
+    {
+        return Err(StartError::Identity(format!(
+            "{} holds a single broker's metadata file too; a cluster node's data directory \
+             holds none",
+            config.data_dir.display()
+        )));
+    }
+    let mut metadata = ClusterMetadata::new();
+    metadata.cluster_id = identity.cluster_id.clone();
+    Ok(metadata)
+}
+
+/// A second broker on the same port would share it silently (SO_REUSEPORT): refuse early
+/// if anything already listens there, or on the quorum address.
+fn refuse_busy_addresses(config: &BrokerConfig) -> Result<(), StartError> {
+    let mut addresses = Vec::new();
+    if let Some(quorum) = &config.quorum {
+        addresses.push((
+            quorum.listen,
+            "something already listens on the quorum address",
+        ));
+    }
+    if config.listen.port() != 0 {
+        addresses.push((config.listen, "something already listens there"));
+    }
+    for (address, reason) in addresses {
+        if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Err(StartError::Listen {
+                address,
+                source: std::io::Error::new(std::io::ErrorKind::AddrInUse, reason),
+            });
         }
     }
+    Ok(())
+}
+
+/// What every shard starts with.
+struct Launch {
+    config: Arc<BrokerConfig>,
+    metadata: Arc<ClusterMetadata>,
+    port: u16,
+    gate: async_channel::Receiver<()>,
+    injected_panic: Option<InjectedPanic>,
 }
 
 impl Broker {
+    /// Spawns one pinned executor per shard, waits until each has loaded, opens the gate,
+    /// and waits until each listens. On failure, the shards started are stopped.
+    fn launch(
+        &mut self,
+        launch: Launch,
+        receivers: Vec<async_channel::Receiver<ShardJob>>,
+        gate_open: async_channel::Sender<()>,
+    ) -> Result<(), StartError> {
+        let mut gate_open = Some(gate_open);
+        let (report_tx, reports) = std::sync::mpsc::channel::<(usize, Report)>();
+        // The control plane lives on the controller shard; every shard holds its handle.
+        let (control_plane, control_inbox) = control_plane::handle::channel();
+        let mut control_inbox = Some(control_inbox);
+        let mut failure = None;
+        for (id, inbox) in receivers.into_iter().enumerate() {
+            let reporter = shard_main::Reporter::new(id, report_tx.clone());
+            let start = shard_main::Start {
+                reporter,
+                gate: launch.gate.clone(),
+                panic_after: launch
+                    .injected_panic
+                    .filter(|injected| injected.shard == id)
+                    .map(|injected| injected.after),
+                control_inbox: (id == CONTROLLER_SHARD)
+                    .then(|| control_inbox.take())
+                    .flatten(),
+            };
+            let context = (
+                launch.config.clone(),
+                launch.metadata.clone(),
+                self.senders.clone(),
+                control_plane.clone(),
+            );
+            match spawn_shard(id, launch.port, context, inbox, start) {
+                Ok(thread) => self.threads.push(Some(thread)),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        drop(report_tx);
+        let spawned = self.threads.len();
+        let mut started = failure.map_or(Ok(()), Err);
+        if started.is_ok() {
+            started = self.await_reports(&reports, spawned, Phase::Loaded);
+        }
+        if started.is_ok() {
+            drop(gate_open.take());
+            started = self.await_reports(&reports, spawned, Phase::Listening);
+        }
+        if started.is_err() {
+            // Shards still at the gate see the shutdown; the gate never opens for them
+            // (`gate_open` lives until they are joined).
+            self.stop_shards();
+            drop(gate_open);
+        }
+        started
+    }
+
     /// Waits until `shards` shards have sent `wanted`, or one fails. A shard's thread that
     /// ended without a word is joined for its reason (e.g. glommio could not build its
     /// reactor), so the error names the shard and the real cause.
@@ -416,6 +312,10 @@ impl Broker {
 
     /// Asks every shard to shut down gracefully and waits for their threads.
     pub fn stop(mut self) {
+        self.stop_shards();
+    }
+
+    fn stop_shards(&mut self) {
         for sender in &self.senders {
             let job: ShardJob = Box::new(|shard| Box::pin(async move { shard.shutdown.begin() }));
             // A shard that already exited has closed its inbox; nothing to tell it.
@@ -427,6 +327,45 @@ impl Broker {
             }
         }
     }
+}
+
+/// The shard's services on its own pinned executor: a shard's context (settings,
+/// catalogue, the mesh's inboxes, the control plane's handle), its inbox, and how it starts.
+fn spawn_shard(
+    id: usize,
+    port: u16,
+    context: (
+        Arc<BrokerConfig>,
+        Arc<ClusterMetadata>,
+        Vec<async_channel::Sender<ShardJob>>,
+        control_plane::ControlPlaneHandle,
+    ),
+    inbox: async_channel::Receiver<ShardJob>,
+    start: shard_main::Start,
+) -> Result<executor::ShardThread, StartError> {
+    let (config, metadata, senders, control_plane) = context;
+    let cpu = config.cpus[id % config.cpus.len()];
+    let data_dir = config.data_dir.clone();
+    executor::spawn_pinned(
+        &format!("petrel-shard-{id}"),
+        cpu,
+        data_dir,
+        move |primed| async move {
+            if let Err(error) = primed {
+                let reason = error.to_string();
+                start
+                    .reporter
+                    .failed(StartError::Shard { shard: id, reason });
+                return;
+            }
+            let shard = Shard::new(id, config, port, senders, metadata, control_plane);
+            shard_main::run_shard(shard, inbox, start).await;
+        },
+    )
+    .map_err(|error| StartError::Shard {
+        shard: id,
+        reason: error.to_string(),
+    })
 }
 
 /// From here on a panic on any thread ends the process, after the default hook has printed

@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::bootstrap::O_DIRECT_PROBE_FILE;
-use super::StartError;
+use super::error::StartError;
 use crate::runtime::executor::{self, RuntimeError};
 
 /// glommio's floor for RLIMIT_MEMLOCK (`MIN_MEMLOCK_LIMIT` in `Reactor::new`,
@@ -103,13 +103,4 @@ fn probe_io_uring(data_dir: &Path) -> Result<(), StartError> {
 
 fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path).map_or_else(|_| "unknown".to_string(), |v| v.trim().to_string())
-}
-
-/// A limit for a message: `64 KiB`, or `unlimited`.
-pub fn kib(bytes: u64) -> String {
-    if bytes == rlimit::INFINITY {
-        "unlimited".to_string()
-    } else {
-        format!("{} KiB", bytes / 1024)
-    }
 }

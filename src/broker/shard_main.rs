@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{Phase, Report, StartError};
+use super::error::StartError;
 use crate::group::coordinator::GroupCoordinator;
 use crate::runtime::mesh;
 use crate::runtime::net::Listener;
@@ -16,6 +16,24 @@ use crate::shard::control_plane::handle::Request;
 use crate::shard::control_plane::plane::{self, ControlPlane};
 use crate::shard::control_plane::single::{self, SingleBroker};
 use crate::shard::{Shard, ShardJob};
+
+/// How far a starting shard has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Its partitions and group coordinator are open; it waits at the start gate.
+    Loaded,
+    /// It listens on the port.
+    Listening,
+}
+
+/// What a starting shard tells the main thread.
+pub(super) enum Report {
+    Reached(Phase),
+    Failed(StartError),
+    /// Its executor ended (or never ran its body) without reporting: the main thread joins
+    /// the thread for the reason.
+    Exited,
+}
 
 /// How often each shard applies retention to its partitions. Kafka's
 /// `log.retention.check.interval.ms` default is 5 minutes; a check here only compares

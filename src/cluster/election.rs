@@ -85,6 +85,10 @@ fn without(
         isr,
         ..state.clone()
     };
+    debug_assert!(
+        changed.leader < 0 || changed.isr.contains(&changed.leader),
+        "a leader chosen outside the ISR: {changed:?}"
+    );
     (&changed != state).then_some(changed)
 }
 

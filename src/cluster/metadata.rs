@@ -1,5 +1,8 @@
-//! The topic catalogue: names, ids, partition counts and config overrides. Persisted by the
-//! controller as JSON in `<data dir>/petrel-metadata.json` (atomic replace + directory fsync).
+//! The catalogue: topics (names, ids, partitions, config overrides, each partition's
+//! replicas and state) and registered brokers. A single broker's controller persists it as
+//! JSON in `<data dir>/petrel-metadata.json` (atomic replace + directory fsync); a cluster's
+//! is the state every voter applies from the metadata quorum's log (`cluster::records`), and
+//! a broker-only node's a copy of a voter's.
 
 use std::collections::{BTreeMap, HashMap};
 

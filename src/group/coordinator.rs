@@ -46,6 +46,7 @@ use super::state::{
     Completion, Group, GroupError, GroupLimits, GroupState, JoinOutcome, JoinRequest, JoinResult,
     MemberView, SyncOutcome,
 };
+use crate::protocol::consumer;
 use crate::storage::{Log, LogConfig, ShardStorage, StorageError};
 
 /// How often timeouts are checked.
@@ -607,7 +608,7 @@ impl GroupCoordinator {
             Some(group) => group
                 .members()
                 .iter()
-                .flat_map(|m| subscribed_topics(&m.metadata).unwrap_or_default())
+                .flat_map(|m| consumer::subscribed_topics(&m.metadata).unwrap_or_default())
                 .collect(),
             None if !self.offsets.borrow().has_group(group_id) => {
                 return Err(DeleteError::NotFound)
@@ -792,7 +793,7 @@ fn expiry_policy(group: Option<&Group>, now: Instant, now_ms: i64) -> Expiry {
             let mut topics = HashSet::new();
             for member in group.members() {
                 // A subscription that does not parse: keep everything, as Kafka.
-                let Some(subscribed) = subscribed_topics(&member.metadata) else {
+                let Some(subscribed) = consumer::subscribed_topics(&member.metadata) else {
                     return Expiry::Keep;
                 };
                 topics.extend(subscribed);
@@ -801,21 +802,6 @@ fn expiry_policy(group: Option<&Group>, now: Instant, now_ms: i64) -> Expiry {
         }
         _ => Expiry::Keep,
     }
-}
-
-/// The topics a consumer's subscription metadata names (ConsumerProtocolSubscription), or
-/// `None` if it does not parse.
-fn subscribed_topics(metadata: &Bytes) -> Option<Vec<String>> {
-    use kafka_protocol::protocol::Decodable;
-    let mut buffer = metadata.clone();
-    if buffer.len() < 2 {
-        return None;
-    }
-    let version = i16::from_be_bytes([buffer[0], buffer[1]]);
-    let _ = bytes::Buf::get_i16(&mut buffer);
-    kafka_protocol::messages::ConsumerProtocolSubscription::decode(&mut buffer, version.clamp(0, 3))
-        .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
-        .ok()
 }
 
 async fn ticker(coordinator: Weak<GroupCoordinator>) {

@@ -282,6 +282,12 @@ impl Group {
             *self.protocol_support.entry(name.to_string()).or_default() += 1;
         }
         self.members.insert(member_id, member);
+        debug_assert!(
+            self.protocol_support
+                .values()
+                .all(|&supporters| supporters <= self.members.len()),
+            "a protocol has more supporters than the group has members"
+        );
     }
 
     /// Removes a member and uncounts its protocols.
@@ -830,6 +836,12 @@ impl Group {
                 .min_by_key(|(_, member)| member.joined_seq)
                 .map(|(id, _)| id.clone());
         }
+        debug_assert!(
+            self.leader
+                .as_ref()
+                .is_some_and(|leader| self.members.contains_key(leader)),
+            "a group with members is led by one of them"
+        );
         self.protocol = self.choose_protocol();
         self.state = GroupState::CompletingRebalance;
         let ids: Vec<String> = self.members.keys().cloned().collect();

@@ -1,5 +1,6 @@
 //! The Kafka wire protocol at Petrel's edge. Sans-I/O: bytes in, typed values out.
 //!
+//! - `consumer`: the consumer protocol's subscription, as a group member's metadata holds it.
 //! - `frame`: the 4-byte size prefix (capped before anything is allocated) and the request
 //!   header.
 //! - `response`: encoding a response with its header and size prefix.
@@ -8,6 +9,7 @@
 //!
 //! Message bodies use the `kafka-protocol` crate (patched copy in `vendor/`).
 
+pub mod consumer;
 pub mod frame;
 pub mod records;
 pub mod replica_fetch;

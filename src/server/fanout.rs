@@ -113,6 +113,11 @@ where
         Fut: Future<Output = Vec<(usize, A)>> + 'static,
     {
         for (position, answer) in shard.run_on_each(parts, job).await?.into_iter().flatten() {
+            debug_assert!(
+                position < self.answers.len(),
+                "an owner answered position {position} of a request of {}",
+                self.answers.len()
+            );
             if let Some(slot) = self.answers.get_mut(position) {
                 *slot = Some(answer);
             }

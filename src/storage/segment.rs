@@ -570,31 +570,14 @@ impl Segment {
                 read.reached_end = true;
                 break;
             }
-            let available = (limit - position) as usize;
             let want = read_ahead_bytes.max(
                 bytes_max
                     .saturating_sub(read.bytes)
                     .min(READ_WINDOW_BYTES_MAX),
             );
-            let header_bytes = window
-                .get(&file, position, HEADER_BYTES.min(available), want, limit)
+            let (header, total) = self
+                .read_header(window, &file, position, limit, want)
                 .await?;
-            let header =
-                *RecordBatchHeader::parse(header_bytes).map_err(|e| self.corrupt(position, e))?;
-            let total = header
-                .total_bytes()
-                .map_err(|e| self.corrupt(position, e))?;
-            // A stored batch larger than the limit (lowered since) is still served; the cap
-            // that matters here is that it lies within the written data.
-            if total > available {
-                return Err(self.corrupt(
-                    position,
-                    BatchError::Truncated {
-                        declared: total,
-                        available,
-                    },
-                ));
-            }
             let base = header.base_offset.get();
             let last = header.last_offset().ok_or_else(|| {
                 self.corrupt(position, BatchError::BadLength(header.batch_length.get()))
@@ -621,6 +604,40 @@ impl Segment {
             read.next_position = position;
         }
         Ok(read)
+    }
+
+    /// The header of the batch at `position` and the batch's size in bytes, read through
+    /// `window` (filling it with `want` bytes if it must read). A header that does not parse,
+    /// or a batch that runs past `limit`, is corruption.
+    async fn read_header(
+        &self,
+        window: &mut Window,
+        file: &SharedFile,
+        position: u64,
+        limit: u64,
+        want: usize,
+    ) -> Result<(RecordBatchHeader, usize)> {
+        let available = (limit - position) as usize;
+        let header_bytes = window
+            .get(file, position, HEADER_BYTES.min(available), want, limit)
+            .await?;
+        let header =
+            *RecordBatchHeader::parse(header_bytes).map_err(|e| self.corrupt(position, e))?;
+        let total = header
+            .total_bytes()
+            .map_err(|e| self.corrupt(position, e))?;
+        // A stored batch larger than the limit (lowered since) is still served; the cap
+        // that matters here is that it lies within the written data.
+        if total > available {
+            return Err(self.corrupt(
+                position,
+                BatchError::Truncated {
+                    declared: total,
+                    available,
+                },
+            ));
+        }
+        Ok((header, total))
     }
 
     fn corrupt(&self, position: u64, reason: BatchError) -> StorageError {

@@ -76,32 +76,8 @@ pub fn decide(
                 then: Then::Registered { id: info.id },
             },
         },
-        NodeCall::Heartbeat { id, epoch, applied } => {
-            match members::heartbeat(image, *id, *epoch, *applied) {
-                Heartbeat::Stale => Decision::Answer(NodeReply::Heartbeat {
-                    fenced: true,
-                    stale: true,
-                }),
-                Heartbeat::Status { fenced } => Decision::Answer(NodeReply::Heartbeat {
-                    fenced,
-                    stale: false,
-                }),
-                Heartbeat::Unfence(records) => Decision::Propose {
-                    records,
-                    then: Then::Heartbeat { id: *id },
-                },
-            }
-        }
-        NodeCall::Leave { id, epoch } => match members::fence(image, *id, *epoch) {
-            Some(records) => Decision::Propose {
-                records,
-                then: Then::Fenced,
-            },
-            None => Decision::Answer(NodeReply::Heartbeat {
-                fenced: true,
-                stale: image.brokers.get(id).is_none_or(|b| b.epoch != *epoch),
-            }),
-        },
+        NodeCall::Heartbeat { id, epoch, applied } => heartbeat(image, *id, *epoch, *applied),
+        NodeCall::Leave { id, epoch } => leave(image, *id, *epoch),
         NodeCall::AlterPartition {
             broker,
             topic_id,
@@ -130,21 +106,61 @@ pub fn decide(
             epoch,
             topic_id,
             partition,
-        } => match isr::replica_failed(image, *broker, *epoch, topic_id, *partition) {
-            Ok(Some(record)) => Decision::Propose {
-                records: vec![record],
-                then: Then::ReplicaFailed {
-                    broker: *broker,
-                    topic_id: *topic_id,
-                    partition: *partition,
-                },
-            },
-            Ok(None) => Decision::Answer(NodeReply::Done),
-            Err(refusal) => Decision::Answer(NodeReply::Refused(refusal.to_string())),
-        },
+        } => replica_failed(image, *broker, *epoch, *topic_id, *partition),
         NodeCall::Control(_) | NodeCall::Catalogue { .. } => Decision::Answer(NodeReply::Failed(
             format!("a {} is not decided by the quorum's leader", call.name()),
         )),
+    }
+}
+
+fn heartbeat(image: &ClusterMetadata, id: i32, epoch: u64, applied: u64) -> Decision {
+    match members::heartbeat(image, id, epoch, applied) {
+        Heartbeat::Stale => Decision::Answer(NodeReply::Heartbeat {
+            fenced: true,
+            stale: true,
+        }),
+        Heartbeat::Status { fenced } => Decision::Answer(NodeReply::Heartbeat {
+            fenced,
+            stale: false,
+        }),
+        Heartbeat::Unfence(records) => Decision::Propose {
+            records,
+            then: Then::Heartbeat { id },
+        },
+    }
+}
+
+fn leave(image: &ClusterMetadata, id: i32, epoch: u64) -> Decision {
+    match members::fence(image, id, epoch) {
+        Some(records) => Decision::Propose {
+            records,
+            then: Then::Fenced,
+        },
+        None => Decision::Answer(NodeReply::Heartbeat {
+            fenced: true,
+            stale: image.brokers.get(&id).is_none_or(|b| b.epoch != epoch),
+        }),
+    }
+}
+
+fn replica_failed(
+    image: &ClusterMetadata,
+    broker: i32,
+    epoch: u64,
+    topic_id: uuid::Uuid,
+    partition: i32,
+) -> Decision {
+    match isr::replica_failed(image, broker, epoch, &topic_id, partition) {
+        Ok(Some(record)) => Decision::Propose {
+            records: vec![record],
+            then: Then::ReplicaFailed {
+                broker,
+                topic_id,
+                partition,
+            },
+        },
+        Ok(None) => Decision::Answer(NodeReply::Done),
+        Err(refusal) => Decision::Answer(NodeReply::Refused(refusal.to_string())),
     }
 }
 

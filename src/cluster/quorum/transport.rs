@@ -539,6 +539,43 @@ mod tests {
         .expect("executor");
     }
 
+    /// The call's timeout runs on the clock it is given: under a fake clock a minute-long
+    /// timeout ends when the test says a minute has passed, not after a real minute.
+    #[test]
+    fn a_call_to_a_silent_peer_times_out_by_the_runtime_clock() {
+        crate::runtime::run_single("transport-test", std::env::temp_dir(), || async {
+            let guard = time::FakeClock::install();
+            let clock = guard.clock().clone();
+            let shutdown = Rc::new(Shutdown::new());
+            let (_server, address) = serving(
+                1,
+                &shutdown,
+                Rc::new(|_, _| Box::pin(futures_lite::future::pending::<Bytes>())),
+            );
+            let caller = Peers::new(hello(2), HashMap::from([(1, address)]), shutdown.clone());
+            let answer = Rc::new(RefCell::new(None));
+            let call = crate::runtime::spawn({
+                let (caller, answer) = (caller.clone(), answer.clone());
+                async move {
+                    let result = caller.call(1, b"anyone?", Duration::from_secs(60)).await;
+                    *answer.borrow_mut() = Some(result);
+                }
+            });
+            // Real time passes; the fake clock does not: the call still waits.
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            assert_eq!(
+                *answer.borrow(),
+                None,
+                "60 s have not passed on the fake clock"
+            );
+            clock.advance(Duration::from_secs(60));
+            call.await;
+            assert_eq!(*answer.borrow(), Some(Err(CallError::Timeout(1))));
+            shutdown.begin();
+        })
+        .expect("executor");
+    }
+
     #[test]
     fn only_a_connection_the_peer_closed_counts_as_a_disconnection() {
         crate::runtime::run_single("transport-test", std::env::temp_dir(), || async {

@@ -36,7 +36,7 @@ use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::shard::partition::Partition;
 use crate::shard::replication::leader::{self, FollowerFetch, Refused};
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardGone};
 
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -88,6 +88,26 @@ impl Outcome {
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: FetchRequest = exchange::decode(request)?;
     let version = request.api_version;
+    let mut fanout = route(shard, &body, version);
+    let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let limit = usize::try_from(body.max_bytes)
+        .unwrap_or(0)
+        .min(shard.config.fetch_bytes_max);
+    let min_bytes = body.min_bytes.max(0) as usize;
+    read_until_enough(
+        shard,
+        &mut fanout,
+        limit,
+        min_bytes,
+        Deadline::after(max_wait),
+    )
+    .await?;
+    exchange::respond(request, &response(&body, version, fanout))
+}
+
+/// Each partition of the request, routed to the shard that owns it (or answered at once:
+/// unknown).
+fn route(shard: &Rc<Shard>, body: &FetchRequest, version: i16) -> Fanout<Item, Outcome> {
     let metadata = shard.metadata();
     let replica = if version >= 15 {
         body.replica_state.replica_id.0
@@ -120,15 +140,22 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             }
         }
     }
-    let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
-    let deadline = Deadline::after(max_wait);
-    let min_bytes = body.min_bytes.max(0) as usize;
-    let limit = usize::try_from(body.max_bytes)
-        .unwrap_or(0)
-        .min(shard.config.fetch_bytes_max);
+    fanout
+}
+
+/// Reads every part on its owning shard, round after round, until the answer holds
+/// `min_bytes`, an error, a part cut by the budget, or `deadline` passes; between rounds
+/// it waits for new data anywhere (the long poll). `limit` is shared equally by the parts.
+async fn read_until_enough(
+    shard: &Rc<Shard>,
+    fanout: &mut Fanout<Item, Outcome>,
+    limit: usize,
+    min_bytes: usize,
+    deadline: Deadline,
+) -> Result<(), ShardGone> {
     let share = limit / fanout.owner_count().max(1);
     // The part holding the request's first partition gets the first-batch allowance.
-    let allowance_owner = first_owner(&fanout, |_| true);
+    let allowance_owner = first_owner(fanout, |_| true);
     loop {
         fanout
             .run(shard, move |target, items| async move {
@@ -136,10 +163,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
                 read_on_owner(&target, items, share, min_one).await
             })
             .await?;
-        if routed_bytes(&fanout) == 0 {
+        if routed_bytes(fanout) == 0 {
             // Data exists but did not fit: the part holding the first such partition reads
             // it again with the first-batch allowance, so the answer is not empty.
-            if let Some(owner) = first_owner(&fanout, |outcome| outcome.more) {
+            if let Some(owner) = first_owner(fanout, |outcome| outcome.more) {
                 fanout
                     .run_where(
                         shard,
@@ -164,10 +191,14 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             || deadline.passed()
             || shard.shutdown.is_started()
         {
-            break;
+            return Ok(());
         }
-        wait_anywhere(shard, &fanout, deadline.left()).await;
+        wait_anywhere(shard, fanout, deadline.left()).await;
     }
+}
+
+/// The response, in request order.
+fn response(body: &FetchRequest, version: i16, fanout: Fanout<Item, Outcome>) -> FetchResponse {
     let mut response = FetchResponse::default();
     let mut outcomes = fanout.into_answers(Outcome::default);
     for fetch_topic in &body.topics {
@@ -196,7 +227,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
         response.responses.push(topic_response);
     }
-    exchange::respond(request, &response)
+    response
 }
 
 /// Bytes of records the owning shards returned in the last round.
@@ -229,76 +260,78 @@ async fn read_on_owner(
     share: usize,
     min_one: bool,
 ) -> Vec<(usize, Outcome)> {
-    let mut left = share;
-    let mut min_one = min_one;
+    let mut budget = Budget {
+        left: share,
+        min_one,
+    };
     let mut results = Vec::with_capacity(items.len());
     for (position, item) in items {
-        let (partition, leader_epoch) =
-            match shard.leading_partition(&item.topic, item.partition, item.leader_epoch) {
-                Ok(led) => led,
-                Err(reason) => {
-                    results.push((position, Outcome::failed(not_serving_code(reason))));
-                    continue;
-                }
-            };
-        // A follower reads up to what the leader has written; a consumer up to the high
-        // watermark, which the followers' progress moves.
-        let bound = if item.replica >= 0 {
-            match follower_fetch(shard, &partition, &item) {
-                Ok(bound) => bound,
-                Err(rejected) => {
-                    results.push((position, rejected));
-                    continue;
-                }
-            }
-        } else {
-            partition.high_watermark()
-        };
-        let high_watermark = bound;
-        let mut outcome = Outcome {
-            high_watermark: partition.high_watermark(),
-            log_start_offset: partition.log.log_start_offset(),
-            bound,
-            ..Outcome::default()
-        };
-        let budget = item.partition_max_bytes.min(left);
-        let mut next_offset = item.offset;
-        if item.offset != high_watermark && (budget > 0 || min_one) {
-            match partition
-                .log
-                .read(item.offset, budget, high_watermark, min_one)
-                .await
-            {
-                // Leadership lost during the read: the log may have been cut and refilled
-                // from the new leader meanwhile, so what was read is not this leadership's
-                // log (a follower would take batches that do not line up with its own).
-                Ok(_) if !still_leading(shard, &partition, &item, leader_epoch) => {
-                    results.push((
-                        position,
-                        Outcome::failed(ResponseError::NotLeaderOrFollower),
-                    ));
-                    continue;
-                }
-                Ok(read) => {
-                    if !read.batches.is_empty() {
-                        min_one = false;
-                        next_offset = read.next_offset;
-                    }
-                    left = left.saturating_sub(read.bytes);
-                    outcome.records = concat(read.batches, read.bytes);
-                }
-                Err(error) => {
-                    outcome.error = Some(storage_error_code(&error));
-                    results.push((position, outcome));
-                    continue;
-                }
-            }
-        }
-        outcome.more = next_offset < high_watermark;
-        outcome.cut = outcome.more && budget < item.partition_max_bytes;
-        results.push((position, outcome));
+        results.push((position, read_one(shard, &item, &mut budget).await));
     }
     results
+}
+
+/// What is left of a part's byte share, and whether its first non-empty partition may
+/// still exceed it by one batch.
+struct Budget {
+    left: usize,
+    min_one: bool,
+}
+
+/// Reads one partition for a fetch, spending from `budget`.
+async fn read_one(shard: &Rc<Shard>, item: &Item, budget: &mut Budget) -> Outcome {
+    let (partition, leader_epoch) =
+        match shard.leading_partition(&item.topic, item.partition, item.leader_epoch) {
+            Ok(led) => led,
+            Err(reason) => return Outcome::failed(not_serving_code(reason)),
+        };
+    // A follower reads up to what the leader has written; a consumer up to the high
+    // watermark, which the followers' progress moves.
+    let bound = if item.replica >= 0 {
+        match follower_fetch(shard, &partition, item) {
+            Ok(bound) => bound,
+            Err(rejected) => return rejected,
+        }
+    } else {
+        partition.high_watermark()
+    };
+    let mut outcome = Outcome {
+        high_watermark: partition.high_watermark(),
+        log_start_offset: partition.log.log_start_offset(),
+        bound,
+        ..Outcome::default()
+    };
+    let allowed = item.partition_max_bytes.min(budget.left);
+    let mut next_offset = item.offset;
+    if item.offset != bound && (allowed > 0 || budget.min_one) {
+        let read = partition
+            .log
+            .read(item.offset, allowed, bound, budget.min_one)
+            .await;
+        match read {
+            // Leadership lost during the read: the log may have been cut and refilled from
+            // the new leader meanwhile, so what was read is not this leadership's log (a
+            // follower would take batches that do not line up with its own).
+            Ok(_) if !still_leading(shard, &partition, item, leader_epoch) => {
+                return Outcome::failed(ResponseError::NotLeaderOrFollower)
+            }
+            Ok(read) => {
+                if !read.batches.is_empty() {
+                    budget.min_one = false;
+                    next_offset = read.next_offset;
+                }
+                budget.left = budget.left.saturating_sub(read.bytes);
+                outcome.records = concat(read.batches, read.bytes);
+            }
+            Err(error) => {
+                outcome.error = Some(storage_error_code(&error));
+                return outcome;
+            }
+        }
+    }
+    outcome.more = next_offset < bound;
+    outcome.cut = outcome.more && allowed < item.partition_max_bytes;
+    outcome
 }
 
 /// Whether this shard still leads `partition` at `leader_epoch`, as when the read started.

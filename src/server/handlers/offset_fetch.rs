@@ -16,7 +16,9 @@ use crate::protocol::frame::Request;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
-type Answer = Option<Vec<(String, i32, Option<Committed>)>>;
+/// A partition's committed offset, if any.
+type Fetched = (String, i32, Option<Committed>);
+type Answer = Option<Vec<Fetched>>;
 /// A topic's partitions with their committed offsets.
 type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
 
@@ -33,7 +35,7 @@ async fn fetch(
 }
 
 /// Groups the answer by topic, in first-seen order.
-fn by_topic(answer: Vec<(String, i32, Option<Committed>)>) -> Vec<TopicOffsets> {
+fn by_topic(answer: Vec<Fetched>) -> Vec<TopicOffsets> {
     let mut order = Vec::new();
     let mut topics: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
     for (topic, partition, committed) in answer {
@@ -71,34 +73,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             answered.group_id = group.group_id.clone();
             match answer {
                 None => answered.error_code = super::unavailable(shard, &group.group_id).code(),
-                Some(answer) => {
-                    answered.topics = by_topic(answer)
-                        .into_iter()
-                        .map(|(topic, partitions)| {
-                            let mut t = OffsetFetchResponseTopics::default();
-                            t.name = TopicName(str_bytes(&topic));
-                            t.partitions = partitions
-                                .into_iter()
-                                .map(|(index, committed)| {
-                                    let mut p = OffsetFetchResponsePartitions::default();
-                                    p.partition_index = index;
-                                    p.committed_offset =
-                                        committed.as_ref().map_or(-1, |c| c.offset);
-                                    p.committed_leader_epoch =
-                                        committed.as_ref().map_or(-1, |c| c.leader_epoch);
-                                    p.metadata = Some(str_bytes(
-                                        committed
-                                            .as_ref()
-                                            .and_then(|c| c.metadata.as_deref())
-                                            .unwrap_or(""),
-                                    ));
-                                    p
-                                })
-                                .collect();
-                            t
-                        })
-                        .collect();
-                }
+                Some(answer) => answered.topics = group_topics(answer),
             }
             response.groups.push(answered);
         }
@@ -111,40 +86,68 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             .collect()
     });
     match fetch(shard, body.group_id.to_string(), wanted).await? {
-        None => {
-            if version >= 2 {
-                response.error_code = super::unavailable(shard, &body.group_id).code();
-            }
+        None if version >= 2 => {
+            response.error_code = super::unavailable(shard, &body.group_id).code();
         }
-        Some(answer) => {
-            response.topics = by_topic(answer)
-                .into_iter()
-                .map(|(topic, partitions)| {
-                    let mut t = OffsetFetchResponseTopic::default();
-                    t.name = TopicName(str_bytes(&topic));
-                    t.partitions = partitions
-                        .into_iter()
-                        .map(|(index, committed)| {
-                            let mut p = OffsetFetchResponsePartition::default();
-                            p.partition_index = index;
-                            p.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
-                            if version >= 5 {
-                                p.committed_leader_epoch =
-                                    committed.as_ref().map_or(-1, |c| c.leader_epoch);
-                            }
-                            p.metadata = Some(str_bytes(
-                                committed
-                                    .as_ref()
-                                    .and_then(|c| c.metadata.as_deref())
-                                    .unwrap_or(""),
-                            ));
-                            p
-                        })
-                        .collect();
-                    t
-                })
-                .collect();
-        }
+        None => {}
+        Some(answer) => response.topics = topics(answer, version),
     }
     exchange::respond(request, &response)
+}
+
+/// A group's committed offsets in the v8+ layout (groups in one request).
+fn group_topics(answer: Vec<Fetched>) -> Vec<OffsetFetchResponseTopics> {
+    by_topic(answer)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let mut t = OffsetFetchResponseTopics::default();
+            t.name = TopicName(str_bytes(&topic));
+            t.partitions = partitions
+                .into_iter()
+                .map(|(index, committed)| {
+                    let mut p = OffsetFetchResponsePartitions::default();
+                    p.partition_index = index;
+                    p.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
+                    p.committed_leader_epoch = committed.as_ref().map_or(-1, |c| c.leader_epoch);
+                    p.metadata = Some(str_bytes(metadata_of(&committed)));
+                    p
+                })
+                .collect();
+            t
+        })
+        .collect()
+}
+
+/// A group's committed offsets in the layout before v8 (one group per request).
+fn topics(answer: Vec<Fetched>, version: i16) -> Vec<OffsetFetchResponseTopic> {
+    by_topic(answer)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let mut t = OffsetFetchResponseTopic::default();
+            t.name = TopicName(str_bytes(&topic));
+            t.partitions = partitions
+                .into_iter()
+                .map(|(index, committed)| {
+                    let mut p = OffsetFetchResponsePartition::default();
+                    p.partition_index = index;
+                    p.committed_offset = committed.as_ref().map_or(-1, |c| c.offset);
+                    if version >= 5 {
+                        p.committed_leader_epoch =
+                            committed.as_ref().map_or(-1, |c| c.leader_epoch);
+                    }
+                    p.metadata = Some(str_bytes(metadata_of(&committed)));
+                    p
+                })
+                .collect();
+            t
+        })
+        .collect()
+}
+
+/// A commit's metadata ("" when none).
+fn metadata_of(committed: &Option<Committed>) -> &str {
+    committed
+        .as_ref()
+        .and_then(|c| c.metadata.as_deref())
+        .unwrap_or("")
 }

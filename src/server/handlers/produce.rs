@@ -87,7 +87,27 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
         let names = body.topic_data.iter().map(|t| t.name.to_string()).collect();
         crate::shard::topics::ensure_topics(shard, names).await;
     }
+    let mut appends = route(shard, &body, version);
+    let timeout = Duration::from_millis(body.timeout_ms.max(0) as u64);
+    // Phase 1, in this connection's request order: validate and append on every owner.
+    appends
+        .run_once(shard, move |target, items| async move {
+            append_on_owner(&target, items, acks).await
+        })
+        .await?;
+    turn.release();
+    if acks == 0 {
+        return Ok(None);
+    }
+    let outcomes = await_acknowledgements(shard, appends, acks, timeout).await?;
+    exchange::respond(request, &response(shard, &body, version, outcomes))
+}
+
+/// Each partition of the request: refused at once (bad acks, transactions, unknown
+/// partition), or routed to the shard that owns it.
+fn route(shard: &Rc<Shard>, body: &ProduceRequest, version: i16) -> Fanout<Item, Appended> {
     let metadata = shard.metadata();
+    let acks = body.acks;
     let unknown = if version >= 13 {
         ResponseError::UnknownTopicId
     } else {
@@ -132,19 +152,17 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
             }
         }
     }
-    let timeout = Duration::from_millis(body.timeout_ms.max(0) as u64);
-    // Phase 1, in this connection's request order: validate and append on every owner.
     appends
-        .run_once(shard, move |target, items| async move {
-            append_on_owner(&target, items, acks).await
-        })
-        .await?;
-    turn.release();
-    if acks == 0 {
-        return Ok(None);
-    }
-    // Phase 2: wait for durability as acks asks; overlaps with later requests. Each
-    // position keeps its append outcome unless its wait fails.
+}
+
+/// Phase 2: waits for durability as acks asks; overlaps with later requests. Each position
+/// keeps its append outcome unless its wait fails.
+async fn await_acknowledgements(
+    shard: &Rc<Shard>,
+    appends: Fanout<Item, Appended>,
+    acks: i16,
+    timeout: Duration,
+) -> Result<Vec<Outcome>, crate::shard::ShardGone> {
     let mut waits: Fanout<Wait, Option<Outcome>> = Fanout::new();
     let mut outcomes = Vec::new();
     for appended in appends.into_answers(|| Appended {
@@ -167,11 +185,20 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
             *outcome = failure;
         }
     }
+    Ok(outcomes)
+}
+
+/// The response, in request order. KIP-951: a partition this broker does not lead names
+/// its current leader (v10+), and the response carries those leaders' endpoints, so the
+/// client retries there without a Metadata round trip.
+fn response(
+    shard: &Shard,
+    body: &ProduceRequest,
+    version: i16,
+    outcomes: Vec<Outcome>,
+) -> ProduceResponse {
     let mut response = ProduceResponse::default();
     let mut outcomes = outcomes.into_iter();
-    // KIP-951: a partition this broker does not lead names its current leader (v10+), and
-    // the response carries those leaders' endpoints, so the client retries there without
-    // a Metadata round trip.
     let latest = shard.metadata();
     let mut leaders = std::collections::BTreeSet::new();
     for topic_data in &body.topic_data {
@@ -224,7 +251,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
             endpoint
         })
         .collect();
-    exchange::respond(request, &response)
+    response
 }
 
 /// Runs on the shard that owns `items`: validates and appends each batch, in order.
@@ -235,100 +262,86 @@ async fn append_on_owner(
 ) -> Vec<(usize, Appended)> {
     let mut results = Vec::with_capacity(items.len());
     for (position, item) in items {
-        let refused = |outcome| {
-            (
-                position,
-                Appended {
-                    outcome,
-                    wait: None,
-                },
-            )
-        };
-        if is_internal_topic(&item.topic) {
-            // Only the group coordinators write there (Kafka: "cannot append to internal
-            // topic").
-            let outcome = Outcome::failed(
-                ResponseError::InvalidTopicException,
-                "clients cannot produce to an internal topic",
-            );
-            results.push(refused(outcome));
-            continue;
-        }
-        let (partition, leader_epoch) =
-            match shard.leading_partition(&item.topic, item.partition, -1) {
-                Ok(leading) => leading,
-                Err(reason) => {
-                    let outcome = Outcome::failed(
-                        not_serving_code(reason),
-                        "this broker does not lead the partition",
-                    );
-                    results.push(refused(outcome));
-                    continue;
-                }
-            };
-        if acks == -1 {
-            let min_insync = shard.min_insync_replicas(&item.topic);
-            let in_sync = partition.in_sync_replicas();
-            if (in_sync as i64) < min_insync {
-                let outcome = Outcome::failed(
-                    ResponseError::NotEnoughReplicas,
-                    format!("{in_sync} in-sync replicas; min.insync.replicas is {min_insync}"),
-                );
-                results.push(refused(outcome));
-                continue;
-            }
-        }
-        let batch = match check_batch(item.records, partition.log.config().batch_bytes_max) {
-            Ok(batch) => batch,
-            Err((code, message)) => {
-                tracing::debug!(topic = %item.topic, partition = item.partition, %message, "rejected batch");
-                results.push(refused(Outcome::failed(code, message)));
-                continue;
-            }
-        };
-        // The leader epoch goes into the batch (KIP-101: followers truncate by it).
-        let batch_bytes = batch.len() as u64;
-        match partition.log.append(batch, leader_epoch).await {
-            Ok(appended) => {
-                let end_offset = appended.last_offset + 1;
-                if !appended.duplicate {
-                    let records = appended.last_offset - appended.base_offset + 1;
-                    partition.produced.records.add(records.max(0) as u64);
-                    partition.produced.bytes.add(batch_bytes);
-                }
-                if acks == 0 {
-                    // Nobody waits for the answer, but the data goes to disk now.
-                    let log = partition.log.clone();
-                    crate::runtime::spawn(async move {
-                        if let Err(error) = log.wait(Durability::Written, end_offset).await {
-                            tracing::error!(log = %log.name(), %error, "flush after acks=0 produce failed");
-                        }
-                    })
-                    .detach();
-                }
-                let outcome = Outcome {
-                    error: None,
-                    base_offset: appended.base_offset,
-                    log_start_offset: partition.log.log_start_offset(),
-                };
-                let wait = Wait {
-                    owner: shard.id,
-                    topic: item.topic,
-                    partition: item.partition,
-                    end_offset,
-                };
-                results.push((
-                    position,
-                    Appended {
-                        outcome,
-                        wait: Some(wait),
-                    },
-                ));
-            }
-            Err(error) => results.push(refused(storage_failure(&error))),
-        }
+        results.push((position, append_one(shard, item, acks).await));
     }
     results
+}
+
+/// Validates and appends one partition's batch on its owning shard.
+async fn append_one(shard: &Rc<Shard>, item: Item, acks: i16) -> Appended {
+    let refused = |outcome| Appended {
+        outcome,
+        wait: None,
+    };
+    if is_internal_topic(&item.topic) {
+        // Only the group coordinators write there (Kafka: "cannot append to internal
+        // topic").
+        return refused(Outcome::failed(
+            ResponseError::InvalidTopicException,
+            "clients cannot produce to an internal topic",
+        ));
+    }
+    let (partition, leader_epoch) = match shard.leading_partition(&item.topic, item.partition, -1) {
+        Ok(leading) => leading,
+        Err(reason) => {
+            return refused(Outcome::failed(
+                not_serving_code(reason),
+                "this broker does not lead the partition",
+            ))
+        }
+    };
+    if acks == -1 {
+        let min_insync = shard.min_insync_replicas(&item.topic);
+        let in_sync = partition.in_sync_replicas();
+        if (in_sync as i64) < min_insync {
+            return refused(Outcome::failed(
+                ResponseError::NotEnoughReplicas,
+                format!("{in_sync} in-sync replicas; min.insync.replicas is {min_insync}"),
+            ));
+        }
+    }
+    let batch = match check_batch(item.records, partition.log.config().batch_bytes_max) {
+        Ok(batch) => batch,
+        Err((code, message)) => {
+            tracing::debug!(topic = %item.topic, partition = item.partition, %message, "rejected batch");
+            return refused(Outcome::failed(code, message));
+        }
+    };
+    // The leader epoch goes into the batch (KIP-101: followers truncate by it).
+    let batch_bytes = batch.len() as u64;
+    let appended = match partition.log.append(batch, leader_epoch).await {
+        Ok(appended) => appended,
+        Err(error) => return refused(storage_failure(&error)),
+    };
+    let end_offset = appended.last_offset + 1;
+    if !appended.duplicate {
+        let records = appended.last_offset - appended.base_offset + 1;
+        partition.produced.records.add(records.max(0) as u64);
+        partition.produced.bytes.add(batch_bytes);
+    }
+    if acks == 0 {
+        // Nobody waits for the answer, but the data goes to disk now.
+        let log = partition.log.clone();
+        crate::runtime::spawn(async move {
+            if let Err(error) = log.wait(Durability::Written, end_offset).await {
+                tracing::error!(log = %log.name(), %error, "flush after acks=0 produce failed");
+            }
+        })
+        .detach();
+    }
+    Appended {
+        outcome: Outcome {
+            error: None,
+            base_offset: appended.base_offset,
+            log_start_offset: partition.log.log_start_offset(),
+        },
+        wait: Some(Wait {
+            owner: shard.id,
+            topic: item.topic,
+            partition: item.partition,
+            end_offset,
+        }),
+    }
 }
 
 /// Runs on the owning shard: waits for every appended batch at once (group commit shares

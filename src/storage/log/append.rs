@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::{Active, AppendOutcome, Durability, Log, LogState};
-use crate::record_batch;
+use crate::record_batch::{self, RecordBatchHeader};
 use crate::storage::appender::{Appender, AppenderConfig};
 use crate::storage::config::{FlushPolicy, LogConfig};
 use crate::storage::error::{Result, StorageError};
@@ -47,23 +47,7 @@ impl Log {
     async fn append_batch(&self, batch: Bytes, leader_epoch: Option<i32>) -> Result<AppendOutcome> {
         self.check_usable()?;
         let produced = leader_epoch.is_some();
-        let view = match leader_epoch {
-            Some(_) => record_batch::validate(
-                &batch,
-                self.config.batch_bytes_max,
-                self.config.record_limits(),
-            )?,
-            None => record_batch::verify(&batch, self.config.batch_bytes_max)?,
-        };
-        if view.bytes.len() != batch.len() {
-            return Err(StorageError::InvalidBatch(
-                record_batch::BatchError::Truncated {
-                    declared: view.bytes.len(),
-                    available: batch.len(),
-                },
-            ));
-        }
-        let header = *view.header;
+        let header = self.check_batch(&batch, produced)?;
         let total = batch.len();
         let mut guard = self.active.lock().await;
         let active = guard.as_mut().ok_or_else(|| self.closed_error())?;
@@ -76,51 +60,13 @@ impl Log {
             });
         }
         let leader_epoch = leader_epoch.unwrap_or(header.partition_leader_epoch.get());
-        let delta = i64::from(header.last_offset_delta.get());
-        let last_offset = base_offset
-            .checked_add(delta)
-            .ok_or(StorageError::InvalidBatch(
-                record_batch::BatchError::BadLength(header.batch_length.get()),
-            ))?;
-        let producer = (header.producer_id.get() >= 0).then(|| {
-            let first = header.base_sequence.get();
-            (
-                header.producer_id.get(),
-                header.producer_epoch.get(),
-                first,
-                producer_state::last_sequence(first, header.last_offset_delta.get()),
-            )
-        });
+        let last_offset = last_offset_from(&header, base_offset)?;
+        let producer = ProducerBatch::of(&header);
         // A replica keeps what its leader accepted: no duplicate check of its own.
-        if let Some((producer_id, epoch, first, last)) = producer.filter(|_| produced) {
-            let verdict = self
-                .state
-                .borrow()
-                .producers
-                .check(producer_id, epoch, first, last)?;
-            if let Verdict::Duplicate {
-                base_offset,
-                last_offset,
-            } = verdict
-            {
-                return Ok(AppendOutcome {
-                    base_offset,
-                    last_offset,
-                    duplicate: true,
-                });
-            }
+        if let Some(duplicate) = self.find_duplicate(producer.filter(|_| produced))? {
+            return Ok(duplicate);
         }
-        // A new leader epoch's first batch: the history names where it starts (durably,
-        // before the batch, so no stored batch is of an epoch the history lacks).
-        if self
-            .epochs
-            .borrow()
-            .latest()
-            .is_none_or(|(latest, _)| leader_epoch > latest)
-        {
-            self.epochs.borrow_mut().assign(leader_epoch, base_offset);
-            self.write_epochs().await?;
-        }
+        self.record_epoch_start(leader_epoch, base_offset).await?;
         if self.should_roll(&active.segment, total as u64, last_offset) {
             if let Err(error) = self.roll(active, base_offset).await {
                 self.fail(&error);
@@ -149,17 +95,105 @@ impl Log {
             last_offset,
             header.max_timestamp.get(),
         );
+        self.advance_end(active, base_offset, last_offset, producer);
+        self.shard
+            .cache
+            .borrow_mut()
+            .insert(self.id, base_offset, last_offset, stored);
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Checks a batch before anything is written: a produced batch in full (every record),
+    /// a replicated one by its CRC and framing. Returns its header.
+    fn check_batch(&self, batch: &[u8], produced: bool) -> Result<RecordBatchHeader> {
+        let view = if produced {
+            record_batch::validate(
+                batch,
+                self.config.batch_bytes_max,
+                self.config.record_limits(),
+            )?
+        } else {
+            record_batch::verify(batch, self.config.batch_bytes_max)?
+        };
+        if view.bytes.len() != batch.len() {
+            return Err(StorageError::InvalidBatch(
+                record_batch::BatchError::Truncated {
+                    declared: view.bytes.len(),
+                    available: batch.len(),
+                },
+            ));
+        }
+        Ok(*view.header)
+    }
+
+    /// An idempotent producer's retry of a batch already in the log: the outcome to answer
+    /// it with, the original offsets.
+    fn find_duplicate(&self, producer: Option<ProducerBatch>) -> Result<Option<AppendOutcome>> {
+        let Some(producer) = producer else {
+            return Ok(None);
+        };
+        let verdict = self.state.borrow().producers.check(
+            producer.producer_id,
+            producer.epoch,
+            producer.first_sequence,
+            producer.last_sequence,
+        )?;
+        if let Verdict::Duplicate {
+            base_offset,
+            last_offset,
+        } = verdict
+        {
+            return Ok(Some(AppendOutcome {
+                base_offset,
+                last_offset,
+                duplicate: true,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// A new leader epoch's first batch: the history names where it starts (durably,
+    /// before the batch, so no stored batch is of an epoch the history lacks).
+    async fn record_epoch_start(&self, leader_epoch: i32, base_offset: i64) -> Result<()> {
+        if self
+            .epochs
+            .borrow()
+            .latest()
+            .is_none_or(|(latest, _)| leader_epoch > latest)
+        {
+            self.epochs.borrow_mut().assign(leader_epoch, base_offset);
+            self.write_epochs().await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the log end past a batch the appender has taken, records its producer's
+    /// sequences, and wakes the waiters on `written_offset` if the appender's completed
+    /// writes moved it.
+    fn advance_end(
+        &self,
+        active: &Active,
+        base_offset: i64,
+        last_offset: i64,
+        producer: Option<ProducerBatch>,
+    ) {
         let advanced = {
             let mut state = self.state.borrow_mut();
             state.next_offset = last_offset + 1;
-            if let Some((producer_id, epoch, first_sequence, last_sequence)) = producer {
+            if let Some(producer) = producer {
                 let range = BatchRange {
-                    first_sequence,
-                    last_sequence,
+                    first_sequence: producer.first_sequence,
+                    last_sequence: producer.last_sequence,
                     base_offset,
                     last_offset,
                 };
-                state.producers.record(producer_id, epoch, range);
+                state
+                    .producers
+                    .record(producer.producer_id, producer.epoch, range);
             }
             let written = active.appender.written_offset();
             let advanced = written > state.written_offset;
@@ -170,15 +204,6 @@ impl Log {
         if advanced {
             self.written_advanced.notify(usize::MAX);
         }
-        self.shard
-            .cache
-            .borrow_mut()
-            .insert(self.id, base_offset, last_offset, stored);
-        Ok(AppendOutcome {
-            base_offset,
-            last_offset,
-            duplicate: false,
-        })
     }
 
     /// The producer's bytes are shared (they sit in a request buffer), so the stored batch,
@@ -345,6 +370,41 @@ impl Drop for FlushRunning<'_> {
         self.0.flush_running.set(false);
         self.0.flush_done.notify(usize::MAX);
     }
+}
+
+/// The idempotent producer that wrote a batch, and the sequences the batch covers.
+#[derive(Clone, Copy)]
+struct ProducerBatch {
+    producer_id: i64,
+    epoch: i16,
+    first_sequence: i32,
+    last_sequence: i32,
+}
+
+impl ProducerBatch {
+    /// `None` for a batch of no idempotent producer (a negative producer id).
+    fn of(header: &RecordBatchHeader) -> Option<ProducerBatch> {
+        (header.producer_id.get() >= 0).then(|| {
+            let first = header.base_sequence.get();
+            ProducerBatch {
+                producer_id: header.producer_id.get(),
+                epoch: header.producer_epoch.get(),
+                first_sequence: first,
+                last_sequence: producer_state::last_sequence(first, header.last_offset_delta.get()),
+            }
+        })
+    }
+}
+
+/// The offset of a batch's last record once it is given `base_offset`; a delta that
+/// overflows the offset range is a malformed batch.
+fn last_offset_from(header: &RecordBatchHeader, base_offset: i64) -> Result<i64> {
+    let delta = i64::from(header.last_offset_delta.get());
+    base_offset
+        .checked_add(delta)
+        .ok_or(StorageError::InvalidBatch(
+            record_batch::BatchError::BadLength(header.batch_length.get()),
+        ))
 }
 
 pub(super) fn appender_config(config: &LogConfig) -> AppenderConfig {

@@ -22,11 +22,12 @@
 //! - here: the types, accessors, close and delete, helpers the others share.
 
 mod append;
+mod check;
 mod open;
 mod read;
 mod retention;
 
-pub use open::{check_segments, SegmentCheck};
+pub use check::{check_segments, SegmentCheck};
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

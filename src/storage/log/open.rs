@@ -10,11 +10,12 @@ use event_listener::Event;
 
 use super::append::{appender_config, interval_sync};
 use super::{Active, Log, LogState};
+use crate::record_batch::BatchError;
 use crate::storage::appender::Appender;
 use crate::storage::checkpoint::{self, Checkpoint};
 use crate::storage::config::{FlushPolicy, LogConfig};
 use crate::storage::epochs::{self as epoch_history, LeaderEpochs};
-use crate::storage::error::{io_error, Result, StorageError};
+use crate::storage::error::{Result, StorageError};
 use crate::storage::io;
 use crate::storage::producer_state::{self, BatchRange, ProducerStates};
 use crate::storage::segment::{self, InvalidTail, Segment};
@@ -71,19 +72,12 @@ impl Log {
             limits: Cell::new(config.limits()),
             config,
             shard,
-            state: RefCell::new(LogState {
+            state: RefCell::new(LogState::recovered(
                 segments,
                 log_start_offset,
                 next_offset,
-                written_offset: next_offset,
-                synced_offset: next_offset,
-                // Recovery may have cut the log below the checkpoint's recovery point (a torn
-                // last segment): nothing past the log end is left to skip scanning.
-                recovery_point: checkpoint.recovery_point.min(next_offset),
-                truncations: 0,
-                failure: None,
-                producers: ProducerStates::new(PRODUCERS_PER_PARTITION_MAX),
-            }),
+                &checkpoint,
+            )),
             active: async_lock::Mutex::new(Some(Active {
                 segment: last,
                 appender,
@@ -149,6 +143,31 @@ impl Log {
     }
 }
 
+impl LogState {
+    /// The state of a log just recovered from disk: everything found there counts as
+    /// written and synced (`open` syncs it), and producer state is rebuilt afterwards.
+    fn recovered(
+        segments: BTreeMap<i64, Rc<Segment>>,
+        log_start_offset: i64,
+        next_offset: i64,
+        checkpoint: &Checkpoint,
+    ) -> LogState {
+        LogState {
+            segments,
+            log_start_offset,
+            next_offset,
+            written_offset: next_offset,
+            synced_offset: next_offset,
+            // Recovery may have cut the log below the checkpoint's recovery point (a torn
+            // last segment): nothing past the log end is left to skip scanning.
+            recovery_point: checkpoint.recovery_point.min(next_offset),
+            truncations: 0,
+            failure: None,
+            producers: ProducerStates::new(PRODUCERS_PER_PARTITION_MAX),
+        }
+    }
+}
+
 /// Lists and opens the segments of `dir`, recovering what needs it. Removes temp files
 /// and index files without a log.
 ///
@@ -164,6 +183,34 @@ async fn recover_segments(
     config: &LogConfig,
 ) -> Result<(BTreeMap<i64, Rc<Segment>>, Checkpoint)> {
     let names = io::list_dir(dir).await?;
+    let checkpoint = read_checkpoint(dir, name).await?;
+    let mut bases: Vec<i64> = names
+        .iter()
+        .filter_map(|n| segment::parse_log_file_name(n))
+        .collect();
+    bases.sort_unstable();
+    for stray in names.iter().filter(|n| n.ends_with(".tmp")) {
+        io::remove_file_if_exists(&dir.join(stray)).await?;
+    }
+    let bases = remove_segments_before_start(dir, bases, checkpoint.log_start_offset).await?;
+    let mut segments = open_segments(shard, dir, name, config, &checkpoint, &bases).await?;
+    // The last segment kept is the active one: it keeps its file open.
+    if let Some(last) = segments.values().next_back() {
+        last.unseal();
+    }
+    // Index files of the segments that will be appended to again are stale from now on.
+    if segments.is_empty() {
+        let start = checkpoint.log_start_offset.max(0);
+        let segment = Segment::create(shard, dir, start, config.index_interval_bytes).await?;
+        segments.insert(start, segment);
+    }
+    io::sync_dir(dir).await?;
+    Ok((segments, checkpoint))
+}
+
+/// The checkpoint of the log in `dir`; a missing one is the empty log's, a damaged one is
+/// ignored (every segment is then scanned).
+async fn read_checkpoint(dir: &Path, name: &str) -> Result<Checkpoint> {
     let checkpoint_path = dir.join(checkpoint::FILE_NAME);
     let checkpoint =
         match io::read_small_file(&checkpoint_path, checkpoint::ENCODED_BYTES * 2).await? {
@@ -179,36 +226,44 @@ async fn recover_segments(
                 recovery_point: 0,
             },
         };
-    let mut bases: Vec<i64> = names
-        .iter()
-        .filter_map(|n| segment::parse_log_file_name(n))
-        .collect();
-    bases.sort_unstable();
-    for stray in names.iter().filter(|n| n.ends_with(".tmp")) {
-        io::remove_file_if_exists(&dir.join(stray)).await?;
-    }
+    Ok(checkpoint)
+}
+
+/// Removes the files of the segments (`bases`, in order) that lie wholly below
+/// `log_start_offset`, and returns the bases of those kept.
+async fn remove_segments_before_start(
+    dir: &Path,
+    mut bases: Vec<i64>,
+    log_start_offset: i64,
+) -> Result<Vec<i64>> {
     // Segments wholly below the log start were deleted by retention, or were about to be.
     let first_kept = bases
         .iter()
-        .rposition(|&b| b <= checkpoint.log_start_offset)
+        .rposition(|&b| b <= log_start_offset)
         .unwrap_or(0);
     for &base in &bases[..first_kept] {
         Segment::remove_files(dir, base).await?;
     }
-    let bases = bases.split_off(first_kept);
+    Ok(bases.split_off(first_kept))
+}
+
+/// Opens the segments at `bases` (in order), scanning those not known to be synced and
+/// cutting an invalid tail of the last. Every segment but the last is sealed with its
+/// file closed. On damage, closes what it opened and fails with
+/// `StorageError::CorruptSealed`.
+async fn open_segments(
+    shard: &Rc<ShardStorage>,
+    dir: &Path,
+    name: &str,
+    config: &LogConfig,
+    checkpoint: &Checkpoint,
+    bases: &[i64],
+) -> Result<BTreeMap<i64, Rc<Segment>>> {
     let mut segments = BTreeMap::new();
     let mut expected_base: Option<i64> = None;
     for (position, &base) in bases.iter().enumerate() {
         let is_last = position + 1 == bases.len();
-        let damaged = |at: u64, reason: String| StorageError::CorruptSealed {
-            path: Segment::paths(dir, base)[0].clone(),
-            position: at,
-            reason,
-            later_segments: bases[position + 1..]
-                .iter()
-                .map(|&later| Segment::paths(dir, later)[0].clone())
-                .collect(),
-        };
+        let damaged = |at: u64, reason: String| corrupt_sealed(dir, bases, position, at, reason);
         if let Some(expected) = expected_base.filter(|&expected| base < expected) {
             close_all(segments).await?;
             return Err(damaged(
@@ -219,31 +274,9 @@ async fn recover_segments(
                 ),
             ));
         }
-        let (segment, invalid_tail) = if base < checkpoint.recovery_point && !is_last {
-            Segment::open_sealed(
-                shard,
-                dir,
-                base,
-                config.index_interval_bytes,
-                config.batch_bytes_max,
-            )
-            .await?
-        } else {
-            let tail = if is_last {
-                InvalidTail::Cut
-            } else {
-                InvalidTail::Keep
-            };
-            Segment::open_dirty(
-                shard,
-                dir,
-                base,
-                config.index_interval_bytes,
-                config.batch_bytes_max,
-                tail,
-            )
-            .await?
-        };
+        let sealed = base < checkpoint.recovery_point && !is_last;
+        let (segment, invalid_tail) =
+            open_segment(shard, dir, base, config, sealed, is_last).await?;
         if let Some((at, reason)) = invalid_tail {
             if !is_last {
                 segment.close().await?;
@@ -261,18 +294,64 @@ async fn recover_segments(
         }
         segments.insert(base, segment);
     }
-    // The last segment kept is the active one: it keeps its file open.
-    if let Some(last) = segments.values().next_back() {
-        last.unseal();
+    Ok(segments)
+}
+
+/// Opens the segment at `base`: a `sealed` one (below the recovery point, not the last)
+/// from its index files, any other by a scan that cuts an invalid tail only if it
+/// `is_last`. Returns where and why the valid data ends early, if it does.
+async fn open_segment(
+    shard: &Rc<ShardStorage>,
+    dir: &Path,
+    base: i64,
+    config: &LogConfig,
+    sealed: bool,
+    is_last: bool,
+) -> Result<(Rc<Segment>, Option<(u64, BatchError)>)> {
+    if sealed {
+        return Segment::open_sealed(
+            shard,
+            dir,
+            base,
+            config.index_interval_bytes,
+            config.batch_bytes_max,
+        )
+        .await;
     }
-    // Index files of the segments that will be appended to again are stale from now on.
-    if segments.is_empty() {
-        let start = checkpoint.log_start_offset.max(0);
-        let segment = Segment::create(shard, dir, start, config.index_interval_bytes).await?;
-        segments.insert(start, segment);
+    let tail = if is_last {
+        InvalidTail::Cut
+    } else {
+        InvalidTail::Keep
+    };
+    Segment::open_dirty(
+        shard,
+        dir,
+        base,
+        config.index_interval_bytes,
+        config.batch_bytes_max,
+        tail,
+    )
+    .await
+}
+
+/// The error for damage at `at` in the segment `bases[index]`, naming the segments after
+/// it (which an operator may have to remove).
+fn corrupt_sealed(
+    dir: &Path,
+    bases: &[i64],
+    index: usize,
+    at: u64,
+    reason: String,
+) -> StorageError {
+    StorageError::CorruptSealed {
+        path: Segment::paths(dir, bases[index])[0].clone(),
+        position: at,
+        reason,
+        later_segments: bases[index + 1..]
+            .iter()
+            .map(|&later| Segment::paths(dir, later)[0].clone())
+            .collect(),
     }
-    io::sync_dir(dir).await?;
-    Ok((segments, checkpoint))
 }
 
 /// Closes the segments an open that fails had already opened.
@@ -281,65 +360,6 @@ async fn close_all(segments: BTreeMap<i64, Rc<Segment>>) -> Result<()> {
         segment.close().await?;
     }
     Ok(())
-}
-
-/// What a read-only check of one segment found (`check_segments`).
-#[derive(Debug)]
-pub struct SegmentCheck {
-    pub base_offset: i64,
-    pub path: PathBuf,
-    pub file_bytes: u64,
-    /// Bytes of valid batches from the start of the file.
-    pub valid_bytes: u64,
-    /// The offset after the last valid batch.
-    pub next_offset: i64,
-    /// Where and why the valid data ends before the file does.
-    pub invalid: Option<(u64, String)>,
-}
-
-/// Scans every segment of the log in `dir` and reports what it holds, without changing
-/// anything (no truncation, no removal, no checkpoint): for inspecting a log that does not
-/// open (`petrel log dump`).
-pub async fn check_segments(
-    shard: &Rc<ShardStorage>,
-    dir: &Path,
-    config: &LogConfig,
-) -> Result<Vec<SegmentCheck>> {
-    let mut bases: Vec<i64> = io::list_dir(dir)
-        .await?
-        .iter()
-        .filter_map(|n| segment::parse_log_file_name(n))
-        .collect();
-    bases.sort_unstable();
-    let mut checks = Vec::with_capacity(bases.len());
-    for base in bases {
-        let (segment, invalid) = Segment::open_dirty(
-            shard,
-            dir,
-            base,
-            config.index_interval_bytes,
-            config.batch_bytes_max,
-            InvalidTail::Keep,
-        )
-        .await?;
-        let file_bytes = segment
-            .file()
-            .await?
-            .file
-            .file_size()
-            .await
-            .map_err(io_error("stat", segment.log_path()))?;
-        checks.push(SegmentCheck {
-            base_offset: base,
-            path: segment.log_path().to_path_buf(),
-            file_bytes,
-            valid_bytes: segment.size(),
-            next_offset: segment.next_offset(),
-            invalid: invalid.map(|(at, reason)| (at, reason.to_string())),
-        });
-        segment.close().await?;
-    }
-    Ok(checks)
 }
 
 /// Loads the leader-epoch history, cut to the recovered log. A log without the file was

@@ -97,30 +97,15 @@ impl Log {
         while result.next_offset < end_offset
             && (result.batches.is_empty() || result.bytes < bytes_max)
         {
-            let (segment, following) = {
-                let state = self.state.borrow();
-                let Some((_, segment)) = state.segments.range(..=result.next_offset).next_back()
-                else {
-                    break;
-                };
-                let following = state
-                    .segments
-                    .range(segment.base_offset + 1..)
-                    .next()
-                    .map(|(base, _)| *base);
-                (segment.clone(), following)
+            let Some((segment, following)) = self.segment_holding(result.next_offset) else {
+                break;
             };
-            let (position, mut window) = match continuation.take() {
-                Some(ahead)
-                    if ahead.segment_base == segment.base_offset
-                        && ahead.next_offset == result.next_offset
-                        && ahead.truncations == truncations
-                        && ahead.window.covers(ahead.next_position) =>
-                {
-                    (ahead.next_position, ahead.window)
-                }
-                _ => (segment.position_for(result.next_offset), Window::default()),
-            };
+            let (position, mut window) = resume_at(
+                continuation.take(),
+                &segment,
+                result.next_offset,
+                truncations,
+            );
             let read = segment
                 .read(
                     &mut window,
@@ -162,6 +147,19 @@ impl Log {
             result.next_offset = offset;
         }
         Ok(result)
+    }
+
+    /// The segment that holds `offset` if the log has it (the last one starting at or below
+    /// it), and the base offset of the segment after it, if any.
+    fn segment_holding(&self, offset: i64) -> Option<(Rc<Segment>, Option<i64>)> {
+        let state = self.state.borrow();
+        let (_, segment) = state.segments.range(..=offset).next_back()?;
+        let following = state
+            .segments
+            .range(segment.base_offset + 1..)
+            .next()
+            .map(|(base, _)| *base);
+        Some((segment.clone(), following))
     }
 
     /// The first batch whose max timestamp is at least `timestamp`, for ListOffsets by time.
@@ -211,5 +209,28 @@ impl Log {
             }
         }
         Ok(None)
+    }
+}
+
+/// Where to read `segment` from to reach `offset`, and the read-ahead window to read with:
+/// the previous read's position and window if it stopped exactly there (in this segment,
+/// with no truncation since, and its window still holding that position), otherwise the
+/// index's position and an empty window.
+fn resume_at(
+    continuation: Option<ReadAhead>,
+    segment: &Segment,
+    offset: i64,
+    truncations: u64,
+) -> (u64, Window) {
+    match continuation {
+        Some(ahead)
+            if ahead.segment_base == segment.base_offset
+                && ahead.next_offset == offset
+                && ahead.truncations == truncations
+                && ahead.window.covers(ahead.next_position) =>
+        {
+            (ahead.next_position, ahead.window)
+        }
+        _ => (segment.position_for(offset), Window::default()),
     }
 }

@@ -220,53 +220,10 @@ impl Log {
         }
         let segment = match keep {
             Some(segment) => {
-                // Find the start of the batch holding `offset` and cut there.
-                let mut window = Window::default();
-                let position = segment.position_for(offset);
-                // The first batch reaching `offset` is the one to cut at.
-                let read = segment
-                    .read(
-                        &mut window,
-                        position,
-                        offset,
-                        1,
-                        i64::MAX,
-                        segment.written_bytes(),
-                        0,
-                        self.config.batch_bytes_max,
-                        true,
-                    )
-                    .await?;
-                let cut = match read.batches.first() {
-                    Some(first) => read.next_position - first.len() as u64,
-                    None => segment.size(),
-                };
-                segment
-                    .truncate(
-                        cut,
-                        self.config.index_interval_bytes,
-                        self.config.batch_bytes_max,
-                    )
-                    .await?;
-                // Index files of a formerly sealed segment no longer match it.
-                Segment::remove_index_files(&self.dir, segment.base_offset).await?;
+                self.cut_at_batch_holding(&segment, offset).await?;
                 segment
             }
-            None => {
-                // Truncating below the first segment: start over, empty, at `offset`.
-                let segment = Segment::create(
-                    &self.shard,
-                    &self.dir,
-                    offset,
-                    self.config.index_interval_bytes,
-                )
-                .await?;
-                self.state
-                    .borrow_mut()
-                    .segments
-                    .insert(offset, segment.clone());
-                segment
-            }
+            None => self.start_empty_at(offset).await?,
         };
         // A formerly sealed segment is written again: its file must stay open.
         segment.unseal();
@@ -286,6 +243,69 @@ impl Log {
             segment: segment.clone(),
             appender,
         };
+        self.end_truncated_log(&segment, new_end);
+        self.rebuild_producer_state().await?;
+        self.write_checkpoint().await?;
+        for segment in drop_segments {
+            segment.close().await?;
+        }
+        Ok(())
+    }
+
+    /// Cuts `segment` at the start of the batch holding `offset` (at its end if no batch
+    /// reaches `offset`).
+    async fn cut_at_batch_holding(&self, segment: &Segment, offset: i64) -> Result<()> {
+        let mut window = Window::default();
+        let position = segment.position_for(offset);
+        // The first batch reaching `offset` is the one to cut at.
+        let read = segment
+            .read(
+                &mut window,
+                position,
+                offset,
+                1,
+                i64::MAX,
+                segment.written_bytes(),
+                0,
+                self.config.batch_bytes_max,
+                true,
+            )
+            .await?;
+        let cut = match read.batches.first() {
+            Some(first) => read.next_position - first.len() as u64,
+            None => segment.size(),
+        };
+        segment
+            .truncate(
+                cut,
+                self.config.index_interval_bytes,
+                self.config.batch_bytes_max,
+            )
+            .await?;
+        // Index files of a formerly sealed segment no longer match it.
+        Segment::remove_index_files(&self.dir, segment.base_offset).await
+    }
+
+    /// Truncating below the first segment: start over, empty, at `offset`.
+    async fn start_empty_at(&self, offset: i64) -> Result<Rc<Segment>> {
+        let segment = Segment::create(
+            &self.shard,
+            &self.dir,
+            offset,
+            self.config.index_interval_bytes,
+        )
+        .await?;
+        self.state
+            .borrow_mut()
+            .segments
+            .insert(offset, segment.clone());
+        Ok(segment)
+    }
+
+    /// Ends the log at `new_end`, in `segment` (now the active one): every offset is
+    /// written and synced up to there, and what cache and read-ahead held past it is
+    /// dropped. A flush that started before this does not advance the offsets.
+    fn end_truncated_log(&self, segment: &Segment, new_end: i64) {
         {
             let mut state = self.state.borrow_mut();
             state.next_offset = new_end;
@@ -301,11 +321,5 @@ impl Log {
             .borrow_mut()
             .invalidate_from(self.id, new_end);
         self.read_ahead.take();
-        self.rebuild_producer_state().await?;
-        self.write_checkpoint().await?;
-        for segment in drop_segments {
-            segment.close().await?;
-        }
-        Ok(())
     }
 }
