@@ -116,41 +116,17 @@ pub fn on_unfence(metadata: &ClusterMetadata, broker: i32) -> Vec<MetadataRecord
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use uuid::Uuid;
-
     use super::*;
-    use crate::cluster::metadata::{BrokerInfo, Topic};
+    use crate::cluster::metadata::fixture;
     use crate::cluster::records::apply;
 
     fn cluster(replicas: Vec<Vec<i32>>) -> ClusterMetadata {
-        let mut metadata = ClusterMetadata::new();
-        for id in 1..=3 {
-            metadata.brokers.insert(
-                id,
-                BrokerInfo {
-                    id,
-                    host: "h".into(),
-                    port: 1,
-                    incarnation: Uuid::nil(),
-                    epoch: 0,
-                    fenced: false,
-                },
-            );
-        }
+        let mut metadata = fixture::brokers(3, 0, |_| false);
         let states = replicas
             .iter()
             .map(|r| PartitionState::new(r, |_| true))
             .collect();
-        metadata.insert_topic(Topic {
-            name: "t".into(),
-            id: Uuid::new_v4(),
-            partitions: replicas.len() as i32,
-            configs: BTreeMap::new(),
-            replicas,
-            states,
-        });
+        metadata.insert_topic(fixture::topic(replicas, states));
         metadata
     }
 

@@ -367,6 +367,51 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Catalogues for the control plane's tests, written once: brokers, and a topic "t".
+#[cfg(test)]
+pub mod fixture {
+    use uuid::Uuid;
+
+    use super::{BrokerInfo, ClusterMetadata, PartitionState, Topic};
+
+    /// The id of `topic`'s topic.
+    pub const TOPIC_ID: Uuid = Uuid::from_u128(1);
+
+    /// Broker `id` at h:9092, registered at `epoch`, its incarnation derived from its id.
+    pub fn broker(id: i32, epoch: u64, fenced: bool) -> BrokerInfo {
+        BrokerInfo {
+            id,
+            host: "h".into(),
+            port: 9092,
+            incarnation: Uuid::from_u128(id as u128),
+            epoch,
+            fenced,
+        }
+    }
+
+    /// Brokers 1 to `count`, registered at `epoch`; those `fenced` says are fenced.
+    pub fn brokers(count: i32, epoch: u64, fenced: impl Fn(i32) -> bool) -> ClusterMetadata {
+        let mut image = ClusterMetadata::new();
+        for id in 1..=count {
+            image.brokers.insert(id, broker(id, epoch, fenced(id)));
+        }
+        image
+    }
+
+    /// Topic "t" (`TOPIC_ID`), one partition per entry of `replicas`, in `states`.
+    pub fn topic(replicas: Vec<Vec<i32>>, states: Vec<PartitionState>) -> Topic {
+        assert_eq!(replicas.len(), states.len(), "a state per partition");
+        Topic {
+            name: "t".into(),
+            id: TOPIC_ID,
+            partitions: replicas.len() as i32,
+            configs: Default::default(),
+            replicas,
+            states,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

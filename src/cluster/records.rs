@@ -124,6 +124,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::cluster::metadata::fixture;
 
     fn topic(name: &str, partitions: i32) -> Topic {
         Topic {
@@ -167,14 +168,7 @@ mod tests {
     #[test]
     fn a_fence_for_an_older_registration_changes_nothing() {
         let mut metadata = ClusterMetadata::new();
-        let broker = BrokerInfo {
-            id: 2,
-            host: "h".into(),
-            port: 1,
-            incarnation: Uuid::new_v4(),
-            epoch: 0,
-            fenced: false,
-        };
+        let broker = fixture::broker(2, 0, false);
         apply(&mut metadata, 10, MetadataRecord::RegisterBroker(broker));
         assert!(
             metadata.brokers[&2].fenced,

@@ -819,7 +819,7 @@ mod coordinator {
             // The next commit makes the log worth compacting.
             coordinator.set_compaction_slack_records(0);
             let compacting = glommio::spawn_local(commit("d", 4));
-            glommio::timer::sleep(Duration::from_millis(50)).await;
+            crate::runtime::time::sleep(Duration::from_millis(50)).await;
             let _ = release.send(());
             paused.await;
             compacting.await;
@@ -865,7 +865,7 @@ mod coordinator {
             arrived.await.expect("the deletion reached its pause");
             coordinator.set_compaction_slack_records(0);
             let compacting = glommio::spawn_local(commit("d", 4));
-            glommio::timer::sleep(Duration::from_millis(50)).await;
+            crate::runtime::time::sleep(Duration::from_millis(50)).await;
             let _ = release.send(());
             assert_eq!(deleting.await, [true]);
             compacting.await;
@@ -939,7 +939,7 @@ mod coordinator {
                 let coordinator = coordinator.clone();
                 glommio::spawn_local(async move { coordinator.join("members", join).await })
             };
-            glommio::timer::sleep(Duration::from_millis(50)).await;
+            crate::runtime::time::sleep(Duration::from_millis(50)).await;
 
             leader.epoch.set(None);
             let refused = coordinator

@@ -222,42 +222,25 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::metadata::{BrokerInfo, Topic};
+    use crate::cluster::metadata::fixture::{self, TOPIC_ID};
 
     fn image() -> ClusterMetadata {
-        let mut image = ClusterMetadata::new();
-        for id in 1..=3 {
-            image.brokers.insert(
-                id,
-                BrokerInfo {
-                    id,
-                    host: "h".into(),
-                    port: 1,
-                    incarnation: Uuid::nil(),
-                    epoch: 1,
-                    fenced: id == 3,
-                },
-            );
-        }
-        image.insert_topic(Topic {
-            name: "t".into(),
-            id: Uuid::from_u128(1),
-            partitions: 1,
-            configs: Default::default(),
-            replicas: vec![vec![1, 2, 3]],
-            states: vec![PartitionState {
+        let mut image = fixture::brokers(3, 1, |id| id == 3);
+        image.insert_topic(fixture::topic(
+            vec![vec![1, 2, 3]],
+            vec![PartitionState {
                 leader: 1,
                 leader_epoch: 5,
                 isr: vec![1, 2],
                 ..PartitionState::default()
             }],
-        });
+        ));
         image
     }
 
     fn change(leader: i32, leader_epoch: i32, isr: Vec<i32>) -> MetadataRecord {
         MetadataRecord::PartitionChange {
-            topic_id: Uuid::from_u128(1),
+            topic_id: TOPIC_ID,
             partition: 0,
             state: PartitionState {
                 leader,
@@ -294,7 +277,7 @@ mod tests {
         assert_eq!(checks.violation, None);
         let mut fenced = image();
         fenced.set_partition_state(
-            &Uuid::from_u128(1),
+            &TOPIC_ID,
             0,
             PartitionState {
                 leader: 3,
@@ -310,7 +293,7 @@ mod tests {
             .is_some_and(|v| v.contains("fenced")));
         let mut outside = image();
         outside.set_partition_state(
-            &Uuid::from_u128(1),
+            &TOPIC_ID,
             0,
             PartitionState {
                 leader: 2,
@@ -324,7 +307,7 @@ mod tests {
         assert!(violation.contains("outside its ISR"), "{violation}");
         let mut second = image();
         second.set_partition_state(
-            &Uuid::from_u128(1),
+            &TOPIC_ID,
             0,
             PartitionState {
                 leader: 2,

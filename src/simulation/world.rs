@@ -265,6 +265,19 @@ impl World {
         self.now + gap
     }
 
+    /// Schedules the next event of a recurring kind (a fault, an admin operation) about
+    /// `every` from now, unless the faults have ended; false once they have.
+    fn recur(&mut self, every: Option<Duration>, event: Event) -> bool {
+        if self.healed {
+            return false;
+        }
+        if let Some(every) = every {
+            let at = self.after(every);
+            self.schedule(at, event);
+        }
+        true
+    }
+
     fn run(&mut self) -> Result<Report, Failure> {
         for id in self.ids.clone() {
             self.start_node(id)?;
@@ -456,12 +469,8 @@ impl World {
     }
 
     fn crash(&mut self) {
-        if self.healed {
+        if !self.recur(self.swarm.crash_every, Event::Crash) {
             return;
-        }
-        if let Some(every) = self.swarm.crash_every {
-            let at = self.after(every);
-            self.schedule(at, Event::Crash);
         }
         let up: Vec<u64> = self
             .ids
@@ -493,12 +502,8 @@ impl World {
     }
 
     fn pause(&mut self) {
-        if self.healed {
+        if !self.recur(self.swarm.pause_every, Event::Pause) {
             return;
-        }
-        if let Some(every) = self.swarm.pause_every {
-            let at = self.after(every);
-            self.schedule(at, Event::Pause);
         }
         let Some(&id) = self.rng.pick(&self.ids.clone()) else {
             return;
@@ -513,12 +518,8 @@ impl World {
     }
 
     fn partition(&mut self) {
-        if self.healed {
+        if !self.recur(self.swarm.partition_every, Event::Partition) {
             return;
-        }
-        if let Some(every) = self.swarm.partition_every {
-            let at = self.after(every);
-            self.schedule(at, Event::Partition);
         }
         let side: BTreeSet<u64> = self
             .ids
@@ -559,11 +560,9 @@ impl World {
     /// An admin client's operation, through a random live node, made from what that node's
     /// catalogue shows.
     fn admin(&mut self) {
-        if self.healed {
+        if !self.recur(Some(self.swarm.admin_every), Event::Admin) {
             return;
         }
-        let at = self.after(self.swarm.admin_every);
-        self.schedule(at, Event::Admin);
         let up: Vec<u64> = self
             .ids
             .iter()

@@ -710,7 +710,7 @@ impl Segment {
                 tracing::warn!(path = %self.log_path.display(), %error, "shrinking a deleted segment");
                 return;
             }
-            glommio::timer::sleep(RELEASE_STEP_PAUSE).await;
+            crate::runtime::time::sleep(RELEASE_STEP_PAUSE).await;
         }
     }
 

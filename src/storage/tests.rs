@@ -599,7 +599,7 @@ fn interval_policy_syncs_in_the_background() {
             if log.synced_offset() > outcome.last_offset {
                 break;
             }
-            glommio::timer::sleep(Duration::from_millis(10)).await;
+            crate::runtime::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(
             log.synced_offset() > outcome.last_offset,

@@ -158,43 +158,26 @@ pub fn replica_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::metadata::{BrokerInfo, Topic};
+    use crate::cluster::metadata::fixture;
 
     fn image(fenced: &[i32]) -> ClusterMetadata {
-        let mut image = ClusterMetadata::new();
-        for id in 1..=4 {
-            image.brokers.insert(
-                id,
-                BrokerInfo {
-                    id,
-                    host: "h".into(),
-                    port: 1,
-                    incarnation: Uuid::nil(),
-                    epoch: 1,
-                    fenced: fenced.contains(&id),
-                },
-            );
-        }
-        image.insert_topic(Topic {
-            name: "t".into(),
-            id: Uuid::from_u128(1),
-            partitions: 1,
-            configs: Default::default(),
-            replicas: vec![vec![1, 2, 3]],
-            states: vec![PartitionState {
+        let mut image = fixture::brokers(4, 1, |id| fenced.contains(&id));
+        image.insert_topic(fixture::topic(
+            vec![vec![1, 2, 3]],
+            vec![PartitionState {
                 leader: 1,
                 leader_epoch: 3,
                 isr: vec![1, 2],
                 ..PartitionState::default()
             }],
-        });
+        ));
         image
     }
 
     fn request(broker: i32, leader_epoch: i32, isr: Vec<i32>) -> IsrRequest {
         IsrRequest {
             broker,
-            topic_id: Uuid::from_u128(1),
+            topic_id: fixture::TOPIC_ID,
             partition: 0,
             leader_epoch,
             isr,

@@ -206,10 +206,8 @@ pub fn conclude(
 mod tests {
     use std::time::Duration;
 
-    use uuid::Uuid;
-
     use super::*;
-    use crate::cluster::metadata::BrokerInfo;
+    use crate::cluster::metadata::fixture;
     use crate::cluster::records;
 
     fn config() -> MembershipConfig {
@@ -217,17 +215,6 @@ mod tests {
             session_timeout: Duration::from_secs(9),
             heartbeat_interval: Duration::from_secs(2),
             disconnected_fence_after: Duration::from_secs(1),
-        }
-    }
-
-    fn info(id: i32) -> BrokerInfo {
-        BrokerInfo {
-            id,
-            host: "h".into(),
-            port: 1,
-            incarnation: Uuid::from_u128(id as u128),
-            epoch: 0,
-            fenced: true,
         }
     }
 
@@ -258,7 +245,7 @@ mod tests {
         let reply = run(
             &mut image,
             &mut members,
-            NodeCall::Register(info(1)),
+            NodeCall::Register(fixture::broker(1, 0, true)),
             5,
             now,
         );

@@ -249,7 +249,8 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::cluster::metadata::{PartitionState, Topic};
+    use crate::cluster::metadata::fixture::{self, broker};
+    use crate::cluster::metadata::PartitionState;
 
     fn config() -> MembershipConfig {
         MembershipConfig {
@@ -259,36 +260,21 @@ mod tests {
         }
     }
 
-    fn broker(id: i32, epoch: u64, fenced: bool) -> BrokerInfo {
-        BrokerInfo {
-            id,
-            host: "h".into(),
-            port: 9092,
-            incarnation: Uuid::from_u128(id as u128),
-            epoch,
-            fenced,
-        }
-    }
-
     /// Brokers 1-3 live; a topic of one partition led by 2, all in sync.
     fn image() -> ClusterMetadata {
         let mut image = ClusterMetadata::new();
         for id in 1..=3 {
             image.brokers.insert(id, broker(id, id as u64 * 10, false));
         }
-        image.insert_topic(Topic {
-            name: "t".into(),
-            id: Uuid::from_u128(7),
-            partitions: 1,
-            configs: Default::default(),
-            replicas: vec![vec![2, 1, 3]],
-            states: vec![PartitionState {
+        image.insert_topic(fixture::topic(
+            vec![vec![2, 1, 3]],
+            vec![PartitionState {
                 leader: 2,
                 leader_epoch: 4,
                 isr: vec![2, 1, 3],
                 ..PartitionState::default()
             }],
-        });
+        ));
         image
     }
 

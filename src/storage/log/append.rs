@@ -419,7 +419,7 @@ pub(super) fn appender_config(config: &LogConfig) -> AppenderConfig {
 /// Background `fdatasync` for `FlushPolicy::Interval`. Ends when the log is dropped or closed.
 pub(super) async fn interval_sync(log: Weak<Log>, interval: Duration) {
     loop {
-        glommio::timer::sleep(interval).await;
+        crate::runtime::time::sleep(interval).await;
         let Some(log) = log.upgrade() else {
             return;
         };
