@@ -11,9 +11,13 @@
 //! - **A partition change applies only to the leader epoch it was decided at**: it moves
 //!   to a new epoch, or keeps the epoch and its leader (an ISR change of an older epoch,
 //!   or of another leader's, must not land).
+//! - **No decision overwrites a change it did not see**: the records a leader proposes
+//!   were decided on its catalogue at some index; a partition's replicas or state they
+//!   set must not undo a change committed after that index (a lost update, e.g. a stale
+//!   ISR bringing back a replica that was dropped).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -33,6 +37,13 @@ pub struct Checks {
     epoch_leaders: BTreeMap<(Uuid, i32, i32), i32>,
     /// Raft term -> its leader.
     term_leaders: BTreeMap<u64, u64>,
+    /// An entry (its bytes' hash) -> the node that decided its records and the index of
+    /// the catalogue it decided them on. Identical bytes decided again (a retried call, or
+    /// a stale leader deciding what the current one did) keep the larger index: a check
+    /// may miss, never accuse wrongly.
+    decided_on: HashMap<u64, (u64, u64)>,
+    /// Partition -> the indexes of the entries that changed its replicas or state.
+    changed_at: BTreeMap<(Uuid, i32), BTreeSet<u64>>,
     /// Checks performed.
     pub performed: u64,
     /// The first violation seen.
@@ -64,6 +75,14 @@ impl Checks {
         }
     }
 
+    /// Leader `node` proposes `data`, decided on its catalogue at index `base`.
+    pub fn decided(&mut self, node: u64, data: &[u8], base: u64) {
+        let decided = self.decided_on.entry(fnv1a64(data)).or_insert((node, base));
+        if base > decided.1 {
+            *decided = (node, base);
+        }
+    }
+
     /// Node `node`'s Raft status after one of its steps.
     pub fn status(&mut self, node: u64, status: &QuorumStatus) {
         self.performed += 1;
@@ -82,32 +101,58 @@ impl Checks {
         }
     }
 
-    /// Before node `node` applies `list` to `image`: partition changes keep to their epoch.
-    fn changes(&mut self, node: u64, index: u64, image: &ClusterMetadata, list: &[MetadataRecord]) {
+    /// Before node `node` applies `list` (decided by a node on its catalogue at `base`, if
+    /// known) to
+    /// `image`: partition changes keep to their epoch and lose no update.
+    fn changes(
+        &mut self,
+        node: u64,
+        index: u64,
+        base: Option<(u64, u64)>,
+        image: &ClusterMetadata,
+        list: &[MetadataRecord],
+    ) {
         // Records of one entry apply in order: check each against the image as it stands
         // after the ones before it.
         let mut image = image.clone();
         for record in list {
             self.performed += 1;
-            let changed: Vec<(Uuid, i32, PartitionState)> = match record {
+            // (topic, partition, its replicas if the record sets them, its state)
+            type Change = (Uuid, i32, Option<Vec<i32>>, PartitionState);
+            let changed: Vec<Change> = match record {
                 MetadataRecord::PartitionChange {
                     topic_id,
                     partition,
                     state,
-                } => vec![(*topic_id, *partition, state.clone())],
+                } => vec![(*topic_id, *partition, None, state.clone())],
                 MetadataRecord::PutTopic(topic) => topic
                     .states
                     .iter()
                     .enumerate()
-                    .map(|(p, state)| (topic.id, p as i32, state.clone()))
+                    .map(|(p, state)| {
+                        let replicas = topic.replicas_of(p as i32).to_vec();
+                        (topic.id, p as i32, Some(replicas), state.clone())
+                    })
                     .collect(),
                 _ => Vec::new(),
             };
-            for (topic_id, partition, new) in changed {
-                let current = image
-                    .topic_by_id(&topic_id)
-                    .and_then(|topic| topic.state_of(partition));
-                let Some(current) = current else { continue };
+            for (topic_id, partition, replicas, new) in changed {
+                let Some(topic) = image.topic_by_id(&topic_id) else {
+                    continue;
+                };
+                let Some(current) = topic.state_of(partition) else {
+                    continue;
+                };
+                let replicas_change = replicas
+                    .as_deref()
+                    .is_some_and(|replicas| replicas != topic.replicas_of(partition));
+                if replicas_change || new != *current {
+                    self.lost_update(node, index, base, topic_id, partition, record);
+                    self.changed_at
+                        .entry((topic_id, partition))
+                        .or_default()
+                        .insert(index);
+                }
                 let moves_on = new.leader_epoch > current.leader_epoch;
                 let same_leadership =
                     new.leader_epoch == current.leader_epoch && new.leader == current.leader;
@@ -121,6 +166,33 @@ impl Checks {
                 }
             }
             records::apply(&mut image, index, record.clone());
+        }
+    }
+
+    /// A change of `topic_id`/`partition` at `index`, decided at `base`: no change of it
+    /// committed after `base` may come between.
+    fn lost_update(
+        &mut self,
+        node: u64,
+        index: u64,
+        base: Option<(u64, u64)>,
+        topic_id: Uuid,
+        partition: i32,
+        record: &MetadataRecord,
+    ) {
+        let Some((decider, base)) = base.filter(|&(_, base)| base + 1 < index) else {
+            return;
+        };
+        let unseen = self
+            .changed_at
+            .get(&(topic_id, partition))
+            .and_then(|at| at.range(base + 1..index).next_back().copied());
+        if let Some(unseen) = unseen {
+            self.fail(format!(
+                "node {node}, entry {index}: a change of partition {topic_id}/{partition} \
+                 decided by node {decider} on the catalogue at index {base} overwrites the \
+                 change at index {unseen} it did not see: {record:?}"
+            ));
         }
     }
 
@@ -194,7 +266,8 @@ impl StateMachine for CheckedCatalogue {
             let mut checks = self.checks.borrow_mut();
             checks.entry(self.node, index, data);
             if let Ok(list) = records::decode_entry(data) {
-                checks.changes(self.node, index, &self.catalogue.image(), &list);
+                let base = checks.decided_on.get(&fnv1a64(data)).copied();
+                checks.changes(self.node, index, base, &self.catalogue.image(), &list);
             }
         }
         self.catalogue.apply(index, data);
@@ -257,17 +330,44 @@ mod tests {
         checks.changes(
             1,
             9,
+            None,
             &image(),
             &[change(1, 5, vec![1]), change(2, 6, vec![2])],
         );
         assert_eq!(checks.violation, None, "same leadership, then a new epoch");
-        checks.changes(1, 9, &image(), &[change(1, 4, vec![1, 2])]);
+        checks.changes(1, 9, None, &image(), &[change(1, 4, vec![1, 2])]);
         assert!(checks
             .violation
             .take()
             .is_some_and(|v| v.contains("decided at leader epoch 4")));
-        checks.changes(1, 9, &image(), &[change(2, 5, vec![2])]);
+        checks.changes(1, 9, None, &image(), &[change(2, 5, vec![2])]);
         assert!(checks.violation.is_some());
+    }
+
+    #[test]
+    fn a_change_that_undoes_one_committed_after_its_decision_is_a_violation() {
+        let mut checks = Checks::default();
+        let shrink = change(1, 5, vec![1]);
+        checks.changes(1, 10, Some((1, 9)), &image(), std::slice::from_ref(&shrink));
+        assert_eq!(checks.violation, None);
+        let mut shrunk = image();
+        records::apply(&mut shrunk, 10, shrink);
+        // Decided on index 9, before the shrink: it brings 2 back into the ISR.
+        checks.changes(1, 12, Some((1, 9)), &shrunk, &[change(1, 5, vec![1, 2, 3])]);
+        let violation = checks.violation.take().expect("a lost update");
+        assert!(
+            violation.contains("overwrites the change at index 10"),
+            "{violation}"
+        );
+        // Decided on index 10, having seen it: a change like any other.
+        checks.changes(
+            1,
+            12,
+            Some((1, 10)),
+            &shrunk,
+            &[change(1, 5, vec![1, 2, 3])],
+        );
+        assert_eq!(checks.violation, None);
     }
 
     #[test]
@@ -338,6 +438,7 @@ mod tests {
             term,
             is_leader: true,
             leader_ready: true,
+            settled: true,
             applied: 0,
         };
         checks.status(1, &leading(3));

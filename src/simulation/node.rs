@@ -14,7 +14,7 @@
 //! - partition leadership: every second the node asks for the ISR its followers' progress
 //!   calls for (the world says who is fetching), one change in flight per partition.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::ops::Range;
@@ -51,6 +51,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 /// How long a new leader may take to be ready before a call is answered `NotLeader`.
 const LEADER_READY_WAIT: Duration = Duration::from_secs(10);
+/// As `shard::cluster::node`'s: how long a decision waits for the leader to settle.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
 /// Inputs queued for the quorum driver; more are dropped (peers retry).
 const INPUTS_MAX: usize = 4096;
 /// How often a partition leader looks at its followers.
@@ -145,10 +147,17 @@ struct SimHost {
     /// The records the controller asks to commit, and the outcome once known.
     request: RefCell<Option<Vec<records::MetadataRecord>>>,
     outcome: RefCell<Option<Result<u64, QuorumError>>>,
+    /// The node's quorum status, set before each poll of the controller.
+    status: Cell<QuorumStatus>,
+    /// As `ClusterNode::read_at`: where the controller's change read the catalogue, if
+    /// the node was settled then.
+    read_at: Cell<Option<u64>>,
 }
 
 impl TopicHost for SimHost {
     fn metadata(&self) -> Arc<ClusterMetadata> {
+        let status = self.status.get();
+        self.read_at.set(status.settled.then_some(status.applied));
         self.catalogue.copy()
     }
 
@@ -166,6 +175,9 @@ impl TopicHost for SimHost {
         let changes = records::diff(&self.catalogue.image(), &metadata);
         if changes.is_empty() {
             return Ok(());
+        }
+        if self.read_at.get() != Some(self.status.get().applied) {
+            return Err(QuorumError::Unsettled.to_string());
         }
         *self.request.borrow_mut() = Some(changes);
         futures_lite::future::poll_fn(|_| match self.outcome.borrow_mut().take() {
@@ -212,6 +224,8 @@ struct Job {
     proposal: Option<u64>,
     outcome: Option<Result<u64, QuorumError>>,
     started: bool,
+    /// When it stops waiting for the leader to settle before deciding.
+    settle_by: Option<Instant>,
 }
 
 pub struct SimNode {
@@ -278,6 +292,8 @@ impl SimNode {
             catalogue: catalogue.clone(),
             request: RefCell::new(None),
             outcome: RefCell::new(None),
+            status: Cell::new(QuorumStatus::default()),
+            read_at: Cell::new(None),
         });
         Ok(SimNode {
             id,
@@ -600,6 +616,7 @@ impl SimNode {
             proposal: None,
             outcome: None,
             started: false,
+            settle_by: None,
         });
     }
 
@@ -623,8 +640,30 @@ impl SimNode {
 
     /// One step of `job`; true once it is done.
     fn step_job(&mut self, ctx: &mut Ctx, job: &mut Job) -> bool {
+        if !job.started {
+            // As `ClusterNode::settle`: decide only on a catalogue that holds every entry
+            // this leader appended, waiting up to `SETTLE_WAIT`.
+            let status = self.core.status();
+            if !status.settled {
+                let by = *job.settle_by.get_or_insert(ctx.now + SETTLE_WAIT);
+                if status.is_leader && ctx.now < by {
+                    return false;
+                }
+                let error = match status.is_leader {
+                    true => QuorumError::Unsettled,
+                    false => QuorumError::NotLeader {
+                        leader: status.leader,
+                    },
+                };
+                self.refuse_job(ctx, job, error);
+                return true;
+            }
+        }
         let first = !job.started;
         job.started = true;
+        if first {
+            self.host.read_at.set(None);
+        }
         match &mut job.kind {
             JobKind::Call {
                 from,
@@ -680,6 +719,27 @@ impl SimNode {
         }
     }
 
+    /// Ends `job` undecided, as the leader's code answers when it cannot settle.
+    fn refuse_job(&mut self, ctx: &mut Ctx, job: &Job, error: QuorumError) {
+        match &job.kind {
+            JobKind::Call {
+                from,
+                id,
+                unfencing,
+                ..
+            } => {
+                let (from, id) = (*from, *id);
+                self.end_unfence(*unfencing);
+                self.reply(ctx, from, id, NodeReply::Failed(error.to_string()));
+            }
+            JobKind::Fence(_) => {}
+            JobKind::Control { from, id, .. } => {
+                let (from, id) = (*from, *id);
+                self.reply(ctx, from, id, NodeReply::Failed(error.to_string()));
+            }
+        }
+    }
+
     fn step_control(&mut self, ctx: &mut Ctx, job: &mut Job) -> bool {
         if let Some(outcome) = job.outcome.take() {
             *self.host.outcome.borrow_mut() = Some(outcome);
@@ -688,6 +748,7 @@ impl SimNode {
             return true;
         };
         let (from, id) = (*from, *id);
+        self.host.status.set(self.core.status());
         let mut context = Context::from_waker(Waker::noop());
         match future.as_mut().poll(&mut context) {
             Poll::Ready(reply) => {
@@ -708,7 +769,19 @@ impl SimNode {
     /// Proposes `records` for `job` through the driver's inputs, with the proposal's
     /// timeout (`QuorumSettings::proposal_timeout`).
     fn propose(&mut self, ctx: &mut Ctx, job: &mut Job, records: Vec<records::MetadataRecord>) {
+        let status = self.core.status();
+        if status.is_leader && !status.settled {
+            // As `ClusterNode::propose`.
+            job.outcome = Some(Err(QuorumError::Unsettled));
+            return;
+        }
         let data = Bytes::from(records::encode_entry(&records));
+        let base = match job.kind {
+            JobKind::Control { .. } => self.host.read_at.get(),
+            _ => None, // decided in this step, on the catalogue as it is
+        };
+        let base = base.unwrap_or(status.applied);
+        self.checks.borrow_mut().decided(self.id, &data, base);
         job.outcome = None;
         job.proposal = Some(0); // a proposal is on its way through the inputs
         if self.inputs.len() >= INPUTS_MAX {

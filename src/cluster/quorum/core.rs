@@ -77,6 +77,10 @@ pub enum QuorumError {
     Stopped,
     #[error("the metadata journal failed: {0}")]
     Journal(String),
+    /// An earlier change that timed out at its caller has not committed yet, and still
+    /// may: a change decided now, without it, could undo it when both commit.
+    #[error("an earlier metadata change has not committed yet; try again")]
+    Unsettled,
 }
 
 /// What other tasks can see of the node.
@@ -88,6 +92,10 @@ pub struct QuorumStatus {
     /// The leader has applied every entry of earlier terms: its state is the latest
     /// committed one, so decisions may be taken on it.
     pub leader_ready: bool,
+    /// The leader has applied every entry it holds: no proposal of its own is in flight
+    /// (one whose caller timed out may still commit), so a decision on its state undoes
+    /// nothing. A new change is decided only when settled.
+    pub settled: bool,
     pub applied: u64,
 }
 
@@ -228,11 +236,13 @@ impl<M: StateMachine> QuorumCore<M> {
     pub fn status(&self) -> QuorumStatus {
         let raft = &self.raw.raft;
         let is_leader = raft.state == StateRole::Leader;
+        let leader_ready = is_leader && self.applied >= self.leader_since;
         QuorumStatus {
             leader: raft.leader_id,
             term: raft.term,
             is_leader,
-            leader_ready: is_leader && self.applied >= self.leader_since,
+            leader_ready,
+            settled: leader_ready && self.applied >= raft.raft_log.last_index(),
             applied: self.applied,
         }
     }
@@ -612,7 +622,7 @@ mod tests {
     }
 
     #[test]
-    fn a_proposal_completes_only_once_its_writes_are_durable() {
+    fn a_proposal_completes_only_once_its_writes_are_durable_and_unsettles_the_leader_until_then() {
         let mut core = node(1, vec![1]);
         for _ in 0..100 {
             if core.status().leader_ready {
@@ -622,7 +632,9 @@ mod tests {
             drain(&mut core);
         }
         assert!(core.status().leader_ready, "a lone voter leads");
+        assert!(core.status().settled, "nothing of its own in flight");
         let proposal = core.propose(b"x").expect("leader proposes");
+        assert!(!core.status().settled, "its entry is not applied yet");
         let round = core.begin_ready().expect("the entry to persist");
         let logged = round.writes.iter().flat_map(JournalWrite::records).any(
             |record| matches!(record, JournalRecord::Entry(entry) if entry.data == b"x".to_vec()),
@@ -634,6 +646,7 @@ mod tests {
         drain(&mut core);
         let index = core.status().applied;
         assert_eq!(core.take_completed(), vec![(proposal, Ok(index))]);
+        assert!(core.status().settled, "every entry it holds is applied");
         assert_eq!(*core.machine().0.borrow(), vec![b"x".to_vec()]);
     }
 

@@ -90,6 +90,12 @@ impl ClusterNode {
             }
         }
         if let NodeCall::Control(call) = call {
+            // The controller decides on the catalogue as applied, which must hold every
+            // entry this leader appended (`TopicHost::commit` refuses a change read
+            // before them).
+            if let Err(error) = self.settle().await {
+                return NodeReply::Failed(error.to_string());
+            }
             let reply = self.controller.execute(self, call).await;
             return NodeReply::Control {
                 reply,
@@ -119,6 +125,9 @@ impl ClusterNode {
         let reply = self
             .controller
             .exclusive(async {
+                if let Err(error) = self.settle().await {
+                    return NodeReply::Failed(error.to_string());
+                }
                 match self.decide(&call) {
                     Decision::Answer(reply) => reply,
                     Decision::Propose { records, then } => {
@@ -203,6 +212,9 @@ impl ClusterNode {
         let fenced = self
             .controller
             .exclusive(async {
+                if let Err(error) = self.settle().await {
+                    return Some(Err(error));
+                }
                 let records = members::fence(&self.catalogue.image(), id, epoch)?;
                 tracing::warn!(broker = id, "broker {}; fencing it", why.describe());
                 Some(self.propose(records).await)

@@ -38,6 +38,9 @@ use crate::shard::Shard;
 
 /// How long an answer waits for this node to apply the change it made.
 pub(super) const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// How long a decision waits for the leader's earlier entries to be applied (a proposal
+/// that timed out at its caller commits, or the leadership ends).
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
 /// Retry pause while no leader is known, or after a refusal.
 pub(super) const RETRY_DELAY: Duration = Duration::from_millis(200);
 
@@ -104,6 +107,9 @@ pub struct ClusterNode {
     pub(super) published_changed: Event,
     /// Leader only: what the leader knows of the brokers beyond the catalogue.
     pub(super) members: RefCell<Members>,
+    /// The index of the catalogue the controller's current change was read at, if the
+    /// node was settled then (`TopicHost::metadata`, `commit`).
+    pub(super) read_at: Cell<Option<u64>>,
     pub(super) shutdown: Rc<Shutdown>,
     pub(super) stopped: async_channel::Receiver<()>,
 }
@@ -156,13 +162,37 @@ impl ClusterNode {
     }
 
     /// Proposes `list` as one metadata entry; its index once it is committed and applied
-    /// here. Only a voter that leads the quorum proposes.
+    /// here. Only a voter that leads the quorum proposes, and only when settled: `list`
+    /// was decided on the catalogue as applied, which must then hold every entry this
+    /// leader appended (`QuorumStatus::settled`).
     pub(super) async fn propose(&self, list: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
         match &self.role {
-            Role::Voter(node) => node.propose(records::encode_entry(&list).into()).await,
+            Role::Voter(node) => {
+                let status = node.status();
+                if status.is_leader && !status.settled {
+                    return Err(QuorumError::Unsettled);
+                }
+                node.propose(records::encode_entry(&list).into()).await
+            }
             Role::Observer { status, .. } => Err(QuorumError::NotLeader {
                 leader: status.get().leader,
             }),
+        }
+    }
+
+    /// Waits (up to `SETTLE_WAIT`) until this leader has applied every entry it holds, so
+    /// that a decision taken now undoes none of them; `Err` with the reply for the caller
+    /// if it did not (no longer the leader, or an entry still uncommitted).
+    pub(super) async fn settle(&self) -> Result<(), QuorumError> {
+        let settled = self
+            .wait_for(SETTLE_WAIT, |status| status.settled || !status.is_leader)
+            .await;
+        match settled {
+            Ok(status) if status.settled => Ok(()),
+            Ok(status) | Err(status) if !status.is_leader => Err(QuorumError::NotLeader {
+                leader: status.leader,
+            }),
+            Ok(_) | Err(_) => Err(QuorumError::Unsettled),
         }
     }
 

@@ -66,6 +66,7 @@ impl ClusterNode {
             published: Cell::new(0),
             published_changed: Event::new(),
             members: RefCell::new(Members::default()),
+            read_at: Cell::new(None),
             shutdown,
             stopped,
         });
