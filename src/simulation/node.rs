@@ -84,6 +84,18 @@ pub struct View {
     /// Nodes that fetch partition (topic, index) from `leader` at `epoch`: alive, able to
     /// reach the leader, knowing it leads. (node, topic, index) -> (leader, epoch).
     pub follows: BTreeMap<(i32, Uuid, i32), (i32, i32)>,
+    /// Disks stall now and then while the faults last (`None`: they do not).
+    pub disk_stalls: Option<DiskStalls>,
+}
+
+/// A disk whose sync now and then takes seconds (a stalled device, a full queue).
+#[derive(Debug, Clone, Copy)]
+pub struct DiskStalls {
+    /// Chance that a sync stalls, and for how long at most.
+    pub chance: f64,
+    pub max: Duration,
+    /// No stall lasts past this (the faults end then).
+    pub until: Instant,
 }
 
 /// What a node's step asks of the world, and what it needs.
@@ -108,6 +120,7 @@ pub struct NodeStats {
     pub admin_ok: u64,
     pub admin_failed: u64,
     pub isr_changes_asked: u64,
+    pub disk_stalls: u64,
 }
 
 pub struct NodeSettings {
@@ -340,8 +353,16 @@ impl SimNode {
         self.journal
     }
 
+    /// As `QuorumNode::status`: not settled while a proposal handed to the driver is
+    /// unanswered (queued, or in the log), whether or not its job still waits.
     pub fn status(&self) -> QuorumStatus {
-        self.core.status()
+        let mut status = self.core.status();
+        let queued = self
+            .inputs
+            .iter()
+            .any(|input| matches!(input, Input::Propose { .. }));
+        status.settled &= self.proposals.is_empty() && !queued;
+        status
     }
 
     pub fn journal_records(&self) -> usize {
@@ -391,10 +412,9 @@ impl SimNode {
             Timer::ProposalDeadline { job } => {
                 if let Some(active) = self.jobs.front_mut().filter(|active| active.seq == job) {
                     if active.outcome.is_none() && active.proposal.is_some() {
-                        // `QuorumNode::propose` gives up; the entry may still commit.
-                        if let Some(proposal) = active.proposal.take() {
-                            self.proposals.remove(&proposal);
-                        }
+                        // `QuorumNode::propose` gives up; the entry may still commit, and
+                        // the driver still answers it (`proposals` keeps it).
+                        active.proposal = None;
                         active.outcome = Some(Err(QuorumError::Timeout));
                     }
                 }
@@ -437,7 +457,7 @@ impl SimNode {
                 }
                 self.round = Some(round);
                 self.syncing = true;
-                let latency = ctx.rng.duration(Duration::ZERO, self.settings.fsync_max);
+                let latency = self.sync_latency(ctx);
                 ctx.at(latency, Timer::SyncDone);
             }
         }
@@ -462,9 +482,25 @@ impl SimNode {
                 self.journal.write(write);
             }
             self.syncing = true;
-            let latency = ctx.rng.duration(Duration::ZERO, self.settings.fsync_max);
+            let latency = self.sync_latency(ctx);
             ctx.at(latency, Timer::SyncDone);
         }
+    }
+
+    /// How long a sync takes: up to `fsync_max`, or, when the disk stalls, seconds (the
+    /// driver waits for it, as `QuorumNode`'s loop waits for the journal).
+    fn sync_latency(&mut self, ctx: &mut Ctx) -> Duration {
+        let latency = ctx.rng.duration(Duration::ZERO, self.settings.fsync_max);
+        let Some(stalls) = ctx.view.disk_stalls else {
+            return latency;
+        };
+        if !ctx.rng.chance(stalls.chance) {
+            return latency;
+        }
+        let left = stalls.until.saturating_duration_since(ctx.now);
+        let stall = ctx.rng.duration(Duration::ZERO, stalls.max).min(left);
+        self.stats.disk_stalls += 1;
+        latency + stall
     }
 
     fn envelope(&self, message: Message) -> Envelope {
@@ -643,7 +679,7 @@ impl SimNode {
         if !job.started {
             // As `ClusterNode::settle`: decide only on a catalogue that holds every entry
             // this leader appended, waiting up to `SETTLE_WAIT`.
-            let status = self.core.status();
+            let status = self.status();
             if !status.settled {
                 let by = *job.settle_by.get_or_insert(ctx.now + SETTLE_WAIT);
                 if status.is_leader && ctx.now < by {
@@ -748,7 +784,7 @@ impl SimNode {
             return true;
         };
         let (from, id) = (*from, *id);
-        self.host.status.set(self.core.status());
+        self.host.status.set(self.status());
         let mut context = Context::from_waker(Waker::noop());
         match future.as_mut().poll(&mut context) {
             Poll::Ready(reply) => {
@@ -769,7 +805,7 @@ impl SimNode {
     /// Proposes `records` for `job` through the driver's inputs, with the proposal's
     /// timeout (`QuorumSettings::proposal_timeout`).
     fn propose(&mut self, ctx: &mut Ctx, job: &mut Job, records: Vec<records::MetadataRecord>) {
-        let status = self.core.status();
+        let status = self.status();
         if status.is_leader && !status.settled {
             // As `ClusterNode::propose`.
             job.outcome = Some(Err(QuorumError::Unsettled));

@@ -18,6 +18,7 @@ pub struct Summary {
     pub crashes: u64,
     pub pauses: u64,
     pub partitions: u64,
+    pub disk_stalls: u64,
     pub admin_operations: u64,
     pub messages: u64,
     pub dropped: u64,
@@ -37,6 +38,7 @@ impl Summary {
         self.crashes += report.faults.crashes;
         self.pauses += report.faults.pauses;
         self.partitions += report.faults.partitions;
+        self.disk_stalls += report.faults.disk_stalls;
         self.admin_operations += report.faults.admin_operations;
         self.messages += report.network.sent;
         self.dropped += report.network.dropped;
@@ -53,7 +55,8 @@ impl std::fmt::Display for Summary {
         write!(
             f,
             "{} seeds, {} steps, {:.0?} simulated, {} invariant checks; faults: {} crashes, {} \
-             pauses, {} partitions, {} messages dropped and {} duplicated of {}; {} admin \
+             pauses, {} partitions, {} disk stalls, {} messages dropped and {} duplicated of \
+             {}; {} admin \
              operations, {} ISR changes asked, {} entries committed, {} Raft terms led; \
              slowest recovery {:?}",
             self.seeds,
@@ -63,6 +66,7 @@ impl std::fmt::Display for Summary {
             self.crashes,
             self.pauses,
             self.partitions,
+            self.disk_stalls,
             self.dropped,
             self.duplicated,
             self.messages,

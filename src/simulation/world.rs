@@ -2,8 +2,8 @@
 //! event, the network, the disks, and the faults. A run has two phases:
 //!
 //! 1. **Faults** (`Options::fault_time`): nodes crash and restart with their journals
-//!    (losing part of what they had not synced), are paused, and are cut off by network
-//!    partitions; links drop, duplicate, delay and reorder messages; an admin client
+//!    (losing part of what they had not synced), are paused, are cut off by network
+//!    partitions, and their disks stall for seconds on a sync; links drop, duplicate, delay and reorder messages; an admin client
 //!    creates, grows, reconfigures and deletes topics, reassigns partitions and elects
 //!    leaders. Each seed picks its own mix and rates of faults (a swarm).
 //! 2. **Healing** (`Options::heal_time`): every node runs, every link works. By the end,
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::checks::{Checks, SharedChecks};
 use super::journal::SimJournal;
 use super::network::{Envelope, LinkFaults, Network, NetworkStats};
-use super::node::{Ctx, NodeSettings, SimNode, Timer, View};
+use super::node::{Ctx, DiskStalls, NodeSettings, SimNode, Timer, View};
 use super::rng::SimRng;
 use crate::cluster::control::ControlCall;
 use crate::cluster::controller::{
@@ -65,6 +65,7 @@ pub struct FaultCounts {
     pub crashes: u64,
     pub pauses: u64,
     pub partitions: u64,
+    pub disk_stalls: u64,
     pub admin_operations: u64,
 }
 
@@ -116,6 +117,8 @@ struct Swarm {
     pause_every: Option<Duration>,
     partition_every: Option<Duration>,
     admin_every: Duration,
+    /// Chance that a sync stalls, and the longest stall (`None`: disks never stall).
+    disk_stalls: Option<(f64, Duration)>,
 }
 
 impl Swarm {
@@ -135,12 +138,20 @@ impl Swarm {
             slow: rng.fraction(0.05),
             slow_max: Duration::from_millis(rng.between(100, 3000)),
         };
+        let admin_every = Duration::from_millis(rng.between(300, 3000));
+        // Up to 15 s: past the proposal timeout (10 s), so a leader's caller gives up on
+        // an entry its stalled disk has yet to make durable.
+        let disk_stalls = rng.chance(0.3).then(|| {
+            let chance = rng.fraction(0.02);
+            (chance, Duration::from_millis(rng.between(1_000, 15_000)))
+        });
         Swarm {
             links,
             crash_every,
             pause_every,
             partition_every,
-            admin_every: Duration::from_millis(rng.between(300, 3000)),
+            admin_every,
+            disk_stalls,
         }
     }
 }
@@ -202,7 +213,11 @@ pub fn run(seed: u64, options: &Options) -> Result<Report, Failure> {
 impl World {
     fn new(seed: u64, options: Options) -> World {
         let mut rng = SimRng::new(seed);
-        let count = options.nodes.unwrap_or(if rng.chance(0.5) { 3 } else { 5 });
+        // One voter now and then: a quorum of one never loses its leader to an election,
+        // so a stalled disk holds its proposals with no one else to take over.
+        let count = options
+            .nodes
+            .unwrap_or(*rng.pick(&[1, 3, 3, 3, 5, 5, 5]).expect("a count"));
         let swarm = Swarm::pick(&mut rng);
         let ids: Vec<u64> = (1..=count as u64).collect();
         let mut quorum = QuorumSettings::new(0);
@@ -219,6 +234,14 @@ impl World {
             cluster_id: "simulation".into(),
         });
         let start = Instant::now();
+        let view = View {
+            disk_stalls: swarm.disk_stalls.map(|(chance, max)| DiskStalls {
+                chance,
+                max,
+                until: start + options.fault_time,
+            }),
+            ..View::default()
+        };
         let slots = ids
             .iter()
             .map(|&id| {
@@ -243,7 +266,7 @@ impl World {
             network: Network::new(swarm.links),
             ids,
             slots,
-            view: View::default(),
+            view,
             settings,
             checks: Rc::new(RefCell::new(Checks::default())),
             swarm,
@@ -494,6 +517,7 @@ impl World {
         self.retired.admin_ok += stats.admin_ok;
         self.retired.admin_failed += stats.admin_failed;
         self.retired.isr_changes_asked += stats.isr_changes_asked;
+        self.retired.disk_stalls += stats.disk_stalls;
         self.view.down_since.insert(id, self.now);
         let down = self
             .rng
@@ -541,6 +565,7 @@ impl World {
     /// The faults end: every node runs again, every link works.
     fn heal(&mut self) -> Result<(), Failure> {
         self.healed = true;
+        self.view.disk_stalls = None;
         self.network.heal();
         self.network.set_faults(LinkFaults::healthy());
         // Restarts already scheduled are dropped: every node is started now.
@@ -742,6 +767,7 @@ impl World {
             stats.admin_ok += node.stats.admin_ok;
             stats.admin_failed += node.stats.admin_failed;
             stats.isr_changes_asked += node.stats.isr_changes_asked;
+            stats.disk_stalls += node.stats.disk_stalls;
         }
         let checks = self.checks.borrow();
         Report {
@@ -749,7 +775,10 @@ impl World {
             nodes: self.ids.len(),
             steps: self.step,
             simulated: self.now - self.start,
-            faults: self.faults,
+            faults: FaultCounts {
+                disk_stalls: stats.disk_stalls,
+                ..self.faults
+            },
             network: self.network.stats,
             checks: checks.performed,
             committed: checks.committed_index(),

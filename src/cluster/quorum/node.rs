@@ -43,6 +43,10 @@ pub struct QuorumNode {
     settings: QuorumSettings,
     inbox: async_channel::Sender<Input>,
     status: Cell<QuorumStatus>,
+    /// Proposals handed to the loop that it has not answered yet, whether or not their
+    /// callers still wait: one whose caller timed out may still be queued, or in the log,
+    /// and commit. The node is not settled while any is (`status`).
+    proposals_unanswered: Cell<u64>,
     /// Fired after every applied batch of entries and every status change.
     changed: event_listener::Event,
 }
@@ -80,6 +84,7 @@ impl QuorumNode {
             settings,
             inbox: sender,
             status: Cell::new(core.status()),
+            proposals_unanswered: Cell::new(0),
             changed: event_listener::Event::new(),
         });
         let mut driver = Driver {
@@ -104,7 +109,9 @@ impl QuorumNode {
     }
 
     pub fn status(&self) -> QuorumStatus {
-        self.status.get()
+        let mut status = self.status.get();
+        status.settled &= self.proposals_unanswered.get() == 0;
+        status
     }
 
     /// Hands a peer's message to the node; dropped if the node is far behind.
@@ -119,6 +126,8 @@ impl QuorumNode {
         self.inbox
             .try_send(Input::Propose { data, done })
             .map_err(|_| QuorumError::Timeout)?;
+        self.proposals_unanswered
+            .set(self.proposals_unanswered.get() + 1);
         match time::timeout(self.settings.proposal_timeout, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(QuorumError::Stopped),
@@ -180,11 +189,25 @@ impl<M: StateMachine, T: Transport> Driver<M, T> {
         }
         for (proposal, result) in self.core.stop() {
             if let Some(done) = self.waiting.remove(&proposal) {
-                let _ = done.send(result);
+                self.answer(done, result);
             }
         }
-        for (_, done) in self.waiting.drain() {
-            let _ = done.send(Err(QuorumError::Stopped));
+        for (_, done) in std::mem::take(&mut self.waiting) {
+            self.answer(done, Err(QuorumError::Stopped));
+        }
+    }
+
+    /// Answers one of this node's proposals (its caller may have stopped waiting).
+    fn answer(
+        &self,
+        done: oneshot::Sender<Result<u64, QuorumError>>,
+        result: Result<u64, QuorumError>,
+    ) {
+        let _ = done.send(result);
+        let unanswered = self.node.proposals_unanswered.get().saturating_sub(1);
+        self.node.proposals_unanswered.set(unanswered);
+        if unanswered == 0 {
+            self.node.changed.notify(usize::MAX);
         }
     }
 
@@ -195,9 +218,7 @@ impl<M: StateMachine, T: Transport> Driver<M, T> {
                 Ok(proposal) => {
                     self.waiting.insert(proposal, done);
                 }
-                Err(error) => {
-                    let _ = done.send(Err(error));
-                }
+                Err(error) => self.answer(done, Err(error)),
             },
         }
     }
@@ -247,7 +268,7 @@ impl<M: StateMachine, T: Transport> Driver<M, T> {
         }
         for (proposal, result) in self.core.take_completed() {
             if let Some(done) = self.waiting.remove(&proposal) {
-                let _ = done.send(result);
+                self.answer(done, result);
             }
         }
     }
