@@ -7,7 +7,7 @@ use petrel::simulation::{sweep, Options};
 
 /// Seeds per CI run (each a minute of simulated cluster life); `PETREL_SIMULATION_SEEDS`
 /// sets another count.
-const SEEDS: u64 = 2000;
+const SEEDS: u64 = 3000;
 
 #[test]
 fn every_seed_keeps_the_invariants_and_recovers() {
@@ -21,6 +21,7 @@ fn every_seed_keeps_the_invariants_and_recovers() {
         Ok(summary) => {
             assert_eq!(summary.seeds, seeds);
             assert!(summary.crashes > 0 && summary.partitions > 0 && summary.dropped > 0);
+            assert!(summary.disk_stalls > 0 && summary.admin_operations > 0);
             println!("simulation: {summary}, in {:.1?}", started.elapsed());
         }
         Err(failure) => panic!("{failure}"),

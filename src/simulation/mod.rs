@@ -3,8 +3,9 @@
 //! membership, elections, ISR changes and reassignment of N nodes, in one thread, under a
 //! seeded clock, a simulated network that drops, delays, duplicates and reorders messages
 //! and partitions nodes, and simulated disks that lose what was not synced when a node
-//! crashes. The code under test is the broker's own: `cluster::quorum::core`,
-//! `cluster::node` and `cluster::controller`; only I/O and time are simulated.
+//! crashes and now and then stall a sync for seconds. The code under test is the broker's
+//! own: `cluster::quorum::core`, `cluster::node` and `cluster::controller`; only I/O and
+//! time are simulated.
 //!
 //! Every choice comes from the seed, so a failing seed replays exactly:
 //! `cargo run --release -- simulate --seed N --trace`. Invariants are checked after every

@@ -1,7 +1,8 @@
-//! Many seeds at once: threads take seeds in turn until all are run or one fails; the
-//! summary adds up what every run did.
+//! Many seeds at once: threads take seeds in turn until all are run or one fails (a broken
+//! invariant, or a panic in the code under test); the summary adds up what every run did.
 
 use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -94,7 +95,11 @@ pub fn sweep(seeds: Range<u64>, threads: usize, options: &Options) -> Result<Sum
                     if seed >= seeds.end {
                         return;
                     }
-                    match run(seed, options) {
+                    // A panic (raft-rs asserts its invariants so) fails its seed like a
+                    // broken invariant does, and names it.
+                    let outcome = catch_unwind(AssertUnwindSafe(|| run(seed, options)))
+                        .unwrap_or_else(|panic| Err(Failure::panicked(seed, panic.as_ref())));
+                    match outcome {
                         Ok(report) => summary.lock().expect("summary").add(&report),
                         Err(failure) => {
                             failures.lock().expect("failures").push(failure);

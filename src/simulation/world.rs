@@ -98,6 +98,23 @@ pub struct Failure {
     pub what: String,
 }
 
+impl Failure {
+    /// Seed `seed` panicked with `payload` (where and when is in the panic's own message).
+    pub fn panicked(seed: u64, payload: &(dyn std::any::Any + Send)) -> Failure {
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic without a message");
+        Failure {
+            seed,
+            step: 0,
+            at: Duration::ZERO,
+            what: format!("panicked: {message}"),
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -335,9 +335,17 @@ impl<M: StateMachine> QuorumCore<M> {
         let messages = ready.take_messages();
         let mut writes = Vec::new();
         if !ready.snapshot().is_empty() {
-            let hard_state = self.store.0.borrow().hard_state.clone();
+            // The hard state beside the snapshot: raft-rs's newer one if this round has it,
+            // never below the snapshot (a crash may lose the append that follows).
+            let snapshot = ready.snapshot();
+            let mut hard_state = ready
+                .hs()
+                .cloned()
+                .unwrap_or_else(|| self.store.0.borrow().hard_state.clone());
+            hard_state.commit = hard_state.commit.max(snapshot.get_metadata().index);
+            hard_state.term = hard_state.term.max(snapshot.get_metadata().term);
             writes.push(JournalWrite::Compact(vec![
-                JournalRecord::Snapshot(ready.snapshot().clone()),
+                JournalRecord::Snapshot(snapshot.clone()),
                 JournalRecord::HardState(hard_state),
             ]));
         }
@@ -371,7 +379,7 @@ impl<M: StateMachine> QuorumCore<M> {
             let mut core = self.store.0.borrow_mut();
             core.append(ready.entries());
             if let Some(state) = ready.hs() {
-                core.hard_state = state.clone();
+                core.set_hard_state(state.clone());
             }
         }
         let mut finished = Finished {
@@ -584,7 +592,7 @@ mod tests {
     use std::cell::RefCell;
 
     use bytes::Bytes;
-    use raft::eraftpb::MessageType;
+    use raft::eraftpb::{HardState, MessageType};
 
     use super::*;
     use crate::cluster::quorum::store::initial_snapshot;
@@ -668,6 +676,101 @@ mod tests {
         assert!(hard_state, "the vote is among the writes");
         let finished = voter.finish_ready(round);
         assert!(finished.messages.iter().any(is_vote), "after it");
+    }
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Entry::default()
+        }
+    }
+
+    fn hard_state(term: u64, commit: u64) -> HardState {
+        HardState {
+            term,
+            commit,
+            ..HardState::default()
+        }
+    }
+
+    /// A node restarted from `records`, as `Journal::open` replays them.
+    fn restarted(id: u64, voters: Vec<u64>, records: Vec<JournalRecord>) -> QuorumCore<Records> {
+        let mut store = StoreCore {
+            snapshot: initial_snapshot(voters),
+            ..StoreCore::default()
+        };
+        for record in records {
+            store.replay(record);
+        }
+        store.finish_replay();
+        QuorumCore::new(QuorumSettings::new(id), store, Records::default()).expect("node")
+    }
+
+    #[test]
+    fn a_snapshot_journaled_with_an_older_hard_state_restarts() {
+        // A follower installs a snapshot at index 64; the crash loses the append that
+        // follows the compaction. raft-rs panicked at start ("hs.commit 63 is out of
+        // range [64, 64]") when the hard state beside the snapshot said commit 63.
+        let mut follower = node(2, vec![1, 2, 3]);
+        let mut snapshot = initial_snapshot(vec![1, 2, 3]);
+        snapshot.mut_metadata().index = 64;
+        snapshot.mut_metadata().term = 3;
+        let mut install = Message::default();
+        install.set_msg_type(MessageType::MsgSnapshot);
+        install.from = 1;
+        install.to = 2;
+        install.term = 3;
+        install.set_snapshot(snapshot.clone());
+        follower.step(install);
+        let round = follower.begin_ready().expect("the snapshot to persist");
+        let JournalWrite::Compact(compaction) = &round.writes[0] else {
+            panic!("a snapshot compacts the journal first");
+        };
+        let kept = compaction.iter().any(
+            |record| matches!(record, JournalRecord::HardState(state) if state.commit >= 64 && state.term >= 3),
+        );
+        assert!(kept, "the hard state beside it is not older than it");
+        let restarted = restarted(2, vec![1, 2, 3], compaction.clone());
+        assert_eq!(restarted.status().applied, 64);
+
+        // A journal written before the fix: the older hard state after the snapshot.
+        let old = vec![
+            JournalRecord::Snapshot(snapshot),
+            JournalRecord::HardState(hard_state(2, 63)),
+        ];
+        let restarted = restarted_from(old);
+        assert_eq!(restarted.raw.raft.raft_log.committed, 64);
+        assert_eq!(restarted.raw.raft.term, 3);
+    }
+
+    fn restarted_from(records: Vec<JournalRecord>) -> QuorumCore<Records> {
+        restarted(2, vec![1, 2, 3], records)
+    }
+
+    #[test]
+    fn entries_kept_without_their_hard_state_restart_at_their_term() {
+        // A torn write kept two entries of term 4 and lost the hard state written with
+        // them. At term 0, refusing a pre-vote from a node with a shorter log made raft-rs
+        // panic ("term should be set when sending MsgRequestPreVoteResponse").
+        let mut voter = restarted_from(vec![
+            JournalRecord::Entry(entry(1, 4)),
+            JournalRecord::Entry(entry(2, 4)),
+        ]);
+        assert_eq!(voter.raw.raft.term, 4);
+        let mut request = Message::default();
+        request.set_msg_type(MessageType::MsgRequestPreVote);
+        request.from = 1;
+        request.to = 2;
+        request.term = 5;
+        voter.step(request);
+        let sent = drain(&mut voter);
+        let answer = sent
+            .iter()
+            .find(|m| m.get_msg_type() == MessageType::MsgRequestPreVoteResponse)
+            .expect("an answer");
+        assert!(answer.reject, "a candidate with an empty log is refused");
+        assert_eq!(answer.term, 4);
     }
 
     #[test]

@@ -53,15 +53,40 @@ impl StoreCore {
     pub fn replay(&mut self, record: JournalRecord) {
         match record {
             JournalRecord::Entry(entry) => self.append(std::slice::from_ref(&entry)),
-            JournalRecord::HardState(state) => self.hard_state = state,
+            JournalRecord::HardState(state) => self.set_hard_state(state),
             JournalRecord::Snapshot(snapshot) => self.apply_snapshot(snapshot),
         }
     }
 
+    /// Takes `state`, never below what the snapshot already proves: a snapshot's index is
+    /// committed and its term was reached. A hard state written beside a snapshot may be
+    /// older than it (the one stored before the snapshot arrived); taken as it is, a
+    /// commit index below the snapshot makes raft-rs panic at the next start
+    /// ("hs.commit is out of range").
+    pub fn set_hard_state(&mut self, mut state: HardState) {
+        let metadata = self.snapshot.get_metadata();
+        state.commit = state.commit.max(metadata.index);
+        state.term = state.term.max(metadata.term);
+        self.hard_state = state;
+    }
+
     /// After a replay: a commit index is never past the entries the journal holds (the
-    /// hard state may have been written after entries a crash then lost).
+    /// hard state may have been written after entries a crash then lost), and the term
+    /// is never below the last entry's (a torn write can keep entries and lose the hard
+    /// state written with them; a node holding entries of term T was at term T or later).
+    /// raft-rs assumes both: at term 0 with entries, a node that refuses a pre-vote
+    /// panics ("term should be set when sending MsgRequestPreVoteResponse").
     pub fn finish_replay(&mut self) {
         self.hard_state.commit = self.hard_state.commit.min(self.last_index());
+        let last_term = self
+            .entries
+            .last()
+            .map_or(self.snapshot.get_metadata().term, |entry| entry.term);
+        if self.hard_state.term < last_term {
+            self.hard_state.term = last_term;
+            // The vote belonged to an older term.
+            self.hard_state.vote = 0;
+        }
     }
 
     /// Installs `snapshot`: every entry it covers goes.
