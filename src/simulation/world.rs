@@ -508,16 +508,20 @@ impl World {
         Ok(())
     }
 
+    /// The nodes running now (not crashed).
+    fn nodes_up(&self) -> Vec<u64> {
+        self.ids
+            .iter()
+            .copied()
+            .filter(|id| self.slots[id].node.is_some())
+            .collect()
+    }
+
     fn crash(&mut self) {
         if !self.recur(self.swarm.crash_every, Event::Crash) {
             return;
         }
-        let up: Vec<u64> = self
-            .ids
-            .iter()
-            .copied()
-            .filter(|id| self.slots[id].node.is_some())
-            .collect();
+        let up = self.nodes_up();
         let Some(&id) = self.rng.pick(&up) else {
             return;
         };
@@ -605,12 +609,7 @@ impl World {
         if !self.recur(Some(self.swarm.admin_every), Event::Admin) {
             return;
         }
-        let up: Vec<u64> = self
-            .ids
-            .iter()
-            .copied()
-            .filter(|id| self.slots[id].node.is_some())
-            .collect();
+        let up = self.nodes_up();
         let Some(&via) = self.rng.pick(&up) else {
             return;
         };

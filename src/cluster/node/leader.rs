@@ -204,19 +204,9 @@ pub fn conclude(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::cluster::metadata::fixture;
     use crate::cluster::records;
-
-    fn config() -> MembershipConfig {
-        MembershipConfig {
-            session_timeout: Duration::from_secs(9),
-            heartbeat_interval: Duration::from_secs(2),
-            disconnected_fence_after: Duration::from_secs(1),
-        }
-    }
 
     /// Runs a decision as the leader would, committing at `index`.
     fn run(
@@ -227,7 +217,13 @@ mod tests {
         now: Instant,
     ) -> NodeReply {
         observe(members, &call, now);
-        match decide(image, members, &call, now, &config()) {
+        match decide(
+            image,
+            members,
+            &call,
+            now,
+            &MembershipConfig::kafka_defaults(),
+        ) {
             Decision::Answer(reply) => reply,
             Decision::Propose { records, then } => {
                 for record in records {
@@ -319,7 +315,7 @@ mod tests {
             &members,
             &NodeCall::Catalogue { after: 0 },
             now,
-            &config(),
+            &MembershipConfig::kafka_defaults(),
         );
         assert!(matches!(decision, Decision::Answer(NodeReply::Failed(_))));
     }

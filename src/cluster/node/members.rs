@@ -38,6 +38,16 @@ pub struct MembershipConfig {
 }
 
 impl MembershipConfig {
+    /// Kafka's default timings (the tests' membership).
+    #[cfg(test)]
+    pub fn kafka_defaults() -> MembershipConfig {
+        MembershipConfig {
+            session_timeout: Duration::from_secs(9),
+            heartbeat_interval: Duration::from_secs(2),
+            disconnected_fence_after: Duration::from_secs(1),
+        }
+    }
+
     /// The timings of a cluster's settings (`--broker-session-timeout-ms`,
     /// `--broker-heartbeat-interval-ms`).
     pub fn of(quorum: &QuorumConfig) -> MembershipConfig {
@@ -252,14 +262,6 @@ mod tests {
     use crate::cluster::metadata::fixture::{self, broker};
     use crate::cluster::metadata::PartitionState;
 
-    fn config() -> MembershipConfig {
-        MembershipConfig {
-            session_timeout: Duration::from_secs(9),
-            heartbeat_interval: Duration::from_secs(2),
-            disconnected_fence_after: Duration::from_secs(1),
-        }
-    }
-
     /// Brokers 1-3 live; a topic of one partition led by 2, all in sync.
     fn image() -> ClusterMetadata {
         let mut image = ClusterMetadata::new();
@@ -280,7 +282,7 @@ mod tests {
 
     #[test]
     fn silent_brokers_are_fenced_after_their_session_and_a_new_leader_gives_a_full_one() {
-        let (image, config) = (image(), config());
+        let (image, config) = (image(), MembershipConfig::kafka_defaults());
         let start = Instant::now();
         let at = |seconds: u64| start + Duration::from_secs(seconds);
         let connected = |_: i32| None;
@@ -318,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_closed_connection_fences_after_a_second_unless_the_broker_was_heard_since() {
-        let (image, config) = (image(), config());
+        let (image, config) = (image(), MembershipConfig::kafka_defaults());
         let start = Instant::now();
         let at = |millis: u64| start + Duration::from_millis(millis);
         let mut members = Members::default();
@@ -355,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_live_broker_keeps_its_id_and_a_restart_takes_it_back_after_the_session() {
-        let (image, config) = (image(), config());
+        let (image, config) = (image(), MembershipConfig::kafka_defaults());
         let start = Instant::now();
         let mut members = Members::default();
         members.heard_from(2, start);
