@@ -104,6 +104,32 @@ pub struct BrokerInfo {
     /// Fenced brokers lead nothing and are not listed to clients: they missed their
     /// heartbeats, or have just registered and not yet caught up.
     pub fenced: bool,
+    /// Every client listener's advertised address, by listener name; empty in a
+    /// registration written before listeners had names (then `host:port` serves all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<Endpoint>,
+}
+
+/// A listener's advertised address (Kafka's registration endpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerInfo {
+    /// Where a client that came in on `listener` reaches this broker: None if the broker
+    /// has no such listener (Kafka then leaves it out of the answer).
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|endpoint| endpoint.name == listener)
+            .map(|endpoint| (endpoint.host.as_str(), endpoint.port))
+    }
 }
 
 /// The catalogue. `topics` is reached only through methods, so the id index always
@@ -386,6 +412,7 @@ pub mod fixture {
             incarnation: Uuid::from_u128(id as u128),
             epoch,
             fenced,
+            listeners: Vec::new(),
         }
     }
 

@@ -200,6 +200,7 @@ mod tests {
             correlation_id: 1,
             client_id: None,
             client_host: String::new(),
+            listener: 0,
             body: Bytes::copy_from_slice(body),
         }
     }
