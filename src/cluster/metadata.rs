@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+
+use crate::security::scram::{ScramCredential, ScramMechanism};
 use uuid::Uuid;
 
 pub const FILE_NAME: &str = "petrel-metadata.json";
@@ -148,6 +150,10 @@ pub struct ClusterMetadata {
     /// Every broker that registered, by id (a single broker lists itself).
     #[serde(default)]
     pub brokers: BTreeMap<i32, BrokerInfo>,
+    /// Users' SCRAM credentials by user and mechanism (AlterUserScramCredentials): what
+    /// SASL logins on every broker are checked against.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram_credentials: ScramCredentials,
     /// Topic id -> name, for every topic in `topics`; not persisted (rebuilt on load).
     #[serde(skip)]
     topic_ids: HashMap<Uuid, String>,
@@ -163,7 +169,12 @@ struct StoredMetadata {
     producer_id_block_end: i64,
     #[serde(default)]
     brokers: BTreeMap<i32, BrokerInfo>,
+    #[serde(default)]
+    scram_credentials: ScramCredentials,
 }
+
+/// Users' SCRAM credentials: user -> mechanism -> credential.
+pub type ScramCredentials = BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>;
 
 impl From<StoredMetadata> for ClusterMetadata {
     fn from(stored: StoredMetadata) -> ClusterMetadata {
@@ -178,6 +189,7 @@ impl From<StoredMetadata> for ClusterMetadata {
             topics: stored.topics,
             producer_id_block_end: stored.producer_id_block_end,
             brokers: stored.brokers,
+            scram_credentials: stored.scram_credentials,
             topic_ids,
         }
     }
@@ -198,6 +210,7 @@ impl ClusterMetadata {
             cluster_id: Uuid::new_v4().simple().to_string(),
             topics: BTreeMap::new(),
             producer_id_block_end: 0,
+            scram_credentials: BTreeMap::new(),
             brokers: BTreeMap::new(),
             topic_ids: HashMap::new(),
         }

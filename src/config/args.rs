@@ -24,7 +24,7 @@ pub struct ServeArgs {
     pub advertised_listener: Option<String>,
     /// Client listeners, Kafka-style (instead of --listen): `NAME://host:port,...`, e.g.
     /// `PLAINTEXT://127.0.0.1:9092,SSL://:9093` (an empty host binds every address). A
-    /// name is its security protocol (PLAINTEXT, SSL) unless
+    /// name is its security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) unless
     /// --listener-security-protocol-map maps it. Every shard accepts on every listener.
     #[arg(long, env = "PETREL_LISTENERS")]
     pub listeners: Option<String>,

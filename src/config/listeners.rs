@@ -16,6 +16,10 @@ pub enum SecurityProtocol {
     Plaintext,
     /// TLS: encrypted, and with `ssl-client-auth` the client proves who it is.
     Ssl,
+    /// SASL (PLAIN, SCRAM) in the clear: the user proves who they are.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
 }
 
 impl SecurityProtocol {
@@ -23,10 +27,11 @@ impl SecurityProtocol {
         match text {
             "PLAINTEXT" => Ok(SecurityProtocol::Plaintext),
             "SSL" => Ok(SecurityProtocol::Ssl),
-            "SASL_PLAINTEXT" | "SASL_SSL" => Err(format!("{text} is not supported yet")),
+            "SASL_PLAINTEXT" => Ok(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Ok(SecurityProtocol::SaslSsl),
             _ => Err(format!(
-                "{text} is not a security protocol (PLAINTEXT or SSL) nor mapped to one by \
-                 listener-security-protocol-map"
+                "{text} is not a security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) \
+                 nor mapped to one by listener-security-protocol-map"
             )),
         }
     }
@@ -35,7 +40,22 @@ impl SecurityProtocol {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
             SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
         }
+    }
+
+    /// Whether its connections run TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether its clients authenticate with SASL first.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
 }
 
@@ -50,7 +70,7 @@ pub struct ListenerConfig {
     /// (host, port) Metadata gives clients that came in on this listener; port 0 means
     /// "the port actually bound".
     pub advertised: (String, u16),
-    /// The TLS configuration of an SSL listener.
+    /// The TLS configuration of an SSL or SASL_SSL listener.
     pub tls: Option<ServerTls>,
 }
 
@@ -182,7 +202,7 @@ impl ServeArgs {
 
     /// Builds the TLS configuration SSL listeners share, from the ssl-* settings.
     fn secure(&self, all: &mut [ListenerConfig]) -> Result<(), ConfigError> {
-        let wanted = all.iter().any(|l| l.protocol == SecurityProtocol::Ssl);
+        let wanted = all.iter().any(|l| l.protocol.tls());
         let given = self.ssl_certificate_location.is_some()
             || self.ssl_key_location.is_some()
             || self.ssl_truststore_location.is_some()
@@ -192,7 +212,7 @@ impl ServeArgs {
                 return Err(invalid(
                     "ssl-certificate-location",
                     "-",
-                    "ssl-* settings are given but no listener is SSL",
+                    "ssl-* settings are given but no listener is SSL or SASL_SSL",
                 ));
             }
             return Ok(());
@@ -200,7 +220,7 @@ impl ServeArgs {
         let required = |name: &'static str, value: &Option<PathBuf>| {
             value
                 .clone()
-                .ok_or_else(|| invalid(name, "-", "an SSL listener needs it (a PEM file)"))
+                .ok_or_else(|| invalid(name, "-", "a TLS listener needs it (a PEM file)"))
         };
         let client_auth = match &self.ssl_client_auth {
             None => ClientAuth::None,
@@ -221,10 +241,7 @@ impl ServeArgs {
                 error.to_string(),
             )
         })?;
-        for listener in all
-            .iter_mut()
-            .filter(|l| l.protocol == SecurityProtocol::Ssl)
-        {
+        for listener in all.iter_mut().filter(|l| l.protocol.tls()) {
             listener.tls = Some(config.clone());
         }
         Ok(())

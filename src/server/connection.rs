@@ -23,6 +23,7 @@ use crate::runtime::sync::local_channel::{self, LocalReceiver, LocalSender};
 use crate::runtime::sync::{Semaphore, StaticPermit};
 use crate::runtime::time;
 
+use super::authentication;
 use super::exchange::DispatchError;
 use super::registry;
 use super::turn::Turn;
@@ -58,7 +59,8 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, listener: usize) {
         .map(|a| a.to_string())
         .unwrap_or_default();
     stream.set_nodelay();
-    let stream = match &shard.config.listeners.all[listener].tls {
+    let config = &shard.config.listeners.all[listener];
+    let mut stream = match &config.tls {
         None => stream,
         Some(tls) => match stream
             .accept_tls(tls, shard.config.request_read_timeout)
@@ -70,6 +72,17 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, listener: usize) {
                 return;
             }
         },
+    };
+    let user = if config.protocol.sasl() {
+        match authentication::authenticate(&shard, &mut stream).await {
+            Ok(user) => Some(user),
+            Err(error) => {
+                tracing::info!(%peer, %error, "SASL authentication failed; closing the connection");
+                return;
+            }
+        }
+    } else {
+        None
     };
     let (reader, writer) = futures_lite::io::split(stream);
     let budget = Rc::new(Semaphore::new(
@@ -85,12 +98,15 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, listener: usize) {
     let origin = Origin {
         client_host,
         listener,
+        user,
     };
     let outcome = read_requests(&shard, &origin, reader, &budget, &queue_tx).await;
     drop(queue_tx);
     match outcome {
-        ReadError::Closed | ReadError::Shutdown => tracing::debug!(%peer, "connection done"),
-        error => tracing::info!(%peer, %error, "closing connection"),
+        ReadError::Closed | ReadError::Shutdown => {
+            tracing::debug!(%peer, user = ?origin.user, "connection done")
+        }
+        error => tracing::info!(%peer, user = ?origin.user, %error, "closing connection"),
     }
     // Replies to everything already read still go out (also on shutdown).
     writer_task.await;
@@ -102,6 +118,8 @@ struct Origin {
     client_host: String,
     /// The listener it came in on.
     listener: usize,
+    /// The user SASL authenticated (a SASL listener), for the log until ACLs use it.
+    user: Option<String>,
 }
 
 async fn read_requests(

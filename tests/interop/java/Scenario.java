@@ -435,8 +435,9 @@ public class Scenario {
   }
 
   /**
-   * SSL when the runner set PETREL_SSL_CA (the java-ssl variant): the broker's CA as a PEM
-   * truststore and, with PETREL_SSL_CERT/PETREL_SSL_KEY, a client certificate (mTLS).
+   * SSL when the runner set PETREL_SSL_CA (java-ssl, java-sasl): the broker's CA as a PEM
+   * truststore and, with PETREL_SSL_CERT/PETREL_SSL_KEY, a client certificate (mTLS); with
+   * PETREL_SASL_MECHANISM, SASL_SSL as PETREL_SASL_USER with PETREL_SASL_PASSWORD.
    */
   static void secure(Properties p) {
     String ca = System.getenv("PETREL_SSL_CA");
@@ -446,6 +447,15 @@ public class Scenario {
     p.put("security.protocol", "SSL");
     p.put("ssl.truststore.type", "PEM");
     p.put("ssl.truststore.location", ca);
+    String mechanism = System.getenv("PETREL_SASL_MECHANISM");
+    if (mechanism != null) {
+      p.put("security.protocol", "SASL_SSL");
+      p.put("sasl.mechanism", mechanism);
+      p.put("sasl.jaas.config",
+          "org.apache.kafka.common.security.scram.ScramLoginModule required username=\""
+              + System.getenv("PETREL_SASL_USER") + "\" password=\""
+              + System.getenv("PETREL_SASL_PASSWORD") + "\";");
+    }
     String cert = System.getenv("PETREL_SSL_CERT");
     String key = System.getenv("PETREL_SSL_KEY");
     if (cert != null && key != null) {
