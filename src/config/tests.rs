@@ -280,11 +280,6 @@ fn bad_listener_settings_are_named() {
             "not a security protocol",
         ),
         (
-            listeners("SASL_SSL://127.0.0.1:1"),
-            "listeners",
-            "not supported yet",
-        ),
-        (
             ServeArgs {
                 listen: Some("127.0.0.1:1".into()),
                 ..listeners("PLAINTEXT://127.0.0.1:2")

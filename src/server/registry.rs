@@ -297,6 +297,9 @@ mod tests {
                 ApiKey::OffsetCommit,
                 ApiKey::OffsetDelete,
                 ApiKey::DeleteGroups,
+                ApiKey::SaslHandshake,
+                ApiKey::SaslAuthenticate,
+                ApiKey::AlterUserScramCredentials,
             ]
         );
     }
