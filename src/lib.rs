@@ -10,6 +10,7 @@ pub mod group;
 pub mod protocol;
 pub mod record_batch;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod simulation;

@@ -59,6 +59,19 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         shards: usize,
     },
+    /// Make a test CA and certificates for SSL listeners and mTLS clients (PEM files in
+    /// --dir: ca.pem, server.pem and server-key.pem, client-NAME.pem and
+    /// client-NAME-key.pem). For development and tests: use your own CA in production.
+    DevCerts {
+        #[arg(long, default_value = "petrel-certs")]
+        dir: PathBuf,
+        /// Names and addresses the server certificate is valid for.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+        /// A client certificate (CN=NAME) for each name.
+        #[arg(long, value_delimiter = ',')]
+        clients: Vec<String>,
+    },
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(LogCommand),
@@ -146,6 +159,11 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(*args),
+        Command::DevCerts {
+            dir,
+            hosts,
+            clients,
+        } => dev_certs(&dir, hosts, &clients),
         Command::Format {
             data_dir,
             cluster_id,
@@ -249,11 +267,18 @@ fn serve(args: Serve) -> anyhow::Result<()> {
     let shards = config.shards;
     let data_dir = config.data_dir.clone();
     let broker = petrel::broker::start(config, injected_panic)?;
-    // Tests and scripts wait for this line (and read the port from it).
+    // Tests and scripts wait for this line, and read the first listener's address from it
+    // (and the others' from its end).
+    let listeners: Vec<String> = broker
+        .listeners
+        .iter()
+        .map(|(name, address)| format!("{name}://{address}"))
+        .collect();
     println!(
-        "petrel listening on {} with {shards} shards, data in {}",
+        "petrel listening on {} with {shards} shards, data in {}, listeners {}",
         broker.listen,
-        data_dir.display()
+        data_dir.display(),
+        listeners.join(",")
     );
     std::io::stdout().flush()?;
     let signal = signals.forever().next();
@@ -262,6 +287,62 @@ fn serve(args: Serve) -> anyhow::Result<()> {
     // Not println!: it panics when stdout cannot be written (a full disk under a redirected
     // log), turning a clean stop into exit 101.
     let _ = writeln!(std::io::stdout(), "petrel stopped");
+    Ok(())
+}
+
+/// Writes a CA, a server certificate for `hosts` and client certificates, all signed by
+/// the CA (ECDSA P-256, valid until far in the future: for tests and development).
+fn dev_certs(dir: &std::path::Path, hosts: Vec<String>, clients: &[String]) -> anyhow::Result<()> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    anyhow::ensure!(
+        !dir.join("ca.pem").exists(),
+        "{} already holds a CA (ca.pem); choose another --dir",
+        dir.display()
+    );
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Petrel development CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key)?;
+    write("ca.pem", &ca.pem())?;
+    write("ca-key.pem", &ca_key.serialize_pem())?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut leaves = vec![(
+        "server".to_string(),
+        hosts,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )];
+    for client in clients {
+        leaves.push((
+            format!("client-{client}"),
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ));
+    }
+    for (name, names, usage) in leaves {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(names)?;
+        let common_name = name.strip_prefix("client-").unwrap_or("petrel");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![usage];
+        let certificate = params.signed_by(&key, &issuer)?;
+        write(&format!("{name}.pem"), &certificate.pem())?;
+        write(&format!("{name}-key.pem"), &key.serialize_pem())?;
+    }
+    println!("certificates written to {}", dir.display());
     Ok(())
 }
 

@@ -48,8 +48,8 @@ fn malformed_frames_close_only_their_connection() {
         ("size at i32::MAX", i32::MAX.to_be_bytes().to_vec()),
         ("unknown api key", frame(999, 0, b"")),
         (
-            "unsupported api",
-            frame(ApiKey::SaslHandshake as i16, 1, b""),
+            "unsupported api (Envelope: brokers' forwarding, not a client's)",
+            frame(ApiKey::Envelope as i16, 2, b""),
         ),
         (
             "produce v2 (removed in Kafka 4)",

@@ -4,14 +4,14 @@
 //! 1. The main thread takes the data directory: creates it, locks `<data dir>/.lock` (one
 //!    broker per directory), checks the host (RLIMIT_MEMLOCK, O_DIRECT, io_uring:
 //!    `preflight`), installs the fatal-panic hook, empties the trash of deleted topics,
-//!    loads (or creates) the metadata file, and reserves the listen port with a bound,
+//!    loads (or creates) the metadata file, and reserves each listener's port with a bound,
 //!    non-listening SO_REUSEPORT socket (so port 0 resolves once, for all shards)
 //!    (`bootstrap`).
 //! 2. One executor per shard is spawned, pinned to its CPU (`runtime::executor`). Each primes
 //!    glommio's iopoll probe, opens the logs of the partitions it owns and its group
 //!    coordinator, and reports Loaded (`shard_main`).
 //! 3. Once every shard has loaded, the main thread opens the start gate: each shard binds
-//!    the port, listens and reports Listening; then the reservation is dropped. So the port
+//!    its listeners, listens and reports Listening; then the reservations are dropped. So a port
 //!    refuses connections until every partition is open, and a client never reaches a
 //!    shard that forwards its request to one still loading.
 //! 4. On SIGINT/SIGTERM the main thread sends every shard a shutdown job: the shard stops
@@ -55,7 +55,10 @@ pub struct InjectedPanic {
 
 /// A running broker: its shards' inboxes and threads, and the data directory's lock.
 pub struct Broker {
+    /// The first listener's address (the port resolved).
     pub listen: SocketAddr,
+    /// Every listener's name and address.
+    pub listeners: Vec<(String, SocketAddr)>,
     senders: Vec<async_channel::Sender<ShardJob>>,
     /// `None` once joined.
     threads: Vec<Option<executor::ShardThread>>,
@@ -84,28 +87,42 @@ pub fn start(
             partitions_max: config.partitions_max,
         });
     }
-    let (reservation, port) = bootstrap::reserve_port(config.listen)?;
     let mut config = config;
-    if config.advertised.1 == 0 {
-        config.advertised.1 = port;
+    // Each listener's port, reserved: port 0 resolves here, once, for every shard.
+    let mut reservations = Vec::new();
+    for listener in &mut config.listeners.all {
+        let (reservation, port) = bootstrap::reserve_port(listener.bind)?;
+        listener.bind.set_port(port);
+        if listener.advertised.1 == 0 {
+            listener.advertised.1 = port;
+        }
+        reservations.push(reservation);
     }
     if identity.is_none() {
+        let inter_broker = config.inter_broker_listener();
         metadata.brokers.insert(
             config.node_id,
             BrokerInfo {
                 id: config.node_id,
-                host: config.advertised.0.clone(),
-                port: config.advertised.1,
+                host: inter_broker.advertised.0.clone(),
+                port: inter_broker.advertised.1,
                 incarnation: uuid::Uuid::new_v4(),
                 epoch: 0,
                 fenced: false,
+                listeners: config.endpoints(),
             },
         );
     }
     let config = Arc::new(config);
     let (senders, receivers) = mesh::inboxes::<Shard>(config.shards);
     let mut broker = Broker {
-        listen: SocketAddr::new(config.listen.ip(), port),
+        listen: config.listeners.all[0].bind,
+        listeners: config
+            .listeners
+            .all
+            .iter()
+            .map(|listener| (listener.name.clone(), listener.bind))
+            .collect(),
         senders,
         threads: Vec::new(),
         _lock: lock,
@@ -115,13 +132,12 @@ pub fn start(
     let launch = Launch {
         config,
         metadata: Arc::new(metadata),
-        port,
         gate,
         injected_panic,
     };
     let started = broker.launch(launch, receivers, gate_open);
-    // Every shard listens now (or we are giving up): release the reservation.
-    drop(reservation);
+    // Every shard listens now (or we are giving up): release the reservations.
+    drop(reservations);
     started.map(|()| broker)
 }
 
@@ -164,8 +180,10 @@ fn refuse_busy_addresses(config: &BrokerConfig) -> Result<(), StartError> {
             "something already listens on the quorum address",
         ));
     }
-    if config.listen.port() != 0 {
-        addresses.push((config.listen, "something already listens there"));
+    for listener in &config.listeners.all {
+        if listener.bind.port() != 0 {
+            addresses.push((listener.bind, "something already listens there"));
+        }
     }
     for (address, reason) in addresses {
         if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
@@ -182,7 +200,6 @@ fn refuse_busy_addresses(config: &BrokerConfig) -> Result<(), StartError> {
 struct Launch {
     config: Arc<BrokerConfig>,
     metadata: Arc<ClusterMetadata>,
-    port: u16,
     gate: async_channel::Receiver<()>,
     injected_panic: Option<InjectedPanic>,
 }
@@ -221,7 +238,7 @@ impl Broker {
                 self.senders.clone(),
                 control_plane.clone(),
             );
-            match spawn_shard(id, launch.port, context, inbox, start) {
+            match spawn_shard(id, context, inbox, start) {
                 Ok(thread) => self.threads.push(Some(thread)),
                 Err(error) => {
                     failure = Some(error);
@@ -333,7 +350,6 @@ impl Broker {
 /// catalogue, the mesh's inboxes, the control plane's handle), its inbox, and how it starts.
 fn spawn_shard(
     id: usize,
-    port: u16,
     context: (
         Arc<BrokerConfig>,
         Arc<ClusterMetadata>,
@@ -358,7 +374,7 @@ fn spawn_shard(
                     .failed(StartError::Shard { shard: id, reason });
                 return;
             }
-            let shard = Shard::new(id, config, port, senders, metadata, control_plane);
+            let shard = Shard::new(id, config, senders, metadata, control_plane);
             shard_main::run_shard(shard, inbox, start).await;
         },
     )
@@ -392,6 +408,7 @@ mod tests {
         let (report_tx, reports) = std::sync::mpsc::channel();
         let mut broker = Broker {
             listen: "127.0.0.1:0".parse().expect("address"),
+            listeners: Vec::new(),
             senders: Vec::new(),
             threads: Vec::new(),
             _lock: std::fs::File::create(temp.path().join(".lock")).expect("lock file"),

@@ -2,7 +2,6 @@
 //! group coordinator, wait at the start gate for every other shard to have done the same,
 //! listen, serve until shutdown, drain connections, close every log.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -142,8 +141,8 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
         shard.close_all().await;
         return;
     }
-    let listener = match listen(&shard) {
-        Ok(listener) => listener,
+    let listeners = match listen(&shard) {
+        Ok(listeners) => listeners,
         Err(error) => {
             reporter.failed(error);
             shard.close_all().await;
@@ -153,7 +152,7 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
     reporter.reached(Phase::Listening);
     tracing::info!(
         shard = shard.id,
-        port = shard.port,
+        listeners = shard.config.listeners.all.len(),
         partitions = shard.owned_partitions().len(),
         "shard ready"
     );
@@ -172,7 +171,16 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
         crate::runtime::spawn(crate::shard::groups::run(shard.clone())).detach();
     }
     crate::runtime::spawn(reopen_failed_logs_loop(shard.clone())).detach();
-    crate::server::accept_loop(shard.clone(), listener).await;
+    let accepting = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(index, listener)| {
+            crate::runtime::spawn(crate::server::accept_loop(shard.clone(), listener, index))
+        })
+        .collect::<Vec<_>>();
+    for accept_loop in accepting {
+        accept_loop.await;
+    }
     drain_connections(&shard).await;
     if let Some(control_plane) = control_plane {
         // A cluster node: fenced (or given up on), then the quorum node's journal closes.
@@ -235,9 +243,18 @@ async fn open_services(
     Ok(Some(plane))
 }
 
-fn listen(shard: &Shard) -> Result<Listener, StartError> {
-    let address = SocketAddr::new(shard.config.listen.ip(), shard.port);
-    Listener::bind(address).map_err(|source| StartError::Listen { address, source })
+/// Binds every client listener (their ports reserved, so never port 0 here).
+fn listen(shard: &Shard) -> Result<Vec<Listener>, StartError> {
+    shard
+        .config
+        .listeners
+        .all
+        .iter()
+        .map(|listener| {
+            let address = listener.bind;
+            Listener::bind(address).map_err(|source| StartError::Listen { address, source })
+        })
+        .collect()
 }
 
 /// Shutting down: lets connections finish what they have in flight, for a while.

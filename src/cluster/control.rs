@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::controller::{
-    Controller, Outcome, PartitionGrowth, PartitionReassignment, TopicConfigChange, TopicHost,
-    TopicRef, TopicSpec,
+    Controller, Outcome, PartitionGrowth, PartitionReassignment, ScramDeletion, ScramUpsertion,
+    TopicConfigChange, TopicHost, TopicRef, TopicSpec,
 };
 use super::metadata::Topic;
 use super::reassignment::ElectionKind;
@@ -37,6 +37,10 @@ pub enum ControlCall {
         /// `None`: every partition.
         partitions: Option<Vec<(String, i32)>>,
     },
+    AlterUserScramCredentials {
+        deletions: Vec<ScramDeletion>,
+        upsertions: Vec<ScramUpsertion>,
+    },
     /// A broker's own call: creates `__consumer_offsets` (`Controller::create_offsets_topic`).
     CreateOffsetsTopic {
         partitions: i32,
@@ -51,6 +55,8 @@ pub enum ControlReply {
     ProducerId(Outcome<i64>),
     /// Per partition elected (or refused): topic, partition, outcome.
     Elected(Vec<(String, i32, Outcome<()>)>),
+    /// Per user: AlterUserScramCredentials.
+    Users(Vec<(String, Outcome<()>)>),
     /// The operation did not run (no controller could be reached): each item fails so.
     Failed(super::controller::TopicError),
 }
@@ -94,6 +100,13 @@ impl Controller {
             ControlCall::AllocateProducerId => {
                 ControlReply::ProducerId(self.allocate_producer_id(host).await)
             }
+            ControlCall::AlterUserScramCredentials {
+                deletions,
+                upsertions,
+            } => ControlReply::Users(
+                self.alter_user_scram_credentials(host, deletions, upsertions)
+                    .await,
+            ),
         }
     }
 }
@@ -132,6 +145,20 @@ impl ControlReply {
                     .iter()
                     .map(|(name, partition)| (name.clone(), *partition, Err(failure.clone())))
                     .collect())
+            }
+        }
+    }
+
+    /// Per-user outcomes; a failed call fails each of `users`.
+    pub fn into_users(self, users: &[String]) -> Vec<(String, Outcome<()>)> {
+        match self {
+            ControlReply::Users(results) => results,
+            other => {
+                let failure = other.failure();
+                users
+                    .iter()
+                    .map(|user| (user.clone(), Err(failure.clone())))
+                    .collect()
             }
         }
     }

@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+
+use crate::security::scram::{ScramCredential, ScramMechanism};
 use uuid::Uuid;
 
 pub const FILE_NAME: &str = "petrel-metadata.json";
@@ -104,6 +106,32 @@ pub struct BrokerInfo {
     /// Fenced brokers lead nothing and are not listed to clients: they missed their
     /// heartbeats, or have just registered and not yet caught up.
     pub fenced: bool,
+    /// Every client listener's advertised address, by listener name; empty in a
+    /// registration written before listeners had names (then `host:port` serves all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<Endpoint>,
+}
+
+/// A listener's advertised address (Kafka's registration endpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerInfo {
+    /// Where a client that came in on `listener` reaches this broker: None if the broker
+    /// has no such listener (Kafka then leaves it out of the answer).
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|endpoint| endpoint.name == listener)
+            .map(|endpoint| (endpoint.host.as_str(), endpoint.port))
+    }
 }
 
 /// The catalogue. `topics` is reached only through methods, so the id index always
@@ -122,6 +150,10 @@ pub struct ClusterMetadata {
     /// Every broker that registered, by id (a single broker lists itself).
     #[serde(default)]
     pub brokers: BTreeMap<i32, BrokerInfo>,
+    /// Users' SCRAM credentials by user and mechanism (AlterUserScramCredentials): what
+    /// SASL logins on every broker are checked against.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram_credentials: ScramCredentials,
     /// Topic id -> name, for every topic in `topics`; not persisted (rebuilt on load).
     #[serde(skip)]
     topic_ids: HashMap<Uuid, String>,
@@ -137,7 +169,12 @@ struct StoredMetadata {
     producer_id_block_end: i64,
     #[serde(default)]
     brokers: BTreeMap<i32, BrokerInfo>,
+    #[serde(default)]
+    scram_credentials: ScramCredentials,
 }
+
+/// Users' SCRAM credentials: user -> mechanism -> credential.
+pub type ScramCredentials = BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>;
 
 impl From<StoredMetadata> for ClusterMetadata {
     fn from(stored: StoredMetadata) -> ClusterMetadata {
@@ -152,6 +189,7 @@ impl From<StoredMetadata> for ClusterMetadata {
             topics: stored.topics,
             producer_id_block_end: stored.producer_id_block_end,
             brokers: stored.brokers,
+            scram_credentials: stored.scram_credentials,
             topic_ids,
         }
     }
@@ -172,6 +210,7 @@ impl ClusterMetadata {
             cluster_id: Uuid::new_v4().simple().to_string(),
             topics: BTreeMap::new(),
             producer_id_block_end: 0,
+            scram_credentials: BTreeMap::new(),
             brokers: BTreeMap::new(),
             topic_ids: HashMap::new(),
         }
@@ -386,6 +425,7 @@ pub mod fixture {
             incarnation: Uuid::from_u128(id as u128),
             epoch,
             fenced,
+            listeners: Vec::new(),
         }
     }
 

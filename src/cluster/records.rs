@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::metadata::{BrokerInfo, ClusterMetadata, PartitionState, Topic};
+use crate::security::scram::{ScramCredential, ScramMechanism};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
@@ -36,6 +37,16 @@ pub enum MetadataRecord {
     /// Producer ids below this may have been handed out.
     ProducerIdBlock {
         end: i64,
+    },
+    /// A user's SCRAM credential for one mechanism, new or replaced.
+    PutScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    RemoveScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
     },
 }
 
@@ -84,6 +95,25 @@ pub fn apply(metadata: &mut ClusterMetadata, index: u64, record: MetadataRecord)
         MetadataRecord::ProducerIdBlock { end } => {
             metadata.producer_id_block_end = metadata.producer_id_block_end.max(end);
         }
+        MetadataRecord::PutScramCredential {
+            user,
+            mechanism,
+            credential,
+        } => {
+            metadata
+                .scram_credentials
+                .entry(user)
+                .or_default()
+                .insert(mechanism, credential);
+        }
+        MetadataRecord::RemoveScramCredential { user, mechanism } => {
+            if let Some(credentials) = metadata.scram_credentials.get_mut(&user) {
+                credentials.remove(&mechanism);
+                if credentials.is_empty() {
+                    metadata.scram_credentials.remove(&user);
+                }
+            }
+        }
     }
 }
 
@@ -115,6 +145,42 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata) -> Vec<MetadataRecord>
         records.push(MetadataRecord::ProducerIdBlock {
             end: new.producer_id_block_end,
         });
+    }
+    records.extend(diff_scram(old, new));
+    records
+}
+
+/// The credential records that turn `old`'s SCRAM credentials into `new`'s.
+fn diff_scram(old: &ClusterMetadata, new: &ClusterMetadata) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for (user, credentials) in &old.scram_credentials {
+        for mechanism in credentials.keys() {
+            let kept = new
+                .scram_credentials
+                .get(user)
+                .is_some_and(|now| now.contains_key(mechanism));
+            if !kept {
+                records.push(MetadataRecord::RemoveScramCredential {
+                    user: user.clone(),
+                    mechanism: *mechanism,
+                });
+            }
+        }
+    }
+    for (user, credentials) in &new.scram_credentials {
+        for (mechanism, credential) in credentials {
+            let before = old
+                .scram_credentials
+                .get(user)
+                .and_then(|then| then.get(mechanism));
+            if before != Some(credential) {
+                records.push(MetadataRecord::PutScramCredential {
+                    user: user.clone(),
+                    mechanism: *mechanism,
+                    credential: credential.clone(),
+                });
+            }
+        }
     }
     records
 }

@@ -15,12 +15,43 @@ pub struct ServeArgs {
     #[arg(long, env = "PETREL_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Address to listen on. Every shard binds it (SO_REUSEPORT). [default: 127.0.0.1:9092]
+    /// Address to listen on, one PLAINTEXT listener (short for `--listeners
+    /// PLAINTEXT://ADDR`). Every shard binds it (SO_REUSEPORT). [default: 127.0.0.1:9092]
     #[arg(long, env = "PETREL_LISTEN")]
     pub listen: Option<String>,
     /// host:port clients are told to connect to. [default: the listen address]
     #[arg(long, env = "PETREL_ADVERTISED_LISTENER")]
     pub advertised_listener: Option<String>,
+    /// Client listeners, Kafka-style (instead of --listen): `NAME://host:port,...`, e.g.
+    /// `PLAINTEXT://127.0.0.1:9092,SSL://:9093` (an empty host binds every address). A
+    /// name is its security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) unless
+    /// --listener-security-protocol-map maps it. Every shard accepts on every listener.
+    #[arg(long, env = "PETREL_LISTENERS")]
+    pub listeners: Option<String>,
+    /// `NAME://host:port,...`: what clients that came in on listener NAME are told to
+    /// connect to. [default: each listener's own address]
+    #[arg(long, env = "PETREL_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// `NAME:PROTOCOL,...`, e.g. `CLIENT:SSL,REPLICATION:PLAINTEXT`.
+    #[arg(long, env = "PETREL_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+    /// The listener other brokers fetch replicas through. [default: the first listener]
+    #[arg(long, env = "PETREL_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
+    /// PEM file: the certificate SSL listeners present, then its chain.
+    #[arg(long, env = "PETREL_SSL_CERTIFICATE_LOCATION")]
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// PEM file: the certificate's private key.
+    #[arg(long, env = "PETREL_SSL_KEY_LOCATION")]
+    pub ssl_key_location: Option<PathBuf>,
+    /// PEM file: the CAs that sign client certificates (for --ssl-client-auth).
+    #[arg(long, env = "PETREL_SSL_TRUSTSTORE_LOCATION")]
+    pub ssl_truststore_location: Option<PathBuf>,
+    /// Client certificates on SSL listeners: none, requested (verified if sent) or
+    /// required (a client without one signed by the truststore's CAs is refused).
+    /// [default: none]
+    #[arg(long, env = "PETREL_SSL_CLIENT_AUTH")]
+    pub ssl_client_auth: Option<String>,
     /// Directory for partition logs and metadata. [default: ./petrel-data]
     #[arg(long, env = "PETREL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -180,6 +211,22 @@ impl ServeArgs {
             config: Some(path),
             listen: self.listen.or(file.listen),
             advertised_listener: self.advertised_listener.or(file.advertised_listener),
+            listeners: self.listeners.or(file.listeners),
+            advertised_listeners: self.advertised_listeners.or(file.advertised_listeners),
+            listener_security_protocol_map: self
+                .listener_security_protocol_map
+                .or(file.listener_security_protocol_map),
+            inter_broker_listener_name: self
+                .inter_broker_listener_name
+                .or(file.inter_broker_listener_name),
+            ssl_certificate_location: self
+                .ssl_certificate_location
+                .or(file.ssl_certificate_location),
+            ssl_key_location: self.ssl_key_location.or(file.ssl_key_location),
+            ssl_truststore_location: self
+                .ssl_truststore_location
+                .or(file.ssl_truststore_location),
+            ssl_client_auth: self.ssl_client_auth.or(file.ssl_client_auth),
             data_dir: self.data_dir.or(file.data_dir),
             shards: self.shards.or(file.shards),
             node_id: self.node_id.or(file.node_id),

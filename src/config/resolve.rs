@@ -1,7 +1,6 @@
 //! Defaults applied and every value checked: a `ServeArgs` becomes a `BrokerConfig`.
 //! Each step checks one group of settings and names the setting it refuses.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,7 +46,7 @@ impl ServeArgs {
     /// Applies defaults and validates. `cpus` are the CPUs this process may run on,
     /// `nofile` its file descriptor limit (see [`super::raise_fd_limit`]).
     pub fn resolve(self, cpus: Vec<usize>, nofile: u64) -> Result<BrokerConfig, ConfigError> {
-        let (listen, advertised) = self.listeners()?;
+        let listeners = self.listeners(self.controller_quorum_voters.is_some())?;
         let shards = self.shard_count(&cpus)?;
         let node_id = self.node_id.unwrap_or(0);
         if node_id < 0 {
@@ -77,8 +76,7 @@ impl ServeArgs {
             self.broker_session_timeout_ms,
         )?;
         Ok(BrokerConfig {
-            listen,
-            advertised,
+            listeners,
             data_dir: absolute(
                 self.data_dir
                     .clone()
@@ -116,26 +114,6 @@ impl ServeArgs {
                 self.log_retention_check_interval_ms.unwrap_or(30_000),
             )?,
         })
-    }
-
-    fn listeners(&self) -> Result<(SocketAddr, (String, u16)), ConfigError> {
-        let listen_text = self
-            .listen
-            .clone()
-            .unwrap_or_else(|| "127.0.0.1:9092".into());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            invalid(
-                "listen",
-                &listen_text,
-                "expected ip:port, e.g. 127.0.0.1:9092",
-            )
-        })?;
-        let advertised = match &self.advertised_listener {
-            Some(text) => parse_host_port(text)
-                .ok_or_else(|| invalid("advertised-listener", text, "expected host:port"))?,
-            None => (listen.ip().to_string(), listen.port()),
-        };
-        Ok((listen, advertised))
     }
 
     fn shard_count(&self, cpus: &[usize]) -> Result<usize, ConfigError> {
@@ -357,13 +335,4 @@ fn absolute(path: PathBuf) -> PathBuf {
         return path;
     }
     std::env::current_dir().map_or(path.clone(), |cwd| cwd.join(path))
-}
-
-fn parse_host_port(text: &str) -> Option<(String, u16)> {
-    let (host, port) = text.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return None;
-    }
-    Some((host.to_string(), port.parse().ok()?))
 }

@@ -1,9 +1,10 @@
 //! The validated broker configuration, and what the services take from it.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::listeners::{ListenerConfig, Listeners};
+use crate::cluster::metadata::Endpoint;
 use crate::cluster::quorum::voters::QuorumConfig;
 use crate::cluster::topic_config::TopicDefaults;
 use crate::storage::{FlushPolicy, LogConfig, ShardStorageConfig};
@@ -11,9 +12,8 @@ use crate::storage::{FlushPolicy, LogConfig, ShardStorageConfig};
 /// Validated broker configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    pub listen: SocketAddr,
-    /// (host, port) for Metadata; port 0 means "the port actually bound".
-    pub advertised: (String, u16),
+    /// The client listeners (`config::listeners`).
+    pub listeners: Listeners,
     pub data_dir: PathBuf,
     pub shards: usize,
     /// CPUs the shards are pinned to, one per shard (reused round-robin if fewer).
@@ -58,6 +58,26 @@ pub struct OffsetsTopicConfig {
 }
 
 impl BrokerConfig {
+    /// The listener other brokers fetch replicas through: its advertised address is the
+    /// one a registration's `host:port` names.
+    pub fn inter_broker_listener(&self) -> &ListenerConfig {
+        &self.listeners.all[self.listeners.inter_broker]
+    }
+
+    /// Every listener's advertised address, as a registration lists them (Metadata answers
+    /// a client with the endpoints of the listener it came in on).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.listeners
+            .all
+            .iter()
+            .map(|listener| Endpoint {
+                name: listener.name.clone(),
+                host: listener.advertised.0.clone(),
+                port: listener.advertised.1,
+            })
+            .collect()
+    }
+
     pub fn shard_storage(&self) -> ShardStorageConfig {
         ShardStorageConfig {
             cache_bytes_max: (self.cache_bytes / self.shards).max(1 << 20),

@@ -75,8 +75,10 @@ fn defaults_resolve_and_bad_values_are_named() {
     let config = ServeArgs::default()
         .resolve(vec![0, 1], NOFILE)
         .expect("defaults");
-    assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
-    assert_eq!(config.advertised, ("127.0.0.1".to_string(), 9092));
+    let listener = &config.listeners.all[0];
+    assert_eq!(listener.name, "PLAINTEXT");
+    assert_eq!(listener.bind.to_string(), "127.0.0.1:9092");
+    assert_eq!(listener.advertised, ("127.0.0.1".to_string(), 9092));
     assert_eq!(config.shards, 2);
     assert_eq!(
         config.data_dir,
@@ -198,7 +200,7 @@ fn flags_override_the_file() {
         .unwrap()
         .resolve(vec![0, 1], NOFILE)
         .unwrap();
-    assert_eq!(config.listen.port(), 19092);
+    assert_eq!(config.listeners.all[0].bind.port(), 19092);
     assert_eq!(config.shards, 2);
     assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
     assert_eq!(config.batch_decompressed_bytes_max, 2048);
@@ -211,4 +213,152 @@ fn flags_override_the_file() {
         args.merge_file(),
         Err(ConfigError::ParseFile { .. })
     ));
+}
+
+fn listeners(text: &str) -> ServeArgs {
+    ServeArgs {
+        listeners: Some(text.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn listeners_are_named_mapped_and_advertised_kafka_style() {
+    let args = ServeArgs {
+        advertised_listeners: Some("EXTERNAL://broker.example:19093".into()),
+        listener_security_protocol_map: Some("internal:PLAINTEXT,EXTERNAL:PLAINTEXT".into()),
+        inter_broker_listener_name: Some("INTERNAL".into()),
+        ..listeners("PLAINTEXT://127.0.0.1:9092,internal://:9094,EXTERNAL://127.0.0.1:0")
+    };
+    let config = args.resolve(vec![0], NOFILE).expect("listeners");
+    let all = &config.listeners.all;
+    let names: Vec<&str> = all.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["PLAINTEXT", "INTERNAL", "EXTERNAL"]);
+    assert!(all
+        .iter()
+        .all(|l| l.protocol == SecurityProtocol::Plaintext));
+    assert_eq!(
+        all[1].bind.to_string(),
+        "0.0.0.0:9094",
+        "an empty host binds all"
+    );
+    assert_eq!(all[2].advertised, ("broker.example".to_string(), 19093));
+    assert_eq!(config.inter_broker_listener().name, "INTERNAL");
+    assert_eq!(config.endpoints()[0].port, 9092);
+}
+
+#[test]
+fn bad_listener_settings_are_named() {
+    let ssl = |extra: ServeArgs| ServeArgs {
+        listeners: Some("SSL://127.0.0.1:0".into()),
+        ..extra
+    };
+    let cases = [
+        (
+            listeners("PLAINTEXT//127.0.0.1:9092"),
+            "listeners",
+            "NAME://",
+        ),
+        (
+            listeners("PLAINTEXT://127.0.0.1:x"),
+            "listeners",
+            "not a number",
+        ),
+        (
+            listeners("SSL://127.0.0.1:1,SSL://127.0.0.1:2"),
+            "listeners",
+            "twice",
+        ),
+        (
+            listeners("PLAINTEXT://127.0.0.1:1,SSL://127.0.0.1:1"),
+            "listeners",
+            "port 1",
+        ),
+        (
+            listeners("CLIENT://127.0.0.1:1"),
+            "listeners",
+            "not a security protocol",
+        ),
+        (
+            ServeArgs {
+                listen: Some("127.0.0.1:1".into()),
+                ..listeners("PLAINTEXT://127.0.0.1:2")
+            },
+            "listeners",
+            "either",
+        ),
+        (
+            ServeArgs {
+                advertised_listeners: Some("SSL://h:1".into()),
+                ..listeners("PLAINTEXT://127.0.0.1:2")
+            },
+            "advertised-listeners",
+            "no listener SSL",
+        ),
+        (
+            ServeArgs {
+                inter_broker_listener_name: Some("SSL".into()),
+                ..Default::default()
+            },
+            "inter-broker-listener-name",
+            "no listener",
+        ),
+        (
+            ServeArgs {
+                ssl_key_location: Some("/k.pem".into()),
+                ..Default::default()
+            },
+            "ssl-certificate-location",
+            "no listener is SSL",
+        ),
+        (
+            ssl(ServeArgs::default()),
+            "ssl-certificate-location",
+            "needs it",
+        ),
+        (
+            ssl(ServeArgs {
+                ssl_certificate_location: Some("/nonexistent/c.pem".into()),
+                ssl_key_location: Some("/nonexistent/k.pem".into()),
+                ..Default::default()
+            }),
+            "ssl-certificate-location",
+            "cannot read",
+        ),
+        (
+            ssl(ServeArgs {
+                ssl_certificate_location: Some("/c.pem".into()),
+                ssl_key_location: Some("/k.pem".into()),
+                ssl_client_auth: Some("always".into()),
+                ..Default::default()
+            }),
+            "ssl-client-auth",
+            "required",
+        ),
+        (
+            ServeArgs {
+                controller_quorum_voters: Some("1@127.0.0.1:9093".into()),
+                node_id: Some(1),
+                ssl_certificate_location: Some("/c.pem".into()),
+                ssl_key_location: Some("/k.pem".into()),
+                ..listeners("SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0")
+            },
+            "inter-broker-listener-name",
+            "PLAINTEXT",
+        ),
+    ];
+    for (args, setting, reason) in cases {
+        match args.resolve(vec![0], NOFILE) {
+            Err(ConfigError::Invalid {
+                name, reason: why, ..
+            }) => {
+                assert_eq!(name, setting, "{why}");
+                assert!(
+                    why.contains(reason),
+                    "{setting}: {why:?} should say {reason:?}"
+                );
+            }
+            other => panic!("{setting} ({reason}): expected an error, got {other:?}"),
+        }
+    }
 }

@@ -44,6 +44,9 @@ pub struct Request {
     pub client_id: Option<String>,
     /// The peer as Kafka shows it (`/ip`); set by the connection.
     pub client_host: String,
+    /// The listener it came in on (an index in the broker's listeners; set by the
+    /// connection): Metadata answers with that listener's addresses.
+    pub listener: usize,
     pub body: Bytes,
 }
 
@@ -67,6 +70,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, FrameError> {
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|id| id.to_string()),
         client_host: String::new(),
+        listener: 0,
         body: frame,
     })
 }

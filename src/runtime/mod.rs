@@ -22,6 +22,7 @@ pub mod net;
 pub mod placement;
 pub mod shutdown;
 pub mod time;
+pub mod tls;
 
 pub use executor::{run_single, RuntimeError};
 pub use mesh::{Mesh, ShardGone};

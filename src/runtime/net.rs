@@ -5,6 +5,9 @@
 //!
 //! - [`Listener`]: binds with SO_REUSEPORT (every shard binds the same port) and accepts;
 //! - [`Stream::connect`]: connects within a timeout, with TCP_NODELAY;
+//! - [`Stream::accept_tls`]: the server side of a TLS handshake (`super::tls`), after which
+//!   the stream reads and writes plaintext as before. Under TLS a write may stay buffered
+//!   until a flush: [`write_frame`] writes and flushes;
 //! - [`read_exact_within`], [`read_frame`]: reads bounded in time and in bytes (a length
 //!   prefix is checked against its cap before anything is allocated).
 
@@ -15,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::time;
 
@@ -36,7 +39,9 @@ impl Listener {
     /// one accept, not the listener.
     pub async fn accept(&self) -> io::Result<Stream> {
         let inner = self.inner.accept().await.map_err(io::Error::from)?;
-        Ok(Stream { inner })
+        Ok(Stream {
+            inner: Inner::Plain(inner),
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -46,7 +51,22 @@ impl Listener {
 
 /// A connected socket: a client's, a follower's fetch session, a quorum link.
 pub struct Stream {
-    inner: glommio::net::TcpStream,
+    inner: Inner,
+}
+
+enum Inner {
+    Plain(glommio::net::TcpStream),
+    /// Boxed: a TLS session holds its buffers and state (kilobytes).
+    Tls(Box<futures_rustls::server::TlsStream<glommio::net::TcpStream>>),
+}
+
+impl Inner {
+    fn tcp(&self) -> &glommio::net::TcpStream {
+        match self {
+            Inner::Plain(stream) => stream,
+            Inner::Tls(stream) => stream.get_ref().0,
+        }
+    }
 }
 
 impl Stream {
@@ -64,20 +84,51 @@ impl Stream {
                 ))
             }
         };
-        let stream = Stream { inner };
+        let stream = Stream {
+            inner: Inner::Plain(inner),
+        };
         stream.set_nodelay();
         Ok(stream)
     }
 
+    /// The server side of a TLS handshake on this (accepted, plain) stream, within
+    /// `within`: a client that sends no TLS, an untrusted or missing certificate where one
+    /// is required, or a slow handshake is an error and the connection is dropped.
+    pub async fn accept_tls(
+        self,
+        config: &super::tls::ServerTls,
+        within: Duration,
+    ) -> io::Result<Stream> {
+        let Inner::Plain(tcp) = self.inner else {
+            return Err(io::Error::other("TLS is already on"));
+        };
+        let acceptor = futures_rustls::TlsAcceptor::from(config.clone());
+        match time::timeout(within, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Ok(Stream {
+                inner: Inner::Tls(Box::new(tls)),
+            }),
+            Ok(Err(error)) => Err(error),
+            Err(time::Elapsed) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the TLS handshake took longer than {within:?}"),
+            )),
+        }
+    }
+
+    /// Whether this stream runs TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
     /// Disables Nagle's algorithm; a failure only costs latency, so it is logged.
     pub fn set_nodelay(&self) {
-        if let Err(error) = self.inner.set_nodelay(true) {
+        if let Err(error) = self.inner.tcp().set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY failed");
         }
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.peer_addr().map_err(io::Error::from)
+        self.inner.tcp().peer_addr().map_err(io::Error::from)
     }
 }
 
@@ -87,7 +138,10 @@ impl AsyncRead for Stream {
         context: &mut Context<'_>,
         buffer: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(context, buffer)
+        match &mut self.get_mut().inner {
+            Inner::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            Inner::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+        }
     }
 }
 
@@ -97,16 +151,33 @@ impl AsyncWrite for Stream {
         context: &mut Context<'_>,
         buffer: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(context, buffer)
+        match &mut self.get_mut().inner {
+            Inner::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
+            Inner::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(context)
+        match &mut self.get_mut().inner {
+            Inner::Plain(stream) => Pin::new(stream).poll_flush(context),
+            Inner::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+        }
     }
 
+    /// Under TLS, sends close_notify first.
     fn poll_close(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_close(context)
+        match &mut self.get_mut().inner {
+            Inner::Plain(stream) => Pin::new(stream).poll_close(context),
+            Inner::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
+        }
     }
+}
+
+/// Writes `bytes` whole and flushes: under TLS the last record may otherwise stay in the
+/// session's buffer.
+pub async fn write_frame(writer: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
 }
 
 /// Fills `buffer` within `within`; a timeout is `ErrorKind::TimedOut`, a close before the

@@ -23,6 +23,7 @@ use crate::runtime::sync::local_channel::{self, LocalReceiver, LocalSender};
 use crate::runtime::sync::{Semaphore, StaticPermit};
 use crate::runtime::time;
 
+use super::authentication;
 use super::exchange::DispatchError;
 use super::registry;
 use super::turn::Turn;
@@ -49,12 +50,40 @@ enum ReadError {
     Io(#[from] std::io::Error),
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: Stream) {
+/// Serves one client connection accepted on listener `listener` (an index in
+/// `config.listeners.all`); an SSL listener's handshake runs first, here, so a slow one
+/// holds this connection's task only, bounded by the request read timeout.
+pub async fn serve(shard: Rc<Shard>, stream: Stream, listener: usize) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     stream.set_nodelay();
+    let config = &shard.config.listeners.all[listener];
+    let mut stream = match &config.tls {
+        None => stream,
+        Some(tls) => match stream
+            .accept_tls(tls, shard.config.request_read_timeout)
+            .await
+        {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::info!(%peer, %error, "TLS handshake failed; closing the connection");
+                return;
+            }
+        },
+    };
+    let user = if config.protocol.sasl() {
+        match authentication::authenticate(&shard, &mut stream).await {
+            Ok(user) => Some(user),
+            Err(error) => {
+                tracing::info!(%peer, %error, "SASL authentication failed; closing the connection");
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let (reader, writer) = futures_lite::io::split(stream);
     let budget = Rc::new(Semaphore::new(
         shard.config.connection_inflight_bytes_max as u64,
@@ -66,19 +95,36 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream) {
         "/{}",
         peer.rsplit_once(':').map_or(peer.as_str(), |(ip, _)| ip)
     );
-    let outcome = read_requests(&shard, &client_host, reader, &budget, &queue_tx).await;
+    let origin = Origin {
+        client_host,
+        listener,
+        user,
+    };
+    let outcome = read_requests(&shard, &origin, reader, &budget, &queue_tx).await;
     drop(queue_tx);
     match outcome {
-        ReadError::Closed | ReadError::Shutdown => tracing::debug!(%peer, "connection done"),
-        error => tracing::info!(%peer, %error, "closing connection"),
+        ReadError::Closed | ReadError::Shutdown => {
+            tracing::debug!(%peer, user = ?origin.user, "connection done")
+        }
+        error => tracing::info!(%peer, user = ?origin.user, %error, "closing connection"),
     }
     // Replies to everything already read still go out (also on shutdown).
     writer_task.await;
 }
 
+/// Where a connection's requests come from, as handlers see it.
+struct Origin {
+    /// The peer as Kafka shows it (`/ip`).
+    client_host: String,
+    /// The listener it came in on.
+    listener: usize,
+    /// The user SASL authenticated (a SASL listener), for the log until ACLs use it.
+    user: Option<String>,
+}
+
 async fn read_requests(
     shard: &Rc<Shard>,
-    client_host: &String,
+    origin: &Origin,
     mut reader: futures_lite::io::ReadHalf<Stream>,
     budget: &Rc<Semaphore>,
     queue: &LocalSender<(Reply, StaticPermit)>,
@@ -119,7 +165,8 @@ async fn read_requests(
             Ok(request) => request,
             Err(error) => return error.into(),
         };
-        request.client_host.clone_from(client_host);
+        request.client_host.clone_from(&origin.client_host);
+        request.listener = origin.listener;
         let (answer, reply) = futures_channel::oneshot::channel();
         let (turn, next_turn) = Turn::chain(previous_turn.take());
         previous_turn = Some(next_turn);
@@ -157,7 +204,7 @@ async fn write_replies(
     while let Some((reply, permit)) = queue.recv().await {
         match reply.await.unwrap_or(Err(DispatchError::Abandoned)) {
             Ok(Some(response)) => {
-                if let Err(error) = writer.write_all(&response).await {
+                if let Err(error) = net::write_frame(&mut writer, &response).await {
                     tracing::debug!(%peer, %error, "write failed");
                     break;
                 }

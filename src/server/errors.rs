@@ -51,6 +51,10 @@ pub fn topic_error_code(error: &TopicError) -> ResponseError {
         TopicError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
         TopicError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
+        TopicError::UnacceptableCredential(_) => ResponseError::UnacceptableCredential,
+        TopicError::ResourceNotFound(_) => ResponseError::ResourceNotFound,
+        TopicError::DuplicateResource(_) => ResponseError::DuplicateResource,
+        TopicError::UnsupportedSaslMechanism(_) => ResponseError::UnsupportedSaslMechanism,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The accept loop of one shard (every shard listens on the same port, SO_REUSEPORT).
+//! The accept loop of one shard on one client listener (every shard listens on each
+//! listener's port, SO_REUSEPORT).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -10,8 +11,8 @@ use crate::shard::Shard;
 
 /// Accepts connections until the shard shuts down. Errors such as EMFILE end one accept,
 /// never the loop. Connections beyond this shard's share of `connections_max` are closed
-/// at once.
-pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
+/// at once. `index`: which of the broker's listeners (`config.listeners.all`) this is.
+pub async fn accept_loop(shard: Rc<Shard>, listener: Listener, index: usize) {
     let share = shard.config.connections_max.div_ceil(shard.count);
     let mut refused = 0u64;
     let mut last_warning: Option<Instant> = None;
@@ -43,7 +44,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
         shard.connections.set(shard.connections.get() + 1);
         let connection_shard = shard.clone();
         crate::runtime::spawn(async move {
-            connection::serve(connection_shard.clone(), stream).await;
+            connection::serve(connection_shard.clone(), stream, index).await;
             connection_shard
                 .connections
                 .set(connection_shard.connections.get() - 1);

@@ -14,6 +14,7 @@
 //! - `errors`: domain errors mapped to Kafka error codes (only here, at the edge).
 //! - `turn`: keeps each connection's requests in arrival order where order matters.
 
+pub mod authentication;
 pub mod connection;
 pub mod errors;
 pub mod exchange;

@@ -139,6 +139,14 @@ pub static APIS: &[Api] = &[
         |shard, request, _turn| list_groups::handle(&shard, &request).await),
     api!(DeleteGroups 0..=2, Sequential, DeleteGroupsRequest,
         |shard, request, _turn| delete_groups::handle(&shard, &request).await),
+    api!(SaslHandshake 0..=1, Sequential, SaslHandshakeRequest,
+        |_shard, request, _turn| sasl_handshake::handle(&request)),
+    api!(SaslAuthenticate 0..=2, Sequential, SaslAuthenticateRequest,
+        |_shard, request, _turn| sasl_authenticate::handle(&request)),
+    api!(DescribeUserScramCredentials 0..=0, Concurrent, DescribeUserScramCredentialsRequest,
+        |shard, request, _turn| describe_user_scram_credentials::handle(&shard, &request)),
+    api!(AlterUserScramCredentials 0..=0, Sequential, AlterUserScramCredentialsRequest,
+        |shard, request, _turn| alter_user_scram_credentials::handle(&shard, &request).await),
 ];
 
 pub fn find(key: ApiKey) -> Option<&'static Api> {
@@ -200,6 +208,7 @@ mod tests {
             correlation_id: 1,
             client_id: None,
             client_host: String::new(),
+            listener: 0,
             body: Bytes::copy_from_slice(body),
         }
     }
@@ -288,6 +297,9 @@ mod tests {
                 ApiKey::OffsetCommit,
                 ApiKey::OffsetDelete,
                 ApiKey::DeleteGroups,
+                ApiKey::SaslHandshake,
+                ApiKey::SaslAuthenticate,
+                ApiKey::AlterUserScramCredentials,
             ]
         );
     }

@@ -82,8 +82,6 @@ pub struct Shard {
     pub id: usize,
     pub count: usize,
     pub config: Arc<BrokerConfig>,
-    /// The port every shard listens on (resolved when the configured port is 0).
-    pub port: u16,
     mesh: Mesh<Shard>,
     pub storage: Rc<ShardStorage>,
     partitions: RefCell<HashMap<String, Vec<Option<Rc<Partition>>>>>,
@@ -105,10 +103,14 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// The name of the listener `request` came in on.
+    pub fn listener_name(&self, request: &crate::protocol::frame::Request) -> &str {
+        &self.config.listeners.all[request.listener].name
+    }
+
     pub fn new(
         id: usize,
         config: Arc<BrokerConfig>,
-        port: u16,
         peers: Vec<async_channel::Sender<ShardJob>>,
         metadata: Arc<ClusterMetadata>,
         control_plane: ControlPlaneHandle,
@@ -118,7 +120,6 @@ impl Shard {
             id,
             count: peers.len(),
             config,
-            port,
             mesh: Mesh::new(id, peers),
             storage,
             partitions: RefCell::new(HashMap::new()),

@@ -863,6 +863,7 @@ impl SimNode {
             incarnation: self.incarnation,
             epoch: 0,
             fenced: true,
+            listeners: Vec::new(),
         };
         self.ask(ctx, NodeCall::Register(info), Purpose::Register);
     }

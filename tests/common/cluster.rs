@@ -18,8 +18,10 @@ pub struct Node {
     pub dir: PathBuf,
     pub quorum_port: u16,
     pub child: Option<Child>,
-    /// host:port of its Kafka listener while it runs.
+    /// host:port of its (first) Kafka listener while it runs.
     pub address: String,
+    /// Every listener's name and host:port while it runs.
+    pub listeners: Vec<(String, String)>,
     /// Flags for this node only, after the cluster's (e.g. `--inject-faults`).
     pub extra: Vec<String>,
 }
@@ -80,6 +82,7 @@ impl Cluster {
                     quorum_port: free_port(),
                     child: None,
                     address: String::new(),
+                    listeners: Vec::new(),
                     extra: Vec::new(),
                 }
             })
@@ -110,7 +113,7 @@ impl Cluster {
             .map(|index| cluster.spawn(index))
             .collect();
         for (index, stdout) in started.into_iter().enumerate() {
-            cluster.nodes[index].address = wait_listening(stdout);
+            (cluster.nodes[index].address, cluster.nodes[index].listeners) = wait_listening(stdout);
         }
         cluster
     }
@@ -165,26 +168,27 @@ impl Cluster {
             quorum_port: 0,
             child: None,
             address: String::new(),
+            listeners: Vec::new(),
             extra: Vec::new(),
         });
         let index = self.nodes.len() - 1;
         let stdout = self.spawn(index);
-        self.nodes[index].address = wait_listening(stdout);
+        (self.nodes[index].address, self.nodes[index].listeners) = wait_listening(stdout);
         index
     }
 
     pub fn command(&self, index: usize) -> Command {
         let node = &self.nodes[index];
         let mut command = petrel();
+        let listen: &[&str] = if self.extra.iter().any(|flag| flag == "--listeners") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--shards",
-                "1",
-                "--node-id",
-            ])
+            .arg("serve")
+            .args(listen)
+            .args(["--shards", "1", "--node-id"])
             .arg(node.id.to_string())
             .arg("--data-dir")
             .arg(&node.dir)
@@ -221,7 +225,7 @@ impl Cluster {
     pub fn restart(&mut self, index: usize) {
         assert!(self.nodes[index].child.is_none(), "node {index} still runs");
         let stdout = self.spawn(index);
-        self.nodes[index].address = wait_listening(stdout);
+        (self.nodes[index].address, self.nodes[index].listeners) = wait_listening(stdout);
     }
 
     fn signal(&self, index: usize, signal: i32) {
@@ -282,8 +286,9 @@ impl Drop for Cluster {
     }
 }
 
-/// Reads a starting node's stdout until it says where it listens.
-fn wait_listening(stdout: ChildStdout) -> String {
+/// Reads a starting node's stdout until it says where it listens: its first listener's
+/// address, and every listener's.
+fn wait_listening(stdout: ChildStdout) -> (String, Vec<(String, String)>) {
     let mut lines = BufReader::new(stdout).lines();
     let first = lines
         .next()
@@ -295,7 +300,7 @@ fn wait_listening(stdout: ChildStdout) -> String {
         .unwrap_or_else(|| panic!("unexpected first line: {first}"))
         .to_string();
     std::thread::spawn(move || for _ in lines {});
-    address
+    (address, super::listeners_of(&first))
 }
 
 pub fn metadata(address: &str) -> MetadataResponse {

@@ -17,7 +17,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub struct Broker {
     pub child: Child,
+    /// The first listener's address.
     pub address: String,
+    /// Every listener's name and address (`petrel listening on ..., listeners N://A,...`).
+    pub listeners: Vec<(String, String)>,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -32,17 +35,18 @@ impl Broker {
         broker
     }
 
-    /// Starts a broker on an existing data directory.
+    /// Starts a broker on an existing data directory (on one PLAINTEXT listener at an
+    /// ephemeral port unless `extra` gives `--listeners`).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Broker {
+        let listen: &[&str] = if extra.contains(&"--listeners") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--shards",
-                "2",
-                "--data-dir",
-            ])
+            .arg("serve")
+            .args(listen)
+            .args(["--shards", "2", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("PETREL_LOG", "warn")
@@ -61,14 +65,25 @@ impl Broker {
             .and_then(|rest| rest.split(' ').next())
             .unwrap_or_else(|| panic!("unexpected first line: {first}"))
             .to_string();
+        let listeners = listeners_of(&first);
         // Keep draining stdout so the broker never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Broker {
             child,
             address,
+            listeners,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
         }
+    }
+
+    /// The address of listener `name`.
+    pub fn listener(&self, name: &str) -> &str {
+        self.listeners
+            .iter()
+            .find(|(listener, _)| listener == name)
+            .map(|(_, address)| address.as_str())
+            .unwrap_or_else(|| panic!("no listener {name} in {:?}", self.listeners))
     }
 
     pub fn port(&self) -> u16 {
@@ -101,10 +116,59 @@ impl Drop for Broker {
     }
 }
 
-/// A raw Kafka protocol connection.
+/// The listeners a `petrel listening on ..., listeners N://A,...` line names.
+pub fn listeners_of(line: &str) -> Vec<(String, String)> {
+    line.rsplit_once(", listeners ")
+        .map(|(_, list)| {
+            list.split(',')
+                .filter_map(|entry| entry.split_once("://"))
+                .map(|(name, address)| (name.to_string(), address.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A raw Kafka protocol connection, over TLS once `connect_tls` set it up.
 pub struct Raw {
     pub stream: TcpStream,
+    tls: Option<rustls::ClientConnection>,
     correlation_id: i32,
+}
+
+/// A TLS client configuration that trusts the CA in `ca` (PEM) and presents `identity`
+/// (certificate and key PEM files) if given.
+#[allow(deprecated)] // rustls's ring provider, as the broker uses (runtime/tls.rs)
+pub fn tls_client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).expect("ca.pem") {
+        roots
+            .add(certificate.expect("a CA certificate"))
+            .expect("trusted");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((certificate, key)) => {
+            let chain = CertificateDer::pem_file_iter(certificate)
+                .expect("certificate")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("certificate");
+            let key = PrivateKeyDer::from_pem_file(key).expect("key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client certificate")
+        }
+    };
+    std::sync::Arc::new(config)
 }
 
 impl Raw {
@@ -116,8 +180,49 @@ impl Raw {
         stream.set_nodelay(true).expect("nodelay");
         Raw {
             stream,
+            tls: None,
             correlation_id: 0,
         }
+    }
+
+    /// Connects and completes a TLS handshake as `localhost` (the dev certificate's name):
+    /// an error if the server refuses it.
+    pub fn connect_tls(
+        address: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Raw> {
+        let mut raw = Raw::connect(address);
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+        while tls.is_handshaking() {
+            tls.complete_io(&mut raw.stream)?;
+        }
+        raw.tls = Some(tls);
+        Ok(raw)
+    }
+
+    fn write_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.tls {
+            Some(tls) => rustls::Stream::new(tls, &mut self.stream).write_all(bytes),
+            None => self.stream.write_all(bytes),
+        }
+    }
+
+    fn read_bytes(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.tls {
+            Some(tls) => rustls::Stream::new(tls, &mut self.stream).read(buffer),
+            None => self.stream.read(buffer),
+        }
+    }
+
+    fn read_all(&mut self, mut buffer: &mut [u8]) -> std::io::Result<()> {
+        while !buffer.is_empty() {
+            match self.read_bytes(buffer)? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                read => buffer = &mut buffer[read..],
+            }
+        }
+        Ok(())
     }
 
     /// Sends one request and returns its correlation id.
@@ -136,16 +241,16 @@ impl Raw {
         let mut out = BytesMut::with_capacity(frame.len() + 4);
         out.put_i32(frame.len() as i32);
         out.put_slice(&frame);
-        self.stream.write_all(&out).expect("write");
+        self.write_bytes(&out).expect("write");
         self.correlation_id
     }
 
     /// Reads one response frame (after the size prefix).
     pub fn read_frame(&mut self) -> std::io::Result<Bytes> {
         let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size)?;
+        self.read_all(&mut size)?;
         let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut body)?;
+        self.read_all(&mut body)?;
         Ok(Bytes::from(body))
     }
 
@@ -178,7 +283,7 @@ impl Raw {
     /// True if the broker closed this connection (EOF or reset) within the read timeout.
     pub fn closed_by_peer(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte) {
+        match self.read_bytes(&mut byte) {
             Ok(0) => true,
             Ok(_) => false,
             Err(error) => matches!(

@@ -44,6 +44,17 @@ pub enum TopicError {
     /// No controller could be reached or it lost its leadership; clients retry.
     #[error("{0}")]
     NotController(String),
+    /// A SCRAM credential Kafka would not accept (iterations, an empty name or password).
+    #[error("{0}")]
+    UnacceptableCredential(String),
+    /// A SCRAM credential to delete does not exist.
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// The same user and mechanism twice in one request.
+    #[error("{0}")]
+    DuplicateResource(String),
+    #[error("{0}")]
+    UnsupportedSaslMechanism(String),
 }
 
 pub type Outcome<T> = Result<T, TopicError>;

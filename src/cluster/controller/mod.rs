@@ -15,7 +15,7 @@
 //! - `frontend`: the controller itself: its turn (one change at a time), producer ids,
 //!   publishing a change through the host;
 //! - `topics`: creation (and auto-creation) and deletion; `partitions`: growth,
-//!   reassignment, elections; `configs`: topic config changes;
+//!   reassignment, elections; `configs`: topic config changes; `users`: SCRAM credentials;
 //! - `assignment`: where a topic's replicas go; `requests`: the operations' inputs;
 //! - `host`: what the controller acts on; `error`: why an operation failed.
 
@@ -27,14 +27,17 @@ mod host;
 mod partitions;
 mod requests;
 mod topics;
+mod users;
 
 pub use error::{Outcome, TopicError};
 pub use frontend::{Controller, ControllerSettings, TopicIds};
 pub use host::TopicHost;
 pub use requests::{
-    ConfigEdit, PartitionGrowth, PartitionReassignment, TopicConfigChange, TopicRef, TopicSpec,
+    ConfigEdit, PartitionGrowth, PartitionReassignment, ScramDeletion, ScramUpsertion,
+    TopicConfigChange, TopicRef, TopicSpec,
 };
 pub use topics::auto_create_specs;
+pub use users::USERS_MAX;
 
 #[cfg(test)]
 mod tests;

@@ -58,3 +58,20 @@ pub enum TopicRef {
     Name(String),
     Id(Uuid),
 }
+
+/// A SCRAM credential to delete (AlterUserScramCredentials), its mechanism as Kafka's code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramDeletion {
+    pub user: String,
+    pub mechanism: i8,
+}
+
+/// A SCRAM credential to set: the client salted the password (Kafka's admin client does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramUpsertion {
+    pub user: String,
+    pub mechanism: i8,
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub salted_password: Vec<u8>,
+}

@@ -76,6 +76,7 @@ fn one_broker() -> ClusterMetadata {
             incarnation: Uuid::nil(),
             epoch: 0,
             fenced: false,
+            listeners: Vec::new(),
         },
     );
     metadata

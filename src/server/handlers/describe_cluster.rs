@@ -36,13 +36,14 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         .brokers
         .values()
         .filter(|info| with_fenced || !info.fenced)
-        .map(|info| {
+        .filter_map(|info| {
+            let (host, port) = info.endpoint(shard.listener_name(request))?;
             let mut broker = DescribeClusterBroker::default();
             broker.broker_id = BrokerId(info.id);
-            broker.host = str_bytes(&info.host);
-            broker.port = i32::from(info.port);
+            broker.host = str_bytes(host);
+            broker.port = i32::from(port);
             broker.is_fenced = info.fenced;
-            broker
+            Some(broker)
         })
         .collect();
     response.cluster_authorized_operations = i32::MIN;

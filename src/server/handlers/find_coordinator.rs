@@ -28,11 +28,17 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         let mut coordinator = Coordinator::default();
         coordinator.key = str_bytes(key);
         if body.key_type == KEY_TYPE_GROUP {
-            match shard.group_coordinator(key).filter(|broker| !broker.fenced) {
-                Some(broker) => {
-                    coordinator.node_id = BrokerId(broker.id);
-                    coordinator.host = str_bytes(&broker.host);
-                    coordinator.port = i32::from(broker.port);
+            let listener = shard.listener_name(request);
+            let live = shard.group_coordinator(key).filter(|broker| !broker.fenced);
+            let reachable = live.and_then(|broker| {
+                let (host, port) = broker.endpoint(listener)?;
+                Some((broker.id, host.to_string(), port))
+            });
+            match reachable {
+                Some((id, host, port)) => {
+                    coordinator.node_id = BrokerId(id);
+                    coordinator.host = str_bytes(&host);
+                    coordinator.port = i32::from(port);
                 }
                 None => {
                     // A cluster's first group: `__consumer_offsets` is created now.

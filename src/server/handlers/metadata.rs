@@ -49,12 +49,14 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let config = &shard.config;
     response.brokers = metadata
         .live_brokers()
-        .map(|info| {
+        .filter_map(|info| {
+            // Clients reach each broker through the listener they came in on.
+            let (host, port) = info.endpoint(shard.listener_name(request))?;
             let mut broker = MetadataResponseBroker::default();
             broker.node_id = BrokerId(info.id);
-            broker.host = str_bytes(&info.host);
-            broker.port = i32::from(info.port);
-            broker
+            broker.host = str_bytes(host);
+            broker.port = i32::from(port);
+            Some(broker)
         })
         .collect();
     if version >= 2 {

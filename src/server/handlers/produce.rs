@@ -100,7 +100,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
         return Ok(None);
     }
     let outcomes = await_acknowledgements(shard, appends, acks, timeout).await?;
-    exchange::respond(request, &response(shard, &body, version, outcomes))
+    exchange::respond(request, &response(shard, request, &body, outcomes))
 }
 
 /// Each partition of the request: refused at once (bad acks, transactions, unknown
@@ -193,10 +193,12 @@ async fn await_acknowledgements(
 /// client retries there without a Metadata round trip.
 fn response(
     shard: &Shard,
+    request: &Request,
     body: &ProduceRequest,
-    version: i16,
     outcomes: Vec<Outcome>,
 ) -> ProduceResponse {
+    let version = request.api_version;
+    let listener = shard.listener_name(request);
     let mut response = ProduceResponse::default();
     let mut outcomes = outcomes.into_iter();
     let latest = shard.metadata();
@@ -243,12 +245,13 @@ fn response(
     response.node_endpoints = leaders
         .into_iter()
         .filter_map(|id| latest.brokers.get(&id))
-        .map(|broker| {
+        .filter_map(|broker| {
+            let (host, port) = broker.endpoint(listener)?;
             let mut endpoint = NodeEndpoint::default();
             endpoint.node_id = BrokerId(broker.id);
-            endpoint.host = str_bytes(&broker.host);
-            endpoint.port = i32::from(broker.port);
-            endpoint
+            endpoint.host = str_bytes(host);
+            endpoint.port = i32::from(port);
+            Some(endpoint)
         })
         .collect();
     response

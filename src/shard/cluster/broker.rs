@@ -23,11 +23,18 @@ impl ClusterNode {
     pub(super) async fn register(&self) -> Result<(), NodeError> {
         let info = BrokerInfo {
             id: self.broker_id,
-            host: self.shard.config.advertised.0.clone(),
-            port: self.shard.config.advertised.1,
+            host: self
+                .shard
+                .config
+                .inter_broker_listener()
+                .advertised
+                .0
+                .clone(),
+            port: self.shard.config.inter_broker_listener().advertised.1,
             incarnation: self.incarnation,
             epoch: 0,
             fenced: true,
+            listeners: self.shard.config.endpoints(),
         };
         let mut refused_until: Option<Deadline> = None;
         loop {

@@ -80,6 +80,7 @@ public class Scenario {
   static String produceCodec(String codec) throws Exception {
     Properties p = new Properties();
     p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    secure(p);
     p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, codec);
@@ -111,6 +112,7 @@ public class Scenario {
   static KafkaConsumer<String, String> consumer() {
     Properties c = new Properties();
     c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    secure(c);
     c.put(ConsumerConfig.GROUP_ID_CONFIG, group);
     c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
     c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
@@ -186,6 +188,7 @@ public class Scenario {
   static String resumeFromCommit() throws Exception {
     Properties p = new Properties();
     p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    secure(p);
     p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, "none");
@@ -322,6 +325,7 @@ public class Scenario {
   static String transactionsProbe() throws Exception {
     Properties p = new Properties();
     p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    secure(p);
     p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, topic + "-txn");
@@ -339,6 +343,7 @@ public class Scenario {
   static String kip848Probe() throws Exception {
     Properties p = new Properties();
     p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    secure(p);
     p.put(ConsumerConfig.GROUP_ID_CONFIG, group + "-kip848");
     p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
     p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
@@ -405,6 +410,7 @@ public class Scenario {
   static Admin admin() {
     Properties p = new Properties();
     p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    secure(p);
     return Admin.create(p);
   }
 
@@ -426,6 +432,41 @@ public class Scenario {
   static String first(List<String> items, int n) {
     String s = String.join(", ", items.subList(0, Math.min(n, items.size())));
     return items.size() > n ? s + ", ..." : s;
+  }
+
+  /**
+   * SSL when the runner set PETREL_SSL_CA (java-ssl, java-sasl): the broker's CA as a PEM
+   * truststore and, with PETREL_SSL_CERT/PETREL_SSL_KEY, a client certificate (mTLS); with
+   * PETREL_SASL_MECHANISM, SASL_SSL as PETREL_SASL_USER with PETREL_SASL_PASSWORD.
+   */
+  static void secure(Properties p) {
+    String ca = System.getenv("PETREL_SSL_CA");
+    if (ca == null) {
+      return;
+    }
+    p.put("security.protocol", "SSL");
+    p.put("ssl.truststore.type", "PEM");
+    p.put("ssl.truststore.location", ca);
+    String mechanism = System.getenv("PETREL_SASL_MECHANISM");
+    if (mechanism != null) {
+      p.put("security.protocol", "SASL_SSL");
+      p.put("sasl.mechanism", mechanism);
+      p.put("sasl.jaas.config",
+          "org.apache.kafka.common.security.scram.ScramLoginModule required username=\""
+              + System.getenv("PETREL_SASL_USER") + "\" password=\""
+              + System.getenv("PETREL_SASL_PASSWORD") + "\";");
+    }
+    String cert = System.getenv("PETREL_SSL_CERT");
+    String key = System.getenv("PETREL_SSL_KEY");
+    if (cert != null && key != null) {
+      try {
+        p.put("ssl.keystore.type", "PEM");
+        p.put("ssl.keystore.certificate.chain", java.nio.file.Files.readString(java.nio.file.Path.of(cert)));
+        p.put("ssl.keystore.key", java.nio.file.Files.readString(java.nio.file.Path.of(key)));
+      } catch (java.io.IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+    }
   }
 
   static String env(String name) {

@@ -1,0 +1,124 @@
+//! TLS for the stream seam ([`super::net`]): a listener's server configuration, built once
+//! at start from PEM files (read on the main thread, before any shard runs), with rustls and
+//! its `ring` provider (no OpenSSL). [`super::net::Stream::accept_tls`] runs the handshake.
+//!
+//! Client certificates (mTLS), as Kafka's `ssl.client.auth`: `none` asks for none,
+//! `requested` verifies one if the client sends it, `required` refuses a client without a
+//! certificate signed by the truststore's CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+
+/// A listener's TLS configuration, shared by every shard (read-only once built).
+pub type ServerTls = Arc<rustls::ServerConfig>;
+
+/// Kafka's `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Requested,
+    Required,
+}
+
+impl std::str::FromStr for ClientAuth {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ClientAuth, String> {
+        match text {
+            "none" => Ok(ClientAuth::None),
+            "requested" => Ok(ClientAuth::Requested),
+            "required" => Ok(ClientAuth::Required),
+            _ => Err("expected none, requested or required".into()),
+        }
+    }
+}
+
+/// Where a listener's certificate, key and trusted CAs are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM: the server's certificate, then its chain.
+    pub certificate: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM: the CAs client certificates must be signed by (needed unless `client_auth` is
+    /// `none`).
+    pub truststore: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("client certificates are {0:?} but no truststore is given")]
+    NoTruststore(ClientAuth),
+    #[error("the truststore's CAs cannot verify clients: {0}")]
+    Verifier(String),
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Reads the files and builds the server configuration: TLS 1.3 and 1.2, as Kafka's default
+/// `ssl.enabled.protocols`.
+pub fn server_config(files: &TlsFiles) -> Result<ServerTls, TlsError> {
+    let provider = Arc::new(provider());
+    let chain = certificates(&files.certificate)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|error| TlsError::Read {
+        path: files.key.clone(),
+        reason: error.to_string(),
+    })?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match (files.client_auth, &files.truststore) {
+        (ClientAuth::None, _) => builder.with_no_client_auth(),
+        (auth, None) => return Err(TlsError::NoTruststore(auth)),
+        (auth, Some(truststore)) => {
+            let mut roots = RootCertStore::empty();
+            for certificate in certificates(truststore)? {
+                roots.add(certificate)?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match auth {
+                ClientAuth::Requested => verifier.allow_unauthenticated(),
+                _ => verifier,
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|error| TlsError::Verifier(error.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    Ok(Arc::new(builder.with_single_cert(chain, key)?))
+}
+
+/// rustls's `ring` provider. rustls 0.23.48 deprecates it for lacking post-quantum key
+/// exchange (which Kafka's clients do not offer either); its alternative, aws-lc-rs, is a
+/// large C and cmake build on every CI run. Revisit when clients negotiate ML-KEM.
+#[allow(deprecated)]
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let read_error = |error: rustls::pki_types::pem::Error| TlsError::Read {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    };
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(read_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_error)?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(chain)
+}

@@ -1,0 +1,20 @@
+//! Who a client is: SASL mechanisms (PLAIN, SCRAM-SHA-256/512) and the credentials they
+//! check, without I/O (`server::sasl` runs them on a connection). A user's credentials live
+//! in the catalogue (`ClusterMetadata::scram_credentials`), so every broker checks the same.
+
+pub mod plain;
+pub mod scram;
+
+/// Why an authentication failed. Kafka answers both with SASL_AUTHENTICATION_FAILED and
+/// closes the connection; the message tells a malformed exchange from a wrong password,
+/// never whether the user exists.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SaslError {
+    #[error("malformed SASL message: {0}")]
+    Malformed(String),
+    #[error("authentication failed: invalid credentials")]
+    BadCredentials,
+}
+
+/// The SASL mechanisms a SASL listener offers, in the order it lists them.
+pub const MECHANISMS: [&str; 3] = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"];

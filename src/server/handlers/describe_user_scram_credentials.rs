@@ -1,0 +1,70 @@
+//! DescribeUserScramCredentials (key 50): which mechanisms each user has a credential for,
+//! and their iterations (never a salt or key), as `kafka-configs --describe --entity-type
+//! users` shows them. No users named: every user with a credential.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_user_scram_credentials_response::{
+    CredentialInfo, DescribeUserScramCredentialsResult,
+};
+use kafka_protocol::messages::{
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
+};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::cluster::metadata::ScramCredentials;
+use crate::protocol::frame::Request;
+use crate::server::exchange::{self, HandlerResult};
+use crate::shard::Shard;
+
+pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: DescribeUserScramCredentialsRequest = exchange::decode(request)?;
+    let metadata = shard.metadata();
+    let all = &metadata.scram_credentials;
+    let asked: Vec<String> = match &body.users {
+        Some(users) if !users.is_empty() => users.iter().map(|u| u.name.to_string()).collect(),
+        _ => all.keys().cloned().collect(),
+    };
+    let mut response = DescribeUserScramCredentialsResponse::default();
+    for (index, user) in asked.iter().enumerate() {
+        let duplicate = asked[..index].contains(user) || asked[index + 1..].contains(user);
+        if duplicate && asked[..index].contains(user) {
+            continue; // answered once, as DUPLICATE_RESOURCE
+        }
+        response.results.push(describe(all, user, duplicate));
+    }
+    exchange::respond(request, &response)
+}
+
+fn describe(
+    all: &ScramCredentials,
+    user: &str,
+    duplicate: bool,
+) -> DescribeUserScramCredentialsResult {
+    let mut result = DescribeUserScramCredentialsResult::default();
+    result.user = str_bytes(user);
+    if duplicate {
+        result.error_code = ResponseError::DuplicateResource.code();
+        result.error_message = Some(str_bytes(&format!("{user} is asked for more than once")));
+        return result;
+    }
+    match all.get(user) {
+        None => {
+            result.error_code = ResponseError::ResourceNotFound.code();
+            result.error_message = Some(str_bytes(&format!("{user} has no SCRAM credential")));
+        }
+        Some(credentials) => {
+            result.credential_infos = credentials
+                .iter()
+                .map(|(mechanism, credential)| {
+                    let mut info = CredentialInfo::default();
+                    info.mechanism = mechanism.code();
+                    info.iterations = i32::try_from(credential.iterations).unwrap_or(i32::MAX);
+                    info
+                })
+                .collect();
+        }
+    }
+    result
+}

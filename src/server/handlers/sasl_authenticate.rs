@@ -1,0 +1,34 @@
+//! SaslAuthenticate (key 36): carries a SASL mechanism's messages after a v1 SaslHandshake,
+//! in a SASL listener's authentication phase (`server::authentication`). Reaching this
+//! handler means the connection is past that phase, or its listener has no SASL:
+//! ILLEGAL_SASL_STATE, as Kafka answers.
+
+use bytes::Bytes;
+use kafka_protocol::messages::SaslAuthenticateResponse;
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::protocol::frame::Request;
+use crate::server::exchange::{self, HandlerResult};
+
+pub fn handle(request: &Request) -> HandlerResult {
+    failure(
+        request,
+        ResponseError::IllegalSaslState,
+        "not in a SASL exchange",
+    )
+}
+
+/// A step of the exchange succeeded: the mechanism's answer.
+pub fn answer(request: &Request, auth_bytes: Vec<u8>) -> HandlerResult {
+    let mut response = SaslAuthenticateResponse::default();
+    response.auth_bytes = Bytes::from(auth_bytes);
+    exchange::respond(request, &response)
+}
+
+pub fn failure(request: &Request, error: ResponseError, message: &str) -> HandlerResult {
+    let mut response = SaslAuthenticateResponse::default();
+    response.error_code = error.code();
+    response.error_message = Some(str_bytes(message));
+    exchange::respond(request, &response)
+}

@@ -1,0 +1,407 @@
+//! SASL listeners (SASL_PLAINTEXT, SASL_SSL): users' SCRAM credentials set with
+//! AlterUserScramCredentials (as `kafka-configs` sends them), logins with SCRAM-SHA-256,
+//! SCRAM-SHA-512 and PLAIN, in SaslAuthenticate (handshake v1) and as bare tokens (v0);
+//! a wrong password, an unknown user, an unknown mechanism and a request before logging in
+//! are refused and closed; credentials survive a restart. Stock clients over SASL_SSL are
+//! in the interop matrix (`tests/interop/run`: kcat-sasl, java-sasl).
+
+mod common;
+
+use std::num::NonZeroU32;
+
+use bytes::Bytes;
+use common::{create_topic, Broker, Raw};
+use kafka_protocol::messages::alter_user_scram_credentials_request::{
+    ScramCredentialDeletion, ScramCredentialUpsertion,
+};
+use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey,
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse, MetadataRequest,
+    MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use petrel::security::scram::client::ScramClient;
+use petrel::security::scram::ScramMechanism;
+
+const SHA256: ScramMechanism = ScramMechanism::Sha256;
+const SHA512: ScramMechanism = ScramMechanism::Sha512;
+
+fn sasl_broker(extra: &[&str]) -> Broker {
+    let mut args = vec![
+        "--listeners",
+        "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Broker::start(&args)
+}
+
+fn upsertion(
+    user: &str,
+    mechanism: ScramMechanism,
+    password: &str,
+    iterations: i32,
+) -> ScramCredentialUpsertion {
+    let salt = format!("salt of {user}").into_bytes();
+    let count = NonZeroU32::new(iterations.max(1) as u32).expect("iterations");
+    let salted = mechanism.salted_password(password.as_bytes(), &salt, count);
+    let mut upsertion = ScramCredentialUpsertion::default();
+    upsertion.name = StrBytes::from_string(user.into());
+    upsertion.mechanism = mechanism.code();
+    upsertion.iterations = iterations;
+    upsertion.salt = Bytes::from(salt);
+    upsertion.salted_password = Bytes::from(salted);
+    upsertion
+}
+
+fn alter(raw: &mut Raw, request: AlterUserScramCredentialsRequest) -> Vec<(String, i16)> {
+    let response: AlterUserScramCredentialsResponse =
+        raw.call(ApiKey::AlterUserScramCredentials, 0, &request);
+    response
+        .results
+        .iter()
+        .map(|r| (r.user.to_string(), r.error_code))
+        .collect()
+}
+
+fn set_user(raw: &mut Raw, user: &str, mechanism: ScramMechanism, password: &str) {
+    let mut request = AlterUserScramCredentialsRequest::default();
+    request.upsertions = vec![upsertion(user, mechanism, password, 4096)];
+    assert_eq!(alter(raw, request), vec![(user.to_string(), 0)]);
+}
+
+fn handshake(raw: &mut Raw, mechanism: &str, version: i16) -> SaslHandshakeResponse {
+    let mut request = SaslHandshakeRequest::default();
+    request.mechanism = StrBytes::from_string(mechanism.into());
+    raw.call(ApiKey::SaslHandshake, version, &request)
+}
+
+fn authenticate(raw: &mut Raw, bytes: Vec<u8>) -> SaslAuthenticateResponse {
+    let mut request = SaslAuthenticateRequest::default();
+    request.auth_bytes = Bytes::from(bytes);
+    raw.call(ApiKey::SaslAuthenticate, 2, &request)
+}
+
+/// A SCRAM login over handshake v1: Ok once the server proved itself, else the error code
+/// of the failing step.
+fn scram_login(
+    raw: &mut Raw,
+    mechanism: ScramMechanism,
+    user: &str,
+    password: &str,
+) -> Result<(), i16> {
+    let shook = handshake(raw, mechanism.name(), 1);
+    if shook.error_code != 0 {
+        return Err(shook.error_code);
+    }
+    let mut client = ScramClient::new(mechanism, user, password);
+    let first = authenticate(raw, client.first().into_bytes());
+    if first.error_code != 0 {
+        return Err(first.error_code);
+    }
+    let server_first = String::from_utf8(first.auth_bytes.to_vec()).expect("utf-8");
+    let last = client
+        .last(&server_first)
+        .expect("a well-formed server-first");
+    let last = authenticate(raw, last.into_bytes());
+    if last.error_code != 0 {
+        return Err(last.error_code);
+    }
+    let server_final = String::from_utf8(last.auth_bytes.to_vec()).expect("utf-8");
+    assert!(
+        client.verify(&server_final),
+        "the server knows the credential"
+    );
+    Ok(())
+}
+
+fn metadata_works(raw: &mut Raw) -> bool {
+    let response: MetadataResponse = raw.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    !response.brokers.is_empty()
+}
+
+#[test]
+fn scram_and_plain_logins_admit_the_right_password_only() {
+    let broker = sasl_broker(&[]);
+    let sasl = broker.listener("SASL_PLAINTEXT").to_string();
+    let mut admin = Raw::connect(broker.listener("PLAINTEXT"));
+    set_user(&mut admin, "alice", SHA512, "alice-secret");
+    set_user(&mut admin, "bob", SHA256, "bob-secret");
+
+    for (mechanism, user, password) in [
+        (SHA512, "alice", "alice-secret"),
+        (SHA256, "bob", "bob-secret"),
+    ] {
+        let mut raw = Raw::connect(&sasl);
+        assert_eq!(scram_login(&mut raw, mechanism, user, password), Ok(()));
+        assert!(metadata_works(&mut raw), "{user} is served once logged in");
+    }
+    // SASL_AUTHENTICATION_FAILED (58), then the connection closes.
+    for (mechanism, user, password) in [
+        (SHA512, "alice", "wrong"),
+        (SHA512, "nobody", "alice-secret"),
+        (SHA256, "alice", "alice-secret"), // she has no SHA-256 credential
+    ] {
+        let mut raw = Raw::connect(&sasl);
+        assert_eq!(
+            scram_login(&mut raw, mechanism, user, password),
+            Err(58),
+            "{user}/{password}"
+        );
+        assert!(raw.closed_by_peer());
+    }
+    // PLAIN checks the password against the user's SCRAM credential.
+    let mut raw = Raw::connect(&sasl);
+    assert_eq!(handshake(&mut raw, "PLAIN", 1).error_code, 0);
+    assert_eq!(
+        authenticate(&mut raw, b"\0bob\0bob-secret".to_vec()).error_code,
+        0
+    );
+    assert!(metadata_works(&mut raw));
+    let mut raw = Raw::connect(&sasl);
+    assert_eq!(handshake(&mut raw, "PLAIN", 1).error_code, 0);
+    assert_eq!(
+        authenticate(&mut raw, b"\0bob\0guess".to_vec()).error_code,
+        58
+    );
+    assert!(raw.closed_by_peer());
+    broker.stop();
+}
+
+#[test]
+fn a_handshake_v0_client_sends_bare_tokens() {
+    use std::io::{Read, Write};
+    let broker = sasl_broker(&[]);
+    let mut admin = Raw::connect(broker.listener("PLAINTEXT"));
+    set_user(&mut admin, "carol", SHA512, "carol-secret");
+    let mut raw = Raw::connect(broker.listener("SASL_PLAINTEXT"));
+    let shook = handshake(&mut raw, "PLAIN", 0);
+    assert_eq!(shook.error_code, 0);
+    let token = b"\0carol\0carol-secret";
+    let mut frame = (token.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(token);
+    raw.stream.write_all(&frame).expect("write the token");
+    let mut answer = [0u8; 4];
+    raw.stream
+        .read_exact(&mut answer)
+        .expect("an empty answer frame");
+    assert_eq!(answer, [0, 0, 0, 0]);
+    assert!(metadata_works(&mut raw));
+    broker.stop();
+}
+
+#[test]
+fn anything_but_a_login_before_logging_in_is_refused() {
+    let broker = sasl_broker(&[]);
+    let sasl = broker.listener("SASL_PLAINTEXT").to_string();
+    // ApiVersions is answered (clients ask it first), then a Metadata request closes.
+    let mut raw = Raw::connect(&sasl);
+    assert!(common::api_versions_ok(&sasl));
+    raw.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(raw.closed_by_peer(), "no request before authenticating");
+    let mut raw = Raw::connect(&sasl);
+    let shook = handshake(&mut raw, "GSSAPI", 1);
+    assert_eq!(shook.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    let offered: Vec<String> = shook.mechanisms.iter().map(|m| m.to_string()).collect();
+    assert_eq!(offered, ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]);
+    assert!(raw.closed_by_peer());
+    let mut raw = Raw::connect(&sasl);
+    assert_eq!(
+        authenticate(&mut raw, b"\0a\0b".to_vec()).error_code,
+        34,
+        "no handshake yet"
+    );
+    // A frame over the 512 KiB cap of the phase is not read.
+    let mut raw = Raw::connect(&sasl);
+    std::io::Write::write_all(&mut raw.stream, &(1u32 << 20).to_be_bytes()).expect("write");
+    assert!(raw.closed_by_peer());
+    // On a listener without SASL the handshake is an illegal state, and the broker serves on.
+    let mut plain = Raw::connect(broker.listener("PLAINTEXT"));
+    assert_eq!(handshake(&mut plain, "PLAIN", 1).error_code, 34);
+    assert!(metadata_works(&mut plain));
+    broker.stop();
+}
+
+#[test]
+fn credentials_are_described_checked_and_kept_across_a_restart() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let data = temp.path().join("data");
+    let args = [
+        "--listeners",
+        "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+    ];
+    let broker = Broker::start_in(&data, &args);
+    let mut admin = Raw::connect(broker.listener("PLAINTEXT"));
+    set_user(&mut admin, "dave", SHA256, "dave-secret");
+    set_user(&mut admin, "dave", SHA512, "dave-secret");
+    set_user(&mut admin, "erin", SHA512, "erin-secret");
+    // Kafka's refusals: iterations out of range (93), a credential that does not exist (91),
+    // the same user and mechanism twice (92); each user fails or succeeds whole.
+    let mut request = AlterUserScramCredentialsRequest::default();
+    request.upsertions = vec![
+        upsertion("frank", SHA512, "x", 100),
+        upsertion("grace", SHA512, "x", 4096),
+        upsertion("grace", SHA512, "y", 4096),
+    ];
+    let mut deletion = ScramCredentialDeletion::default();
+    deletion.name = StrBytes::from_static_str("heidi");
+    deletion.mechanism = SHA512.code();
+    request.deletions = vec![deletion];
+    let mut results = alter(&mut admin, request);
+    results.sort();
+    assert_eq!(
+        results,
+        [
+            ("frank".into(), 93),
+            ("grace".into(), 92),
+            ("heidi".into(), 91)
+        ]
+    );
+    // Erin's credential goes.
+    let mut request = AlterUserScramCredentialsRequest::default();
+    let mut deletion = ScramCredentialDeletion::default();
+    deletion.name = StrBytes::from_static_str("erin");
+    deletion.mechanism = SHA512.code();
+    request.deletions = vec![deletion];
+    assert_eq!(alter(&mut admin, request), [("erin".to_string(), 0)]);
+    let described = describe(&mut admin, None);
+    assert_eq!(
+        described,
+        [("dave".to_string(), 0, vec![(1, 4096), (2, 4096)])]
+    );
+    drop(admin);
+    let dir = broker.stop();
+    assert!(dir.is_none(), "started in our own directory");
+
+    let broker = Broker::start_in(&data, &args);
+    let mut admin = Raw::connect(broker.listener("PLAINTEXT"));
+    let described = describe(&mut admin, Some(&["dave", "erin"]));
+    assert_eq!(
+        described,
+        [
+            ("dave".to_string(), 0, vec![(1, 4096), (2, 4096)]),
+            ("erin".to_string(), 91, vec![])
+        ]
+    );
+    let mut raw = Raw::connect(broker.listener("SASL_PLAINTEXT"));
+    assert_eq!(scram_login(&mut raw, SHA256, "dave", "dave-secret"), Ok(()));
+    assert_eq!(
+        create_topic(&mut raw, "after-restart", 1).topics[0].error_code,
+        0
+    );
+    let mut raw = Raw::connect(broker.listener("SASL_PLAINTEXT"));
+    assert_eq!(
+        scram_login(&mut raw, SHA512, "erin", "erin-secret"),
+        Err(58)
+    );
+    broker.stop();
+}
+
+/// Per user: its name, error code, and (mechanism code, iterations) of each credential.
+type Described = Vec<(String, i16, Vec<(i8, i32)>)>;
+
+fn describe(raw: &mut Raw, users: Option<&[&str]>) -> Described {
+    let mut request = DescribeUserScramCredentialsRequest::default();
+    request.users = users.map(|users| {
+        users
+            .iter()
+            .map(|user| {
+                let mut name = UserName::default();
+                name.name = StrBytes::from_string(user.to_string());
+                name
+            })
+            .collect()
+    });
+    let response: DescribeUserScramCredentialsResponse =
+        raw.call(ApiKey::DescribeUserScramCredentials, 0, &request);
+    response
+        .results
+        .iter()
+        .map(|r| {
+            let infos = r
+                .credential_infos
+                .iter()
+                .map(|i| (i.mechanism, i.iterations))
+                .collect();
+            (r.user.to_string(), r.error_code, infos)
+        })
+        .collect()
+}
+
+#[test]
+fn a_user_set_on_one_broker_of_a_cluster_logs_in_on_every_broker() {
+    use common::cluster::{eventually, Cluster};
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+        ],
+    );
+    let listener = |cluster: &Cluster, index: usize, name: &str| -> String {
+        cluster.nodes[index]
+            .listeners
+            .iter()
+            .find(|(listener, _)| listener == name)
+            .map(|(_, address)| address.clone())
+            .expect("a listener")
+    };
+    let mut admin = Raw::connect(&listener(&cluster, 0, "PLAINTEXT"));
+    set_user(&mut admin, "ivan", SHA512, "ivan-secret");
+    for index in 0..3 {
+        let address = listener(&cluster, index, "SASL_PLAINTEXT");
+        eventually("the credential reaches every broker", || {
+            let mut raw = Raw::connect(&address);
+            scram_login(&mut raw, SHA512, "ivan", "ivan-secret").is_ok()
+        });
+    }
+    // Replicated through the metadata quorum: a restarted broker still has it.
+    cluster.stop(2);
+    cluster.restart(2);
+    let mut raw = Raw::connect(&listener(&cluster, 2, "SASL_PLAINTEXT"));
+    assert_eq!(scram_login(&mut raw, SHA512, "ivan", "ivan-secret"), Ok(()));
+    let mut raw = Raw::connect(&listener(&cluster, 1, "SASL_PLAINTEXT"));
+    assert_eq!(scram_login(&mut raw, SHA512, "ivan", "wrong"), Err(58));
+}
+
+#[test]
+fn sasl_ssl_runs_the_login_inside_tls() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let certs = temp.path().join("certs");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["dev-certs", "--dir"])
+        .arg(&certs)
+        .output()
+        .expect("run petrel dev-certs");
+    assert!(made.status.success());
+    let certificate = certs.join("server.pem");
+    let key = certs.join("server-key.pem");
+    let broker = Broker::start(&[
+        "--listeners",
+        "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
+        "--ssl-certificate-location",
+        certificate.to_str().expect("path"),
+        "--ssl-key-location",
+        key.to_str().expect("path"),
+    ]);
+    let mut admin = Raw::connect(broker.listener("PLAINTEXT"));
+    set_user(&mut admin, "judy", SHA512, "judy-secret");
+    let config = common::tls_client_config(&certs.join("ca.pem"), None);
+    let address = broker.listener("SASL_SSL").to_string();
+    let mut raw = Raw::connect_tls(&address, config.clone()).expect("TLS first");
+    assert_eq!(scram_login(&mut raw, SHA512, "judy", "judy-secret"), Ok(()));
+    assert!(metadata_works(&mut raw));
+    let mut raw = Raw::connect_tls(&address, config).expect("TLS first");
+    assert_eq!(scram_login(&mut raw, SHA512, "judy", "wrong"), Err(58));
+    // SASL bytes in the clear to the SASL_SSL port: not TLS, closed.
+    let mut clear = Raw::connect(&address);
+    clear.send(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default());
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut clear.stream, &mut answer);
+    assert!(
+        answer.first().is_none_or(|&byte| byte == 0x15),
+        "at most a TLS alert"
+    );
+    broker.stop();
+}

@@ -1,0 +1,301 @@
+//! SSL listeners beside PLAINTEXT ones (`--listeners`), with certificates from
+//! `petrel dev-certs`: each listener advertises its own address, records go through TLS
+//! unchanged, the wrong protocol on either port is refused, and with
+//! `--ssl-client-auth required` only clients with a certificate from the truststore's CA
+//! get in. The stock clients over SSL are in the interop matrix (`tests/interop/run`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{create_topic, produce_one, tls_client_config, Broker, Raw};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
+    MetadataResponse,
+};
+
+/// `petrel dev-certs` into `dir`, with client certificates for `clients`.
+fn dev_certs(dir: &Path, clients: &str) -> PathBuf {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_petrel"));
+    command.args(["dev-certs", "--dir"]).arg(dir);
+    if !clients.is_empty() {
+        command.args(["--clients", clients]);
+    }
+    let status = command.status().expect("run petrel dev-certs");
+    assert!(status.success(), "petrel dev-certs failed");
+    for file in ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem"] {
+        assert!(dir.join(file).exists(), "{file} written");
+    }
+    dir.to_path_buf()
+}
+
+fn ssl_broker(certs: &Path, extra: &[&str]) -> Broker {
+    let certificate = certs.join("server.pem");
+    let key = certs.join("server-key.pem");
+    let mut args = vec![
+        "--listeners",
+        "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+        "--ssl-certificate-location",
+        certificate.to_str().expect("path"),
+        "--ssl-key-location",
+        key.to_str().expect("path"),
+    ];
+    args.extend_from_slice(extra);
+    Broker::start(&args)
+}
+
+fn api_versions(raw: &mut Raw) -> std::io::Result<ApiVersionsResponse> {
+    let id = raw.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let _ = id;
+    let mut frame = raw.read_frame()?;
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::Decodable;
+    ResponseHeader::decode(&mut frame, 0).map_err(std::io::Error::other)?;
+    ApiVersionsResponse::decode(&mut frame, 3).map_err(std::io::Error::other)
+}
+
+fn advertised_ports(raw: &mut Raw) -> Vec<i32> {
+    let response: MetadataResponse = raw.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    response.brokers.iter().map(|broker| broker.port).collect()
+}
+
+fn port_of(address: &str) -> i32 {
+    address
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .expect("a port")
+}
+
+#[test]
+fn each_listener_advertises_itself_and_records_cross_tls_unchanged() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let certs = dev_certs(&temp.path().join("certs"), "");
+    let broker = ssl_broker(&certs, &[]);
+    let (plain, ssl) = (broker.listener("PLAINTEXT"), broker.listener("SSL"));
+    assert_ne!(plain, ssl);
+    let config = tls_client_config(&certs.join("ca.pem"), None);
+    let mut secure = Raw::connect_tls(ssl, config).expect("TLS handshake");
+    let versions = api_versions(&mut secure).expect("ApiVersions over TLS");
+    assert_eq!(versions.error_code, 0);
+    assert_eq!(advertised_ports(&mut secure), vec![port_of(ssl)]);
+    let mut plaintext = Raw::connect(plain);
+    assert_eq!(advertised_ports(&mut plaintext), vec![port_of(plain)]);
+
+    // A batch larger than a TLS record (16 KiB) goes in over TLS and comes back over both.
+    assert_eq!(
+        create_topic(&mut secure, "secure", 1).topics[0].error_code,
+        0
+    );
+    let values: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| format!("record {i:05} ").repeat(20).into_bytes())
+        .collect();
+    let slices: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    let batch = Bytes::from(petrel::record_batch::build_batch(
+        &slices,
+        1_700_000_000_000,
+    ));
+    assert!(batch.len() > 3 * 16 * 1024, "{} bytes", batch.len());
+    assert_eq!(produce_one(&mut secure, "secure", batch.clone()), (0, 0));
+    for raw in [&mut secure, &mut plaintext] {
+        let response: FetchResponse = raw.call(ApiKey::Fetch, 12, &fetch("secure"));
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0);
+        assert_eq!(partition.high_watermark, 300);
+        assert_eq!(
+            partition.records.as_ref(),
+            Some(&batch),
+            "the stored batch, byte for byte"
+        );
+    }
+    broker.stop();
+}
+
+fn fetch(topic: &str) -> FetchRequest {
+    let mut partition = FetchPartition::default();
+    partition.fetch_offset = 0;
+    partition.partition_max_bytes = 1 << 20;
+    let mut fetch_topic = FetchTopic::default();
+    fetch_topic.topic = common::topic_name(topic);
+    fetch_topic.partitions = vec![partition];
+    let mut request = FetchRequest::default();
+    request.max_wait_ms = 100;
+    request.max_bytes = 4 << 20;
+    request.topics = vec![fetch_topic];
+    request
+}
+
+#[test]
+fn the_wrong_protocol_on_either_port_is_refused_and_the_broker_serves_on() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let certs = dev_certs(&temp.path().join("certs"), "");
+    let broker = ssl_broker(&certs, &[]);
+    let (plain, ssl) = (broker.listener("PLAINTEXT"), broker.listener("SSL"));
+
+    // Kafka requests in the clear to the SSL port: not a TLS hello; a TLS alert, then the
+    // connection closes.
+    let mut clear = Raw::connect(ssl);
+    clear.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let mut answer = Vec::new();
+    let ended = std::io::Read::read_to_end(&mut clear.stream, &mut answer);
+    assert!(ended.is_ok(), "closed: {ended:?}");
+    assert_eq!(
+        answer.first(),
+        Some(&0x15),
+        "a TLS alert record: {answer:?}"
+    );
+    assert!(answer.len() < 64, "and nothing else: {answer:?}");
+
+    // A TLS hello to the PLAINTEXT port: read as a frame far above the request cap, closed.
+    let config = tls_client_config(&certs.join("ca.pem"), None);
+    assert!(Raw::connect_tls(plain, config.clone()).is_err());
+
+    // A server certificate the client does not trust: the client gives up.
+    let other = dev_certs(&temp.path().join("other"), "");
+    let untrusting = tls_client_config(&other.join("ca.pem"), None);
+    assert!(Raw::connect_tls(ssl, untrusting).is_err());
+
+    let mut secure = Raw::connect_tls(ssl, config).expect("TLS handshake");
+    assert_eq!(api_versions(&mut secure).expect("served").error_code, 0);
+    assert!(common::api_versions_ok(plain));
+    broker.stop();
+}
+
+/// With TLS 1.3 the client finishes its handshake before the server checks its
+/// certificate: a refusal shows on the first request.
+fn first_request(address: &str, config: std::sync::Arc<rustls::ClientConfig>) -> bool {
+    let Ok(mut raw) = Raw::connect_tls(address, config) else {
+        return false;
+    };
+    raw.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    api_versions(&mut raw).is_ok_and(|response| response.error_code == 0)
+}
+
+#[test]
+fn required_client_certificates_admit_only_clients_the_ca_signed() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let certs = dev_certs(&temp.path().join("certs"), "alice");
+    let other = dev_certs(&temp.path().join("other"), "mallory");
+    let truststore = certs.join("ca.pem");
+    let broker = ssl_broker(
+        &certs,
+        &[
+            "--ssl-client-auth",
+            "required",
+            "--ssl-truststore-location",
+            truststore.to_str().expect("path"),
+        ],
+    );
+    let ssl = broker.listener("SSL");
+    let ca = certs.join("ca.pem");
+    let alice = (
+        certs.join("client-alice.pem"),
+        certs.join("client-alice-key.pem"),
+    );
+    let mallory = (
+        other.join("client-mallory.pem"),
+        other.join("client-mallory-key.pem"),
+    );
+
+    let anonymous = tls_client_config(&ca, None);
+    assert!(!first_request(ssl, anonymous), "no certificate: refused");
+    let stranger = tls_client_config(&ca, Some((&mallory.0, &mallory.1)));
+    assert!(
+        !first_request(ssl, stranger),
+        "another CA's certificate: refused"
+    );
+    let member = tls_client_config(&ca, Some((&alice.0, &alice.1)));
+    assert!(first_request(ssl, member), "the CA's client: admitted");
+    broker.stop();
+}
+
+#[test]
+fn dev_certs_refuses_to_overwrite_a_ca() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let certs = dev_certs(&temp.path().join("certs"), "");
+    let status = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["dev-certs", "--dir"])
+        .arg(&certs)
+        .status()
+        .expect("run");
+    assert!(!status.success(), "a second CA over the first is refused");
+}
+
+#[test]
+fn a_cluster_tells_ssl_clients_every_brokers_ssl_address_and_replicates_meanwhile() {
+    use common::cluster::{create_topic_with, eventually, isrs, Cluster};
+    let temp = tempfile::tempdir().expect("temp dir");
+    let certs = dev_certs(&temp.path().join("certs"), "");
+    let certificate = certs.join("server.pem");
+    let key = certs.join("server-key.pem");
+    let cluster = Cluster::start(
+        3,
+        &[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+            "--ssl-certificate-location",
+            certificate.to_str().expect("path"),
+            "--ssl-key-location",
+            key.to_str().expect("path"),
+        ],
+    );
+    let listener = |index: usize, name: &str| -> String {
+        let node = &cluster.nodes[index];
+        node.listeners
+            .iter()
+            .find(|(listener, _)| listener == name)
+            .map(|(_, address)| address.clone())
+            .expect("a listener")
+    };
+    let ssl_ports: std::collections::BTreeSet<i32> = (0..3)
+        .map(|index| port_of(&listener(index, "SSL")))
+        .collect();
+    let plain_ports: std::collections::BTreeSet<i32> = (0..3)
+        .map(|index| port_of(&listener(index, "PLAINTEXT")))
+        .collect();
+    let plain = listener(0, "PLAINTEXT");
+    create_topic_with(&plain, "replicated", 1, 3, &[("min.insync.replicas", "3")]);
+    eventually("all three in the ISR", || {
+        isrs(&plain, "replicated")
+            .first()
+            .is_some_and(|(_, isr)| isr.len() == 3)
+    });
+    let config = tls_client_config(&certs.join("ca.pem"), None);
+    let mut secure = Raw::connect_tls(&listener(0, "SSL"), config.clone()).expect("TLS");
+    let mut request = MetadataRequest::default();
+    request.topics = None;
+    let metadata: MetadataResponse = secure.call(ApiKey::Metadata, 12, &request);
+    let advertised: std::collections::BTreeSet<i32> =
+        metadata.brokers.iter().map(|broker| broker.port).collect();
+    assert_eq!(advertised, ssl_ports, "each broker's SSL listener");
+    let plain_metadata = common::cluster::metadata(&plain);
+    let advertised: std::collections::BTreeSet<i32> = plain_metadata
+        .brokers
+        .iter()
+        .map(|broker| broker.port)
+        .collect();
+    assert_eq!(advertised, plain_ports, "each broker's PLAINTEXT listener");
+
+    // acks=all with min.insync.replicas 3: answered only once both followers (fetching
+    // over PLAINTEXT, the inter-broker listener) have the batch.
+    let topic = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "replicated"))
+        .expect("the topic");
+    let leader = topic.partitions[0].leader_id;
+    let broker = metadata
+        .brokers
+        .iter()
+        .find(|broker| broker.node_id == leader)
+        .expect("the leader's address");
+    let address = format!("{}:{}", broker.host.as_str(), broker.port);
+    let mut to_leader = Raw::connect_tls(&address, config).expect("TLS to the leader");
+    let batch = Bytes::from(petrel::record_batch::build_batch(&[b"over tls"], 1));
+    assert_eq!(produce_one(&mut to_leader, "replicated", batch), (0, 0));
+}
