@@ -270,6 +270,12 @@ fn credentials_are_described_checked_and_kept_across_a_restart() {
         described,
         [("dave".to_string(), 0, vec![(1, 4096), (2, 4096)])]
     );
+    let twice = describe(&mut admin, Some(&["dave", "dave"]));
+    assert_eq!(
+        twice,
+        [("dave".to_string(), 92, vec![])],
+        "DUPLICATE_RESOURCE, once"
+    );
     drop(admin);
     let dir = broker.stop();
     assert!(dir.is_none(), "started in our own directory");

@@ -33,7 +33,7 @@ pub use error::{Outcome, TopicError};
 pub use frontend::{Controller, ControllerSettings, TopicIds};
 pub use host::TopicHost;
 pub use requests::{
-    ConfigEdit, PartitionGrowth, PartitionReassignment, ScramDeletion, ScramUpsertion,
+    users_named, ConfigEdit, PartitionGrowth, PartitionReassignment, ScramDeletion, ScramUpsertion,
     TopicConfigChange, TopicRef, TopicSpec,
 };
 pub use topics::auto_create_specs;

@@ -75,3 +75,16 @@ pub struct ScramUpsertion {
     pub salt: Vec<u8>,
     pub salted_password: Vec<u8>,
 }
+
+/// The users a credential change names, each once, in order of first mention (how Kafka
+/// lists its per-user results). Linear in the request: a set, not a scan, for "seen".
+pub fn users_named(deletions: &[ScramDeletion], upsertions: &[ScramUpsertion]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    deletions
+        .iter()
+        .map(|d| &d.user)
+        .chain(upsertions.iter().map(|u| &u.user))
+        .filter(|user| seen.insert(user.as_str()))
+        .cloned()
+        .collect()
+}

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::error::{Outcome, TopicError};
 use super::frontend::Controller;
 use super::host::TopicHost;
-use super::requests::{ScramDeletion, ScramUpsertion};
+use super::requests::{users_named, ScramDeletion, ScramUpsertion};
 use crate::security::scram::{ScramCredential, ScramMechanism, ITERATIONS_MAX, ITERATIONS_MIN};
 
 /// A user name is at most this long (Kafka does not bound it; a catalogue must be).
@@ -26,16 +26,7 @@ impl Controller {
     ) -> Vec<(String, Outcome<()>)> {
         let _one_change_at_a_time = self.lock.lock().await;
         let mut metadata = (*host.metadata()).clone();
-        let mut users: Vec<String> = Vec::new();
-        for user in deletions
-            .iter()
-            .map(|d| &d.user)
-            .chain(upsertions.iter().map(|u| &u.user))
-        {
-            if !users.contains(user) {
-                users.push(user.clone());
-            }
-        }
+        let users = users_named(&deletions, &upsertions);
         let mut refused = refusals(&metadata.scram_credentials, &deletions, &upsertions);
         let mut changed = false;
         for deletion in deletions {

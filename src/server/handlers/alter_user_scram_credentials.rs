@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 
 use super::str_bytes;
 use crate::cluster::control::ControlCall;
-use crate::cluster::controller::{ScramDeletion, ScramUpsertion};
+use crate::cluster::controller::{users_named, ScramDeletion, ScramUpsertion};
 use crate::protocol::frame::Request;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
@@ -39,16 +39,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             salted_password: u.salted_password.to_vec(),
         })
         .collect();
-    let mut users: Vec<String> = Vec::new();
-    for user in deletions
-        .iter()
-        .map(|d| &d.user)
-        .chain(upsertions.iter().map(|u| &u.user))
-    {
-        if !users.contains(user) {
-            users.push(user.clone());
-        }
-    }
+    let users = users_named(&deletions, &upsertions);
     let results = shard
         .control(ControlCall::AlterUserScramCredentials {
             deletions,

@@ -26,12 +26,18 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         Some(users) if !users.is_empty() => users.iter().map(|u| u.name.to_string()).collect(),
         _ => all.keys().cloned().collect(),
     };
+    // Linear in the request: how often each name is asked, then one answer per name.
+    let mut times: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for user in &asked {
+        *times.entry(user.as_str()).or_default() += 1;
+    }
+    let mut answered = std::collections::HashSet::new();
     let mut response = DescribeUserScramCredentialsResponse::default();
-    for (index, user) in asked.iter().enumerate() {
-        let duplicate = asked[..index].contains(user) || asked[index + 1..].contains(user);
-        if duplicate && asked[..index].contains(user) {
+    for user in &asked {
+        if !answered.insert(user.as_str()) {
             continue; // answered once, as DUPLICATE_RESOURCE
         }
+        let duplicate = times.get(user.as_str()).is_some_and(|&count| count > 1);
         response.results.push(describe(all, user, duplicate));
     }
     exchange::respond(request, &response)
