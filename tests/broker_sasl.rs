@@ -374,23 +374,10 @@ fn a_user_set_on_one_broker_of_a_cluster_logs_in_on_every_broker() {
 #[test]
 fn sasl_ssl_runs_the_login_inside_tls() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let certs = temp.path().join("certs");
-    let made = std::process::Command::new(env!("CARGO_BIN_EXE_petrel"))
-        .args(["dev-certs", "--dir"])
-        .arg(&certs)
-        .output()
-        .expect("run petrel dev-certs");
-    assert!(made.status.success());
-    let certificate = certs.join("server.pem");
-    let key = certs.join("server-key.pem");
-    let broker = Broker::start(&[
-        "--listeners",
-        "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
-        "--ssl-certificate-location",
-        certificate.to_str().expect("path"),
-        "--ssl-key-location",
-        key.to_str().expect("path"),
-    ]);
+    let certs = common::dev_certs(&temp.path().join("certs"), "");
+    let args = common::tls_listener_args("PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0", &certs);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let broker = Broker::start(&args);
     let mut admin = Raw::connect(broker.listener("PLAINTEXT"));
     set_user(&mut admin, "judy", SHA512, "judy-secret");
     let config = common::tls_client_config(&certs.join("ca.pem"), None);

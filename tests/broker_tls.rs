@@ -6,45 +6,24 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{create_topic, produce_one, tls_client_config, Broker, Raw};
+use common::{
+    create_topic, dev_certs, produce_one, tls_client_config, tls_listener_args, Broker, Raw,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
     MetadataResponse,
 };
 
-/// `petrel dev-certs` into `dir`, with client certificates for `clients`.
-fn dev_certs(dir: &Path, clients: &str) -> PathBuf {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_petrel"));
-    command.args(["dev-certs", "--dir"]).arg(dir);
-    if !clients.is_empty() {
-        command.args(["--clients", clients]);
-    }
-    let status = command.status().expect("run petrel dev-certs");
-    assert!(status.success(), "petrel dev-certs failed");
-    for file in ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem"] {
-        assert!(dir.join(file).exists(), "{file} written");
-    }
-    dir.to_path_buf()
-}
-
 fn ssl_broker(certs: &Path, extra: &[&str]) -> Broker {
-    let certificate = certs.join("server.pem");
-    let key = certs.join("server-key.pem");
-    let mut args = vec![
-        "--listeners",
-        "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
-        "--ssl-certificate-location",
-        certificate.to_str().expect("path"),
-        "--ssl-key-location",
-        key.to_str().expect("path"),
-    ];
-    args.extend_from_slice(extra);
+    let mut args = tls_listener_args("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0", certs);
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Broker::start(&args)
 }
 
@@ -231,19 +210,9 @@ fn a_cluster_tells_ssl_clients_every_brokers_ssl_address_and_replicates_meanwhil
     use common::cluster::{create_topic_with, eventually, isrs, Cluster};
     let temp = tempfile::tempdir().expect("temp dir");
     let certs = dev_certs(&temp.path().join("certs"), "");
-    let certificate = certs.join("server.pem");
-    let key = certs.join("server-key.pem");
-    let cluster = Cluster::start(
-        3,
-        &[
-            "--listeners",
-            "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
-            "--ssl-certificate-location",
-            certificate.to_str().expect("path"),
-            "--ssl-key-location",
-            key.to_str().expect("path"),
-        ],
-    );
+    let args = tls_listener_args("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0", &certs);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cluster = Cluster::start(3, &args);
     let listener = |index: usize, name: &str| -> String {
         let node = &cluster.nodes[index];
         node.listeners

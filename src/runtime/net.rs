@@ -115,11 +115,6 @@ impl Stream {
         }
     }
 
-    /// Whether this stream runs TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(self.inner, Inner::Tls(_))
-    }
-
     /// Disables Nagle's algorithm; a failure only costs latency, so it is logged.
     pub fn set_nodelay(&self) {
         if let Err(error) = self.inner.tcp().set_nodelay(true) {

@@ -116,6 +116,36 @@ impl Drop for Broker {
     }
 }
 
+/// `petrel dev-certs` into `dir`, with client certificates for `clients` (comma-separated,
+/// may be empty); returns `dir`.
+pub fn dev_certs(dir: &Path, clients: &str) -> PathBuf {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_petrel"));
+    command.args(["dev-certs", "--dir"]).arg(dir);
+    if !clients.is_empty() {
+        command.args(["--clients", clients]);
+    }
+    let status = command.status().expect("run petrel dev-certs");
+    assert!(status.success(), "petrel dev-certs failed");
+    for file in ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem"] {
+        assert!(dir.join(file).exists(), "{file} written");
+    }
+    dir.to_path_buf()
+}
+
+/// `petrel serve` flags for `listeners` (`NAME://host:port,...`) with the server
+/// certificate and key of a `dev_certs` directory.
+pub fn tls_listener_args(listeners: &str, certs: &Path) -> Vec<String> {
+    let path = |file: &str| certs.join(file).to_str().expect("a UTF-8 path").to_string();
+    vec![
+        "--listeners".into(),
+        listeners.into(),
+        "--ssl-certificate-location".into(),
+        path("server.pem"),
+        "--ssl-key-location".into(),
+        path("server-key.pem"),
+    ]
+}
+
 /// The listeners a `petrel listening on ..., listeners N://A,...` line names.
 pub fn listeners_of(line: &str) -> Vec<(String, String)> {
     line.rsplit_once(", listeners ")

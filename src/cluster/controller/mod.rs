@@ -37,7 +37,6 @@ pub use requests::{
     TopicConfigChange, TopicRef, TopicSpec,
 };
 pub use topics::auto_create_specs;
-pub use users::USERS_MAX;
 
 #[cfg(test)]
 mod tests;

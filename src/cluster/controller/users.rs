@@ -13,7 +13,7 @@ use crate::security::scram::{ScramCredential, ScramMechanism, ITERATIONS_MAX, IT
 /// A user name is at most this long (Kafka does not bound it; a catalogue must be).
 const USER_BYTES_MAX: usize = 1024;
 /// Users with credentials, at most (each costs a few hundred bytes in every catalogue copy).
-pub const USERS_MAX: usize = 100_000;
+const USERS_MAX: usize = 100_000;
 
 impl Controller {
     /// Applies deletions and upsertions; results are per user, in request order of first
