@@ -2,6 +2,7 @@
 //! check, without I/O (`server::sasl` runs them on a connection). A user's credentials live
 //! in the catalogue (`ClusterMetadata::scram_credentials`), so every broker checks the same.
 
+pub mod acl;
 pub mod plain;
 pub mod scram;
 
