@@ -28,9 +28,16 @@ pub enum ResourceType {
 impl ResourceType {
     pub fn from_code(code: i8) -> Option<ResourceType> {
         use ResourceType::*;
-        [Topic, Group, Cluster, TransactionalId, DelegationToken, User]
-            .into_iter()
-            .find(|t| *t as i8 == code)
+        [
+            Topic,
+            Group,
+            Cluster,
+            TransactionalId,
+            DelegationToken,
+            User,
+        ]
+        .into_iter()
+        .find(|t| *t as i8 == code)
     }
 }
 
@@ -57,8 +64,20 @@ impl Operation {
     pub fn from_code(code: i8) -> Option<Operation> {
         use Operation::*;
         [
-            All, Read, Write, Create, Delete, Alter, Describe, ClusterAction, DescribeConfigs,
-            AlterConfigs, IdempotentWrite, CreateTokens, DescribeTokens, TwoPhaseCommit,
+            All,
+            Read,
+            Write,
+            Create,
+            Delete,
+            Alter,
+            Describe,
+            ClusterAction,
+            DescribeConfigs,
+            AlterConfigs,
+            IdempotentWrite,
+            CreateTokens,
+            DescribeTokens,
+            TwoPhaseCommit,
         ]
         .into_iter()
         .find(|o| *o as i8 == code)
@@ -225,7 +244,14 @@ mod tests {
                 binding(Topic, "logs-", Prefixed, "User:*", Read, Allow),
                 binding(Topic, "logs-secret", Literal, "User:bob", Read, Deny),
                 binding(Group, "*", Literal, "User:bob", All, Allow),
-                binding(Cluster, "kafka-cluster", Literal, "User:alice", AlterConfigs, Allow),
+                binding(
+                    Cluster,
+                    "kafka-cluster",
+                    Literal,
+                    "User:alice",
+                    AlterConfigs,
+                    Allow,
+                ),
             ],
             super_users: vec!["User:admin".into()],
             allow_if_no_acl: false,
@@ -249,7 +275,10 @@ mod tests {
             ..acls.clone()
         };
         assert!(open.authorize(&ALICE, Read, Topic, "unguarded"));
-        assert!(!open.authorize(&BOB, Write, Topic, "orders"), "guarded stays guarded");
+        assert!(
+            !open.authorize(&BOB, Write, Topic, "orders"),
+            "guarded stays guarded"
+        );
         // Super users may do anything.
         let admin = Requester {
             principal: "User:admin",
@@ -298,7 +327,11 @@ mod tests {
             assert_eq!(Operation::from_code(code).map(|o| o as i8), Some(code));
         }
         assert_eq!(ResourceType::from_code(0), None);
-        assert_eq!(Operation::from_code(1), None, "ANY is a filter, not an operation");
+        assert_eq!(
+            Operation::from_code(1),
+            None,
+            "ANY is a filter, not an operation"
+        );
         assert_eq!(Operation::from_code(16), None);
     }
 }
