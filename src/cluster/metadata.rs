@@ -4,10 +4,11 @@
 //! is the state every voter applies from the metadata quorum's log (`cluster::records`), and
 //! a broker-only node's a copy of a voter's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::security::acl::AclBinding;
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use uuid::Uuid;
 
@@ -154,6 +155,9 @@ pub struct ClusterMetadata {
     /// SASL logins on every broker are checked against.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram_credentials: ScramCredentials,
+    /// ACL bindings (CreateAcls), each once: what every broker's authorizer checks.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acls: BTreeSet<AclBinding>,
     /// Topic id -> name, for every topic in `topics`; not persisted (rebuilt on load).
     #[serde(skip)]
     topic_ids: HashMap<Uuid, String>,
@@ -171,6 +175,8 @@ struct StoredMetadata {
     brokers: BTreeMap<i32, BrokerInfo>,
     #[serde(default)]
     scram_credentials: ScramCredentials,
+    #[serde(default)]
+    acls: BTreeSet<AclBinding>,
 }
 
 /// Users' SCRAM credentials: user -> mechanism -> credential.
@@ -190,6 +196,7 @@ impl From<StoredMetadata> for ClusterMetadata {
             producer_id_block_end: stored.producer_id_block_end,
             brokers: stored.brokers,
             scram_credentials: stored.scram_credentials,
+            acls: stored.acls,
             topic_ids,
         }
     }
@@ -211,6 +218,7 @@ impl ClusterMetadata {
             topics: BTreeMap::new(),
             producer_id_block_end: 0,
             scram_credentials: BTreeMap::new(),
+            acls: BTreeSet::new(),
             brokers: BTreeMap::new(),
             topic_ids: HashMap::new(),
         }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::metadata::{BrokerInfo, ClusterMetadata, PartitionState, Topic};
+use crate::security::acl::AclBinding;
 use crate::security::scram::{ScramCredential, ScramMechanism};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +49,10 @@ pub enum MetadataRecord {
         user: String,
         mechanism: ScramMechanism,
     },
+    /// An ACL binding created (CreateAcls).
+    PutAcl(AclBinding),
+    /// An ACL binding deleted (DeleteAcls).
+    RemoveAcl(AclBinding),
 }
 
 impl MetadataRecord {
@@ -106,6 +111,12 @@ pub fn apply(metadata: &mut ClusterMetadata, index: u64, record: MetadataRecord)
                 .or_default()
                 .insert(mechanism, credential);
         }
+        MetadataRecord::PutAcl(binding) => {
+            metadata.acls.insert(binding);
+        }
+        MetadataRecord::RemoveAcl(binding) => {
+            metadata.acls.remove(&binding);
+        }
         MetadataRecord::RemoveScramCredential { user, mechanism } => {
             if let Some(credentials) = metadata.scram_credentials.get_mut(&user) {
                 credentials.remove(&mechanism);
@@ -147,6 +158,18 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata) -> Vec<MetadataRecord>
         });
     }
     records.extend(diff_scram(old, new));
+    records.extend(
+        old.acls
+            .difference(&new.acls)
+            .cloned()
+            .map(MetadataRecord::RemoveAcl),
+    );
+    records.extend(
+        new.acls
+            .difference(&old.acls)
+            .cloned()
+            .map(MetadataRecord::PutAcl),
+    );
     records
 }
 
@@ -223,6 +246,53 @@ mod tests {
         new.producer_id_block_end = 2000;
         let records = diff(&old, &new);
         assert_eq!(records.len(), 6, "{records:?}");
+        let mut replayed = old.clone();
+        for (index, record) in records.into_iter().enumerate() {
+            let decoded = MetadataRecord::decode(&record.encode()).unwrap();
+            apply(&mut replayed, index as u64, decoded);
+        }
+        assert_eq!(replayed, new);
+    }
+
+    #[test]
+    fn acl_bindings_and_credentials_diff_and_replay() {
+        use crate::security::acl::{
+            AclBinding, Operation, PatternType, Permission, ResourcePattern, ResourceType,
+        };
+        let binding = |name: &str, operation| AclBinding {
+            pattern: ResourcePattern {
+                resource_type: ResourceType::Topic,
+                name: name.into(),
+                pattern: PatternType::Literal,
+            },
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation,
+            permission: Permission::Allow,
+        };
+        let credential = ScramCredential::from_salted_password(
+            ScramMechanism::Sha256,
+            b"salt".to_vec(),
+            4096,
+            &[7u8; 32],
+        );
+        let mut old = ClusterMetadata::new();
+        old.acls.insert(binding("kept", Operation::Read));
+        old.acls.insert(binding("gone", Operation::Write));
+        old.scram_credentials
+            .entry("alice".into())
+            .or_default()
+            .insert(ScramMechanism::Sha256, credential.clone());
+        let mut new = old.clone();
+        new.acls.remove(&binding("gone", Operation::Write));
+        new.acls.insert(binding("added", Operation::Describe));
+        new.scram_credentials.clear();
+        new.scram_credentials
+            .entry("bob".into())
+            .or_default()
+            .insert(ScramMechanism::Sha256, credential);
+        let records = diff(&old, &new);
+        assert_eq!(records.len(), 4, "{records:?}");
         let mut replayed = old.clone();
         for (index, record) in records.into_iter().enumerate() {
             let decoded = MetadataRecord::decode(&record.encode()).unwrap();
