@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         correlation_id: 0,
         client_id: None,
         client_host: String::new(),
+        principal: std::rc::Rc::from("User:ANONYMOUS"),
         listener: 0,
         body: Bytes::copy_from_slice(body),
     };

@@ -10,6 +10,7 @@ use super::controller::{
 };
 use super::metadata::Topic;
 use super::reassignment::ElectionKind;
+use crate::security::acl::{AclBinding, AclFilter};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlCall {
@@ -41,6 +42,10 @@ pub enum ControlCall {
         deletions: Vec<ScramDeletion>,
         upsertions: Vec<ScramUpsertion>,
     },
+    /// CreateAcls: bindings already checked by the handler.
+    CreateAcls(Vec<AclBinding>),
+    /// DeleteAcls.
+    DeleteAcls(Vec<AclFilter>),
     /// A broker's own call: creates `__consumer_offsets` (`Controller::create_offsets_topic`).
     CreateOffsetsTopic {
         partitions: i32,
@@ -57,6 +62,8 @@ pub enum ControlReply {
     Elected(Vec<(String, i32, Outcome<()>)>),
     /// Per user: AlterUserScramCredentials.
     Users(Vec<(String, Outcome<()>)>),
+    /// Per filter: the bindings DeleteAcls removed.
+    DeletedAcls(Vec<Outcome<Vec<AclBinding>>>),
     /// The operation did not run (no controller could be reached): each item fails so.
     Failed(super::controller::TopicError),
 }
@@ -99,6 +106,12 @@ impl Controller {
             ]),
             ControlCall::AllocateProducerId => {
                 ControlReply::ProducerId(self.allocate_producer_id(host).await)
+            }
+            ControlCall::CreateAcls(bindings) => {
+                ControlReply::Done(self.create_acls(host, bindings).await)
+            }
+            ControlCall::DeleteAcls(filters) => {
+                ControlReply::DeletedAcls(self.delete_acls(host, filters).await)
             }
             ControlCall::AlterUserScramCredentials {
                 deletions,
@@ -160,6 +173,14 @@ impl ControlReply {
                     .map(|user| (user.clone(), Err(failure.clone())))
                     .collect()
             }
+        }
+    }
+
+    /// Per-filter outcomes of a DeleteAcls of `count` filters.
+    pub fn into_deleted_acls(self, count: usize) -> Vec<Outcome<Vec<AclBinding>>> {
+        match self {
+            ControlReply::DeletedAcls(outcomes) => outcomes,
+            other => vec![Err(other.failure()); count],
         }
     }
 

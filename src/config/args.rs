@@ -52,6 +52,24 @@ pub struct ServeArgs {
     /// [default: none]
     #[arg(long, env = "PETREL_SSL_CLIENT_AUTH")]
     pub ssl_client_auth: Option<String>,
+    /// How a client certificate's subject becomes a principal's name, as Kafka's
+    /// `ssl.principal.mapping.rules`: `RULE:pattern/replacement/[LU],...,DEFAULT`.
+    /// [default: DEFAULT, the whole distinguished name]
+    #[arg(long, env = "PETREL_SSL_PRINCIPAL_MAPPING_RULES")]
+    pub ssl_principal_mapping_rules: Option<String>,
+    /// `standard` checks every request against the ACLs (CreateAcls), as Kafka's
+    /// StandardAuthorizer (its class name is accepted too); `none` lets every client do
+    /// everything. [default: none]
+    #[arg(long, env = "PETREL_AUTHORIZER")]
+    pub authorizer: Option<String>,
+    /// Principals that may do anything, `;`-separated, e.g. `User:admin;User:broker`
+    /// (Kafka's `super.users`).
+    #[arg(long, env = "PETREL_SUPER_USERS")]
+    pub super_users: Option<String>,
+    /// Allow a request on a resource no ACL names at all (Kafka's
+    /// `allow.everyone.if.no.acl.found`). [default: false]
+    #[arg(long, env = "PETREL_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
     /// Directory for partition logs and metadata. [default: ./petrel-data]
     #[arg(long, env = "PETREL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -227,6 +245,14 @@ impl ServeArgs {
                 .ssl_truststore_location
                 .or(file.ssl_truststore_location),
             ssl_client_auth: self.ssl_client_auth.or(file.ssl_client_auth),
+            ssl_principal_mapping_rules: self
+                .ssl_principal_mapping_rules
+                .or(file.ssl_principal_mapping_rules),
+            authorizer: self.authorizer.or(file.authorizer),
+            super_users: self.super_users.or(file.super_users),
+            allow_everyone_if_no_acl_found: self
+                .allow_everyone_if_no_acl_found
+                .or(file.allow_everyone_if_no_acl_found),
             data_dir: self.data_dir.or(file.data_dir),
             shards: self.shards.or(file.shards),
             node_id: self.node_id.or(file.node_id),

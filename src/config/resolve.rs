@@ -12,6 +12,8 @@ use super::settings::{BrokerConfig, OffsetsTopicConfig};
 use crate::cluster::metadata::PARTITIONS_PER_TOPIC_MAX;
 use crate::cluster::topic_config::TopicDefaults;
 use crate::group::state::GroupLimits;
+use crate::security::acl::AuthorizerConfig;
+use crate::security::principal::MappingRules;
 use crate::storage::config::{BATCH_DECOMPRESSED_BYTES_MAX, BATCH_DECOMPRESSED_BYTES_MIN};
 use crate::storage::FlushPolicy;
 
@@ -77,6 +79,8 @@ impl ServeArgs {
         )?;
         Ok(BrokerConfig {
             listeners,
+            principal_mapping: self.principal_mapping()?,
+            authorizer: self.authorizer()?,
             data_dir: absolute(
                 self.data_dir
                     .clone()
@@ -114,6 +118,64 @@ impl ServeArgs {
                 self.log_retention_check_interval_ms.unwrap_or(30_000),
             )?,
         })
+    }
+
+    fn principal_mapping(&self) -> Result<MappingRules, ConfigError> {
+        match &self.ssl_principal_mapping_rules {
+            None => Ok(MappingRules::default()),
+            Some(text) => MappingRules::parse(text)
+                .map_err(|error| invalid("ssl-principal-mapping-rules", text, error.to_string())),
+        }
+    }
+
+    fn authorizer(&self) -> Result<Option<AuthorizerConfig>, ConfigError> {
+        let enabled = match self.authorizer.as_deref().map(str::trim) {
+            None | Some("none") | Some("") => false,
+            Some(
+                "standard"
+                | "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+                | "kafka.security.authorizer.AclAuthorizer",
+            ) => true,
+            Some(other) => {
+                return Err(invalid(
+                    "authorizer",
+                    other,
+                    "expected none or standard (Kafka's StandardAuthorizer)",
+                ))
+            }
+        };
+        let super_users: Vec<String> = self
+            .super_users
+            .iter()
+            .flat_map(|text| text.split(';'))
+            .map(str::trim)
+            .filter(|user| !user.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(bad) = super_users.iter().find(|u| {
+            !u.split_once(':')
+                .is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty())
+        }) {
+            return Err(invalid(
+                "super-users",
+                bad,
+                "a principal is Type:name, e.g. User:admin",
+            ));
+        }
+        if !enabled {
+            if !super_users.is_empty() || self.allow_everyone_if_no_acl_found.is_some() {
+                return Err(invalid(
+                    "super-users",
+                    "-",
+                    "super-users and allow-everyone-if-no-acl-found need --authorizer standard",
+                ));
+            }
+            return Ok(None);
+        }
+        Ok(Some(AuthorizerConfig {
+            super_users,
+            allow_if_no_acl: self.allow_everyone_if_no_acl_found.unwrap_or(false),
+        }))
     }
 
     fn shard_count(&self, cpus: &[usize]) -> Result<usize, ConfigError> {

@@ -14,6 +14,10 @@ use crate::storage::{FlushPolicy, LogConfig, ShardStorageConfig};
 pub struct BrokerConfig {
     /// The client listeners (`config::listeners`).
     pub listeners: Listeners,
+    /// How a client certificate's subject names its principal.
+    pub principal_mapping: crate::security::principal::MappingRules,
+    /// `--authorizer standard`: every request is checked against the ACLs.
+    pub authorizer: Option<crate::security::acl::AuthorizerConfig>,
     pub data_dir: PathBuf,
     pub shards: usize,
     /// CPUs the shards are pinned to, one per shard (reused round-robin if fewer).

@@ -64,6 +64,9 @@ pub enum GroupError {
     /// leader) while the request was in flight.
     #[error("this broker no longer coordinates the group")]
     NotCoordinator,
+    /// The principal may not use the group (its ACLs); decided before the coordinator.
+    #[error("the principal may not use this group")]
+    NotAuthorized,
 }
 
 /// Broker-wide bounds on groups.

@@ -1,5 +1,7 @@
 //! Request framing: `int32 size` then the request header and body.
 
+use std::rc::Rc;
+
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
@@ -47,6 +49,9 @@ pub struct Request {
     /// The listener it came in on (an index in the broker's listeners; set by the
     /// connection): Metadata answers with that listener's addresses.
     pub listener: usize,
+    /// Who sent it (`User:alice`, `User:ANONYMOUS`; set by the connection): what the
+    /// authorizer checks. Shared by the connection's requests.
+    pub principal: Rc<str>,
     pub body: Bytes,
 }
 
@@ -55,6 +60,11 @@ pub struct Request {
 pub fn peek_ids(frame: &[u8]) -> Option<(i16, i16, i32)> {
     let mut raw = frame.get(..8)?;
     Some((raw.get_i16(), raw.get_i16(), raw.get_i32()))
+}
+
+thread_local! {
+    /// `User:ANONYMOUS`, shared: a request's principal until its connection sets it.
+    static ANONYMOUS: Rc<str> = Rc::from(crate::security::principal::ANONYMOUS);
 }
 
 /// Decodes the request header; the body stays as bytes for the API's own decoder.
@@ -70,6 +80,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, FrameError> {
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|id| id.to_string()),
         client_host: String::new(),
+        principal: ANONYMOUS.with(Rc::clone),
         listener: 0,
         body: frame,
     })

@@ -115,6 +115,19 @@ impl Stream {
         }
     }
 
+    /// The certificate a TLS client presented (mTLS), DER.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        match &self.inner {
+            Inner::Plain(_) => None,
+            Inner::Tls(stream) => stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|certificate| certificate.as_ref()),
+        }
+    }
+
     /// Disables Nagle's algorithm; a failure only costs latency, so it is logged.
     pub fn set_nodelay(&self) {
         if let Err(error) = self.inner.tcp().set_nodelay(true) {

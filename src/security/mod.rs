@@ -1,9 +1,12 @@
-//! Who a client is: SASL mechanisms (PLAIN, SCRAM-SHA-256/512) and the credentials they
-//! check, without I/O (`server::sasl` runs them on a connection). A user's credentials live
-//! in the catalogue (`ClusterMetadata::scram_credentials`), so every broker checks the same.
+//! Who a client is and what it may do, without I/O: SASL mechanisms (PLAIN,
+//! SCRAM-SHA-256/512) and the credentials they check (`server::authentication` runs them
+//! on a connection), principals (`principal`: SASL users, client certificates) and ACLs
+//! (`acl`). Credentials and ACL bindings live in the catalogue
+//! (`ClusterMetadata::scram_credentials`, `::acls`), so every broker checks the same.
 
 pub mod acl;
 pub mod plain;
+pub mod principal;
 pub mod scram;
 
 /// Why an authentication failed. Kafka answers both with SASL_AUTHENTICATION_FAILED and

@@ -28,6 +28,7 @@ use super::exchange::DispatchError;
 use super::registry;
 use super::turn::Turn;
 use crate::protocol::frame;
+use crate::security::principal;
 use crate::shard::Shard;
 
 /// A request's eventual reply. Requests run as detached tasks: a request is never cancelled
@@ -73,16 +74,26 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, listener: usize) {
             }
         },
     };
-    let user = if config.protocol.sasl() {
+    let principal: Rc<str> = if config.protocol.sasl() {
         match authentication::authenticate(&shard, &mut stream).await {
-            Ok(user) => Some(user),
+            Ok(user) => Rc::from(principal::of_user(&user)),
             Err(error) => {
                 tracing::info!(%peer, %error, "SASL authentication failed; closing the connection");
                 return;
             }
         }
+    } else if let Some(certificate) = stream.peer_certificate() {
+        let named = principal::subject_dn(certificate)
+            .and_then(|dn| shard.config.principal_mapping.name_of(&dn));
+        match named {
+            Ok(name) => Rc::from(principal::of_user(&name)),
+            Err(error) => {
+                tracing::info!(%peer, %error, "no principal for the client certificate; closing the connection");
+                return;
+            }
+        }
     } else {
-        None
+        Rc::from(principal::ANONYMOUS)
     };
     let (reader, writer) = futures_lite::io::split(stream);
     let budget = Rc::new(Semaphore::new(
@@ -98,15 +109,15 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, listener: usize) {
     let origin = Origin {
         client_host,
         listener,
-        user,
+        principal,
     };
     let outcome = read_requests(&shard, &origin, reader, &budget, &queue_tx).await;
     drop(queue_tx);
     match outcome {
         ReadError::Closed | ReadError::Shutdown => {
-            tracing::debug!(%peer, user = ?origin.user, "connection done")
+            tracing::debug!(%peer, principal = %origin.principal, "connection done")
         }
-        error => tracing::info!(%peer, user = ?origin.user, %error, "closing connection"),
+        error => tracing::info!(%peer, principal = %origin.principal, %error, "closing connection"),
     }
     // Replies to everything already read still go out (also on shutdown).
     writer_task.await;
@@ -118,8 +129,8 @@ struct Origin {
     client_host: String,
     /// The listener it came in on.
     listener: usize,
-    /// The user SASL authenticated (a SASL listener), for the log until ACLs use it.
-    user: Option<String>,
+    /// Who the connection proved to be (SASL, a client certificate) or `User:ANONYMOUS`.
+    principal: Rc<str>,
 }
 
 async fn read_requests(
@@ -167,6 +178,7 @@ async fn read_requests(
         };
         request.client_host.clone_from(&origin.client_host);
         request.listener = origin.listener;
+        request.principal = origin.principal.clone();
         let (answer, reply) = futures_channel::oneshot::channel();
         let (turn, next_turn) = Turn::chain(previous_turn.take());
         previous_turn = Some(next_turn);

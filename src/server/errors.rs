@@ -109,6 +109,7 @@ pub fn group_error_code(error: &GroupError) -> ResponseError {
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
         GroupError::TooManyGroups => ResponseError::PolicyViolation,
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::NotAuthorized => ResponseError::GroupAuthorizationFailed,
     }
 }
 

@@ -147,6 +147,12 @@ pub static APIS: &[Api] = &[
         |shard, request, _turn| describe_user_scram_credentials::handle(&shard, &request)),
     api!(AlterUserScramCredentials 0..=0, Sequential, AlterUserScramCredentialsRequest,
         |shard, request, _turn| alter_user_scram_credentials::handle(&shard, &request).await),
+    api!(DescribeAcls 1..=3, Concurrent, DescribeAclsRequest,
+        |shard, request, _turn| describe_acls::handle(&shard, &request)),
+    api!(CreateAcls 1..=3, Sequential, CreateAclsRequest,
+        |shard, request, _turn| create_acls::handle(&shard, &request).await),
+    api!(DeleteAcls 1..=3, Sequential, DeleteAclsRequest,
+        |shard, request, _turn| delete_acls::handle(&shard, &request).await),
 ];
 
 pub fn find(key: ApiKey) -> Option<&'static Api> {
@@ -208,6 +214,7 @@ mod tests {
             correlation_id: 1,
             client_id: None,
             client_host: String::new(),
+            principal: std::rc::Rc::from("User:ANONYMOUS"),
             listener: 0,
             body: Bytes::copy_from_slice(body),
         }
@@ -300,6 +307,8 @@ mod tests {
                 ApiKey::SaslHandshake,
                 ApiKey::SaslAuthenticate,
                 ApiKey::AlterUserScramCredentials,
+                ApiKey::CreateAcls,
+                ApiKey::DeleteAcls,
             ]
         );
     }

@@ -11,6 +11,7 @@
 //! - `replication`: leaders' and followers' sides of replication;
 //! - `topics`: topic changes fanned out to the owning shards; topic auto-creation;
 //! - `groups`: where consumer groups live, and their coordinators on this shard;
+//! - `access`: what a request's principal may do (the ACLs, indexed per shard);
 //! - `control_plane`: the controller and the cluster node, on the controller shard;
 //! - `cluster`: this broker as a node of a cluster (the control plane's adapter).
 //!
@@ -18,6 +19,7 @@
 //! `replication::state`, `control_plane::handle`), never those that use `Shard`, so the
 //! module has no import circle.
 
+pub mod access;
 pub mod cluster;
 pub mod control_plane;
 pub mod groups;
@@ -44,6 +46,7 @@ use crate::group::coordinator::GroupCoordinator;
 use crate::runtime::mesh::{Job, Mesh};
 use crate::runtime::placement;
 use crate::runtime::shutdown::Shutdown;
+use crate::security::acl::Authorizer;
 use crate::storage::{Log, LogConfig, ShardStorage, StorageError};
 
 pub use crate::runtime::mesh::ShardGone;
@@ -86,6 +89,9 @@ pub struct Shard {
     pub storage: Rc<ShardStorage>,
     partitions: RefCell<HashMap<String, Vec<Option<Rc<Partition>>>>>,
     metadata: RefCell<Arc<ClusterMetadata>>,
+    /// The ACLs of `metadata`, indexed (`--authorizer standard`; `None`: everyone may do
+    /// everything). Rebuilt when the catalogue's bindings change.
+    authorizer: RefCell<Option<Rc<Authorizer>>>,
     /// The broker's control plane (controller, cluster node), on the controller shard.
     pub control_plane: ControlPlaneHandle,
     /// The group coordinators on this shard, by slot (`groups.rs`): one for a single
@@ -116,6 +122,10 @@ impl Shard {
         control_plane: ControlPlaneHandle,
     ) -> Rc<Shard> {
         let storage = ShardStorage::new(&config.shard_storage());
+        let authorizer = config
+            .authorizer
+            .clone()
+            .map(|settings| Rc::new(Authorizer::new(settings, &metadata.acls)));
         Rc::new(Shard {
             id,
             count: peers.len(),
@@ -124,6 +134,7 @@ impl Shard {
             storage,
             partitions: RefCell::new(HashMap::new()),
             metadata: RefCell::new(metadata),
+            authorizer: RefCell::new(authorizer),
             control_plane,
             groups: RefCell::new(BTreeMap::new()),
             offsets_topic_asked: Cell::new(false),
@@ -188,6 +199,12 @@ impl Shard {
             };
             if let Some(state) = topic.state_of(partition.index) {
                 partition.take_catalogue(topic.replicas_of(partition.index), state);
+            }
+        }
+        if let Some(settings) = &self.config.authorizer {
+            if self.metadata.borrow().acls != metadata.acls {
+                let authorizer = Authorizer::new(settings.clone(), &metadata.acls);
+                *self.authorizer.borrow_mut() = Some(Rc::new(authorizer));
             }
         }
         *self.metadata.borrow_mut() = metadata;

@@ -16,9 +16,11 @@
 //!   publishing a change through the host;
 //! - `topics`: creation (and auto-creation) and deletion; `partitions`: growth,
 //!   reassignment, elections; `configs`: topic config changes; `users`: SCRAM credentials;
+//!   `acls`: ACL bindings;
 //! - `assignment`: where a topic's replicas go; `requests`: the operations' inputs;
 //! - `host`: what the controller acts on; `error`: why an operation failed.
 
+mod acls;
 mod assignment;
 mod configs;
 mod error;

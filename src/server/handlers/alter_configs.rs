@@ -17,11 +17,12 @@ use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: AlterConfigsRequest = exchange::decode(request)?;
+    let access = shard.access(request);
     let changes = body
         .resources
         .iter()
         .map(|resource| {
-            let topic = check_resource(resource.resource_type, &resource.resource_name)?;
+            let topic = check_resource(&access, resource.resource_type, &resource.resource_name)?;
             check_unique(resource.configs.iter().map(|c| c.name.as_str()))?;
             let edits = resource
                 .configs

@@ -16,12 +16,20 @@ use super::str_bytes;
 use crate::cluster::control::ControlCall;
 use crate::cluster::controller::PartitionReassignment;
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
+use kafka_protocol::ResponseError;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: AlterPartitionReassignmentsRequest = exchange::decode(request)?;
+    if !shard.access(request).may_on_cluster(Operation::Alter) {
+        let mut response = AlterPartitionReassignmentsResponse::default();
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        response.error_message = Some(str_bytes("reassignments need ALTER on the cluster"));
+        return exchange::respond(request, &response);
+    }
     let changes: Vec<PartitionReassignment> = body
         .topics
         .iter()

@@ -13,9 +13,11 @@ use super::str_bytes;
 use crate::cluster::control::ControlCall;
 use crate::cluster::controller::{users_named, ScramDeletion, ScramUpsertion};
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
+use kafka_protocol::ResponseError;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: AlterUserScramCredentialsRequest = exchange::decode(request)?;
@@ -40,6 +42,17 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         })
         .collect();
     let users = users_named(&deletions, &upsertions);
+    if !shard.access(request).may_on_cluster(Operation::Alter) {
+        let mut response = AlterUserScramCredentialsResponse::default();
+        for user in users {
+            let mut result = AlterUserScramCredentialsResult::default();
+            result.user = str_bytes(&user);
+            result.error_code = ResponseError::ClusterAuthorizationFailed.code();
+            result.error_message = Some(str_bytes("needs ALTER on the cluster"));
+            response.results.push(result);
+        }
+        return exchange::respond(request, &response);
+    }
     let results = shard
         .control(ControlCall::AlterUserScramCredentials {
             deletions,

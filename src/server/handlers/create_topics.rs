@@ -1,4 +1,6 @@
 //! CreateTopics (key 19), including validate-only. The work happens on the controller.
+//! Needs CREATE on the cluster or the topic (TOPIC_AUTHORIZATION_FAILED otherwise); the
+//! created topic's configs are shown only with DESCRIBE_CONFIGS on it.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -8,13 +10,15 @@ use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::ResponseError;
 
-use super::str_bytes;
+use super::{str_bytes, with_denied};
 use crate::cluster::control::ControlCall;
 use crate::cluster::controller::TopicSpec;
 use crate::cluster::metadata::Topic;
 use crate::cluster::topic_config::{self, TopicDefaults};
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -25,25 +29,54 @@ const SOURCE_DEFAULT: i8 = 5;
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: CreateTopicsRequest = exchange::decode(request)?;
     let version = request.api_version;
-    let specs: Vec<TopicSpec> = body.topics.iter().map(spec).collect();
+    let access = shard.access(request);
+    // Kafka: CREATE on the cluster, or on the topic.
+    let on_cluster = access.may_on_cluster(Operation::Create);
+    let allowed: Vec<bool> = body
+        .topics
+        .iter()
+        .map(|t| on_cluster || access.may_on_topic(Operation::Create, &t.name))
+        .collect();
+    let specs: Vec<TopicSpec> = body
+        .topics
+        .iter()
+        .zip(&allowed)
+        .filter(|(_, &ok)| ok)
+        .map(|(topic, _)| spec(topic))
+        .collect();
     let validate_only = body.validate_only;
     let count = specs.len();
-    let outcomes = shard
-        .control(ControlCall::CreateTopics {
-            specs,
-            validate_only,
-        })
-        .await?
-        .into_topics(count);
+    let outcomes = if count == 0 {
+        Vec::new()
+    } else {
+        shard
+            .control(ControlCall::CreateTopics {
+                specs,
+                validate_only,
+            })
+            .await?
+            .into_topics(count)
+    };
+    let outcomes = with_denied(&allowed, outcomes.into_iter().map(Ok).collect(), || {
+        Err(Failure::new(
+            ResponseError::TopicAuthorizationFailed,
+            "the principal may not CREATE this topic",
+        ))
+    });
     let defaults = &shard.config.topic_defaults;
     let mut response = CreateTopicsResponse::default();
     for (requested, outcome) in body.topics.iter().zip(outcomes) {
         let mut result = CreatableTopicResult::default();
         result.name = requested.name.clone();
-        match outcome {
-            Ok(topic) => created(&mut result, &topic, defaults, version),
-            Err(error) => {
-                let failure = Failure::from(error);
+        match outcome.and_then(|outcome| outcome.map_err(Failure::from)) {
+            Ok(topic) => {
+                created(&mut result, &topic, defaults, version);
+                if version >= 5 && !access.may_on_topic(Operation::DescribeConfigs, &topic.name) {
+                    result.configs = None;
+                    result.topic_config_error_code = ResponseError::TopicAuthorizationFailed.code();
+                }
+            }
+            Err(failure) => {
                 result.error_code = failure.code.code();
                 result.error_message = Some(str_bytes(&failure.message));
                 if version >= 5 {

@@ -8,6 +8,7 @@ use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::protocol::frame::Request;
+use crate::security::acl::{ResourceType, CLUSTER_NAME};
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
@@ -46,6 +47,12 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             Some(broker)
         })
         .collect();
-    response.cluster_authorized_operations = i32::MIN;
+    response.cluster_authorized_operations = if body.include_cluster_authorized_operations {
+        shard
+            .access(request)
+            .operations_on(ResourceType::Cluster, CLUSTER_NAME)
+    } else {
+        i32::MIN
+    };
     exchange::respond(request, &response)
 }

@@ -11,6 +11,7 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::cluster::topic_config::{self, ConfigType, Described};
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
@@ -26,6 +27,7 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let metadata = shard.metadata();
     let defaults = &shard.config.topic_defaults;
     let mut response = DescribeConfigsResponse::default();
+    let access = shard.access(request);
     for resource in body.resources {
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
@@ -33,6 +35,15 @@ pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         let name = resource.resource_name.to_string();
         let entries: Result<Vec<(Described, i8)>, (ResponseError, String)> =
             match resource.resource_type {
+                // Kafka: DESCRIBE_CONFIGS on the topic, or on the cluster for a broker.
+                RESOURCE_TOPIC if !access.may_on_topic(Operation::DescribeConfigs, &name) => Err((
+                    ResponseError::TopicAuthorizationFailed,
+                    "the principal may not DESCRIBE_CONFIGS on this topic".into(),
+                )),
+                RESOURCE_BROKER if !access.may_on_cluster(Operation::DescribeConfigs) => Err((
+                    ResponseError::ClusterAuthorizationFailed,
+                    "the principal may not DESCRIBE_CONFIGS on the cluster".into(),
+                )),
                 RESOURCE_TOPIC => match metadata.topic(&name) {
                     Some(topic) => Ok(topic_config::describe(&topic.configs, defaults)
                         .into_iter()

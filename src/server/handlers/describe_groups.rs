@@ -8,6 +8,7 @@ use kafka_protocol::ResponseError;
 
 use super::{on_coordinator, str_bytes};
 use crate::protocol::frame::Request;
+use crate::security::acl::{Operation, ResourceType};
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
@@ -15,18 +16,29 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: DescribeGroupsRequest = exchange::decode(request)?;
     let version = request.api_version;
     let mut response = DescribeGroupsResponse::default();
+    let access = shard.access(request);
     for group_id in &body.groups {
         let id = group_id.to_string();
         let asked = id.clone();
+        let mut described = DescribedGroup::default();
+        described.group_id = group_id.clone();
+        if version >= 3 {
+            described.authorized_operations = if body.include_authorized_operations {
+                access.operations_on(ResourceType::Group, &id)
+            } else {
+                i32::MIN
+            };
+        }
+        // Kafka: DESCRIBE on the group.
+        if !access.may_on_group(Operation::Describe, &id) {
+            described.error_code = ResponseError::GroupAuthorizationFailed.code();
+            response.groups.push(described);
+            continue;
+        }
         let view = on_coordinator(shard, &id, move |coordinator| async move {
             coordinator.describe(&asked)
         })
         .await?;
-        let mut described = DescribedGroup::default();
-        described.group_id = group_id.clone();
-        if version >= 3 {
-            described.authorized_operations = i32::MIN;
-        }
         match view {
             None => described.error_code = super::unavailable(shard, &id).code(),
             Some(None) => {

@@ -13,14 +13,23 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 
 use super::str_bytes;
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
+use kafka_protocol::ResponseError;
 
 /// Kafka's UNKNOWN_VOLUME_BYTES.
 const VOLUME_BYTES_UNKNOWN: i64 = -1;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: DescribeLogDirsRequest = exchange::decode(request)?;
+    if !shard.access(request).may_on_cluster(Operation::Describe) {
+        let mut response = DescribeLogDirsResponse::default();
+        if request.api_version >= 3 {
+            response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        }
+        return exchange::respond(request, &response);
+    }
     // `None`: every partition.
     let wanted: Option<HashSet<(String, i32)>> = body.topics.as_ref().map(|topics| {
         topics

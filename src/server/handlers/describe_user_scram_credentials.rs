@@ -15,11 +15,18 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::cluster::metadata::ScramCredentials;
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: DescribeUserScramCredentialsRequest = exchange::decode(request)?;
+    if !shard.access(request).may_on_cluster(Operation::Describe) {
+        let mut response = DescribeUserScramCredentialsResponse::default();
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        response.error_message = Some(str_bytes("needs DESCRIBE on the cluster"));
+        return exchange::respond(request, &response);
+    }
     let metadata = shard.metadata();
     let all = &metadata.scram_credentials;
     let asked: Vec<String> = match &body.users {

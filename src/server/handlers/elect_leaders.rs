@@ -12,6 +12,7 @@ use super::str_bytes;
 use crate::cluster::control::ControlCall;
 use crate::cluster::reassignment::ElectionKind;
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -29,6 +30,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         ELECTION_UNCLEAN => Some(ElectionKind::Unclean),
         _ => None,
     };
+    if !shard.access(request).may_on_cluster(Operation::Alter) {
+        response.error_code = kafka_protocol::ResponseError::ClusterAuthorizationFailed.code();
+        return exchange::respond(request, &response);
+    }
     let Some(kind) = kind else {
         response.error_code = kafka_protocol::ResponseError::InvalidRequest.code();
         return exchange::respond(request, &response);

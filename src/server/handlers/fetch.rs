@@ -31,6 +31,7 @@ use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
 use crate::runtime::time::{self, Deadline};
+use crate::security::acl::Operation;
 use crate::server::errors::{not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
@@ -88,7 +89,7 @@ impl Outcome {
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: FetchRequest = exchange::decode(request)?;
     let version = request.api_version;
-    let mut fanout = route(shard, &body, version);
+    let mut fanout = route(shard, request, &body, version);
     let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let limit = usize::try_from(body.max_bytes)
         .unwrap_or(0)
@@ -106,14 +107,30 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
 }
 
 /// Each partition of the request, routed to the shard that owns it (or answered at once:
-/// unknown).
-fn route(shard: &Rc<Shard>, body: &FetchRequest, version: i16) -> Fanout<Item, Outcome> {
+/// unknown, or not authorized). As in Kafka, a consumer needs READ on each topic, and a
+/// follower CLUSTER_ACTION on the cluster (without it every partition is refused).
+fn route(
+    shard: &Rc<Shard>,
+    request: &Request,
+    body: &FetchRequest,
+    version: i16,
+) -> Fanout<Item, Outcome> {
     let metadata = shard.metadata();
     let replica = if version >= 15 {
         body.replica_state.replica_id.0
     } else {
         body.replica_id.0
     };
+    let access = shard.access(request);
+    let follower_allowed = replica < 0 || access.may_on_cluster(Operation::ClusterAction);
+    if !follower_allowed {
+        tracing::info!(
+            principal = access.principal(),
+            peer = %request.client_host,
+            replica,
+            "a follower fetch without CLUSTER_ACTION on the cluster is refused"
+        );
+    }
     let mut fanout = Fanout::new();
     for fetch_topic in &body.topics {
         let topic = if version >= 13 {
@@ -121,8 +138,13 @@ fn route(shard: &Rc<Shard>, body: &FetchRequest, version: i16) -> Fanout<Item, O
         } else {
             metadata.topic(&fetch_topic.topic)
         };
+        let allowed = follower_allowed
+            && topic.is_none_or(|t| replica >= 0 || access.may_on_topic(Operation::Read, &t.name));
         for fetch_partition in &fetch_topic.partitions {
             match topic {
+                _ if !allowed => {
+                    fanout.answer(Outcome::failed(ResponseError::TopicAuthorizationFailed))
+                }
                 Some(topic) if (0..topic.partitions).contains(&fetch_partition.partition) => {
                     let item = Item {
                         topic: topic.name.clone(),

@@ -14,6 +14,7 @@ use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::groups::ensure_offsets_topic;
 use crate::shard::Shard;
@@ -24,10 +25,18 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: FindCoordinatorRequest = exchange::decode(request)?;
     let version = request.api_version;
+    let access = shard.access(request);
     let answer = |key: &str| {
         let mut coordinator = Coordinator::default();
         coordinator.key = str_bytes(key);
-        if body.key_type == KEY_TYPE_GROUP {
+        if body.key_type == KEY_TYPE_GROUP && !access.may_on_group(Operation::Describe, key) {
+            // Kafka: DESCRIBE on the group.
+            coordinator.node_id = BrokerId(-1);
+            coordinator.port = -1;
+            coordinator.error_code = ResponseError::GroupAuthorizationFailed.code();
+            coordinator.error_message =
+                Some(str_bytes("the principal may not DESCRIBE this group"));
+        } else if body.key_type == KEY_TYPE_GROUP {
             let listener = shard.listener_name(request);
             let live = shard.group_coordinator(key).filter(|broker| !broker.fenced);
             let reachable = live.and_then(|broker| {

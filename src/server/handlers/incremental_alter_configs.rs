@@ -13,8 +13,10 @@ use super::str_bytes;
 use crate::cluster::control::ControlCall;
 use crate::cluster::controller::{ConfigEdit, TopicConfigChange};
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
+use crate::shard::access::Access;
 use crate::shard::{Shard, ShardGone};
 
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -30,11 +32,12 @@ const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: IncrementalAlterConfigsRequest = exchange::decode(request)?;
     let metadata = shard.metadata();
+    let access = shard.access(request);
     let changes = body
         .resources
         .iter()
         .map(|resource| {
-            let topic = check_resource(resource.resource_type, &resource.resource_name)?;
+            let topic = check_resource(&access, resource.resource_type, &resource.resource_name)?;
             check_unique(resource.configs.iter().map(|c| c.name.as_str()))?;
             let current = metadata
                 .topic(&topic)
@@ -122,10 +125,23 @@ fn edit(
     }
 }
 
-/// The topic a resource names, or why it cannot be altered.
-pub fn check_resource(resource_type: i8, name: &str) -> Result<String, Failure> {
+/// The topic a resource names, or why it cannot be altered (Kafka: ALTER_CONFIGS on the
+/// topic, or on the cluster for a broker).
+pub fn check_resource(
+    access: &Access<'_>,
+    resource_type: i8,
+    name: &str,
+) -> Result<String, Failure> {
     match resource_type {
+        RESOURCE_TOPIC if !access.may_on_topic(Operation::AlterConfigs, name) => Err(Failure::new(
+            ResponseError::TopicAuthorizationFailed,
+            "the principal may not ALTER_CONFIGS on this topic",
+        )),
         RESOURCE_TOPIC => Ok(name.to_string()),
+        RESOURCE_BROKER if !access.may_on_cluster(Operation::AlterConfigs) => Err(Failure::new(
+            ResponseError::ClusterAuthorizationFailed,
+            "the principal may not ALTER_CONFIGS on the cluster",
+        )),
         RESOURCE_BROKER => Err(invalid_request(
             "broker configs are static in Petrel: set them with `petrel serve` flags, \
              PETREL_* environment variables or the config file, and restart"
@@ -244,9 +260,14 @@ mod tests {
 
     #[test]
     fn brokers_and_duplicates_are_refused() {
-        assert_eq!(check_resource(RESOURCE_TOPIC, "t").unwrap(), "t");
         assert_eq!(
-            check_resource(RESOURCE_BROKER, "0").unwrap_err().code,
+            check_resource(&Access::unchecked(), RESOURCE_TOPIC, "t").unwrap(),
+            "t"
+        );
+        assert_eq!(
+            check_resource(&Access::unchecked(), RESOURCE_BROKER, "0")
+                .unwrap_err()
+                .code,
             ResponseError::InvalidRequest
         );
         assert!(check_unique(["a", "b"].into_iter()).is_ok());

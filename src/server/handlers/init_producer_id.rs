@@ -17,6 +17,7 @@ use kafka_protocol::ResponseError;
 
 use crate::cluster::control::ControlCall;
 use crate::protocol::frame::Request;
+use crate::security::acl::{Operation, ResourceType};
 use crate::server::errors::topic_error_code;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -34,6 +35,15 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
             ResponseError::TransactionalIdAuthorizationFailed
         };
         response.error_code = error.code();
+        return exchange::respond(request, &response);
+    }
+    // KIP-679 (Kafka 3+): an idempotent producer needs IDEMPOTENT_WRITE on the cluster
+    // or WRITE on some topic.
+    let access = shard.access(request);
+    if !access.may_on_cluster(Operation::IdempotentWrite)
+        && !access.may_on_any(Operation::Write, ResourceType::Topic)
+    {
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
         return exchange::respond(request, &response);
     }
     // -1 is Kafka's NO_PRODUCER_ID and NO_PRODUCER_EPOCH: both or neither.

@@ -9,8 +9,9 @@ use kafka_protocol::ResponseError;
 
 use super::{on_coordinator, str_bytes};
 use crate::group::coordinator::JoinAnswer;
-use crate::group::state::JoinRequest;
+use crate::group::state::{GroupError, JoinRequest};
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::group_error_code;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -41,10 +42,18 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         require_known_member_id: version >= 4,
     };
     let group = group_id.clone();
-    let answer = on_coordinator(shard, &group_id, move |coordinator| async move {
-        coordinator.join(&group, join).await
-    })
-    .await?;
+    // Kafka: READ on the group.
+    let answer = if !shard
+        .access(request)
+        .may_on_group(Operation::Read, &group_id)
+    {
+        Some(JoinAnswer::Failed(GroupError::NotAuthorized))
+    } else {
+        on_coordinator(shard, &group_id, move |coordinator| async move {
+            coordinator.join(&group, join).await
+        })
+        .await?
+    };
     let mut response = JoinGroupResponse::default();
     response.generation_id = -1;
     response.member_id = body.member_id.clone();

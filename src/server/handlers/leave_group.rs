@@ -4,9 +4,11 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+use kafka_protocol::ResponseError;
 
 use super::{on_coordinator, str_bytes};
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::group_error_code;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -28,6 +30,15 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     } else {
         vec![(body.member_id.to_string(), None)]
     };
+    if !shard
+        .access(request)
+        .may_on_group(Operation::Read, &group_id)
+    {
+        // Kafka: READ on the group; the whole request is refused.
+        let mut response = LeaveGroupResponse::default();
+        response.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return exchange::respond(request, &response);
+    }
     let asked = members.clone();
     let group = group_id.clone();
     let answer = on_coordinator(shard, &group_id, move |coordinator| async move {

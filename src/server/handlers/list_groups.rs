@@ -9,6 +9,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
@@ -40,8 +41,15 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     if excluded_by_type {
         return exchange::respond(request, &response);
     }
+    // Kafka: every group with DESCRIBE on the cluster, else those the principal may
+    // DESCRIBE.
+    let access = shard.access(request);
+    let all = access.may_on_cluster(Operation::Describe);
     for (group_id, protocol_type, state) in per_shard.into_iter().flatten() {
         if version >= 4 && !states.is_empty() && !states.contains(&state.to_lowercase()) {
+            continue;
+        }
+        if !all && !access.may_on_group(Operation::Describe, &group_id) {
             continue;
         }
         let mut listed = ListedGroup::default();

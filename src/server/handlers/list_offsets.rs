@@ -10,6 +10,7 @@ use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
 use crate::protocol::records;
+use crate::security::acl::Operation;
 use crate::server::errors::{not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
@@ -51,11 +52,18 @@ struct Item {
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: ListOffsetsRequest = exchange::decode(request)?;
     let metadata = shard.metadata();
+    let access = shard.access(request);
     let mut fanout = Fanout::new();
     for topic_request in &body.topics {
         let topic = metadata.topic(&topic_request.name);
+        // Kafka: DESCRIBE on the topic.
+        let allowed = access.may_on_topic(Operation::Describe, &topic_request.name);
         for partition in &topic_request.partitions {
             match topic {
+                _ if !allowed => fanout.answer(Answer {
+                    error: Some(ResponseError::TopicAuthorizationFailed),
+                    ..NOT_FOUND
+                }),
                 Some(topic) if (0..topic.partitions).contains(&partition.partition_index) => {
                     let item = Item {
                         topic: topic.name.clone(),

@@ -15,11 +15,19 @@ use kafka_protocol::messages::{
 use super::str_bytes;
 use crate::cluster::metadata::Topic;
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
+use kafka_protocol::ResponseError;
 
 pub fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: ListPartitionReassignmentsRequest = exchange::decode(request)?;
+    if !shard.access(request).may_on_cluster(Operation::Describe) {
+        let mut response = ListPartitionReassignmentsResponse::default();
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        response.error_message = Some(str_bytes("listing needs DESCRIBE on the cluster"));
+        return exchange::respond(request, &response);
+    }
     let metadata = shard.metadata();
     let wanted: Vec<(&Topic, Option<&[i32]>)> = match &body.topics {
         None => metadata.topics().values().map(|t| (t, None)).collect(),

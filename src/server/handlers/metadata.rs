@@ -1,5 +1,7 @@
 //! Metadata (key 3): this broker, and the topics asked for with their partitions and ids.
 //! Unknown topics are created on the fly when both the broker and the request allow it.
+//! With an authorizer, only topics the principal may DESCRIBE are shown (one asked for by
+//! name answers TOPIC_AUTHORIZATION_FAILED), and only those it may CREATE are created.
 
 use std::rc::Rc;
 
@@ -13,6 +15,7 @@ use uuid::Uuid;
 use super::str_bytes;
 use crate::cluster::metadata::{validate_topic_name, ClusterMetadata, Topic};
 use crate::protocol::frame::Request;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
@@ -40,11 +43,39 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     };
     let auto_create =
         shard.config.auto_create_topics && (version < 4 || body.allow_auto_topic_creation);
+    let access = shard.access(request);
+    // Kafka's rule: a topic is created for a principal that may describe it and create it
+    // (CREATE on the cluster or on the topic).
+    let may_create = |name: &str| {
+        access.may_on_topic(Operation::Describe, name)
+            && (access.may_on_cluster(Operation::Create)
+                || access.may_on_topic(Operation::Create, name))
+    };
     if let (Wanted::Some(topics), true) = (&wanted, auto_create) {
-        let names: Vec<String> = topics.iter().filter_map(|(name, _)| name.clone()).collect();
+        let names: Vec<String> = topics
+            .iter()
+            .filter_map(|(name, _)| name.clone())
+            .filter(|name| may_create(name))
+            .collect();
         crate::shard::topics::ensure_topics(shard, names).await;
     }
     let metadata = shard.metadata();
+    let topic_operations = if version >= 8 && body.include_topic_authorized_operations {
+        Some(&access)
+    } else {
+        None
+    };
+    let describe = |metadata: &ClusterMetadata, topic: &Topic, version: i16| {
+        let mut described = describe(metadata, topic, version);
+        if let Some(access) = topic_operations {
+            described.topic_authorized_operations =
+                access.operations_on(ResourceType::Topic, &topic.name);
+        }
+        described
+    };
+    let denied = |name: Option<String>, id: Uuid| {
+        missing(name, id, ResponseError::TopicAuthorizationFailed, version)
+    };
     let mut response = MetadataResponse::default();
     let config = &shard.config;
     response.brokers = metadata
@@ -66,22 +97,34 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         response.controller_id = BrokerId(config.node_id);
     }
     if (8..=10).contains(&version) {
-        response.cluster_authorized_operations = OPERATIONS_OMITTED;
+        response.cluster_authorized_operations = if body.include_cluster_authorized_operations {
+            access.operations_on(ResourceType::Cluster, CLUSTER_NAME)
+        } else {
+            OPERATIONS_OMITTED
+        };
     }
+    let may_describe = |name: &str| access.may_on_topic(Operation::Describe, name);
     response.topics = match wanted {
+        // Every topic the principal may describe; the others are not mentioned.
         Wanted::All => metadata
             .topics()
             .values()
+            .filter(|topic| may_describe(&topic.name))
             .map(|topic| describe(&metadata, topic, version))
             .collect(),
         Wanted::Some(topics) => topics
             .into_iter()
             .map(|(name, id)| match (&name, id.is_nil()) {
+                (Some(name), _) if !may_describe(name) => denied(Some(name.clone()), id),
                 (Some(name), _) => match metadata.topic(name) {
                     Some(topic) => describe(&metadata, topic, version),
+                    None if auto_create && !may_create(name) => {
+                        denied(Some(name.clone()), Uuid::nil())
+                    }
                     None => missing(Some(name.clone()), Uuid::nil(), name_error(name), version),
                 },
                 (None, false) => match metadata.topic_by_id(&id) {
+                    Some(topic) if !may_describe(&topic.name) => denied(None, id),
                     Some(topic) => describe(&metadata, topic, version),
                     None => missing(None, id, ResponseError::UnknownTopicId, version),
                 },

@@ -5,10 +5,13 @@ pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -85,4 +88,17 @@ pub fn unavailable(shard: &Shard, group_id: &str) -> ResponseError {
 
 pub fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
+}
+
+/// The answers to every item of a request, in order, where only the `allowed` items went
+/// to the work that answered `outcomes` (in their order); the others answer `denied()`.
+pub fn with_denied<U>(allowed: &[bool], outcomes: Vec<U>, mut denied: impl FnMut() -> U) -> Vec<U> {
+    let mut outcomes = outcomes.into_iter();
+    allowed
+        .iter()
+        .map(|&ok| match ok {
+            true => outcomes.next().unwrap_or_else(&mut denied),
+            false => denied(),
+        })
+        .collect()
 }

@@ -15,6 +15,7 @@ use super::on_coordinator;
 use crate::group::coordinator::CommitError;
 use crate::group::offsets::Committed;
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::group_error_code;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -24,15 +25,29 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let metadata = shard.metadata();
     let now = crate::runtime::time::now_ms();
     let mut entries = Vec::new();
-    // Per partition, in request order: does it exist? (The answer walks the same order.)
-    let mut exists = Vec::new();
+    let access = shard.access(request);
+    // Kafka: READ on the group, and READ on each topic.
+    let group_allowed = access.may_on_group(Operation::Read, &body.group_id);
+    // Per partition, in request order: why it is refused, if it is (the answer walks the
+    // same order).
+    let mut refused = Vec::new();
     for topic in &body.topics {
         let known = metadata.topic(&topic.name);
+        let topic_allowed = access.may_on_topic(Operation::Read, &topic.name);
         for partition in &topic.partitions {
             let found =
                 known.is_some_and(|t| (0..t.partitions).contains(&partition.partition_index));
-            exists.push(found);
-            if !found {
+            let refusal = if !group_allowed {
+                Some(ResponseError::GroupAuthorizationFailed)
+            } else if !topic_allowed {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else if !found {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else {
+                None
+            };
+            refused.push(refusal);
+            if refusal.is_some() {
                 continue;
             }
             entries.push((
@@ -79,17 +94,16 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         }
     };
     let mut response = OffsetCommitResponse::default();
-    let mut exists = exists.into_iter();
+    let mut refused = refused.into_iter();
     for topic in &body.topics {
         let mut answered = OffsetCommitResponseTopic::default();
         answered.name = topic.name.clone();
         for partition in &topic.partitions {
             let mut result = OffsetCommitResponsePartition::default();
             result.partition_index = partition.partition_index;
-            result.error_code = if exists.next().unwrap_or(false) {
-                code
-            } else {
-                ResponseError::UnknownTopicOrPartition.code()
+            result.error_code = match refused.next().flatten() {
+                None => code,
+                Some(refusal) => refusal.code(),
             };
             answered.partitions.push(result);
         }

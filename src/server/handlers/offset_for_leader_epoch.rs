@@ -13,6 +13,7 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use kafka_protocol::ResponseError;
 
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::not_serving_code;
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
@@ -44,11 +45,22 @@ const UNDEFINED: Answer = Answer {
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: OffsetForLeaderEpochRequest = exchange::decode(request)?;
     let metadata = shard.metadata();
+    let access = shard.access(request);
+    // Kafka: a follower (replica id set, v3+) needs CLUSTER_ACTION, a consumer DESCRIBE on
+    // the topic.
+    let follower = request.api_version >= 3 && body.replica_id.0 >= 0;
+    let follower_allowed = !follower || access.may_on_cluster(Operation::ClusterAction);
     let mut fanout = Fanout::new();
     for topic_request in &body.topics {
         let topic = metadata.topic(&topic_request.topic);
+        let allowed = follower_allowed
+            && (follower || access.may_on_topic(Operation::Describe, &topic_request.topic));
         for partition in &topic_request.partitions {
             match topic {
+                _ if !allowed => fanout.answer(Answer {
+                    error: Some(ResponseError::TopicAuthorizationFailed),
+                    ..UNDEFINED
+                }),
                 Some(topic) if (0..topic.partitions).contains(&partition.partition) => {
                     let item = Item {
                         topic: topic.name.clone(),

@@ -27,10 +27,12 @@ use super::str_bytes;
 use crate::cluster::metadata::is_internal_topic;
 use crate::protocol::frame::Request;
 use crate::record_batch;
+use crate::security::acl::Operation;
 use crate::server::errors::{batch_error_code, not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
 use crate::server::turn::Turn;
+use crate::shard::access::Access;
 use crate::shard::Shard;
 use crate::storage::{Durability, StorageError};
 
@@ -83,11 +85,23 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
     let body: ProduceRequest = exchange::decode(request)?;
     let version = request.api_version;
     let acks = body.acks;
+    let access = shard.access(request);
     if version < 13 && shard.config.auto_create_topics {
-        let names = body.topic_data.iter().map(|t| t.name.to_string()).collect();
+        // Only topics the producer may write to, and may create (Kafka's rule for
+        // auto-creation: CREATE on the cluster or on the topic).
+        let names = body
+            .topic_data
+            .iter()
+            .filter(|t| access.may_on_topic(Operation::Write, &t.name))
+            .filter(|t| {
+                access.may_on_cluster(Operation::Create)
+                    || access.may_on_topic(Operation::Create, &t.name)
+            })
+            .map(|t| t.name.to_string())
+            .collect();
         crate::shard::topics::ensure_topics(shard, names).await;
     }
-    let mut appends = route(shard, &body, version);
+    let mut appends = route(shard, &access, &body, version);
     let timeout = Duration::from_millis(body.timeout_ms.max(0) as u64);
     // Phase 1, in this connection's request order: validate and append on every owner.
     appends
@@ -103,9 +117,14 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
     exchange::respond(request, &response(shard, request, &body, outcomes))
 }
 
-/// Each partition of the request: refused at once (bad acks, transactions, unknown
-/// partition), or routed to the shard that owns it.
-fn route(shard: &Rc<Shard>, body: &ProduceRequest, version: i16) -> Fanout<Item, Appended> {
+/// Each partition of the request: refused at once (bad acks, transactions, no WRITE on
+/// the topic, unknown partition), or routed to the shard that owns it.
+fn route(
+    shard: &Rc<Shard>,
+    access: &Access<'_>,
+    body: &ProduceRequest,
+    version: i16,
+) -> Fanout<Item, Appended> {
     let metadata = shard.metadata();
     let acks = body.acks;
     let unknown = if version >= 13 {
@@ -120,6 +139,9 @@ fn route(shard: &Rc<Shard>, body: &ProduceRequest, version: i16) -> Fanout<Item,
         } else {
             metadata.topic(&topic_data.name)
         };
+        let name = topic.map_or(topic_data.name.as_str(), |t| t.name.as_str());
+        let writable =
+            (version >= 13 && topic.is_none()) || access.may_on_topic(Operation::Write, name);
         for partition_data in &topic_data.partition_data {
             let refused = |code, message: &str| Appended {
                 outcome: Outcome::failed(code, message),
@@ -128,6 +150,9 @@ fn route(shard: &Rc<Shard>, body: &ProduceRequest, version: i16) -> Fanout<Item,
             if !matches!(acks, -1..=1) {
                 let message = format!("acks must be -1, 0 or 1, got {acks}");
                 appends.answer(refused(ResponseError::InvalidRequiredAcks, &message));
+            } else if !writable {
+                let message = "the principal may not WRITE to this topic";
+                appends.answer(refused(ResponseError::TopicAuthorizationFailed, message));
             } else if body.transactional_id.is_some() {
                 let message = "transactions are not supported";
                 appends.answer(refused(

@@ -5,7 +5,9 @@ use std::rc::Rc;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::on_coordinator;
+use crate::group::state::GroupError;
 use crate::protocol::frame::Request;
+use crate::security::acl::Operation;
 use crate::server::errors::group_error_code;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
@@ -22,18 +24,26 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         .map(|a| (a.member_id.to_string(), a.assignment.clone()))
         .collect();
     let group = group_id.clone();
-    let answer = on_coordinator(shard, &group_id, move |coordinator| async move {
-        coordinator
-            .sync(
-                &group,
-                &member_id,
-                instance_id.as_deref(),
-                generation,
-                assignments,
-            )
-            .await
-    })
-    .await?;
+    // Kafka: READ on the group.
+    let answer = if !shard
+        .access(request)
+        .may_on_group(Operation::Read, &group_id)
+    {
+        Some(Err(GroupError::NotAuthorized))
+    } else {
+        on_coordinator(shard, &group_id, move |coordinator| async move {
+            coordinator
+                .sync(
+                    &group,
+                    &member_id,
+                    instance_id.as_deref(),
+                    generation,
+                    assignments,
+                )
+                .await
+        })
+        .await?
+    };
     let mut response = SyncGroupResponse::default();
     if request.api_version >= 5 {
         response.protocol_type = body.protocol_type.clone();
