@@ -318,26 +318,31 @@ fn dev_certs(dir: &std::path::Path, hosts: Vec<String>, clients: &[String]) -> a
     write("ca.pem", &ca.pem())?;
     write("ca-key.pem", &ca_key.serialize_pem())?;
     let issuer = Issuer::new(ca_params, ca_key);
+    // The server certificate is also a node's identity on links to other nodes (quorum
+    // links and replica fetches over mTLS), where it is the client: both usages.
     let mut leaves = vec![(
         "server".to_string(),
         hosts,
-        ExtendedKeyUsagePurpose::ServerAuth,
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
     )];
     for client in clients {
         leaves.push((
             format!("client-{client}"),
             Vec::new(),
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         ));
     }
-    for (name, names, usage) in leaves {
+    for (name, names, usages) in leaves {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(names)?;
         let common_name = name.strip_prefix("client-").unwrap_or("petrel");
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         let certificate = params.signed_by(&key, &issuer)?;
         write(&format!("{name}.pem"), &certificate.pem())?;
         write(&format!("{name}-key.pem"), &key.serialize_pem())?;

@@ -175,6 +175,12 @@ pub struct ServeArgs {
     /// Where this node's quorum listener binds. [default: its entry in the voters]
     #[arg(long, env = "PETREL_CONTROLLER_LISTEN")]
     pub controller_listen: Option<String>,
+    /// How nodes prove themselves to each other on quorum links: PLAINTEXT (anyone who
+    /// reaches the port), or SSL (mTLS: each side presents a certificate the
+    /// --ssl-truststore-location CAs signed, the --ssl-certificate-location one; with an
+    /// authorizer its principal must also be a super user). [default: PLAINTEXT]
+    #[arg(long, env = "PETREL_CONTROLLER_SECURITY_PROTOCOL")]
+    pub controller_security_protocol: Option<String>,
     /// How often a broker heartbeats to the quorum's leader. [default: 2000]
     #[arg(long, env = "PETREL_BROKER_HEARTBEAT_INTERVAL_MS")]
     pub broker_heartbeat_interval_ms: Option<u64>,
@@ -289,6 +295,9 @@ impl ServeArgs {
                 .controller_quorum_voters
                 .or(file.controller_quorum_voters),
             controller_listen: self.controller_listen.or(file.controller_listen),
+            controller_security_protocol: self
+                .controller_security_protocol
+                .or(file.controller_security_protocol),
             broker_heartbeat_interval_ms: self
                 .broker_heartbeat_interval_ms
                 .or(file.broker_heartbeat_interval_ms),

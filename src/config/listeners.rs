@@ -110,12 +110,12 @@ impl ServeArgs {
                 )
             })?,
         };
-        if cluster && all[inter_broker].protocol != SecurityProtocol::Plaintext {
+        if cluster && all[inter_broker].protocol.sasl() {
             return Err(invalid(
                 "inter-broker-listener-name",
                 &all[inter_broker].name,
-                "replica fetches between brokers run on PLAINTEXT for now; name a PLAINTEXT \
-                 listener",
+                "replica fetches between brokers run on PLAINTEXT or SSL (mTLS) for now; name \
+                 such a listener",
             ));
         }
         self.secure(&mut all)?;
@@ -191,9 +191,45 @@ impl ServeArgs {
         Ok(all)
     }
 
+    /// Whether quorum links run mTLS (`--controller-security-protocol SSL`).
+    pub(super) fn controller_ssl(&self) -> Result<bool, ConfigError> {
+        match self.controller_security_protocol.as_deref() {
+            None | Some("PLAINTEXT") => Ok(false),
+            Some("SSL") => Ok(true),
+            Some(other) => Err(invalid(
+                "controller-security-protocol",
+                other,
+                "expected PLAINTEXT or SSL",
+            )),
+        }
+    }
+
+    /// The files a node's own links use (quorum links, replica fetches over SSL): its
+    /// certificate and key, and the cluster's CAs, which must be given.
+    pub(super) fn node_tls_files(&self, setting: &'static str) -> Result<TlsFiles, ConfigError> {
+        let needed = |name: &'static str, value: &Option<PathBuf>| {
+            value.clone().ok_or_else(|| {
+                invalid(
+                    setting,
+                    "SSL",
+                    format!("links between nodes over TLS need --{name} (a PEM file)"),
+                )
+            })
+        };
+        Ok(TlsFiles {
+            certificate: needed("ssl-certificate-location", &self.ssl_certificate_location)?,
+            key: needed("ssl-key-location", &self.ssl_key_location)?,
+            truststore: Some(needed(
+                "ssl-truststore-location",
+                &self.ssl_truststore_location,
+            )?),
+            client_auth: ClientAuth::Required,
+        })
+    }
+
     /// Builds the TLS configuration SSL listeners share, from the ssl-* settings.
     fn secure(&self, all: &mut [ListenerConfig]) -> Result<(), ConfigError> {
-        let wanted = all.iter().any(|l| l.protocol.tls());
+        let wanted = all.iter().any(|l| l.protocol.tls()) || self.controller_ssl()?;
         let given = self.ssl_certificate_location.is_some()
             || self.ssl_key_location.is_some()
             || self.ssl_truststore_location.is_some()
@@ -203,7 +239,7 @@ impl ServeArgs {
                 return Err(invalid(
                     "ssl-certificate-location",
                     "-",
-                    "ssl-* settings are given but no listener is SSL or SASL_SSL",
+                    "ssl-* settings are given but no listener (nor the controller links) is SSL",
                 ));
             }
             return Ok(());

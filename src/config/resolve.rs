@@ -10,8 +10,10 @@ use super::files::open_files_budget;
 use super::quorum::resolve_quorum;
 use super::settings::{BrokerConfig, OffsetsTopicConfig};
 use crate::cluster::metadata::PARTITIONS_PER_TOPIC_MAX;
+use crate::cluster::quorum::transport::PeerSecurity;
 use crate::cluster::topic_config::TopicDefaults;
 use crate::group::state::GroupLimits;
+use crate::runtime::tls;
 use crate::security::acl::AuthorizerConfig;
 use crate::security::principal::MappingRules;
 use crate::storage::config::{BATCH_DECOMPRESSED_BYTES_MAX, BATCH_DECOMPRESSED_BYTES_MIN};
@@ -77,10 +79,20 @@ impl ServeArgs {
             self.broker_heartbeat_interval_ms,
             self.broker_session_timeout_ms,
         )?;
+        let principal_mapping = self.principal_mapping()?;
+        let authorizer = self.authorizer()?;
+        let quorum_security =
+            self.quorum_security(quorum.is_some(), &principal_mapping, &authorizer)?;
+        let inter_broker_tls = match listeners.all[listeners.inter_broker].protocol.tls() {
+            true if quorum.is_some() => Some(self.node_client_tls("inter-broker-listener-name")?),
+            _ => None,
+        };
         Ok(BrokerConfig {
             listeners,
-            principal_mapping: self.principal_mapping()?,
-            authorizer: self.authorizer()?,
+            principal_mapping,
+            authorizer,
+            quorum_security,
+            inter_broker_tls,
             data_dir: absolute(
                 self.data_dir
                     .clone()
@@ -118,6 +130,41 @@ impl ServeArgs {
                 self.log_retention_check_interval_ms.unwrap_or(30_000),
             )?,
         })
+    }
+
+    /// Quorum links over mTLS (`--controller-security-protocol SSL`): the node's server and
+    /// client sides, and with an authorizer its super users as the nodes' principals.
+    fn quorum_security(
+        &self,
+        cluster: bool,
+        mapping: &MappingRules,
+        authorizer: &Option<AuthorizerConfig>,
+    ) -> Result<Option<PeerSecurity>, ConfigError> {
+        if !self.controller_ssl()? {
+            return Ok(None);
+        }
+        if !cluster {
+            return Err(invalid(
+                "controller-security-protocol",
+                "SSL",
+                "needs --controller-quorum-voters (a single broker has no quorum links)",
+            ));
+        }
+        let setting = "controller-security-protocol";
+        let files = self.node_tls_files(setting)?;
+        let server = tls::server_config(&files)
+            .map_err(|error| invalid(setting, "SSL", error.to_string()))?;
+        Ok(Some(PeerSecurity {
+            server,
+            client: self.node_client_tls(setting)?,
+            mapping: mapping.clone(),
+            nodes: authorizer.as_ref().map(|a| a.super_users.clone()),
+        }))
+    }
+
+    fn node_client_tls(&self, setting: &'static str) -> Result<tls::ClientTls, ConfigError> {
+        let files = self.node_tls_files(setting)?;
+        tls::client_config(&files).map_err(|error| invalid(setting, "SSL", error.to_string()))
     }
 
     fn principal_mapping(&self) -> Result<MappingRules, ConfigError> {

@@ -18,6 +18,11 @@ pub struct BrokerConfig {
     pub principal_mapping: crate::security::principal::MappingRules,
     /// `--authorizer standard`: every request is checked against the ACLs.
     pub authorizer: Option<crate::security::acl::AuthorizerConfig>,
+    /// `--controller-security-protocol SSL`: how quorum peers prove they are nodes.
+    pub quorum_security: Option<crate::cluster::quorum::transport::PeerSecurity>,
+    /// The inter-broker listener is SSL: a follower's TLS client side (this node's
+    /// certificate, the cluster's CAs) for its fetches from leaders.
+    pub inter_broker_tls: Option<crate::runtime::tls::ClientTls>,
     pub data_dir: PathBuf,
     pub shards: usize,
     /// CPUs the shards are pinned to, one per shard (reused round-robin if fewer).

@@ -1,17 +1,21 @@
-//! The replica Fetch between brokers (Fetch v12: the replica id at the top,
-//! `LastFetchedEpoch`, answered with `DivergingEpoch`; topics by name): a follower's
-//! request as one frame, and the leader's answer in Petrel's own terms, so the follower's
-//! fetch loop (`shard::replication::follower`) knows nothing of the wire.
+//! The replica Fetch between brokers (Fetch v15: `ReplicaState` with the follower's id and
+//! its registration epoch (KIP-903), `LastFetchedEpoch`, answered with `DivergingEpoch`;
+//! topics by id): a follower's request as one frame, and the leader's answer in Petrel's
+//! own terms, so the follower's fetch loop (`shard::replication::follower`) knows nothing of
+//! the wire.
+
+use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use uuid::Uuid;
 
 /// Fetch version used between brokers.
-pub const VERSION: i16 = 12;
+pub const VERSION: i16 = 15;
 /// Kafka's OFFSET_OUT_OF_RANGE, in a replica fetch's answer.
 pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// The client id followers send.
@@ -33,6 +37,7 @@ pub enum ReplicaFetchError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
     pub topic: String,
+    pub topic_id: Uuid,
     pub partition: i32,
     /// The leader epoch the follower follows at.
     pub current_leader_epoch: i32,
@@ -64,9 +69,17 @@ pub struct Answer {
     pub records: Option<Bytes>,
 }
 
+/// Who fetches: a broker's id and its registration epoch (the catalogue's `epoch` of its
+/// latest registration), which the leader checks against its own catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replica {
+    pub id: i32,
+    pub epoch: i64,
+}
+
 /// Follower `replica`'s fetch of `wanted` as one frame (size prefix included).
 pub fn encode_request(
-    replica: i32,
+    replica: Replica,
     correlation: i32,
     wanted: &[Wanted],
     limits: Limits,
@@ -90,7 +103,7 @@ pub fn encode_request(
     Ok(frame.freeze())
 }
 
-fn request(replica: i32, wanted: &[Wanted], limits: Limits) -> FetchRequest {
+fn request(replica: Replica, wanted: &[Wanted], limits: Limits) -> FetchRequest {
     // Grouped by topic in the order first named.
     let mut topics: Vec<FetchTopic> = Vec::new();
     for want in wanted {
@@ -101,21 +114,20 @@ fn request(replica: i32, wanted: &[Wanted], limits: Limits) -> FetchRequest {
         partition.last_fetched_epoch = want.last_fetched_epoch;
         partition.log_start_offset = want.log_start_offset;
         partition.partition_max_bytes = limits.partition_bytes_max;
-        match topics
-            .last_mut()
-            .filter(|t| t.topic.0.as_str() == want.topic)
-        {
+        match topics.last_mut().filter(|t| t.topic_id == want.topic_id) {
             Some(topic) => topic.partitions.push(partition),
             None => {
                 let mut topic = FetchTopic::default();
-                topic.topic = TopicName(StrBytes::from_string(want.topic.clone()));
+                topic.topic_id = want.topic_id;
                 topic.partitions.push(partition);
                 topics.push(topic);
             }
         }
     }
     let mut request = FetchRequest::default();
-    request.replica_id = BrokerId(replica);
+    request.replica_id = BrokerId(-1); // v15 names the replica in ReplicaState
+    request.replica_state.replica_id = BrokerId(replica.id);
+    request.replica_state.replica_epoch = replica.epoch;
     request.max_wait_ms = limits.max_wait_ms;
     request.min_bytes = 1;
     request.max_bytes = limits.response_bytes_max;
@@ -124,10 +136,12 @@ fn request(replica: i32, wanted: &[Wanted], limits: Limits) -> FetchRequest {
     request
 }
 
-/// The leader's answer to request `correlation` (the frame's body, after its size).
+/// The leader's answer to request `correlation` for `wanted` (the frame's body, after its
+/// size). A topic id not asked for is a stray answer.
 pub fn decode_response(
     mut body: Bytes,
     correlation: i32,
+    wanted: &[Wanted],
 ) -> Result<Vec<Answer>, ReplicaFetchError> {
     let header = ResponseHeader::decode(&mut body, ApiKey::Fetch.response_header_version(VERSION))
         .map_err(|error| ReplicaFetchError::Decode(error.to_string()))?;
@@ -139,9 +153,21 @@ pub fn decode_response(
     }
     let response = FetchResponse::decode(&mut body, VERSION)
         .map_err(|error| ReplicaFetchError::Decode(error.to_string()))?;
+    let names: HashMap<Uuid, &str> = wanted
+        .iter()
+        .map(|want| (want.topic_id, want.topic.as_str()))
+        .collect();
     let mut answers = Vec::new();
     for topic in response.responses {
-        let name = topic.topic.0.to_string();
+        let name = names
+            .get(&topic.topic_id)
+            .ok_or_else(|| {
+                ReplicaFetchError::Decode(format!(
+                    "an answer for topic id {} not asked for",
+                    topic.topic_id
+                ))
+            })?
+            .to_string();
         for partition in topic.partitions {
             let diverging = &partition.diverging_epoch;
             answers.push(Answer {
@@ -168,6 +194,7 @@ mod tests {
     fn wanted(topic: &str, partition: i32) -> Wanted {
         Wanted {
             topic: topic.into(),
+            topic_id: Uuid::from_u128(topic.bytes().map(u128::from).sum()),
             partition,
             current_leader_epoch: 3,
             fetch_offset: 10,
@@ -184,7 +211,8 @@ mod tests {
             response_bytes_max: 8 << 20,
         };
         let wanted = [wanted("a", 0), wanted("a", 1), wanted("b", 0)];
-        let mut frame = encode_request(7, 42, &wanted, limits).expect("encodes");
+        let replica = Replica { id: 7, epoch: 31 };
+        let mut frame = encode_request(replica, 42, &wanted, limits).expect("encodes");
         let size = i32::from_be_bytes(frame[..4].try_into().unwrap());
         assert_eq!(size as usize, frame.len() - 4);
         let mut body = frame.split_off(4);
@@ -196,7 +224,8 @@ mod tests {
             (42, VERSION)
         );
         let request = FetchRequest::decode(&mut body, VERSION).expect("body");
-        assert_eq!(request.replica_id, BrokerId(7));
+        assert_eq!(request.replica_state.replica_id, BrokerId(7));
+        assert_eq!(request.replica_state.replica_epoch, 31);
         assert_eq!(request.topics.len(), 2);
         assert_eq!(request.topics[0].partitions.len(), 2);
         assert_eq!(request.topics[1].partitions[0].last_fetched_epoch, 2);
@@ -210,7 +239,7 @@ mod tests {
         partition.diverging_epoch.epoch = 2;
         partition.diverging_epoch.end_offset = 50;
         let mut topic = FetchableTopicResponse::default();
-        topic.topic = TopicName(StrBytes::from_static_str("a"));
+        topic.topic_id = wanted("a", 1).topic_id;
         topic.partitions.push(partition);
         let mut response = FetchResponse::default();
         response.responses.push(topic);
@@ -222,17 +251,23 @@ mod tests {
             .unwrap();
         response.encode(&mut body, VERSION).unwrap();
         let body = body.freeze();
-        let answers = decode_response(body.clone(), 5).expect("decodes");
+        let asked = [wanted("a", 1)];
+        let answers = decode_response(body.clone(), 5, &asked).expect("decodes");
         assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].topic, "a");
         assert_eq!(answers[0].diverging, Some((2, 50)));
         assert_eq!(answers[0].high_watermark, 90);
         assert!(matches!(
-            decode_response(body.clone(), 6),
+            decode_response(body.clone(), 6, &asked),
             Err(ReplicaFetchError::Correlation {
                 expected: 6,
                 got: 5
             })
         ));
-        assert!(decode_response(body.slice(..body.len() / 2), 5).is_err());
+        assert!(decode_response(body.slice(..body.len() / 2), 5, &asked).is_err());
+        assert!(
+            decode_response(body.clone(), 5, &[wanted("b", 1)]).is_err(),
+            "a topic not asked for"
+        );
     }
 }

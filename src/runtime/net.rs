@@ -6,7 +6,8 @@
 //! - [`Listener`]: binds with SO_REUSEPORT (every shard binds the same port) and accepts;
 //! - [`Stream::connect`]: connects within a timeout, with TCP_NODELAY;
 //! - [`Stream::accept_tls`]: the server side of a TLS handshake (`super::tls`), after which
-//!   the stream reads and writes plaintext as before. Under TLS a write may stay buffered
+//!   the stream reads and writes plaintext as before; [`Stream::connect_tls`] the client
+//!   side (a node's links to other nodes). Under TLS a write may stay buffered
 //!   until a flush: [`write_frame`] writes and flushes;
 //! - [`read_exact_within`], [`read_frame`]: reads bounded in time and in bytes (a length
 //!   prefix is checked against its cap before anything is allocated).
@@ -58,6 +59,7 @@ enum Inner {
     Plain(glommio::net::TcpStream),
     /// Boxed: a TLS session holds its buffers and state (kilobytes).
     Tls(Box<futures_rustls::server::TlsStream<glommio::net::TcpStream>>),
+    TlsClient(Box<futures_rustls::client::TlsStream<glommio::net::TcpStream>>),
 }
 
 impl Inner {
@@ -65,6 +67,7 @@ impl Inner {
         match self {
             Inner::Plain(stream) => stream,
             Inner::Tls(stream) => stream.get_ref().0,
+            Inner::TlsClient(stream) => stream.get_ref().0,
         }
     }
 }
@@ -89,6 +92,35 @@ impl Stream {
         };
         stream.set_nodelay();
         Ok(stream)
+    }
+
+    /// Connects to `address` and runs the client side of a TLS handshake within `within`:
+    /// the server must present a certificate for the address's host (an IP address
+    /// certificates name too) that the configuration's CAs signed; the configuration's own
+    /// certificate is presented if the server asks (mTLS).
+    pub async fn connect_tls(
+        address: &str,
+        within: Duration,
+        config: &super::tls::ClientTls,
+    ) -> io::Result<Stream> {
+        let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+        let Inner::Plain(tcp) = Stream::connect(address, within).await?.inner else {
+            return Err(io::Error::other("a new connection has no TLS yet"));
+        };
+        let connector = futures_rustls::TlsConnector::from(config.clone());
+        match time::timeout(within, connector.connect(name, tcp)).await {
+            Ok(Ok(tls)) => Ok(Stream {
+                inner: Inner::TlsClient(Box::new(tls)),
+            }),
+            Ok(Err(error)) => Err(error),
+            Err(time::Elapsed) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the TLS handshake with {address} took longer than {within:?}"),
+            )),
+        }
     }
 
     /// The server side of a TLS handshake on this (accepted, plain) stream, within
@@ -118,7 +150,7 @@ impl Stream {
     /// The certificate a TLS client presented (mTLS), DER.
     pub fn peer_certificate(&self) -> Option<&[u8]> {
         match &self.inner {
-            Inner::Plain(_) => None,
+            Inner::Plain(_) | Inner::TlsClient(_) => None,
             Inner::Tls(stream) => stream
                 .get_ref()
                 .1
@@ -149,6 +181,7 @@ impl AsyncRead for Stream {
         match &mut self.get_mut().inner {
             Inner::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
             Inner::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+            Inner::TlsClient(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
         }
     }
 }
@@ -162,6 +195,7 @@ impl AsyncWrite for Stream {
         match &mut self.get_mut().inner {
             Inner::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
             Inner::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+            Inner::TlsClient(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
         }
     }
 
@@ -169,6 +203,7 @@ impl AsyncWrite for Stream {
         match &mut self.get_mut().inner {
             Inner::Plain(stream) => Pin::new(stream).poll_flush(context),
             Inner::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+            Inner::TlsClient(stream) => Pin::new(stream.as_mut()).poll_flush(context),
         }
     }
 
@@ -177,6 +212,7 @@ impl AsyncWrite for Stream {
         match &mut self.get_mut().inner {
             Inner::Plain(stream) => Pin::new(stream).poll_close(context),
             Inner::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
+            Inner::TlsClient(stream) => Pin::new(stream.as_mut()).poll_close(context),
         }
     }
 }

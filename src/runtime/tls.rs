@@ -16,6 +16,8 @@ use rustls::RootCertStore;
 
 /// A listener's TLS configuration, shared by every shard (read-only once built).
 pub type ServerTls = Arc<rustls::ServerConfig>;
+/// A node's configuration for its links to other nodes (quorum links, replica fetches).
+pub type ClientTls = Arc<rustls::ClientConfig>;
 
 /// Kafka's `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +72,7 @@ pub enum TlsError {
 pub fn server_config(files: &TlsFiles) -> Result<ServerTls, TlsError> {
     let provider = Arc::new(provider());
     let chain = certificates(&files.certificate)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|error| TlsError::Read {
-        path: files.key.clone(),
-        reason: error.to_string(),
-    })?;
+    let key = private_key(&files.key)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match (files.client_auth, &files.truststore) {
@@ -96,6 +95,31 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerTls, TlsError> {
         }
     };
     Ok(Arc::new(builder.with_single_cert(chain, key)?))
+}
+
+/// A node's client side: it trusts only the truststore's CAs (the cluster's) and presents
+/// its own certificate, so a node it connects to can tell it is a node (mTLS). TLS 1.3 and
+/// 1.2.
+pub fn client_config(files: &TlsFiles) -> Result<ClientTls, TlsError> {
+    let Some(truststore) = &files.truststore else {
+        return Err(TlsError::NoTruststore(ClientAuth::Required));
+    };
+    let mut roots = RootCertStore::empty();
+    for certificate in certificates(truststore)? {
+        roots.add(certificate)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certificates(&files.certificate)?, private_key(&files.key)?)?;
+    Ok(Arc::new(config))
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|error| TlsError::Read {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    })
 }
 
 /// rustls's `ring` provider. rustls 0.23.48 deprecates it for lacking post-quantum key

@@ -32,6 +32,9 @@ pub struct Cluster {
     pub extra: Vec<String>,
     /// With `start_with_links`: a proxy per quorum link, by (from id, to id).
     pub links: BTreeMap<(i32, i32), Proxy>,
+    /// With `start_logged`: each node's stderr goes to `node-<id>.log` here (appended
+    /// across restarts) instead of the test's stderr.
+    logs: Option<PathBuf>,
     _temp: tempfile::TempDir,
 }
 
@@ -61,16 +64,29 @@ pub fn format(dir: &std::path::Path, cluster_id: &str, node_id: i32) {
 impl Cluster {
     /// Formats `size` nodes and starts them all; returns once every one serves.
     pub fn start(size: i32, extra: &[&str]) -> Cluster {
-        Cluster::start_nodes(size, extra, false)
+        Cluster::start_nodes(size, extra, false, false)
+    }
+
+    /// As `start`, with each node's log (stderr, at `PETREL_TEST_LOG` or info, raft-rs at
+    /// debug) kept in a file for `log_of`.
+    pub fn start_logged(size: i32, extra: &[&str]) -> Cluster {
+        Cluster::start_nodes(size, extra, false, true)
+    }
+
+    /// What node `index` has logged so far (`start_logged`).
+    pub fn log_of(&self, index: usize) -> String {
+        let dir = self.logs.as_ref().expect("started with start_logged");
+        std::fs::read_to_string(dir.join(format!("node-{}.log", self.nodes[index].id)))
+            .unwrap_or_default()
     }
 
     /// As `start`, with every quorum link through its own proxy (`cut_quorum_links`):
     /// each node names the others in its voters by the proxy of that link.
     pub fn start_with_links(size: i32, extra: &[&str]) -> Cluster {
-        Cluster::start_nodes(size, extra, true)
+        Cluster::start_nodes(size, extra, true, false)
     }
 
-    fn start_nodes(size: i32, extra: &[&str], proxied: bool) -> Cluster {
+    fn start_nodes(size: i32, extra: &[&str], proxied: bool, logged: bool) -> Cluster {
         let temp = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=size)
             .map(|id| {
@@ -106,6 +122,7 @@ impl Cluster {
             voters,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             links,
+            logs: logged.then(|| temp.path().to_path_buf()),
             _temp: temp,
         };
         // Together: none can serve before a quorum has elected a leader.
@@ -202,18 +219,36 @@ impl Cluster {
                 command.args([flag, value]);
             }
         }
+        // A logged cluster also keeps raft-rs's own lines (its term changes).
+        let level = if self.logs.is_some() {
+            "info,raft=debug"
+        } else {
+            "warn"
+        };
         command.args(&self.extra).args(&node.extra).env(
             "PETREL_LOG",
-            std::env::var("PETREL_TEST_LOG").unwrap_or("warn".into()),
+            std::env::var("PETREL_TEST_LOG").unwrap_or(level.into()),
         );
         command
     }
 
     fn spawn(&mut self, index: usize) -> ChildStdout {
+        let stderr = match &self.logs {
+            None => Stdio::inherit(),
+            Some(dir) => {
+                let path = dir.join(format!("node-{}.log", self.nodes[index].id));
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("node log file");
+                Stdio::from(file)
+            }
+        };
         let mut child = self
             .command(index)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn petrel");
         let stdout = child.stdout.take().expect("stdout");

@@ -311,6 +311,11 @@ impl Raw {
         self.receive(api_key, version, id)
     }
 
+    /// Writes bytes as they are (over TLS once set up): frames of other protocols.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_bytes(bytes)
+    }
+
     /// True if the broker closed this connection (EOF or reset) within the read timeout.
     pub fn closed_by_peer(&mut self) -> bool {
         let mut byte = [0u8; 1];

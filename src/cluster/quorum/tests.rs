@@ -312,6 +312,7 @@ fn nodes_agree_over_tcp_and_a_node_of_another_cluster_is_refused() {
                     node_id: id,
                 },
                 addresses.clone(),
+                None,
                 shutdown.clone(),
             );
             crate::runtime::spawn(peers.clone().serve(listener)).detach();

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_channel::oneshot;
-use futures_lite::AsyncWriteExt;
 use raft::eraftpb::Message;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +23,8 @@ use super::node::{QuorumNode, Transport};
 use crate::runtime::net::{self, Listener, Stream};
 use crate::runtime::shutdown::Shutdown;
 use crate::runtime::time;
+use crate::runtime::tls::{ClientTls, ServerTls};
+use crate::security::principal::{self, MappingRules};
 
 /// Largest frame: a snapshot of a large catalogue (the journal's batch cap) and headroom.
 const FRAME_BYTES_MAX: usize = 80 << 20;
@@ -54,6 +55,59 @@ pub struct Hello {
     pub node_id: u64,
 }
 
+impl Hello {
+    /// A peer's hello (JSON, at most `HELLO_BYTES_MAX`, read before the peer is known):
+    /// `None` if it is not one.
+    pub fn decode(bytes: &[u8]) -> Option<Hello> {
+        if bytes.len() > HELLO_BYTES_MAX {
+            return None;
+        }
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// How a node proves it is one on quorum links (`--controller-security-protocol SSL`):
+/// both sides present certificates the truststore's CAs (the cluster's) signed, before the
+/// hello; with `nodes` (an authorizer's super users) the peer's principal must also be one
+/// of them. ACLs do not apply here: they live in the catalogue the quorum itself carries.
+#[derive(Debug, Clone)]
+pub struct PeerSecurity {
+    /// Requires a client certificate.
+    pub server: ServerTls,
+    pub client: ClientTls,
+    pub mapping: MappingRules,
+    pub nodes: Option<Vec<String>>,
+}
+
+impl PeerSecurity {
+    /// The server side of a peer's connection: its TLS handshake within the hello's time,
+    /// then its principal checked; the refusal names the peer's address.
+    async fn admit(&self, stream: Stream) -> Result<Stream, String> {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "an unknown address".to_string(), |a| a.to_string());
+        let stream = stream
+            .accept_tls(&self.server, HELLO_TIMEOUT)
+            .await
+            .map_err(|error| format!("{peer} has no node certificate of this cluster: {error}"))?;
+        let certificate = stream
+            .peer_certificate()
+            .ok_or_else(|| format!("{peer} presented no certificate"))?;
+        let principal = principal::subject_dn(certificate)
+            .and_then(|dn| self.mapping.name_of(&dn))
+            .map(|name| principal::of_user(&name))
+            .map_err(|error| format!("{peer}: {error}"))?;
+        if let Some(nodes) = &self.nodes {
+            if !nodes.contains(&principal) {
+                return Err(format!(
+                    "{peer} is {principal}, not a node's principal (--super-users)"
+                ));
+            }
+        }
+        Ok(stream)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     #[error("node {0} is not a known quorum peer")]
@@ -68,6 +122,8 @@ type CallHandler = Rc<dyn Fn(u64, Bytes) -> Pin<Box<dyn Future<Output = Bytes>>>
 
 pub struct Peers {
     hello: Hello,
+    /// With `--controller-security-protocol SSL`: how peers prove they are nodes.
+    security: Option<PeerSecurity>,
     addresses: HashMap<u64, SocketAddr>,
     links: RefCell<HashMap<u64, async_channel::Sender<Bytes>>>,
     /// Calls awaiting their answer: the reply, or `None` if the peer was too busy.
@@ -162,10 +218,12 @@ impl Peers {
     pub fn new(
         hello: Hello,
         addresses: HashMap<u64, SocketAddr>,
+        security: Option<PeerSecurity>,
         shutdown: Rc<Shutdown>,
     ) -> Rc<Peers> {
         Rc::new(Peers {
             hello,
+            security,
             addresses,
             links: RefCell::new(HashMap::new()),
             pending: RefCell::new(HashMap::new()),
@@ -216,13 +274,23 @@ impl Peers {
     }
 
     async fn serve_peer(self: Rc<Self>, stream: Stream) {
+        let stream = match &self.security {
+            None => stream,
+            Some(security) => match security.admit(stream).await {
+                Ok(stream) => stream,
+                Err(refusal) => {
+                    tracing::warn!("refusing a quorum connection: {refusal}");
+                    return;
+                }
+            },
+        };
         let (mut reader, writer) = futures_lite::io::split(stream);
         // Before the hello nothing is known of the sender: a small frame only.
         let hello = time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, HELLO_BYTES_MAX)).await;
         let peer = match hello {
-            Ok(Ok((KIND_HELLO, body))) => match serde_json::from_slice::<Hello>(&body) {
-                Ok(hello) => hello,
-                Err(_) => return,
+            Ok(Ok((KIND_HELLO, body))) => match Hello::decode(&body) {
+                Some(hello) => hello,
+                None => return,
             },
             _ => return,
         };
@@ -240,11 +308,8 @@ impl Peers {
                 self.hello.cluster_id
             );
             tracing::error!("refusing a quorum peer: {reason}");
-            let _ = writer
-                .lock()
-                .await
-                .write_all(&frame(KIND_REFUSED, reason.as_bytes()))
-                .await;
+            let refused = frame(KIND_REFUSED, reason.as_bytes());
+            let _ = net::write_frame(&mut *writer.lock().await, &refused).await;
             return;
         }
         let mut tracked = InboundGuard::new(&self, peer.node_id);
@@ -303,7 +368,10 @@ impl Peers {
                     if calls_in_flight.get() >= CALLS_IN_FLIGHT_MAX {
                         tracing::debug!(peer, "too many quorum calls in flight; answering busy");
                         let busy = id_frame(KIND_BUSY, id, &[]);
-                        if writer.lock().await.write_all(&busy).await.is_err() {
+                        if net::write_frame(&mut *writer.lock().await, &busy)
+                            .await
+                            .is_err()
+                        {
                             return false;
                         }
                         continue;
@@ -313,11 +381,8 @@ impl Peers {
                     crate::runtime::spawn(async move {
                         let reply = handler(peer, body).await;
                         in_flight.set(in_flight.get() - 1);
-                        let _ = writer
-                            .lock()
-                            .await
-                            .write_all(&id_frame(KIND_REPLY, id, &reply))
-                            .await;
+                        let reply = id_frame(KIND_REPLY, id, &reply);
+                        let _ = net::write_frame(&mut *writer.lock().await, &reply).await;
                     })
                     .detach();
                 }
@@ -352,7 +417,13 @@ impl Peers {
         let mut logged = false;
         let address_text = address.to_string();
         while !self.shutdown.is_started() {
-            let stream = match Stream::connect(&address_text, CONNECT_TIMEOUT).await {
+            let connected = match &self.security {
+                None => Stream::connect(&address_text, CONNECT_TIMEOUT).await,
+                Some(security) => {
+                    Stream::connect_tls(&address_text, CONNECT_TIMEOUT, &security.client).await
+                }
+            };
+            let stream = match connected {
                 Ok(stream) => stream,
                 Err(error) => {
                     if !logged {
@@ -365,7 +436,7 @@ impl Peers {
             };
             logged = false;
             let (mut reader, mut writer) = futures_lite::io::split(stream);
-            if writer.write_all(&hello).await.is_err() {
+            if net::write_frame(&mut writer, &hello).await.is_err() {
                 continue;
             }
             let (closed_tx, closed_rx) = async_channel::bounded::<()>(1);
@@ -401,7 +472,7 @@ impl Peers {
                 let Some(bytes) = next else {
                     break;
                 };
-                if writer.write_all(&bytes).await.is_err() {
+                if net::write_frame(&mut writer, &bytes).await.is_err() {
                     break;
                 }
             }
@@ -468,6 +539,7 @@ impl Transport for PeerTransport {
 mod tests {
     use super::*;
     use futures_lite::AsyncReadExt;
+    use futures_lite::AsyncWriteExt;
 
     fn hello(node_id: u64) -> Hello {
         Hello {
@@ -484,7 +556,7 @@ mod tests {
     ) -> (Rc<Peers>, SocketAddr) {
         let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
         let address = listener.local_addr().expect("address");
-        let peers = Peers::new(hello(node_id), HashMap::new(), shutdown.clone());
+        let peers = Peers::new(hello(node_id), HashMap::new(), None, shutdown.clone());
         peers.set_call_handler(handler);
         crate::runtime::spawn(peers.clone().serve(listener)).detach();
         (peers, address)
@@ -513,7 +585,12 @@ mod tests {
                     Box::pin(futures_lite::future::pending::<Bytes>())
                 }),
             );
-            let caller = Peers::new(hello(2), HashMap::from([(1, address)]), shutdown.clone());
+            let caller = Peers::new(
+                hello(2),
+                HashMap::from([(1, address)]),
+                None,
+                shutdown.clone(),
+            );
             for _ in 0..CALLS_IN_FLIGHT_MAX {
                 let caller = caller.clone();
                 crate::runtime::spawn(async move {
@@ -552,7 +629,12 @@ mod tests {
                 &shutdown,
                 Rc::new(|_, _| Box::pin(futures_lite::future::pending::<Bytes>())),
             );
-            let caller = Peers::new(hello(2), HashMap::from([(1, address)]), shutdown.clone());
+            let caller = Peers::new(
+                hello(2),
+                HashMap::from([(1, address)]),
+                None,
+                shutdown.clone(),
+            );
             let answer = Rc::new(RefCell::new(None));
             let call = crate::runtime::spawn({
                 let (caller, answer) = (caller.clone(), answer.clone());

@@ -131,6 +131,23 @@ fn route(
             "a follower fetch without CLUSTER_ACTION on the cluster is refused"
         );
     }
+    // KIP-903: a follower names its registration epoch (v15+); only the broker's current
+    // registration counts as that follower, not a stranger using its id nor a stale
+    // fetcher of a restarted broker.
+    let current = replica < 0
+        || (version >= 15
+            && metadata.brokers.get(&replica).is_some_and(|broker| {
+                i64::try_from(broker.epoch)
+                    .is_ok_and(|epoch| epoch == body.replica_state.replica_epoch)
+            }));
+    if follower_allowed && !current {
+        tracing::info!(
+            peer = %request.client_host,
+            replica,
+            epoch = body.replica_state.replica_epoch,
+            "a follower fetch without the broker's current registration epoch is refused"
+        );
+    }
     let mut fanout = Fanout::new();
     for fetch_topic in &body.topics {
         let topic = if version >= 13 {
@@ -145,6 +162,7 @@ fn route(
                 _ if !allowed => {
                     fanout.answer(Outcome::failed(ResponseError::TopicAuthorizationFailed))
                 }
+                _ if !current => fanout.answer(Outcome::failed(ResponseError::StaleBrokerEpoch)),
                 Some(topic) if (0..topic.partitions).contains(&fetch_partition.partition) => {
                     let item = Item {
                         topic: topic.name.clone(),

@@ -44,7 +44,8 @@ impl ClusterNode {
             node_id,
         };
         let addresses = config.voters.clone().into_iter().collect();
-        let peers = Peers::new(hello, addresses, shutdown.clone());
+        let security = shard.config.quorum_security.clone();
+        let peers = Peers::new(hello, addresses, security, shutdown.clone());
         let catalogue = Catalogue::new(cluster_id);
         let (role, stopped) = if config.voters.contains_key(&node_id) {
             start_voter(shard, &config, node_id, &peers, &catalogue, &shutdown).await?

@@ -17,9 +17,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures_lite::AsyncWriteExt;
 
-use crate::protocol::replica_fetch::{self, Answer, Limits, Wanted, OFFSET_OUT_OF_RANGE};
+use crate::protocol::replica_fetch::{self, Answer, Limits, Replica, Wanted, OFFSET_OUT_OF_RANGE};
 use crate::runtime::net::{self, Stream};
 use crate::runtime::time;
 use crate::shard::partition::Partition;
@@ -130,7 +129,13 @@ async fn session(shard: &Rc<Shard>, leader: i32) {
             continue;
         };
         if connection.is_none() {
-            match Stream::connect(&address, CONNECT_TIMEOUT).await {
+            // Over SSL the leader checks this node's certificate (its principal needs
+            // CLUSTER_ACTION) and this node checks the leader's against the cluster's CAs.
+            let connected = match &shard.config.inter_broker_tls {
+                None => Stream::connect(&address, CONNECT_TIMEOUT).await,
+                Some(tls) => Stream::connect_tls(&address, CONNECT_TIMEOUT, tls).await,
+            };
+            match connected {
                 Ok(stream) => connection = Some(stream),
                 Err(error) => {
                     tracing::debug!(leader, %error, "cannot reach the leader; retrying");
@@ -141,10 +146,18 @@ async fn session(shard: &Rc<Shard>, leader: i32) {
         }
         correlation = correlation.wrapping_add(1);
         let stream = connection.as_mut().expect("connected above");
+        // KIP-903: the fetch names this broker's registration epoch, so the leader counts
+        // only the current incarnation of this broker as a follower.
         let node = shard.config.node_id;
+        let epoch = shard
+            .metadata()
+            .brokers
+            .get(&node)
+            .map_or(-1, |me| i64::try_from(me.epoch).unwrap_or(i64::MAX));
+        let replica = Replica { id: node, epoch };
         let answer = time::timeout(
             ANSWER_TIMEOUT,
-            exchange(stream, node, correlation, &followed),
+            exchange(stream, replica, correlation, &followed),
         )
         .await;
         let answers = match answer {
@@ -171,7 +184,7 @@ async fn session(shard: &Rc<Shard>, leader: i32) {
 /// Sends the fetch of `followed` and reads its answer on `stream`.
 async fn exchange(
     stream: &mut Stream,
-    node: i32,
+    replica: Replica,
     correlation: i32,
     followed: &[Followed],
 ) -> Result<Vec<Answer>, String> {
@@ -183,6 +196,7 @@ async fn exchange(
                  leader_epoch,
              }| Wanted {
                 topic: partition.topic.clone(),
+                topic_id: partition.topic_id,
                 partition: partition.index,
                 current_leader_epoch: *leader_epoch,
                 fetch_offset: partition.log.next_offset(),
@@ -191,13 +205,15 @@ async fn exchange(
             },
         )
         .collect();
-    let frame = replica_fetch::encode_request(node, correlation, &wanted, LIMITS)
+    let frame = replica_fetch::encode_request(replica, correlation, &wanted, LIMITS)
         .map_err(|error| error.to_string())?;
-    stream.write_all(&frame).await.map_err(|e| e.to_string())?;
+    net::write_frame(stream, &frame)
+        .await
+        .map_err(|e| e.to_string())?;
     let body = net::read_frame(stream, FRAME_BYTES_MAX)
         .await
         .map_err(|e| e.to_string())?;
-    replica_fetch::decode_response(body, correlation).map_err(|error| error.to_string())
+    replica_fetch::decode_response(body, correlation, &wanted).map_err(|error| error.to_string())
 }
 
 /// Applies `leader`'s answers to the followed partitions. Returns false if the leader
