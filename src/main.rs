@@ -61,7 +61,8 @@ enum Command {
     },
     /// Make a test CA and certificates for SSL listeners and mTLS clients (PEM files in
     /// --dir: ca.pem, server.pem and server-key.pem, client-NAME.pem and
-    /// client-NAME-key.pem). For development and tests: use your own CA in production.
+    /// client-NAME-key.pem). server.pem (CN=petrel) is also every node's identity on links
+    /// between nodes. For development and tests: use your own CA in production.
     DevCerts {
         #[arg(long, default_value = "petrel-certs")]
         dir: PathBuf,

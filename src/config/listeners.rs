@@ -118,6 +118,10 @@ impl ServeArgs {
                  such a listener",
             ));
         }
+        if cluster && all[inter_broker].protocol.tls() {
+            // The follower's side of an SSL inter-broker listener (`resolve`) needs it.
+            self.node_tls_files("inter-broker-listener-name")?;
+        }
         self.secure(&mut all)?;
         Ok(Listeners { all, inter_broker })
     }
@@ -229,7 +233,8 @@ impl ServeArgs {
 
     /// Builds the TLS configuration SSL listeners share, from the ssl-* settings.
     fn secure(&self, all: &mut [ListenerConfig]) -> Result<(), ConfigError> {
-        let wanted = all.iter().any(|l| l.protocol.tls()) || self.controller_ssl()?;
+        let tls_listener = all.iter().any(|l| l.protocol.tls());
+        let wanted = tls_listener || self.controller_ssl()?;
         let given = self.ssl_certificate_location.is_some()
             || self.ssl_key_location.is_some()
             || self.ssl_truststore_location.is_some()
@@ -243,6 +248,9 @@ impl ServeArgs {
                 ));
             }
             return Ok(());
+        }
+        if !tls_listener {
+            return Ok(()); // only the quorum links: `resolve::quorum_security` builds theirs
         }
         let required = |name: &'static str, value: &Option<PathBuf>| {
             value

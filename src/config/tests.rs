@@ -309,7 +309,7 @@ fn bad_listener_settings_are_named() {
                 ..Default::default()
             },
             "ssl-certificate-location",
-            "no listener is SSL",
+            "no listener (nor the controller links) is SSL",
         ),
         (
             ssl(ServeArgs::default()),
@@ -341,10 +341,49 @@ fn bad_listener_settings_are_named() {
                 node_id: Some(1),
                 ssl_certificate_location: Some("/c.pem".into()),
                 ssl_key_location: Some("/k.pem".into()),
+                ..listeners("SASL_SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0")
+            },
+            "inter-broker-listener-name",
+            "PLAINTEXT or SSL",
+        ),
+        (
+            ServeArgs {
+                controller_quorum_voters: Some("1@127.0.0.1:9093".into()),
+                node_id: Some(1),
+                ssl_certificate_location: Some("/c.pem".into()),
+                ssl_key_location: Some("/k.pem".into()),
                 ..listeners("SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0")
             },
             "inter-broker-listener-name",
-            "PLAINTEXT",
+            "ssl-truststore-location",
+        ),
+        (
+            ServeArgs {
+                controller_quorum_voters: Some("1@127.0.0.1:9093".into()),
+                node_id: Some(1),
+                controller_security_protocol: Some("SSL".into()),
+                ssl_certificate_location: Some("/c.pem".into()),
+                ssl_key_location: Some("/k.pem".into()),
+                ..Default::default()
+            },
+            "controller-security-protocol",
+            "ssl-truststore-location",
+        ),
+        (
+            ServeArgs {
+                controller_security_protocol: Some("SSL".into()),
+                ..Default::default()
+            },
+            "controller-security-protocol",
+            "needs --controller-quorum-voters",
+        ),
+        (
+            ServeArgs {
+                controller_security_protocol: Some("TLS".into()),
+                ..Default::default()
+            },
+            "controller-security-protocol",
+            "PLAINTEXT or SSL",
         ),
     ];
     for (args, setting, reason) in cases {
