@@ -34,16 +34,23 @@ enum Command {
     Serve(Box<Serve>),
     /// Make a data directory a node of a cluster (Kafka's `kafka-storage format`): writes
     /// `<data dir>/meta.properties`. Every node of a cluster is formatted with the same
-    /// cluster id before its first start with `--controller-quorum-voters`.
+    /// cluster id before its first start with `--controller-quorum-voters`. With
+    /// --add-scram (also without a cluster id, for a single broker's new data directory):
+    /// users that exist from the first start, before anyone could create them.
     Format {
         #[arg(long)]
         data_dir: PathBuf,
         /// The cluster's id: 1 to 64 of [A-Za-z0-9_-], the same on every node.
-        #[arg(long)]
-        cluster_id: String,
+        #[arg(long, requires = "node_id")]
+        cluster_id: Option<String>,
         /// This node's id (1 or more), as in --controller-quorum-voters.
-        #[arg(long)]
-        node_id: i32,
+        #[arg(long, requires = "cluster_id")]
+        node_id: Option<i32>,
+        /// A bootstrap user, as Kafka's: `SCRAM-SHA-512=[name=admin,password=admin-secret]`
+        /// (also `iterations=N`); repeat for more. The password is salted here; only the
+        /// salted credential is kept (`bootstrap-users.json`, mode 0600).
+        #[arg(long = "add-scram")]
+        add_scram: Vec<String>,
     },
     /// Run a cluster on this machine for development: formats (once) and starts `--nodes`
     /// brokers, every one a voter of the metadata quorum, on consecutive ports from
@@ -169,19 +176,8 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             cluster_id,
             node_id,
-        } => {
-            let written = petrel::broker::identity::format(&data_dir, &cluster_id, node_id)?;
-            let state = if written {
-                "formatted"
-            } else {
-                "already formatted"
-            };
-            println!(
-                "{}: {state} as node {node_id} of cluster {cluster_id}",
-                data_dir.display()
-            );
-            Ok(())
-        }
+            add_scram,
+        } => format(&data_dir, cluster_id.zip(node_id), &add_scram),
         Command::DevCluster {
             nodes,
             dir,
@@ -293,6 +289,55 @@ fn serve(args: Serve) -> anyhow::Result<()> {
 
 /// Writes a CA, a server certificate for `hosts` and client certificates, all signed by
 /// the CA (ECDSA P-256, valid until far in the future: for tests and development).
+/// `petrel format`: a cluster node's identity, and bootstrap users.
+fn format(
+    data_dir: &std::path::Path,
+    node: Option<(String, i32)>,
+    add_scram: &[String],
+) -> anyhow::Result<()> {
+    let users = add_scram
+        .iter()
+        .map(|spec| petrel::broker::users::parse_add_scram(spec))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    match &node {
+        Some((cluster_id, node_id)) => {
+            let written = petrel::broker::identity::format(data_dir, cluster_id, *node_id)?;
+            if !written && !users.is_empty() {
+                anyhow::bail!(
+                    "{} is already formatted: --add-scram is for a new node (set users with \
+                     kafka-configs --alter --entity-type users)",
+                    data_dir.display()
+                );
+            }
+            let state = if written {
+                "formatted"
+            } else {
+                "already formatted"
+            };
+            println!(
+                "{}: {state} as node {node_id} of cluster {cluster_id}",
+                data_dir.display()
+            );
+        }
+        None if users.is_empty() => anyhow::bail!(
+            "give --cluster-id and --node-id (a cluster node), or --add-scram (bootstrap \
+             users of a single broker)"
+        ),
+        None => {}
+    }
+    if !users.is_empty() {
+        petrel::broker::users::write(data_dir, &users)?;
+        let names: Vec<&str> = users.iter().map(|u| u.user.as_str()).collect();
+        println!(
+            "{}: bootstrap users {} (applied at the first start)",
+            data_dir.display(),
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn dev_certs(dir: &std::path::Path, hosts: Vec<String>, clients: &[String]) -> anyhow::Result<()> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,

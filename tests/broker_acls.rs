@@ -5,23 +5,25 @@
 //! may not read, GROUP_AUTHORIZATION_FAILED (30); an ACL change without ALTER on the
 //! cluster, CLUSTER_AUTHORIZATION_FAILED (31); Metadata shows only what it may describe.
 //! Principals come from SASL logins and from client certificates (mTLS, with
-//! `--ssl-principal-mapping-rules`). Stock clients are in the interop matrix.
+//! `--ssl-principal-mapping-rules`); the first users from `petrel format --add-scram`.
+//! Stock clients are in the interop matrix.
 
 mod common;
 
 use bytes::Bytes;
-use common::sasl::{scram_login, set_user};
+use common::sasl::{alter, scram_login};
 use common::{create_topic, dev_certs, produce_one, tls_client_config, tls_listener_args};
 use common::{Broker, Raw};
+use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
-    JoinGroupRequest, JoinGroupResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse,
+    AlterUserScramCredentialsRequest, ApiKey, CreateAclsRequest, CreateAclsResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, JoinGroupRequest, JoinGroupResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use petrel::security::scram::ScramMechanism;
@@ -205,29 +207,37 @@ fn find_coordinator(raw: &mut Raw, group: &str) -> i16 {
     response.coordinators[0].error_code
 }
 
-/// A broker with a PLAINTEXT and a SASL_PLAINTEXT listener whose users (admin, alice, bob)
-/// and topics (orders, secret) were made before the authorizer was turned on, as an
-/// operator bootstraps one today; then restarted with `--authorizer standard` and admin
-/// as the super user.
+/// A broker with a PLAINTEXT and a SASL_PLAINTEXT listener, `--authorizer standard` and
+/// admin as the super user from its first start: its users (admin, alice, bob) come from
+/// `petrel format --add-scram`, as Kafka's `kafka-storage format --add-scram`; admin makes
+/// the topics (orders, secret).
 fn secured_broker(temp: &tempfile::TempDir) -> Broker {
-    let listeners = [
-        "--listeners",
-        "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
-    ];
     let dir = temp.path().join("data");
-    let open = Broker::start_in(&dir, &listeners);
-    let mut raw = Raw::connect(open.listener("PLAINTEXT"));
+    let mut format = std::process::Command::new(env!("CARGO_BIN_EXE_petrel"));
+    format.args(["format", "--data-dir"]).arg(&dir);
     for user in ["admin", "alice", "bob"] {
-        set_user(&mut raw, user, SHA512, &format!("{user}-secret"));
+        format.arg("--add-scram").arg(format!(
+            "SCRAM-SHA-512=[name={user},password={user}-secret]"
+        ));
     }
+    let output = format.output().expect("run petrel format");
+    assert!(output.status.success(), "petrel format: {output:?}");
+    let broker = Broker::start_in(
+        &dir,
+        &[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+            "--authorizer",
+            "standard",
+            "--super-users",
+            "User:admin",
+        ],
+    );
+    let mut admin = login(broker.listener("SASL_PLAINTEXT"), "admin");
     for topic in ["orders", "secret"] {
-        assert_eq!(create_topic(&mut raw, topic, 1).topics[0].error_code, 0);
+        assert_eq!(create_topic(&mut admin, topic, 1).topics[0].error_code, 0);
     }
-    drop(raw);
-    open.stop();
-    let mut args = listeners.to_vec();
-    args.extend(["--authorizer", "standard", "--super-users", "User:admin"]);
-    Broker::start_in(&dir, &args)
+    broker
 }
 
 #[test]
@@ -364,6 +374,13 @@ fn acls_survive_a_restart_and_need_an_authorizer() {
     );
     let before = describe_acls(&mut admin).expect("listed");
     assert_eq!(before.len(), 3);
+    // A bootstrap user an admin deleted stays deleted: bootstrap users apply once.
+    let mut deletion = ScramCredentialDeletion::default();
+    deletion.name = text("alice");
+    deletion.mechanism = SHA512.code();
+    let mut request = AlterUserScramCredentialsRequest::default();
+    request.deletions = vec![deletion];
+    assert_eq!(alter(&mut admin, request), vec![("alice".to_string(), 0)]);
     drop(admin);
 
     let dir = broker.data_dir.clone();
@@ -379,6 +396,12 @@ fn acls_survive_a_restart_and_need_an_authorizer() {
     let broker = Broker::start_in(&dir, &args);
     let mut admin = login(broker.listener("SASL_PLAINTEXT"), "admin");
     assert_eq!(describe_acls(&mut admin), Ok(before.clone()));
+    let mut alice = Raw::connect(broker.listener("SASL_PLAINTEXT"));
+    assert_eq!(
+        scram_login(&mut alice, SHA512, "alice", "alice-secret"),
+        Err(58),
+        "SASL_AUTHENTICATION_FAILED: not re-created at the restart"
+    );
     // bob may DESCRIBE the cluster: DescribeAcls answers him too.
     let mut bob = login(broker.listener("SASL_PLAINTEXT"), "bob");
     assert_eq!(describe_acls(&mut bob), Ok(before));

@@ -7,7 +7,8 @@
 //! with a far higher term; a client without CLUSTER_ACTION, and a super user naming a stale
 //! registration epoch (KIP-903), send follower fetches. Nothing changes (the partition's
 //! leader, leader epoch, ISR and high watermark; the control plane keeps answering), and
-//! each is refused with a log line that names the peer.
+//! each is refused with a log line that names the peer. Its first user comes from `petrel
+//! format --add-scram` on every node, applied once through the quorum.
 
 mod common;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::cluster::{eventually, Cluster};
+use common::sasl::scram_login;
 use common::{dev_certs, produce_one, tls_client_config, topic_name, Raw};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -25,6 +27,7 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
 };
+use petrel::security::scram::ScramMechanism;
 use raft::eraftpb::{Message, MessageType};
 
 const TOPIC: &str = "guarded";
@@ -41,7 +44,7 @@ fn start(temp: &Path) -> Secure {
     let path = |file: &str| certs.join(file).to_str().expect("utf-8").to_string();
     let extra = [
         "--listeners".to_string(),
-        "SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0".into(),
+        "SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0".into(),
         "--ssl-certificate-location".into(),
         path("server.pem"),
         "--ssl-key-location".into(),
@@ -61,7 +64,14 @@ fn start(temp: &Path) -> Secure {
     ];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     Secure {
-        cluster: Cluster::start_logged(3, &extra),
+        cluster: Cluster::start_logged(
+            3,
+            &extra,
+            &[
+                "--add-scram",
+                "SCRAM-SHA-256=[name=admin,password=admin-secret]",
+            ],
+        ),
         certs,
     }
 }
@@ -82,6 +92,18 @@ impl Secure {
         let key = self.certs.join(format!("client-{who}-key.pem"));
         let config = tls_client_config(&self.certs.join("ca.pem"), Some((&certificate, &key)));
         Raw::connect_tls(&self.ssl_address(index), config).expect("TLS to the SSL listener")
+    }
+
+    /// A SASL connection to node `index` as the bootstrap user admin.
+    fn sasl_admin(&self, index: usize) -> Result<Raw, i16> {
+        let address = self.cluster.nodes[index]
+            .listeners
+            .iter()
+            .find(|(name, _)| name == "SASL_PLAINTEXT")
+            .map(|(_, address)| address.clone())
+            .expect("a SASL_PLAINTEXT listener");
+        let mut raw = Raw::connect(&address);
+        scram_login(&mut raw, ScramMechanism::Sha256, "admin", "admin-secret").map(|()| raw)
     }
 
     /// The node index of a node id.
@@ -196,6 +218,13 @@ fn only_nodes_speak_for_nodes_and_only_current_followers_fetch() {
     eventually("the topic is created", || {
         create_topic(&mut admin, TOPIC) == 0
     });
+    // The bootstrap user (`petrel format --add-scram` on every node) went through the
+    // quorum once, and logs in on every node.
+    for index in 0..3 {
+        eventually("admin logs in with SASL", || {
+            secure.sasl_admin(index).is_ok()
+        });
+    }
     // Followers fetch over SSL as User:petrel (a super user: CLUSTER_ACTION).
     eventually("every replica is in the ISR", || {
         partition_state(&mut admin).is_some_and(|(_, _, isr, _)| isr == [1, 2, 3])

@@ -26,6 +26,7 @@ mod files;
 pub mod identity;
 mod preflight;
 mod shard_main;
+pub mod users;
 
 pub use bootstrap::{lock_data_dir, LOCK_FILE};
 pub use error::StartError;
@@ -78,6 +79,7 @@ pub fn start(
     install_fatal_panic_hook();
     bootstrap::purge_leftovers(&config.data_dir)?;
     let identity = identity::check(&config)?;
+    let bootstrap_users = users::read(&config.data_dir)?;
     let mut metadata = initial_metadata(&config, identity.as_ref())?;
     refuse_busy_addresses(&config)?;
     let partitions = metadata.partition_count();
@@ -134,6 +136,7 @@ pub fn start(
         metadata: Arc::new(metadata),
         gate,
         injected_panic,
+        bootstrap_users,
     };
     let started = broker.launch(launch, receivers, gate_open);
     // Every shard listens now (or we are giving up): release the reservations.
@@ -202,6 +205,8 @@ struct Launch {
     metadata: Arc<ClusterMetadata>,
     gate: async_channel::Receiver<()>,
     injected_panic: Option<InjectedPanic>,
+    /// `petrel format --add-scram`'s users, offered by the controller shard at start.
+    bootstrap_users: Option<Vec<crate::cluster::controller::ScramUpsertion>>,
 }
 
 impl Broker {
@@ -230,6 +235,9 @@ impl Broker {
                     .map(|injected| injected.after),
                 control_inbox: (id == CONTROLLER_SHARD)
                     .then(|| control_inbox.take())
+                    .flatten(),
+                bootstrap_users: (id == CONTROLLER_SHARD)
+                    .then(|| launch.bootstrap_users.clone())
                     .flatten(),
             };
             let context = (

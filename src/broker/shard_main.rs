@@ -6,6 +6,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::error::StartError;
+use crate::cluster::control::ControlCall;
+use crate::cluster::controller::ScramUpsertion;
 use crate::group::coordinator::GroupCoordinator;
 use crate::runtime::mesh;
 use crate::runtime::net::Listener;
@@ -102,6 +104,9 @@ pub struct Start {
     pub panic_after: Option<Duration>,
     /// The controller shard only: the control plane's inbox, served once it is built.
     pub control_inbox: Option<async_channel::Receiver<Request>>,
+    /// The controller shard only: bootstrap users to offer the controller
+    /// (`broker::users`).
+    pub bootstrap_users: Option<Vec<ScramUpsertion>>,
 }
 
 /// Runs one shard from start to stop: loads, waits at the gate, listens, serves.
@@ -111,6 +116,7 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
         gate,
         panic_after,
         control_inbox,
+        bootstrap_users,
     } = start;
     // The inbox runs from the start: other shards may already send jobs (e.g. metadata).
     crate::runtime::spawn(mesh::serve_inbox(shard.clone(), inbox)).detach();
@@ -125,7 +131,7 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
     if panic_after == Some(Duration::ZERO) {
         panic!("injected panic in shard {} while it starts", shard.id);
     }
-    let control_plane = match open_services(&shard, control_inbox).await {
+    let control_plane = match open_services(&shard, control_inbox, bootstrap_users).await {
         Ok(control_plane) => control_plane,
         Err(error) => {
             reporter.failed(error);
@@ -196,6 +202,7 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
 async fn open_services(
     shard: &Rc<Shard>,
     control_inbox: Option<async_channel::Receiver<Request>>,
+    bootstrap_users: Option<Vec<ScramUpsertion>>,
 ) -> Result<Option<Rc<ControlPlane>>, StartError> {
     let id = shard.id;
     let fail = |reason: String| StartError::Shard { shard: id, reason };
@@ -240,7 +247,46 @@ async fn open_services(
     };
     let plane = Rc::new(plane);
     crate::runtime::spawn(plane::serve(plane.clone(), inbox)).detach();
+    if let Some(users) = bootstrap_users {
+        if single {
+            // Before any listener opens: the first client may log in as one of them.
+            offer_bootstrap_users(shard, users)
+                .await
+                .map_err(|error| fail(format!("bootstrap users: {error}")))?;
+        } else {
+            // Through the quorum's leader, which may change meanwhile: until it answers.
+            let shard = shard.clone();
+            crate::runtime::spawn(async move {
+                while !shard.shutdown.is_started() {
+                    match offer_bootstrap_users(&shard, users.clone()).await {
+                        Ok(()) => return,
+                        Err(error) => {
+                            tracing::info!(%error, "bootstrap users not applied yet; retrying")
+                        }
+                    }
+                    time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+            .detach();
+        }
+    }
     Ok(Some(plane))
+}
+
+/// Offers `petrel format --add-scram`'s users to the controller, which applies them once
+/// per catalogue.
+async fn offer_bootstrap_users(
+    shard: &Rc<Shard>,
+    users: Vec<ScramUpsertion>,
+) -> Result<(), String> {
+    let reply = shard
+        .control(ControlCall::BootstrapUsers(users))
+        .await
+        .map_err(|error| error.to_string())?;
+    match reply.into_done(1).pop() {
+        Some(Err(error)) => Err(error.to_string()),
+        _ => Ok(()),
+    }
 }
 
 /// Binds every client listener (their ports reserved, so never port 0 here).

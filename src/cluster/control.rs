@@ -46,6 +46,8 @@ pub enum ControlCall {
     CreateAcls(Vec<AclBinding>),
     /// DeleteAcls.
     DeleteAcls(Vec<AclFilter>),
+    /// A node's own call at start: its bootstrap users (`petrel format --add-scram`).
+    BootstrapUsers(Vec<ScramUpsertion>),
     /// A broker's own call: creates `__consumer_offsets` (`Controller::create_offsets_topic`).
     CreateOffsetsTopic {
         partitions: i32,
@@ -106,6 +108,9 @@ impl Controller {
             ]),
             ControlCall::AllocateProducerId => {
                 ControlReply::ProducerId(self.allocate_producer_id(host).await)
+            }
+            ControlCall::BootstrapUsers(upsertions) => {
+                ControlReply::Done(vec![self.bootstrap_users(host, upsertions).await])
             }
             ControlCall::CreateAcls(bindings) => {
                 ControlReply::Done(self.create_acls(host, bindings).await)

@@ -158,6 +158,10 @@ pub struct ClusterMetadata {
     /// ACL bindings (CreateAcls), each once: what every broker's authorizer checks.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub acls: BTreeSet<AclBinding>,
+    /// A node's bootstrap users (`petrel format --add-scram`) were considered: they are
+    /// applied once per catalogue, by the first node that offers them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrapped: bool,
     /// Topic id -> name, for every topic in `topics`; not persisted (rebuilt on load).
     #[serde(skip)]
     topic_ids: HashMap<Uuid, String>,
@@ -177,6 +181,8 @@ struct StoredMetadata {
     scram_credentials: ScramCredentials,
     #[serde(default)]
     acls: BTreeSet<AclBinding>,
+    #[serde(default)]
+    bootstrapped: bool,
 }
 
 /// Users' SCRAM credentials: user -> mechanism -> credential.
@@ -197,6 +203,7 @@ impl From<StoredMetadata> for ClusterMetadata {
             brokers: stored.brokers,
             scram_credentials: stored.scram_credentials,
             acls: stored.acls,
+            bootstrapped: stored.bootstrapped,
             topic_ids,
         }
     }
@@ -219,6 +226,7 @@ impl ClusterMetadata {
             producer_id_block_end: 0,
             scram_credentials: BTreeMap::new(),
             acls: BTreeSet::new(),
+            bootstrapped: false,
             brokers: BTreeMap::new(),
             topic_ids: HashMap::new(),
         }

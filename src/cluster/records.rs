@@ -53,6 +53,8 @@ pub enum MetadataRecord {
     PutAcl(AclBinding),
     /// An ACL binding deleted (DeleteAcls).
     RemoveAcl(AclBinding),
+    /// The bootstrap users were considered (`ClusterMetadata::bootstrapped`).
+    Bootstrapped,
 }
 
 impl MetadataRecord {
@@ -117,6 +119,7 @@ pub fn apply(metadata: &mut ClusterMetadata, index: u64, record: MetadataRecord)
         MetadataRecord::RemoveAcl(binding) => {
             metadata.acls.remove(&binding);
         }
+        MetadataRecord::Bootstrapped => metadata.bootstrapped = true,
         MetadataRecord::RemoveScramCredential { user, mechanism } => {
             if let Some(credentials) = metadata.scram_credentials.get_mut(&user) {
                 credentials.remove(&mechanism);
@@ -170,6 +173,9 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata) -> Vec<MetadataRecord>
             .cloned()
             .map(MetadataRecord::PutAcl),
     );
+    if new.bootstrapped && !old.bootstrapped {
+        records.push(MetadataRecord::Bootstrapped);
+    }
     records
 }
 
@@ -291,8 +297,9 @@ mod tests {
             .entry("bob".into())
             .or_default()
             .insert(ScramMechanism::Sha256, credential);
+        new.bootstrapped = true;
         let records = diff(&old, &new);
-        assert_eq!(records.len(), 4, "{records:?}");
+        assert_eq!(records.len(), 5, "{records:?}");
         let mut replayed = old.clone();
         for (index, record) in records.into_iter().enumerate() {
             let decoded = MetadataRecord::decode(&record.encode()).unwrap();

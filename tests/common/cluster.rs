@@ -51,11 +51,17 @@ pub fn petrel() -> Command {
 }
 
 pub fn format(dir: &std::path::Path, cluster_id: &str, node_id: i32) {
+    format_with(dir, cluster_id, node_id, &[]);
+}
+
+/// `petrel format` with more flags (e.g. `--add-scram`).
+pub fn format_with(dir: &std::path::Path, cluster_id: &str, node_id: i32, extra: &[&str]) {
     let output = petrel()
         .args(["format", "--cluster-id", cluster_id, "--node-id"])
         .arg(node_id.to_string())
         .arg("--data-dir")
         .arg(dir)
+        .args(extra)
         .output()
         .expect("run petrel format");
     assert!(output.status.success(), "format failed: {output:?}");
@@ -64,13 +70,14 @@ pub fn format(dir: &std::path::Path, cluster_id: &str, node_id: i32) {
 impl Cluster {
     /// Formats `size` nodes and starts them all; returns once every one serves.
     pub fn start(size: i32, extra: &[&str]) -> Cluster {
-        Cluster::start_nodes(size, extra, false, false)
+        Cluster::start_nodes(size, extra, false, false, &[])
     }
 
-    /// As `start`, with each node's log (stderr, at `PETREL_TEST_LOG` or info, raft-rs at
-    /// debug) kept in a file for `log_of`.
-    pub fn start_logged(size: i32, extra: &[&str]) -> Cluster {
-        Cluster::start_nodes(size, extra, false, true)
+    /// As `start`, each node formatted with `format_extra` too, with each node's log
+    /// (stderr, at `PETREL_TEST_LOG` or info, raft-rs at debug) kept in a file for
+    /// `log_of`.
+    pub fn start_logged(size: i32, extra: &[&str], format_extra: &[&str]) -> Cluster {
+        Cluster::start_nodes(size, extra, false, true, format_extra)
     }
 
     /// What node `index` has logged so far (`start_logged`).
@@ -83,15 +90,21 @@ impl Cluster {
     /// As `start`, with every quorum link through its own proxy (`cut_quorum_links`):
     /// each node names the others in its voters by the proxy of that link.
     pub fn start_with_links(size: i32, extra: &[&str]) -> Cluster {
-        Cluster::start_nodes(size, extra, true, false)
+        Cluster::start_nodes(size, extra, true, false, &[])
     }
 
-    fn start_nodes(size: i32, extra: &[&str], proxied: bool, logged: bool) -> Cluster {
+    fn start_nodes(
+        size: i32,
+        extra: &[&str],
+        proxied: bool,
+        logged: bool,
+        format_extra: &[&str],
+    ) -> Cluster {
         let temp = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=size)
             .map(|id| {
                 let dir = temp.path().join(format!("node-{id}"));
-                format(&dir, "petrel-test", id);
+                format_with(&dir, "petrel-test", id, format_extra);
                 Node {
                     id,
                     dir,

@@ -83,6 +83,55 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// A node's bootstrap users (`petrel format --add-scram`), applied once per catalogue:
+    /// only while no node has offered its own and no user has a credential (a cluster
+    /// made before, or whose users an admin set, keeps them). Every node formatted with
+    /// them offers them at start; the first to reach the controller wins.
+    pub async fn bootstrap_users(
+        &self,
+        host: &impl TopicHost,
+        upsertions: Vec<ScramUpsertion>,
+    ) -> Outcome<()> {
+        let _one_change_at_a_time = self.lock.lock().await;
+        let mut metadata = (*host.metadata()).clone();
+        if metadata.bootstrapped {
+            return Ok(());
+        }
+        if metadata.scram_credentials.is_empty() {
+            if let Some((user, error)) = refusals(&metadata.scram_credentials, &[], &upsertions)
+                .into_iter()
+                .next()
+            {
+                return Err(TopicError::UnacceptableCredential(format!(
+                    "bootstrap user {user}: {error}"
+                )));
+            }
+            for upsertion in upsertions {
+                let Some(mechanism) = ScramMechanism::from_code(upsertion.mechanism) else {
+                    continue;
+                };
+                let credential = ScramCredential::from_salted_password(
+                    mechanism,
+                    upsertion.salt,
+                    upsertion.iterations,
+                    &upsertion.salted_password,
+                );
+                metadata
+                    .scram_credentials
+                    .entry(upsertion.user)
+                    .or_default()
+                    .insert(mechanism, credential);
+            }
+        }
+        metadata.bootstrapped = true;
+        self.publish_or_fail(host, metadata, vec![Ok(())])
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+}
+
 /// Per user, the first reason its changes are refused: the same user and mechanism twice,
 /// an unknown mechanism, a deletion of a credential that does not exist, a credential
 /// Kafka would not accept.
