@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::controller::{
-    Controller, Outcome, PartitionGrowth, PartitionReassignment, ScramDeletion, ScramUpsertion,
-    TopicConfigChange, TopicHost, TopicRef, TopicSpec,
+    Controller, Outcome, PartitionGrowth, PartitionReassignment, QuotaAlteration, ScramDeletion,
+    ScramUpsertion, TopicConfigChange, TopicHost, TopicRef, TopicSpec,
 };
 use super::metadata::Topic;
 use super::reassignment::ElectionKind;
@@ -41,6 +41,11 @@ pub enum ControlCall {
     AlterUserScramCredentials {
         deletions: Vec<ScramDeletion>,
         upsertions: Vec<ScramUpsertion>,
+    },
+    /// AlterClientQuotas.
+    AlterClientQuotas {
+        alterations: Vec<QuotaAlteration>,
+        validate_only: bool,
     },
     /// CreateAcls: bindings already checked by the handler.
     CreateAcls(Vec<AclBinding>),
@@ -112,6 +117,13 @@ impl Controller {
             ControlCall::BootstrapUsers(upsertions) => {
                 ControlReply::Done(vec![self.bootstrap_users(host, upsertions).await])
             }
+            ControlCall::AlterClientQuotas {
+                alterations,
+                validate_only,
+            } => ControlReply::Done(
+                self.alter_client_quotas(host, alterations, validate_only)
+                    .await,
+            ),
             ControlCall::CreateAcls(bindings) => {
                 ControlReply::Done(self.create_acls(host, bindings).await)
             }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::security::acl::AclBinding;
+use crate::security::quota::ClientQuotas;
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use uuid::Uuid;
 
@@ -158,6 +159,13 @@ pub struct ClusterMetadata {
     /// ACL bindings (CreateAcls), each once: what every broker's authorizer checks.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub acls: BTreeSet<AclBinding>,
+    /// Client quotas by entity (AlterClientQuotas): what every shard throttles by.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "crate::security::quota::as_list"
+    )]
+    pub client_quotas: ClientQuotas,
     /// A node's bootstrap users (`petrel format --add-scram`) were considered: they are
     /// applied once per catalogue, by the first node that offers them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -181,6 +189,8 @@ struct StoredMetadata {
     scram_credentials: ScramCredentials,
     #[serde(default)]
     acls: BTreeSet<AclBinding>,
+    #[serde(default, with = "crate::security::quota::as_list")]
+    client_quotas: ClientQuotas,
     #[serde(default)]
     bootstrapped: bool,
 }
@@ -203,6 +213,7 @@ impl From<StoredMetadata> for ClusterMetadata {
             brokers: stored.brokers,
             scram_credentials: stored.scram_credentials,
             acls: stored.acls,
+            client_quotas: stored.client_quotas,
             bootstrapped: stored.bootstrapped,
             topic_ids,
         }
@@ -226,6 +237,7 @@ impl ClusterMetadata {
             producer_id_block_end: 0,
             scram_credentials: BTreeMap::new(),
             acls: BTreeSet::new(),
+            client_quotas: BTreeMap::new(),
             bootstrapped: false,
             brokers: BTreeMap::new(),
             topic_ids: HashMap::new(),
@@ -474,8 +486,35 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_damage() {
+        use crate::security::acl::{
+            Operation, PatternType, Permission, ResourcePattern, ResourceType,
+        };
+        use crate::security::quota::{EntityName, QuotaEntity, QuotaValue};
         let mut metadata = ClusterMetadata::new();
         metadata.insert_topic(topic("orders"));
+        // Every kind of catalogue entry persists (JSON maps need string keys: quotas are
+        // keyed by a struct and written as a list).
+        metadata.acls.insert(AclBinding {
+            pattern: ResourcePattern {
+                resource_type: ResourceType::Topic,
+                name: "orders".into(),
+                pattern: PatternType::Literal,
+            },
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: Operation::Write,
+            permission: Permission::Allow,
+        });
+        let entity = QuotaEntity {
+            user: Some(EntityName::Named("alice".into())),
+            client_id: Some(EntityName::Default),
+        };
+        metadata
+            .client_quotas
+            .entry(entity)
+            .or_default()
+            .insert("producer_byte_rate".into(), QuotaValue::new(1024.0));
+        metadata.bootstrapped = true;
         let decoded = ClusterMetadata::decode(&metadata.encode()).expect("decode");
         assert_eq!(decoded, metadata);
         assert!(decoded

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::metadata::{BrokerInfo, ClusterMetadata, PartitionState, Topic};
 use crate::security::acl::AclBinding;
+use crate::security::quota::{QuotaEntity, QuotaValue};
 use crate::security::scram::{ScramCredential, ScramMechanism};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +56,17 @@ pub enum MetadataRecord {
     RemoveAcl(AclBinding),
     /// The bootstrap users were considered (`ClusterMetadata::bootstrapped`).
     Bootstrapped,
+    /// A client quota set (AlterClientQuotas).
+    PutClientQuota {
+        entity: QuotaEntity,
+        key: String,
+        value: QuotaValue,
+    },
+    /// A client quota removed.
+    RemoveClientQuota {
+        entity: QuotaEntity,
+        key: String,
+    },
 }
 
 impl MetadataRecord {
@@ -120,6 +132,21 @@ pub fn apply(metadata: &mut ClusterMetadata, index: u64, record: MetadataRecord)
             metadata.acls.remove(&binding);
         }
         MetadataRecord::Bootstrapped => metadata.bootstrapped = true,
+        MetadataRecord::PutClientQuota { entity, key, value } => {
+            metadata
+                .client_quotas
+                .entry(entity)
+                .or_default()
+                .insert(key, value);
+        }
+        MetadataRecord::RemoveClientQuota { entity, key } => {
+            if let Some(values) = metadata.client_quotas.get_mut(&entity) {
+                values.remove(&key);
+                if values.is_empty() {
+                    metadata.client_quotas.remove(&entity);
+                }
+            }
+        }
         MetadataRecord::RemoveScramCredential { user, mechanism } => {
             if let Some(credentials) = metadata.scram_credentials.get_mut(&user) {
                 credentials.remove(&mechanism);
@@ -175,6 +202,36 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata) -> Vec<MetadataRecord>
     );
     if new.bootstrapped && !old.bootstrapped {
         records.push(MetadataRecord::Bootstrapped);
+    }
+    records.extend(diff_quotas(old, new));
+    records
+}
+
+/// Client quotas removed, then set or changed, per (entity, key).
+fn diff_quotas(old: &ClusterMetadata, new: &ClusterMetadata) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for (entity, values) in &old.client_quotas {
+        let kept = new.client_quotas.get(entity);
+        for key in values.keys() {
+            if kept.is_none_or(|kept| !kept.contains_key(key)) {
+                records.push(MetadataRecord::RemoveClientQuota {
+                    entity: entity.clone(),
+                    key: key.clone(),
+                });
+            }
+        }
+    }
+    for (entity, values) in &new.client_quotas {
+        let before = old.client_quotas.get(entity);
+        for (key, &value) in values {
+            if before.and_then(|b| b.get(key)) != Some(&value) {
+                records.push(MetadataRecord::PutClientQuota {
+                    entity: entity.clone(),
+                    key: key.clone(),
+                    value,
+                });
+            }
+        }
     }
     records
 }
@@ -298,8 +355,21 @@ mod tests {
             .or_default()
             .insert(ScramMechanism::Sha256, credential);
         new.bootstrapped = true;
+        let quota = |user: &str| crate::security::quota::QuotaEntity {
+            user: Some(crate::security::quota::EntityName::Named(user.into())),
+            client_id: None,
+        };
+        let value = crate::security::quota::QuotaValue::new(1024.0);
+        old.client_quotas
+            .entry(quota("gone"))
+            .or_default()
+            .insert("producer_byte_rate".into(), value);
+        new.client_quotas
+            .entry(quota("added"))
+            .or_default()
+            .insert("consumer_byte_rate".into(), value);
         let records = diff(&old, &new);
-        assert_eq!(records.len(), 5, "{records:?}");
+        assert_eq!(records.len(), 7, "{records:?}");
         let mut replayed = old.clone();
         for (index, record) in records.into_iter().enumerate() {
             let decoded = MetadataRecord::decode(&record.encode()).unwrap();

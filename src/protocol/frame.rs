@@ -1,6 +1,8 @@
 //! Request framing: `int32 size` then the request header and body.
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -52,6 +54,9 @@ pub struct Request {
     /// Who sent it (`User:alice`, `User:ANONYMOUS`; set by the connection): what the
     /// authorizer checks. Shared by the connection's requests.
     pub principal: Rc<str>,
+    /// Until when the connection reads nothing more (a client over its quota;
+    /// `server::quota`). Shared by the connection's requests.
+    pub mute: Rc<Cell<Option<Instant>>>,
     pub body: Bytes,
 }
 
@@ -81,6 +86,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, FrameError> {
         client_id: header.client_id.map(|id| id.to_string()),
         client_host: String::new(),
         principal: ANONYMOUS.with(Rc::clone),
+        mute: Rc::default(),
         listener: 0,
         body: frame,
     })

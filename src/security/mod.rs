@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod plain;
 pub mod principal;
+pub mod quota;
 pub mod scram;
 
 /// Why an authentication failed. Kafka answers both with SASL_AUTHENTICATION_FAILED and

@@ -110,6 +110,7 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, listener: usize) {
         client_host,
         listener,
         principal,
+        mute: Rc::default(),
     };
     let outcome = read_requests(&shard, &origin, reader, &budget, &queue_tx).await;
     drop(queue_tx);
@@ -131,6 +132,8 @@ struct Origin {
     listener: usize,
     /// Who the connection proved to be (SASL, a client certificate) or `User:ANONYMOUS`.
     principal: Rc<str>,
+    /// Set by a request whose client went over its quota (`server::quota`).
+    mute: super::quota::Mute,
 }
 
 async fn read_requests(
@@ -143,6 +146,13 @@ async fn read_requests(
     let config = &shard.config;
     let mut previous_turn = None;
     loop {
+        // A client over its quota: nothing more is read until its throttle has passed.
+        if let Some(until) = origin.mute.take() {
+            let wait = until.saturating_duration_since(time::now());
+            if shard.shutdown.or_stopped(time::sleep(wait)).await.is_none() {
+                return ReadError::Shutdown;
+            }
+        }
         // Between requests: wait for the next one, the idle timeout, or shutdown.
         let mut prefix = [0u8; 4];
         let next = time::timeout(config.connection_idle, reader.read(&mut prefix[..1]));
@@ -179,6 +189,7 @@ async fn read_requests(
         request.client_host.clone_from(&origin.client_host);
         request.listener = origin.listener;
         request.principal = origin.principal.clone();
+        request.mute = origin.mute.clone();
         let (answer, reply) = futures_channel::oneshot::channel();
         let (turn, next_turn) = Turn::chain(previous_turn.take());
         previous_turn = Some(next_turn);

@@ -22,6 +22,7 @@ pub mod fanout;
 pub mod handlers;
 pub mod listener;
 pub mod measure;
+pub mod quota;
 pub mod registry;
 pub mod turn;
 

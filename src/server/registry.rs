@@ -153,6 +153,10 @@ pub static APIS: &[Api] = &[
         |shard, request, _turn| create_acls::handle(&shard, &request).await),
     api!(DeleteAcls 1..=3, Sequential, DeleteAclsRequest,
         |shard, request, _turn| delete_acls::handle(&shard, &request).await),
+    api!(DescribeClientQuotas 0..=1, Concurrent, DescribeClientQuotasRequest,
+        |shard, request, _turn| describe_client_quotas::handle(&shard, &request)),
+    api!(AlterClientQuotas 0..=1, Sequential, AlterClientQuotasRequest,
+        |shard, request, _turn| alter_client_quotas::handle(&shard, &request).await),
 ];
 
 pub fn find(key: ApiKey) -> Option<&'static Api> {
@@ -215,6 +219,7 @@ mod tests {
             client_id: None,
             client_host: String::new(),
             principal: std::rc::Rc::from("User:ANONYMOUS"),
+            mute: std::rc::Rc::default(),
             listener: 0,
             body: Bytes::copy_from_slice(body),
         }
@@ -309,6 +314,7 @@ mod tests {
                 ApiKey::AlterUserScramCredentials,
                 ApiKey::CreateAcls,
                 ApiKey::DeleteAcls,
+                ApiKey::AlterClientQuotas,
             ]
         );
     }

@@ -162,6 +162,8 @@ pub fn listeners_of(line: &str) -> Vec<(String, String)> {
 /// A raw Kafka protocol connection, over TLS once `connect_tls` set it up.
 pub struct Raw {
     pub stream: TcpStream,
+    /// The client id every request names (`petrel-test` unless set).
+    pub client_id: String,
     tls: Option<rustls::ClientConnection>,
     correlation_id: i32,
 }
@@ -211,6 +213,7 @@ impl Raw {
         stream.set_nodelay(true).expect("nodelay");
         Raw {
             stream,
+            client_id: "petrel-test".into(),
             tls: None,
             correlation_id: 0,
         }
@@ -263,7 +266,7 @@ impl Raw {
         header.request_api_key = api_key as i16;
         header.request_api_version = version;
         header.correlation_id = self.correlation_id;
-        header.client_id = Some(StrBytes::from_static_str("petrel-test"));
+        header.client_id = Some(StrBytes::from_string(self.client_id.clone()));
         let mut frame = BytesMut::new();
         header
             .encode(&mut frame, api_key.request_header_version(version))

@@ -16,7 +16,7 @@
 //!   publishing a change through the host;
 //! - `topics`: creation (and auto-creation) and deletion; `partitions`: growth,
 //!   reassignment, elections; `configs`: topic config changes; `users`: SCRAM credentials;
-//!   `acls`: ACL bindings;
+//!   `acls`: ACL bindings; `quotas`: client quotas;
 //! - `assignment`: where a topic's replicas go; `requests`: the operations' inputs;
 //! - `host`: what the controller acts on; `error`: why an operation failed.
 
@@ -27,6 +27,7 @@ mod error;
 mod frontend;
 mod host;
 mod partitions;
+mod quotas;
 mod requests;
 mod topics;
 mod users;
@@ -34,6 +35,7 @@ mod users;
 pub use error::{Outcome, TopicError};
 pub use frontend::{Controller, ControllerSettings, TopicIds};
 pub use host::TopicHost;
+pub use quotas::QuotaAlteration;
 pub use requests::{
     users_named, ConfigEdit, PartitionGrowth, PartitionReassignment, ScramDeletion, ScramUpsertion,
     TopicConfigChange, TopicRef, TopicSpec,

@@ -32,9 +32,11 @@ use kafka_protocol::ResponseError;
 use crate::protocol::frame::Request;
 use crate::runtime::time::{self, Deadline};
 use crate::security::acl::Operation;
+use crate::security::quota::CONSUMER_BYTE_RATE;
 use crate::server::errors::{not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
+use crate::server::quota;
 use crate::shard::partition::Partition;
 use crate::shard::replication::leader::{self, FollowerFetch, Refused};
 use crate::shard::{Shard, ShardGone};
@@ -89,6 +91,7 @@ impl Outcome {
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: FetchRequest = exchange::decode(request)?;
     let version = request.api_version;
+    let replica = replica_of(&body, version);
     let mut fanout = route(shard, request, &body, version);
     let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let limit = usize::try_from(body.max_bytes)
@@ -103,7 +106,34 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
         Deadline::after(max_wait),
     )
     .await?;
-    exchange::respond(request, &response(&body, version, fanout))
+    let mut response = response(&body, version, fanout);
+    if replica < 0 {
+        // The consumer's byte rate (KIP-13): over its quota, the answer goes without its
+        // data (not counted) and with the throttle, and the connection is muted (KIP-219).
+        let bytes: usize = response
+            .responses
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .map(|partition| partition.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        let throttle = quota::record(shard, request, CONSUMER_BYTE_RATE, bytes);
+        if !throttle.is_zero() {
+            quota::unrecord(shard, request, CONSUMER_BYTE_RATE, bytes);
+            quota::mute(request, throttle);
+            response.responses.clear();
+            response.throttle_time_ms = quota::throttle_ms(throttle);
+        }
+    }
+    exchange::respond(request, &response)
+}
+
+/// The follower a fetch comes from (v15+ in `ReplicaState`), or -1 for a consumer.
+fn replica_of(body: &FetchRequest, version: i16) -> i32 {
+    if version >= 15 {
+        body.replica_state.replica_id.0
+    } else {
+        body.replica_id.0
+    }
 }
 
 /// Each partition of the request, routed to the shard that owns it (or answered at once:
@@ -116,11 +146,7 @@ fn route(
     version: i16,
 ) -> Fanout<Item, Outcome> {
     let metadata = shard.metadata();
-    let replica = if version >= 15 {
-        body.replica_state.replica_id.0
-    } else {
-        body.replica_id.0
-    };
+    let replica = replica_of(body, version);
     let access = shard.access(request);
     let follower_allowed = replica < 0 || access.may_on_cluster(Operation::ClusterAction);
     if !follower_allowed {

@@ -1,6 +1,7 @@
 //! One file per Kafka API. Each decodes its request, does its work (on other shards through
 //! `Shard::run_on` where partitions live elsewhere), and encodes its response.
 
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
@@ -12,6 +13,7 @@ pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;

@@ -28,9 +28,11 @@ use crate::cluster::metadata::is_internal_topic;
 use crate::protocol::frame::Request;
 use crate::record_batch;
 use crate::security::acl::Operation;
+use crate::security::quota::PRODUCER_BYTE_RATE;
 use crate::server::errors::{batch_error_code, not_serving_code, storage_error_code};
 use crate::server::exchange::{self, HandlerResult};
 use crate::server::fanout::Fanout;
+use crate::server::quota;
 use crate::server::turn::Turn;
 use crate::shard::access::Access;
 use crate::shard::Shard;
@@ -85,6 +87,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
     let body: ProduceRequest = exchange::decode(request)?;
     let version = request.api_version;
     let acks = body.acks;
+    // The producer's byte rate (KIP-13): throttled (and muted) if over its quota; the
+    // produce itself goes ahead, as in Kafka.
+    let throttle = quota::record(shard, request, PRODUCER_BYTE_RATE, request.body.len());
+    quota::mute(request, throttle);
     let access = shard.access(request);
     if version < 13 && shard.config.auto_create_topics {
         // Only topics the producer may write to, and may create (Kafka's rule for
@@ -114,7 +120,9 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, mut turn: Turn) -> Han
         return Ok(None);
     }
     let outcomes = await_acknowledgements(shard, appends, acks, timeout).await?;
-    exchange::respond(request, &response(shard, request, &body, outcomes))
+    let mut response = response(shard, request, &body, outcomes);
+    response.throttle_time_ms = quota::throttle_ms(throttle);
+    exchange::respond(request, &response)
 }
 
 /// Each partition of the request: refused at once (bad acks, transactions, no WRITE on
