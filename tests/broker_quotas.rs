@@ -59,12 +59,15 @@ fn alter(raw: &mut Raw, entries: Vec<EntryData>) -> Vec<i16> {
     response.entries.iter().map(|e| e.error_code).collect()
 }
 
-/// Entries a filter matches: (entity as "type=name" parts, values).
+/// A described entry: its entity as "type=name" parts, and its values.
+type Described = (Vec<String>, Vec<(String, f64)>);
+
+/// Entries a filter matches.
 fn describe(
     raw: &mut Raw,
     components: &[(&str, i8, Option<&str>)],
     strict: bool,
-) -> Vec<(Vec<String>, Vec<(String, f64)>)> {
+) -> Vec<Described> {
     let mut request = DescribeClientQuotasRequest::default();
     request.components = components
         .iter()

@@ -1,9 +1,10 @@
 //! SASL listeners (SASL_PLAINTEXT, SASL_SSL): users' SCRAM credentials set with
 //! AlterUserScramCredentials (as `kafka-configs` sends them), logins with SCRAM-SHA-256,
 //! SCRAM-SHA-512 and PLAIN, in SaslAuthenticate (handshake v1) and as bare tokens (v0);
-//! a wrong password, an unknown user, an unknown mechanism and a request before logging in
-//! are refused and closed; credentials survive a restart. Stock clients over SASL_SSL are
-//! in the interop matrix (`tests/interop/run`: kcat-sasl, java-sasl).
+//! a wrong password, an unknown user, an unknown mechanism, a request before logging in,
+//! an oversized token and a truncated frame are refused and closed; credentials survive a
+//! restart. Stock clients over SASL_SSL are in the interop matrix (`tests/interop/run`:
+//! kcat-sasl, java-sasl, kafka-cli-sasl).
 
 mod common;
 
@@ -107,7 +108,8 @@ fn a_handshake_v0_client_sends_bare_tokens() {
 
 #[test]
 fn anything_but_a_login_before_logging_in_is_refused() {
-    let broker = sasl_broker(&[]);
+    // A short phase time, for the truncated frame below.
+    let broker = sasl_broker(&["--request-read-timeout-ms", "2000"]);
     let sasl = broker.listener("SASL_PLAINTEXT").to_string();
     // ApiVersions is answered (clients ask it first), then a Metadata request closes.
     let mut raw = Raw::connect(&sasl);
@@ -125,6 +127,24 @@ fn anything_but_a_login_before_logging_in_is_refused() {
         authenticate(&mut raw, b"\0a\0b".to_vec()).error_code,
         34,
         "no handshake yet"
+    );
+    // A SCRAM message far over the 4 KiB a real one needs: refused, and closed.
+    let mut raw = Raw::connect(&sasl);
+    assert_eq!(handshake(&mut raw, "SCRAM-SHA-512", 1).error_code, 0);
+    let huge = format!("n,,n=alice,r={}", "x".repeat(64 << 10));
+    assert_eq!(
+        authenticate(&mut raw, huge.into_bytes()).error_code,
+        58,
+        "SASL_AUTHENTICATION_FAILED"
+    );
+    assert!(raw.closed_by_peer());
+    // A handshake frame cut short: closed once the phase's time is up.
+    let mut raw = Raw::connect(&sasl);
+    std::io::Write::write_all(&mut raw.stream, &100u32.to_be_bytes()).expect("write");
+    std::io::Write::write_all(&mut raw.stream, &[0, 17, 0, 1]).expect("write");
+    assert!(
+        raw.closed_by_peer(),
+        "a truncated frame does not hold the connection"
     );
     // A frame over the 512 KiB cap of the phase is not read.
     let mut raw = Raw::connect(&sasl);

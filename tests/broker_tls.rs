@@ -268,3 +268,28 @@ fn a_cluster_tells_ssl_clients_every_brokers_ssl_address_and_replicates_meanwhil
     let batch = Bytes::from(petrel::record_batch::build_batch(&[b"over tls"], 1));
     assert_eq!(produce_one(&mut to_leader, "replicated", batch), (0, 0));
 }
+
+/// Half a TLS ClientHello, then silence: the broker closes the connection once the
+/// handshake's time (the request read timeout) is up, and serves other clients meanwhile.
+#[test]
+fn a_truncated_handshake_holds_only_its_own_connection_for_its_time() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let certs = dev_certs(&temp.path().join("certs"), "");
+    let broker = ssl_broker(&certs, &["--request-read-timeout-ms", "500"]);
+    let ssl = broker.listener("SSL");
+    // A TLS record header announcing a 512-byte handshake message, and 16 bytes of it.
+    let mut stalled = Raw::connect(ssl);
+    let mut partial = vec![0x16, 0x03, 0x01, 0x02, 0x00];
+    partial.extend_from_slice(&[0x01; 16]);
+    std::io::Write::write_all(&mut stalled.stream, &partial).expect("write");
+    let config = tls_client_config(&certs.join("ca.pem"), None);
+    let mut other = Raw::connect_tls(ssl, config).expect("another client's handshake");
+    assert_eq!(api_versions(&mut other).expect("served").error_code, 0);
+    let mut rest = Vec::new();
+    let ended = std::io::Read::read_to_end(&mut stalled.stream, &mut rest);
+    assert!(
+        ended.is_ok() || stalled.closed_by_peer(),
+        "the stalled handshake is closed: {ended:?}"
+    );
+    broker.stop();
+}

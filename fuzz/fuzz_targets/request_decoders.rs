@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         client_id: None,
         client_host: String::new(),
         principal: std::rc::Rc::from("User:ANONYMOUS"),
-            mute: std::rc::Rc::default(),
+        mute: std::rc::Rc::default(),
         listener: 0,
         body: Bytes::copy_from_slice(body),
     };

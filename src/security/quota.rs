@@ -227,7 +227,6 @@ mod tests {
         assert_eq!(value(&quotas, "alice", "other"), Some(2.0));
         assert_eq!(value(&quotas, "bob", "app"), Some(4.0));
         assert_eq!(value(&quotas, "bob", "other"), Some(5.0));
-        assert_eq!(value(&quotas, "alice", "app").is_some(), true);
         assert_eq!(
             applicable(&quotas, CONSUMER_BYTE_RATE, "alice", "app"),
             None,
