@@ -332,3 +332,38 @@ fn sasl_ssl_runs_the_login_inside_tls() {
     );
     broker.stop();
 }
+
+/// ApiVersions at a version newer than ours (franz-go asks v5 first) is answered in v0
+/// with UNSUPPORTED_VERSION and our ranges during the login phase too, as outside it; the
+/// client then logs in on the same connection.
+#[test]
+fn a_newer_api_versions_is_answered_with_our_ranges_before_logging_in() {
+    use std::io::{Read, Write};
+    let broker = sasl_broker(&[]);
+    let mut admin = Raw::connect(broker.listener("PLAINTEXT"));
+    set_user(&mut admin, "dave", SHA512, "dave-secret");
+    let mut raw = Raw::connect(broker.listener("SASL_PLAINTEXT"));
+    // Header v2: key 18, version 99, correlation 7, client id "x", no tags; empty body
+    // fields (compact strings of length 0) and no tags.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&18i16.to_be_bytes());
+    frame.extend_from_slice(&99i16.to_be_bytes());
+    frame.extend_from_slice(&7i32.to_be_bytes());
+    frame.extend_from_slice(&1i16.to_be_bytes());
+    frame.push(b'x');
+    frame.extend_from_slice(&[0, 1, 1, 0]);
+    let mut sized = (frame.len() as u32).to_be_bytes().to_vec();
+    sized.extend_from_slice(&frame);
+    raw.stream.write_all(&sized).expect("write");
+    let mut size = [0u8; 4];
+    raw.stream
+        .read_exact(&mut size)
+        .expect("an answer, not a close");
+    let mut answer = vec![0u8; u32::from_be_bytes(size) as usize];
+    raw.stream.read_exact(&mut answer).expect("the answer");
+    assert_eq!(&answer[..4], &7i32.to_be_bytes(), "correlation id");
+    assert_eq!(&answer[4..6], &35i16.to_be_bytes(), "UNSUPPORTED_VERSION");
+    assert_eq!(scram_login(&mut raw, SHA512, "dave", "dave-secret"), Ok(()));
+    assert!(metadata_works(&mut raw));
+    broker.stop();
+}

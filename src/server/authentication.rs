@@ -94,7 +94,16 @@ async fn exchange_frames(
         let request = frame::parse_request(bytes)?;
         match request.api_key {
             ApiKey::ApiVersions => {
-                let response = api_versions::handle(&request, &registry::advertised())?;
+                // As outside the phase: a version newer than ours gets our ranges in v0
+                // (KIP-511), so the client retries with one we have (franz-go asks v5).
+                let advertised = registry::advertised();
+                let supported = registry::find(ApiKey::ApiVersions)
+                    .is_some_and(|api| api.supports(request.api_version));
+                let response = if supported {
+                    api_versions::handle(&request, &advertised)?
+                } else {
+                    api_versions::unsupported_version(&request, &advertised)?
+                };
                 write(stream, response).await?;
             }
             ApiKey::SaslHandshake => {

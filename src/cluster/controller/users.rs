@@ -57,17 +57,7 @@ impl Controller {
                 refused.insert(upsertion.user, error);
                 continue;
             }
-            let credential = ScramCredential::from_salted_password(
-                mechanism,
-                upsertion.salt,
-                upsertion.iterations,
-                &upsertion.salted_password,
-            );
-            metadata
-                .scram_credentials
-                .entry(upsertion.user)
-                .or_default()
-                .insert(mechanism, credential);
+            insert_credential(&mut metadata.scram_credentials, mechanism, upsertion);
             changed = true;
         }
         let outcomes: Vec<Outcome<()>> = users
@@ -111,17 +101,7 @@ impl Controller {
                 let Some(mechanism) = ScramMechanism::from_code(upsertion.mechanism) else {
                     continue;
                 };
-                let credential = ScramCredential::from_salted_password(
-                    mechanism,
-                    upsertion.salt,
-                    upsertion.iterations,
-                    &upsertion.salted_password,
-                );
-                metadata
-                    .scram_credentials
-                    .entry(upsertion.user)
-                    .or_default()
-                    .insert(mechanism, credential);
+                insert_credential(&mut metadata.scram_credentials, mechanism, upsertion);
             }
         }
         metadata.bootstrapped = true;
@@ -130,6 +110,25 @@ impl Controller {
             .pop()
             .unwrap_or(Ok(()))
     }
+}
+
+/// Stores an upsertion's credential (the client salted the password; only derived keys
+/// are kept).
+fn insert_credential(
+    credentials: &mut crate::cluster::metadata::ScramCredentials,
+    mechanism: ScramMechanism,
+    upsertion: ScramUpsertion,
+) {
+    let credential = ScramCredential::from_salted_password(
+        mechanism,
+        upsertion.salt,
+        upsertion.iterations,
+        &upsertion.salted_password,
+    );
+    credentials
+        .entry(upsertion.user)
+        .or_default()
+        .insert(mechanism, credential);
 }
 
 /// Per user, the first reason its changes are refused: the same user and mechanism twice,

@@ -17,9 +17,10 @@ use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
-    let body: CreateAclsRequest = exchange::decode(request)?;
-    let refusal = if !shard.authorizer_enabled() {
+/// Why an ACL change (CreateAcls, DeleteAcls) is refused whole: no authorizer
+/// (SECURITY_DISABLED), or no ALTER on the cluster.
+pub fn refusal(shard: &Shard, request: &Request) -> Option<Failure> {
+    if !shard.authorizer_enabled() {
         Some(Failure::new(
             ResponseError::SecurityDisabled,
             "no authorizer is configured (--authorizer standard)",
@@ -27,11 +28,16 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     } else if !shard.access(request).may_on_cluster(Operation::Alter) {
         Some(Failure::new(
             ResponseError::ClusterAuthorizationFailed,
-            "CreateAcls needs ALTER on the cluster",
+            format!("{:?} needs ALTER on the cluster", request.api_key),
         ))
     } else {
         None
-    };
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
+    let body: CreateAclsRequest = exchange::decode(request)?;
+    let refusal = refusal(shard, request);
     let checked: Vec<Result<AclBinding, Failure>> = body
         .creations
         .iter()

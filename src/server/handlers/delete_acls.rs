@@ -13,26 +13,14 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::cluster::control::ControlCall;
 use crate::protocol::frame::Request;
-use crate::security::acl::{AclBinding, AclFilter, Operation};
+use crate::security::acl::{AclBinding, AclFilter};
 use crate::server::errors::Failure;
 use crate::server::exchange::{self, HandlerResult};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: &Request) -> HandlerResult {
     let body: DeleteAclsRequest = exchange::decode(request)?;
-    let refusal = if !shard.authorizer_enabled() {
-        Some(Failure::new(
-            ResponseError::SecurityDisabled,
-            "no authorizer is configured (--authorizer standard)",
-        ))
-    } else if !shard.access(request).may_on_cluster(Operation::Alter) {
-        Some(Failure::new(
-            ResponseError::ClusterAuthorizationFailed,
-            "DeleteAcls needs ALTER on the cluster",
-        ))
-    } else {
-        None
-    };
+    let refusal = super::create_acls::refusal(shard, request);
     let checked: Vec<Result<AclFilter, Failure>> = body
         .filters
         .iter()

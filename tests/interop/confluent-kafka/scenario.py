@@ -23,8 +23,30 @@ from contract import (  # noqa: E402
 )
 
 
+def security():
+    """librdkafka's settings for the listener the runner chose: SSL with the broker's CA
+    (PETREL_SSL_CA), a client certificate (PETREL_SSL_CERT, PETREL_SSL_KEY), SASL
+    (PETREL_SASL_*); none on PLAINTEXT."""
+    ca = os.environ.get("PETREL_SSL_CA")
+    if not ca:
+        return {}
+    config = {"security.protocol": "ssl", "ssl.ca.location": ca}
+    if os.environ.get("PETREL_SSL_CERT"):
+        config["ssl.certificate.location"] = os.environ["PETREL_SSL_CERT"]
+        config["ssl.key.location"] = os.environ["PETREL_SSL_KEY"]
+    if os.environ.get("PETREL_SASL_USER"):
+        config["security.protocol"] = "sasl_ssl"
+        config["sasl.mechanisms"] = os.environ["PETREL_SASL_MECHANISM"]
+        config["sasl.username"] = os.environ["PETREL_SASL_USER"]
+        config["sasl.password"] = os.environ["PETREL_SASL_PASSWORD"]
+    return config
+
+
+SECURITY = security()
+
+
 def admin():
-    return AdminClient({"bootstrap.servers": BOOTSTRAP})
+    return AdminClient({"bootstrap.servers": BOOTSTRAP, **SECURITY})
 
 
 def create_topic(a):
@@ -36,7 +58,7 @@ def create_topic(a):
 
 def produce(codec, records):
     """Sends records with default settings plus compression.type; returns (acked keys, errors)."""
-    p = Producer({"bootstrap.servers": BOOTSTRAP, "compression.type": codec})
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "compression.type": codec, **SECURITY})
     acked, errors = [], []
 
     def on_delivery(err, msg):
@@ -62,6 +84,7 @@ def produce(codec, records):
 
 def new_consumer():
     return Consumer({
+        **SECURITY,
         "bootstrap.servers": BOOTSTRAP,
         "group.id": GROUP,
         "auto.offset.reset": "earliest",

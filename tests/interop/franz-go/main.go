@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 const (
@@ -69,10 +72,48 @@ func baseOpts() []kgo.Opt {
 	if os.Getenv("INTEROP_LOG") == "debug" {
 		level = kgo.LogLevelDebug
 	}
-	return []kgo.Opt{
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(strings.Split(bootstrap, ",")...),
 		kgo.WithLogger(kgo.BasicLogger(os.Stderr, level, nil)),
 	}
+	return append(opts, securityOpts()...)
+}
+
+// securityOpts are the options for the listener the runner chose: TLS with the broker's
+// CA (PETREL_SSL_CA), a client certificate (PETREL_SSL_CERT, PETREL_SSL_KEY), SCRAM
+// (PETREL_SASL_*); none on PLAINTEXT. A bad file fails the scenario at once.
+func securityOpts() []kgo.Opt {
+	ca := os.Getenv("PETREL_SSL_CA")
+	if ca == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		logf("reading %s: %v", ca, err)
+		os.Exit(2)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	config := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert := os.Getenv("PETREL_SSL_CERT"); cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, os.Getenv("PETREL_SSL_KEY"))
+		if err != nil {
+			logf("loading the client certificate: %v", err)
+			os.Exit(2)
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+	opts := []kgo.Opt{kgo.DialTLSConfig(config)}
+	if user := os.Getenv("PETREL_SASL_USER"); user != "" {
+		auth := scram.Auth{User: user, Pass: os.Getenv("PETREL_SASL_PASSWORD")}
+		switch os.Getenv("PETREL_SASL_MECHANISM") {
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(auth.AsSha256Mechanism()))
+		default:
+			opts = append(opts, kgo.SASL(auth.AsSha512Mechanism()))
+		}
+	}
+	return opts
 }
 
 func newAdmin() (*kadm.Client, *kgo.Client, error) {

@@ -16,14 +16,36 @@ from contract import (  # noqa: E402
 )
 
 
+def security():
+    """kafka-python's settings for the listener the runner chose: SSL with the broker's CA
+    (PETREL_SSL_CA), a client certificate (PETREL_SSL_CERT, PETREL_SSL_KEY), SASL
+    (PETREL_SASL_*); none on PLAINTEXT."""
+    ca = os.environ.get("PETREL_SSL_CA")
+    if not ca:
+        return {}
+    config = {"security_protocol": "SSL", "ssl_cafile": ca}
+    if os.environ.get("PETREL_SSL_CERT"):
+        config["ssl_certfile"] = os.environ["PETREL_SSL_CERT"]
+        config["ssl_keyfile"] = os.environ["PETREL_SSL_KEY"]
+    if os.environ.get("PETREL_SASL_USER"):
+        config["security_protocol"] = "SASL_SSL"
+        config["sasl_mechanism"] = os.environ["PETREL_SASL_MECHANISM"]
+        config["sasl_plain_username"] = os.environ["PETREL_SASL_USER"]
+        config["sasl_plain_password"] = os.environ["PETREL_SASL_PASSWORD"]
+    return config
+
+
+SECURITY = security()
+
+
 def admin():
-    return KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    return KafkaAdminClient(bootstrap_servers=BOOTSTRAP, **SECURITY)
 
 
 def produce(codec, records):
     """Sends records with default settings plus compression_type; returns (acked keys, errors)."""
     p = KafkaProducer(bootstrap_servers=BOOTSTRAP,
-                      compression_type=None if codec == "none" else codec)
+                      compression_type=None if codec == "none" else codec, **SECURITY)
     acked, errors = [], []
     try:
         futures = [(key, p.send(TOPIC, key=key.encode(), value=value.encode(), headers=headers))
@@ -45,7 +67,7 @@ def consume(expected, extra_poll_s=0.0):
     (key -> (value, headers)) arrived, then polls extra_poll_s more; commits synchronously
     and closes. Returns (problems, Received)."""
     c = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=GROUP,
-                      auto_offset_reset="earliest", enable_auto_commit=False)
+                      auto_offset_reset="earliest", enable_auto_commit=False, **SECURITY)
     c.subscribe([TOPIC])
     received = Received(expected)
     problems = []

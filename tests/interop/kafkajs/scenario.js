@@ -2,6 +2,7 @@
 // Step results go to stdout as JSON lines; kafkajs logs and ours go to stderr.
 'use strict'
 
+const fs = require('fs')
 const { Kafka, CompressionTypes, CompressionCodecs, logLevel } = require('kafkajs')
 
 const PARTITIONS = 3
@@ -69,7 +70,27 @@ const stderrLogCreator = () => ({ namespace, level, label, log: entry }) => {
   process.stderr.write(`[kafkajs ${label}] ${namespace}: ${message} ${JSON.stringify(extra)}\n`)
 }
 
+// The listener the runner chose: TLS with the broker's CA (PETREL_SSL_CA), a client
+// certificate (PETREL_SSL_CERT, PETREL_SSL_KEY), SCRAM (PETREL_SASL_*); none on PLAINTEXT.
+function security () {
+  const env = process.env
+  if (!env.PETREL_SSL_CA) return {}
+  const ssl = { ca: [fs.readFileSync(env.PETREL_SSL_CA, 'utf-8')] }
+  if (env.PETREL_SSL_CERT) {
+    ssl.cert = fs.readFileSync(env.PETREL_SSL_CERT, 'utf-8')
+    ssl.key = fs.readFileSync(env.PETREL_SSL_KEY, 'utf-8')
+  }
+  if (!env.PETREL_SASL_USER) return { ssl }
+  const sasl = {
+    mechanism: env.PETREL_SASL_MECHANISM.toLowerCase(),
+    username: env.PETREL_SASL_USER,
+    password: env.PETREL_SASL_PASSWORD,
+  }
+  return { ssl, sasl }
+}
+
 const kafka = new Kafka({
+  ...security(),
   brokers: [bootstrap],
   logLevel: process.env.INTEROP_LOG === 'debug' ? logLevel.DEBUG : logLevel.INFO,
   logCreator: stderrLogCreator,
