@@ -105,7 +105,7 @@ fn entry_names(dir: &Path) -> Result<Vec<String>, StartError> {
 fn is_housekeeping(name: &str) -> bool {
     name == "lost+found"
         || name == LOCK_FILE
-        || name == super::users::FILE_NAME
+        || name == super::files::USERS_FILE
         || name == O_DIRECT_PROBE_FILE
         || name == ORPHANS_DIR
         || name == DELETED_DIR

@@ -8,6 +8,8 @@ use super::error::StartError;
 
 /// The node identity file (`identity.rs`): Kafka's name.
 pub const META_FILE: &str = "meta.properties";
+/// `petrel format --add-scram`'s bootstrap users in a data directory (`users`).
+pub const USERS_FILE: &str = "bootstrap-users.json";
 
 pub fn create_data_dir(dir: &Path) -> Result<(), StartError> {
     std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {

@@ -16,7 +16,7 @@ use crate::cluster::metadata;
 use crate::security::scram::{ScramMechanism, ITERATIONS_MAX, ITERATIONS_MIN};
 
 /// The bootstrap users' file in a data directory.
-pub const FILE_NAME: &str = "bootstrap-users.json";
+pub use super::files::USERS_FILE as FILE_NAME;
 /// Kafka's default iterations for `--add-scram`.
 const ITERATIONS_DEFAULT: u32 = 4096;
 /// A salt per credential, random, as Kafka's.
