@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ApiKey, SaslAuthenticateRequest, SaslHandshakeReq
 use kafka_protocol::ResponseError;
 
 use super::exchange::{self, DispatchError};
-use super::handlers::{api_versions, sasl_authenticate, sasl_handshake};
+use super::handlers::{sasl_authenticate, sasl_handshake};
 use super::registry;
 use crate::protocol::frame;
 use crate::runtime::net::{self, Stream};
@@ -94,17 +94,8 @@ async fn exchange_frames(
         let request = frame::parse_request(bytes)?;
         match request.api_key {
             ApiKey::ApiVersions => {
-                // As outside the phase: a version newer than ours gets our ranges in v0
-                // (KIP-511), so the client retries with one we have (franz-go asks v5).
-                let advertised = registry::advertised();
-                let supported = registry::find(ApiKey::ApiVersions)
-                    .is_some_and(|api| api.supports(request.api_version));
-                let response = if supported {
-                    api_versions::handle(&request, &advertised)?
-                } else {
-                    api_versions::unsupported_version(&request, &advertised)?
-                };
-                write(stream, response).await?;
+                // As outside the phase (franz-go asks v5, newer than ours, first).
+                write(stream, registry::answer_api_versions(&request)?).await?;
             }
             ApiKey::SaslHandshake => {
                 let body: SaslHandshakeRequest = exchange::decode(&request)?;

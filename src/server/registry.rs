@@ -92,7 +92,7 @@ pub static APIS: &[Api] = &[
     api!(Metadata 0..=13, Concurrent, MetadataRequest,
         |shard, request, _turn| metadata::handle(&shard, &request).await),
     api!(ApiVersions 0..=4, Concurrent, ApiVersionsRequest,
-        |_shard, request, _turn| api_versions::handle(&request, &advertised())),
+        |_shard, request, _turn| answer_api_versions(&request)),
     api!(CreateTopics 2..=7, Sequential, CreateTopicsRequest,
         |shard, request, _turn| create_topics::handle(&shard, &request).await),
     api!(DeleteTopics 1..=6, Sequential, DeleteTopicsRequest,
@@ -176,6 +176,18 @@ pub fn advertised() -> Vec<ApiVersion> {
         .collect()
 }
 
+/// ApiVersions at any version: ours at a version we have, and in v0 with
+/// UNSUPPORTED_VERSION and our ranges at a newer one (KIP-511), so the client retries with
+/// one we have. Before and after a SASL login alike (`authentication`).
+pub fn answer_api_versions(request: &Request) -> HandlerResult {
+    let supported = find(ApiKey::ApiVersions).is_some_and(|api| api.supports(request.api_version));
+    if supported {
+        api_versions::handle(request, &advertised())
+    } else {
+        api_versions::unsupported_version(request, &advertised())
+    }
+}
+
 /// Runs one request. `turn` orders it after the connection's earlier requests (see
 /// [`Ordering`]).
 pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> HandlerResult {
@@ -186,8 +198,7 @@ pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> Han
     let version = request.api_version;
     if !api.supports(version) {
         if request.api_key == ApiKey::ApiVersions {
-            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
-            return api_versions::unsupported_version(&request, &advertised());
+            return answer_api_versions(&request);
         }
         return Err(DispatchError::UnsupportedVersion {
             api_key: request.api_key,
