@@ -21,7 +21,8 @@
 //!   apply them out of order and leave the older bytes. A write that overlaps the previous
 //!   one first waits for all writes in flight.
 //! - Space is reserved ahead of the head with `fallocate(KEEP_SIZE)`, so the file size
-//!   still tells how far data was written.
+//!   still tells how far data was written; the reservation grows with the segment (1 MiB
+//!   first, up to `preallocate_bytes`).
 //! - `written_offset` advances, in order, as writes complete: every batch below it is on
 //!   the device (survives a process crash). Durability against power loss is `fdatasync`,
 //!   which the log issues.
@@ -38,6 +39,9 @@ use super::error::{io_error, Result, StorageError};
 use super::faults::{self, FaultOp};
 use super::files::SharedFile;
 use super::io;
+
+/// The first reservation of a segment (see `reserve_space`).
+const PREALLOCATE_FIRST_BYTES: u64 = 1 << 20;
 
 type WriteTask = Task<std::result::Result<usize, std::io::Error>>;
 
@@ -314,7 +318,15 @@ impl Appender {
         if end <= self.preallocated_end || self.preallocate_bytes == 0 {
             return Ok(());
         }
-        let target = end.div_ceil(self.preallocate_bytes) * self.preallocate_bytes;
+        // Ahead in proportion to what the segment holds, from 1 MiB up to
+        // `preallocate_bytes`: an idle partition reserves 1 MiB, not the full step, so a
+        // broker with a thousand quiet partitions does not hold 32 GB of disk for nothing
+        // (a full disk fails every log), while a busy segment soon reserves full steps.
+        let step = end.clamp(
+            PREALLOCATE_FIRST_BYTES.min(self.preallocate_bytes),
+            self.preallocate_bytes,
+        );
+        let target = end.div_ceil(step) * step;
         io::fallocate(&self.file.file, &self.file.path, target).await?;
         self.preallocated_end = target;
         Ok(())

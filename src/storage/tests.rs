@@ -1168,3 +1168,42 @@ fn a_log_restarted_past_its_end_continues_from_there() {
         log.close().await.expect("close");
     });
 }
+
+#[test]
+fn a_quiet_segment_reserves_little_disk_and_a_busy_one_full_steps() {
+    use std::os::unix::fs::MetadataExt;
+    run(|dir| async move {
+        let config = LogConfig {
+            segment_bytes_max: 64 << 20,
+            preallocate_bytes: 8 << 20,
+            ..small_config()
+        };
+        let log = open(&dir, shard(), config).await;
+        append_synced(&log, 0..1).await;
+        let segment = std::fs::read_dir(dir.join("topic-0"))
+            .expect("read dir")
+            .flatten()
+            .map(|entry| entry.path())
+            .find(|path| path.extension().is_some_and(|e| e == "log"))
+            .expect("a segment file");
+        let reserved = || std::fs::metadata(&segment).expect("stat").blocks() * 512;
+        assert!(reserved() <= 1 << 20, "one batch reserved {}", reserved());
+        // 4 MiB of appends: the reservation grows, ahead of the head, in full steps.
+        let value = vec![b'x'; 16 << 10];
+        let big = Bytes::from(record_batch::build_batch(&[value.as_slice()], 1000));
+        let mut last = 0;
+        for _ in 0..256 {
+            last = log
+                .append(big.clone(), 1)
+                .await
+                .expect("append")
+                .last_offset;
+        }
+        log.wait(Durability::Synced, last + 1).await.expect("sync");
+        let written = std::fs::metadata(&segment).expect("stat").len();
+        assert!(written > 4 << 20, "{written} bytes written");
+        assert!(reserved() >= written, "{} reserved < {written}", reserved());
+        assert!(reserved() <= 16 << 20, "{} reserved", reserved());
+        log.close().await.expect("close");
+    });
+}
