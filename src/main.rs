@@ -259,8 +259,10 @@ fn serve(args: Serve) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
+    let tls_configs = config.tls_configs();
     let shards = config.shards;
     let data_dir = config.data_dir.clone();
     let broker = petrel::broker::start(config, injected_panic)?;
@@ -278,13 +280,37 @@ fn serve(args: Serve) -> anyhow::Result<()> {
         listeners.join(",")
     );
     std::io::stdout().flush()?;
-    let signal = signals.forever().next();
-    tracing::info!(?signal, "shutting down");
+    for signal in signals.forever() {
+        if signal == signal_hook::consts::SIGHUP {
+            reload_tls(&tls_configs);
+            continue;
+        }
+        tracing::info!(signal, "shutting down");
+        break;
+    }
     broker.stop();
     // Not println!: it panics when stdout cannot be written (a full disk under a redirected
     // log), turning a clean stop into exit 101.
     let _ = writeln!(std::io::stdout(), "petrel stopped");
     Ok(())
+}
+
+/// SIGHUP: every TLS configuration reads its files again; new handshakes use them, open
+/// connections keep their sessions, and one that fails keeps what it had.
+fn reload_tls(configs: &[petrel::runtime::tls::AnyTls]) {
+    if configs.is_empty() {
+        tracing::info!("SIGHUP: no TLS configuration to reload");
+    }
+    for config in configs {
+        let certificate = config.files().certificate.display();
+        match config.reload() {
+            Ok(()) => tracing::info!(%certificate, "TLS certificates reloaded"),
+            Err(error) => tracing::error!(
+                %certificate, %error,
+                "TLS reload failed; the certificates in use stay"
+            ),
+        }
+    }
 }
 
 /// Writes a CA, a server certificate for `hosts` and client certificates, all signed by

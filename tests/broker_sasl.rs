@@ -3,12 +3,14 @@
 //! SCRAM-SHA-512 and PLAIN, in SaslAuthenticate (handshake v1) and as bare tokens (v0);
 //! a wrong password, an unknown user, an unknown mechanism, a request before logging in,
 //! an oversized token and a truncated frame are refused and closed; credentials survive a
-//! restart. Stock clients over SASL_SSL are in the interop matrix (`tests/interop/run`:
+//! restart; sessions end and are renewed with the credentials of the moment (KIP-368). Stock clients over SASL_SSL are in the interop matrix (`tests/interop/run`:
 //! kcat-sasl, java-sasl, kafka-cli-sasl).
 
 mod common;
 
-use common::sasl::{alter, authenticate, handshake, scram_login, set_user, upsertion};
+use common::sasl::{
+    alter, authenticate, handshake, scram_login, scram_session, set_user, upsertion,
+};
 use common::{create_topic, Broker, Raw};
 use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
 use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
@@ -365,5 +367,77 @@ fn a_newer_api_versions_is_answered_with_our_ranges_before_logging_in() {
     assert_eq!(&answer[4..6], &35i16.to_be_bytes(), "UNSUPPORTED_VERSION");
     assert_eq!(scram_login(&mut raw, SHA512, "dave", "dave-secret"), Ok(()));
     assert!(metadata_works(&mut raw));
+    broker.stop();
+}
+
+/// KIP-368 with `connections.max.reauth.ms`: the login tells the session's lifetime; the
+/// client logs in again on the same connection (after the answers to what it sent before);
+/// the new login must be the same user with the same mechanism, checked against the
+/// credentials the cluster holds now, so a changed password ends old connections; a
+/// request after the session's end closes the connection.
+#[test]
+fn sessions_end_and_re_authentication_checks_the_credentials_of_the_moment() {
+    const LIFETIME_MS: i64 = 1500;
+    let broker = sasl_broker(&["--connections-max-reauth-ms", &LIFETIME_MS.to_string()]);
+    let sasl = broker.listener("SASL_PLAINTEXT").to_string();
+    let mut admin = Raw::connect(broker.listener("PLAINTEXT"));
+    set_user(&mut admin, "alice", SHA512, "one");
+    set_user(&mut admin, "bob", SHA512, "bob-secret");
+
+    // Renewed in place, pipelined behind a Metadata request whose answer comes first.
+    let mut raw = Raw::connect(&sasl);
+    assert_eq!(
+        scram_session(&mut raw, SHA512, "alice", "one"),
+        Ok(LIFETIME_MS)
+    );
+    let metadata = raw.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    let mut request = SaslHandshakeRequest::default();
+    request.mechanism = StrBytes::from_static_str("SCRAM-SHA-512");
+    let shake = raw.send(ApiKey::SaslHandshake, 1, &request);
+    let answered: MetadataResponse = raw.receive(ApiKey::Metadata, 12, metadata);
+    assert!(!answered.brokers.is_empty());
+    let shook: kafka_protocol::messages::SaslHandshakeResponse =
+        raw.receive(ApiKey::SaslHandshake, 1, shake);
+    assert_eq!(shook.error_code, 0);
+    let renewed = common::sasl::scram_exchange(&mut raw, SHA512, "alice", "one");
+    assert_eq!(renewed, Ok(LIFETIME_MS));
+    assert!(metadata_works(&mut raw), "the same connection goes on");
+
+    // Another user, or another mechanism, on the same connection: refused and closed.
+    assert_eq!(scram_login(&mut raw, SHA512, "bob", "bob-secret"), Err(58));
+    assert!(raw.closed_by_peer());
+    let mut raw = Raw::connect(&sasl);
+    assert_eq!(scram_login(&mut raw, SHA512, "alice", "one"), Ok(()));
+    assert_eq!(handshake(&mut raw, "PLAIN", 1).error_code, 33);
+    assert!(raw.closed_by_peer());
+
+    // The password changes: a session of the old one cannot be renewed.
+    let mut old = Raw::connect(&sasl);
+    assert_eq!(scram_login(&mut old, SHA512, "alice", "one"), Ok(()));
+    set_user(&mut admin, "alice", SHA512, "two");
+    assert_eq!(scram_login(&mut old, SHA512, "alice", "one"), Err(58));
+    assert!(old.closed_by_peer());
+    let mut new = Raw::connect(&sasl);
+    assert_eq!(scram_login(&mut new, SHA512, "alice", "two"), Ok(()));
+
+    // Not renewed in time: the next request closes the connection.
+    std::thread::sleep(std::time::Duration::from_millis(LIFETIME_MS as u64 + 300));
+    new.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(new.closed_by_peer(), "an expired session is not served");
+    // A v0 handshake cannot renew a session (its tokens have no place for a lifetime).
+    let mut raw = Raw::connect(&sasl);
+    assert_eq!(scram_login(&mut raw, SHA512, "alice", "two"), Ok(()));
+    assert_eq!(handshake(&mut raw, "SCRAM-SHA-512", 0).error_code, 33);
+    assert!(raw.closed_by_peer());
+    broker.stop();
+}
+
+#[test]
+fn without_a_session_limit_the_login_says_no_lifetime() {
+    let broker = sasl_broker(&[]);
+    let mut admin = Raw::connect(broker.listener("PLAINTEXT"));
+    set_user(&mut admin, "alice", SHA512, "one");
+    let mut raw = Raw::connect(broker.listener("SASL_PLAINTEXT"));
+    assert_eq!(scram_session(&mut raw, SHA512, "alice", "one"), Ok(0));
     broker.stop();
 }

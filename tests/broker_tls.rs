@@ -2,7 +2,8 @@
 //! `petrel dev-certs`: each listener advertises its own address, records go through TLS
 //! unchanged, the wrong protocol on either port is refused, and with
 //! `--ssl-client-auth required` only clients with a certificate from the truststore's CA
-//! get in. The stock clients over SSL are in the interop matrix (`tests/interop/run`).
+//! get in (not with an expired certificate); SIGHUP reloads the certificates. The stock
+//! clients over SSL are in the interop matrix (`tests/interop/run`).
 
 mod common;
 
@@ -291,5 +292,124 @@ fn a_truncated_handshake_holds_only_its_own_connection_for_its_time() {
         ended.is_ok() || stalled.closed_by_peer(),
         "the stalled handshake is closed: {ended:?}"
     );
+    broker.stop();
+}
+
+/// Certificates rotated on disk, then SIGHUP: new handshakes present the new certificate,
+/// a connection opened before keeps its session, and files that make no configuration are
+/// refused with a log line while the certificates in use stay.
+#[test]
+fn sighup_reloads_the_certificates_without_a_restart() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let first = dev_certs(&temp.path().join("first"), "");
+    let second = dev_certs(&temp.path().join("second"), "");
+    let live = temp.path().join("live");
+    std::fs::create_dir(&live).expect("mkdir");
+    let install = |from: &Path| {
+        for file in ["server.pem", "server-key.pem"] {
+            // Renamed into place, as certificate managers do, so a reload never reads half.
+            let staged = live.join(format!("{file}.new"));
+            std::fs::copy(from.join(file), &staged).expect("copy");
+            std::fs::rename(&staged, live.join(file)).expect("rename");
+        }
+    };
+    install(&first);
+    let args = tls_listener_args("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0", &live);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let broker = Broker::start_logged(&args);
+    let ssl = broker.listener("SSL").to_string();
+    let trusts_first = tls_client_config(&first.join("ca.pem"), None);
+    let trusts_second = tls_client_config(&second.join("ca.pem"), None);
+    let mut opened_before = Raw::connect_tls(&ssl, trusts_first.clone()).expect("first CA");
+    assert!(!first_request(&ssl, trusts_second.clone()), "not yet");
+
+    install(&second);
+    broker.signal(libc::SIGHUP);
+    wait_for_log(&broker, "TLS certificates reloaded", 1);
+    assert!(
+        first_request(&ssl, trusts_second.clone()),
+        "the new certificate"
+    );
+    assert!(!first_request(&ssl, trusts_first), "the old one is gone");
+    let versions = api_versions(&mut opened_before).expect("the old session goes on");
+    assert_eq!(versions.error_code, 0);
+
+    std::fs::write(live.join("server.pem"), "not a certificate").expect("write");
+    broker.signal(libc::SIGHUP);
+    wait_for_log(&broker, "TLS reload failed", 1);
+    assert!(
+        first_request(&ssl, trusts_second),
+        "a failed reload keeps the certificates in use"
+    );
+    broker.stop();
+}
+
+/// Waits (at most 10 s) until `broker`'s log holds `needle` `times` times.
+fn wait_for_log(broker: &Broker, needle: &str, times: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while broker.log().matches(needle).count() < times {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the log:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A client certificate the truststore's CA signed but whose validity ended is refused;
+/// the same CA's current certificate is admitted.
+#[test]
+fn an_expired_client_certificate_is_refused() {
+    use rcgen::{
+        date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+        Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let temp = tempfile::tempdir().expect("temp dir");
+    let certs = dev_certs(&temp.path().join("certs"), "");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("params");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "client CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let truststore = temp.path().join("client-ca.pem");
+    std::fs::write(&truststore, ca.pem()).expect("write");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let client = |name: &str, until: Option<(i32, u8, u8)>| {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if let Some((year, month, day)) = until {
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(year, month, day);
+        }
+        let certificate = params.signed_by(&key, &issuer).expect("sign");
+        let (cert_path, key_path) = (
+            temp.path().join(format!("{name}.pem")),
+            temp.path().join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&cert_path, certificate.pem()).expect("write");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write");
+        tls_client_config(&certs.join("ca.pem"), Some((&cert_path, &key_path)))
+    };
+    let broker = ssl_broker(
+        &certs,
+        &[
+            "--ssl-client-auth",
+            "required",
+            "--ssl-truststore-location",
+            truststore.to_str().expect("path"),
+        ],
+    );
+    let ssl = broker.listener("SSL");
+    assert!(
+        !first_request(ssl, client("late", Some((2021, 1, 1)))),
+        "expired in 2021: refused"
+    );
+    assert!(first_request(ssl, client("current", None)), "admitted");
     broker.stop();
 }

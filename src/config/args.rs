@@ -123,6 +123,12 @@ pub struct ServeArgs {
     /// Idle connections are closed after this many ms (`connections.max.idle.ms`). [default: 600000]
     #[arg(long, env = "PETREL_CONNECTION_IDLE_MS")]
     pub connection_idle_ms: Option<u64>,
+    /// SASL sessions last this many ms (`connections.max.reauth.ms`, KIP-368): clients log
+    /// in again on the same connection before the end (so a changed password or a removed
+    /// user stops old connections); a request after the end closes the connection. 0: no
+    /// end. [default: 0]
+    #[arg(long, env = "PETREL_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
     /// How long a new consumer group waits for more members before its first rebalance
     /// (`group.initial.rebalance.delay.ms`). [default: 3000]
     #[arg(long, env = "PETREL_GROUP_INITIAL_REBALANCE_DELAY_MS")]
@@ -282,6 +288,9 @@ impl ServeArgs {
                 .request_read_timeout_ms
                 .or(file.request_read_timeout_ms),
             connection_idle_ms: self.connection_idle_ms.or(file.connection_idle_ms),
+            connections_max_reauth_ms: self
+                .connections_max_reauth_ms
+                .or(file.connections_max_reauth_ms),
             cache_bytes: self.cache_bytes.or(file.cache_bytes),
             fetch_max_bytes: self.fetch_max_bytes.or(file.fetch_max_bytes),
             open_files_max: self.open_files_max.or(file.open_files_max),

@@ -44,6 +44,7 @@ struct ConnectionLimits {
     inflight_bytes_max: usize,
     request_read_timeout: Duration,
     idle: Duration,
+    reauth_max: Option<Duration>,
 }
 
 impl ServeArgs {
@@ -112,6 +113,7 @@ impl ServeArgs {
             inflight_requests_max: INFLIGHT_REQUESTS_MAX,
             request_read_timeout: connections.request_read_timeout,
             connection_idle: connections.idle,
+            connection_reauth_max: connections.reauth_max,
             // 64 MiB: tailing consumers read batches milliseconds old, so a small cache
             // serves them; a consumer further behind reads from disk with read-ahead.
             // Measured with `bench/kafka-vs-petrel` (workload 2, 131 MB/s): 256 MiB and
@@ -329,6 +331,10 @@ impl ServeArgs {
             inflight_bytes_max,
             request_read_timeout: Duration::from_millis(request_read_timeout_ms),
             idle: Duration::from_millis(connection_idle_ms),
+            reauth_max: self
+                .connections_max_reauth_ms
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
         })
     }
 

@@ -39,6 +39,8 @@ pub struct BrokerConfig {
     pub inflight_requests_max: usize,
     pub request_read_timeout: Duration,
     pub connection_idle: Duration,
+    /// How long a SASL session lasts (`connections.max.reauth.ms`); None: for good.
+    pub connection_reauth_max: Option<Duration>,
     pub cache_bytes: usize,
     /// Largest fetch response (Kafka's `fetch.max.bytes`), whatever the request's `max_bytes`.
     pub fetch_bytes_max: usize,
@@ -67,6 +69,25 @@ pub struct OffsetsTopicConfig {
 }
 
 impl BrokerConfig {
+    /// Every TLS configuration in use (listeners, quorum links, replica fetches), each
+    /// once: what SIGHUP reloads.
+    pub fn tls_configs(&self) -> Vec<crate::runtime::tls::AnyTls> {
+        use crate::runtime::tls::{self, AnyTls};
+        let listeners = self.listeners.all.iter().filter_map(|l| l.tls.clone());
+        let quorum = self.quorum_security.iter().flat_map(|security| {
+            [
+                AnyTls::Server(security.server.clone()),
+                AnyTls::Client(security.client.clone()),
+            ]
+        });
+        tls::distinct(
+            listeners
+                .map(AnyTls::Server)
+                .chain(quorum)
+                .chain(self.inter_broker_tls.clone().map(AnyTls::Client)),
+        )
+    }
+
     /// The listener other brokers fetch replicas through: its advertised address is the
     /// one a registration's `host:port` names.
     pub fn inter_broker_listener(&self) -> &ListenerConfig {

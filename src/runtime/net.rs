@@ -110,7 +110,7 @@ impl Stream {
         let Inner::Plain(tcp) = Stream::connect(address, within).await?.inner else {
             return Err(io::Error::other("a new connection has no TLS yet"));
         };
-        let connector = futures_rustls::TlsConnector::from(config.clone());
+        let connector = futures_rustls::TlsConnector::from(config.current());
         match time::timeout(within, connector.connect(name, tcp)).await {
             Ok(Ok(tls)) => Ok(Stream {
                 inner: Inner::TlsClient(Box::new(tls)),
@@ -134,7 +134,7 @@ impl Stream {
         let Inner::Plain(tcp) = self.inner else {
             return Err(io::Error::other("TLS is already on"));
         };
-        let acceptor = futures_rustls::TlsAcceptor::from(config.clone());
+        let acceptor = futures_rustls::TlsAcceptor::from(config.current());
         match time::timeout(within, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => Ok(Stream {
                 inner: Inner::Tls(Box::new(tls)),

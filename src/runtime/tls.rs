@@ -1,6 +1,11 @@
-//! TLS for the stream seam ([`super::net`]): a listener's server configuration, built once
-//! at start from PEM files (read on the main thread, before any shard runs), with rustls and
+//! TLS for the stream seam ([`super::net`]): a listener's server configuration, built at
+//! start from PEM files (read on the main thread, before any shard runs), with rustls and
 //! its `ring` provider (no OpenSSL). [`super::net::Stream::accept_tls`] runs the handshake.
+//!
+//! Certificates are replaced without a restart: on SIGHUP the main thread reads the files
+//! again ([`Reloadable::reload`]) and swaps the configuration in; a handshake takes the
+//! current one with a lock-free load, so no shard waits on a reload. Connections already
+//! open keep their session; a reload that fails keeps the configuration in use.
 //!
 //! Client certificates (mTLS), as Kafka's `ssl.client.auth`: `none` asks for none,
 //! `requested` verifies one if the client sends it, `required` refuses a client without a
@@ -9,15 +14,110 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
-/// A listener's TLS configuration, shared by every shard (read-only once built).
-pub type ServerTls = Arc<rustls::ServerConfig>;
+/// A listener's TLS configuration, shared by every shard.
+pub type ServerTls = Reloadable<rustls::ServerConfig>;
 /// A node's configuration for its links to other nodes (quorum links, replica fetches).
-pub type ClientTls = Arc<rustls::ClientConfig>;
+pub type ClientTls = Reloadable<rustls::ClientConfig>;
+
+/// A TLS configuration built from files, replaced as a whole when they are read again.
+/// Clones share it.
+#[derive(Clone)]
+pub struct Reloadable<T> {
+    files: TlsFiles,
+    build: fn(&TlsFiles) -> Result<Arc<T>, TlsError>,
+    current: Arc<ArcSwap<T>>,
+}
+
+impl<T> Reloadable<T> {
+    fn new(
+        files: &TlsFiles,
+        build: fn(&TlsFiles) -> Result<Arc<T>, TlsError>,
+    ) -> Result<Reloadable<T>, TlsError> {
+        Ok(Reloadable {
+            files: files.clone(),
+            build,
+            current: Arc::new(ArcSwap::new(build(files)?)),
+        })
+    }
+
+    /// The configuration a new handshake uses.
+    pub fn current(&self) -> Arc<T> {
+        self.current.load_full()
+    }
+
+    /// Reads the files again and, if they make a configuration, uses it from the next
+    /// handshake on. Blocking file reads: the main thread's, never a shard's.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        self.current.store((self.build)(&self.files)?);
+        Ok(())
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// Whether `other` is this configuration (a clone of it), not just an equal one.
+    pub fn same(&self, other: &Reloadable<T>) -> bool {
+        Arc::ptr_eq(&self.current, &other.current)
+    }
+}
+
+impl<T> std::fmt::Debug for Reloadable<T> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Reloadable")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Any of a broker's TLS configurations, for the main thread's reload.
+#[derive(Debug, Clone)]
+pub enum AnyTls {
+    Server(ServerTls),
+    Client(ClientTls),
+}
+
+impl AnyTls {
+    pub fn reload(&self) -> Result<(), TlsError> {
+        match self {
+            AnyTls::Server(tls) => tls.reload(),
+            AnyTls::Client(tls) => tls.reload(),
+        }
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        match self {
+            AnyTls::Server(tls) => tls.files(),
+            AnyTls::Client(tls) => tls.files(),
+        }
+    }
+
+    fn same(&self, other: &AnyTls) -> bool {
+        match (self, other) {
+            (AnyTls::Server(a), AnyTls::Server(b)) => a.same(b),
+            (AnyTls::Client(a), AnyTls::Client(b)) => a.same(b),
+            _ => false,
+        }
+    }
+}
+
+/// `configs` without repeats (listeners share one configuration).
+pub fn distinct(configs: impl IntoIterator<Item = AnyTls>) -> Vec<AnyTls> {
+    let mut distinct: Vec<AnyTls> = Vec::new();
+    for config in configs {
+        if !distinct.iter().any(|seen| seen.same(&config)) {
+            distinct.push(config);
+        }
+    }
+    distinct
+}
 
 /// Kafka's `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +170,10 @@ pub enum TlsError {
 /// Reads the files and builds the server configuration: TLS 1.3 and 1.2, as Kafka's default
 /// `ssl.enabled.protocols`.
 pub fn server_config(files: &TlsFiles) -> Result<ServerTls, TlsError> {
+    Reloadable::new(files, build_server_config)
+}
+
+fn build_server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(provider());
     let chain = certificates(&files.certificate)?;
     let key = private_key(&files.key)?;
@@ -101,6 +205,10 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerTls, TlsError> {
 /// its own certificate, so a node it connects to can tell it is a node (mTLS). TLS 1.3 and
 /// 1.2.
 pub fn client_config(files: &TlsFiles) -> Result<ClientTls, TlsError> {
+    Reloadable::new(files, build_client_config)
+}
+
+fn build_client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let Some(truststore) = &files.truststore else {
         return Err(TlsError::NoTruststore(ClientAuth::Required));
     };

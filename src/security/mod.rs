@@ -19,6 +19,8 @@ pub enum SaslError {
     Malformed(String),
     #[error("authentication failed: invalid credentials")]
     BadCredentials,
+    #[error("cannot change principals during re-authentication, from {0:?} to {1:?}")]
+    PrincipalChanged(String, String),
 }
 
 /// The SASL mechanisms a SASL listener offers, in the order it lists them.

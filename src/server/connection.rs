@@ -8,6 +8,9 @@
 //! order as Kafka requires. At most `inflight_requests_max` requests are queued; when the
 //! queue or the byte budget is full the reader stops reading (backpressure).
 //!
+//! A SASL connection's session (`server::authentication`) may end: a SaslHandshake
+//! re-authenticates in place (KIP-368), any other request after the end closes.
+//!
 //! Timeouts: an idle connection closes after `connection_idle`; a request that has started
 //! must arrive whole within `request_read_timeout` (slow-loris). A malformed frame, an
 //! unknown API or an undecodable request closes the connection, as Kafka does.
@@ -17,6 +20,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::messages::ApiKey;
 
 use crate::runtime::net::{self, Stream};
 use crate::runtime::sync::local_channel::{self, LocalReceiver, LocalSender};
@@ -45,6 +49,10 @@ enum ReadError {
     SlowRequest,
     #[error("broker shutting down")]
     Shutdown,
+    #[error("the SASL session of {0:?} expired without a re-authentication")]
+    SessionExpired(String),
+    #[error("re-authentication failed: {0}")]
+    Reauthentication(#[from] authentication::AuthenticationError),
     #[error(transparent)]
     Frame(#[from] frame::FrameError),
     #[error("read failed: {0}")]
@@ -74,9 +82,14 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, listener: usize) {
             }
         },
     };
+    let mut session = None;
     let principal: Rc<str> = if config.protocol.sasl() {
         match authentication::authenticate(&shard, &mut stream).await {
-            Ok(user) => Rc::from(principal::of_user(&user)),
+            Ok(opened) => {
+                let principal = Rc::from(principal::of_user(&opened.user));
+                session = Some(opened);
+                principal
+            }
             Err(error) => {
                 tracing::info!(%peer, %error, "SASL authentication failed; closing the connection");
                 return;
@@ -112,7 +125,7 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, listener: usize) {
         principal,
         mute: Rc::default(),
     };
-    let outcome = read_requests(&shard, &origin, reader, &budget, &queue_tx).await;
+    let outcome = read_requests(&shard, &origin, session, reader, &budget, &queue_tx).await;
     drop(queue_tx);
     match outcome {
         ReadError::Closed | ReadError::Shutdown => {
@@ -139,6 +152,7 @@ struct Origin {
 async fn read_requests(
     shard: &Rc<Shard>,
     origin: &Origin,
+    mut session: Option<authentication::Session>,
     mut reader: futures_lite::io::ReadHalf<Stream>,
     budget: &Rc<Semaphore>,
     queue: &LocalSender<(Reply, StaticPermit)>,
@@ -186,6 +200,28 @@ async fn read_requests(
             Ok(request) => request,
             Err(error) => return error.into(),
         };
+        if let Some(current) = &session {
+            if request.api_key == ApiKey::SaslHandshake {
+                // KIP-368: earlier requests' answers go out first (the queue keeps order).
+                let mut frames = Reauthentication {
+                    reader: &mut reader,
+                    queue,
+                    budget,
+                };
+                match authentication::reauthenticate(shard, &mut frames, request, current).await {
+                    Ok(renewed) => {
+                        tracing::info!(principal = %origin.principal, "SASL session renewed");
+                        session = Some(renewed);
+                    }
+                    Err(error) => return error.into(),
+                }
+                drop(permit);
+                continue;
+            }
+            if current.expired(time::now()) {
+                return ReadError::SessionExpired(current.user.clone());
+            }
+        }
         request.client_host.clone_from(&origin.client_host);
         request.listener = origin.listener;
         request.principal = origin.principal.clone();
@@ -202,6 +238,32 @@ async fn read_requests(
             // The writer stopped (the client went away).
             return ReadError::Closed;
         }
+    }
+}
+
+/// A re-authentication's frames: read from the connection (its requests are not
+/// pipelined), answered through the reply queue so they follow earlier answers.
+struct Reauthentication<'a> {
+    reader: &'a mut futures_lite::io::ReadHalf<Stream>,
+    queue: &'a LocalSender<(Reply, StaticPermit)>,
+    budget: &'a Rc<Semaphore>,
+}
+
+impl authentication::Frames for Reauthentication<'_> {
+    async fn read(&mut self, bytes_max: usize) -> std::io::Result<Bytes> {
+        net::read_frame(self.reader, bytes_max).await
+    }
+
+    async fn write(&mut self, frame: Bytes) -> std::io::Result<()> {
+        let gone = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed");
+        let permit = self
+            .budget
+            .acquire_static_permit(0)
+            .await
+            .map_err(|_| gone())?;
+        let (answer, reply) = futures_channel::oneshot::channel();
+        let _ = answer.send(Ok(Some(frame)));
+        self.queue.send((reply, permit)).await.map_err(|_| gone())
     }
 }
 

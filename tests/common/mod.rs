@@ -23,6 +23,8 @@ pub struct Broker {
     /// Every listener's name and address (`petrel listening on ..., listeners N://A,...`).
     pub listeners: Vec<(String, String)>,
     pub data_dir: PathBuf,
+    /// Where its log goes (`start_logged`), else the test's stderr.
+    log: Option<PathBuf>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -36,9 +38,36 @@ impl Broker {
         broker
     }
 
+    /// [`Broker::start`] with its log (info and up) in a file, for [`Broker::log`].
+    pub fn start_logged(extra: &[&str]) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let log = temp.path().join("broker.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut broker = Broker::spawn(&temp.path().join("data"), extra, file.into(), "info");
+        broker.log = Some(log);
+        broker._temp = Some(temp);
+        broker
+    }
+
+    /// What a [`Broker::start_logged`] broker logged so far.
+    pub fn log(&self) -> String {
+        let path = self.log.as_ref().expect("started with start_logged");
+        std::fs::read_to_string(path).expect("read the log")
+    }
+
+    /// Sends the broker process `signal` (e.g. `libc::SIGHUP`).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// Starts a broker on an existing data directory (on one PLAINTEXT listener at an
     /// ephemeral port unless `extra` gives `--listeners`).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Broker {
+        Broker::spawn(data_dir, extra, Stdio::inherit(), "warn")
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str], stderr: Stdio, level: &str) -> Broker {
         let listen: &[&str] = if extra.contains(&"--listeners") {
             &[]
         } else {
@@ -50,9 +79,9 @@ impl Broker {
             .args(["--shards", "2", "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("PETREL_LOG", "warn")
+            .env("PETREL_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn petrel");
         let stdout = child.stdout.take().expect("stdout");
@@ -74,6 +103,7 @@ impl Broker {
             address,
             listeners,
             data_dir: data_dir.to_path_buf(),
+            log: None,
             _temp: None,
         }
     }

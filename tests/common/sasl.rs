@@ -70,10 +70,30 @@ pub fn scram_login(
     user: &str,
     password: &str,
 ) -> Result<(), i16> {
+    scram_session(raw, mechanism, user, password).map(|_| ())
+}
+
+/// [`scram_login`], returning the session lifetime the broker gave (KIP-368; 0: none).
+pub fn scram_session(
+    raw: &mut Raw,
+    mechanism: ScramMechanism,
+    user: &str,
+    password: &str,
+) -> Result<i64, i16> {
     let shook = handshake(raw, mechanism.name(), 1);
     if shook.error_code != 0 {
         return Err(shook.error_code);
     }
+    scram_exchange(raw, mechanism, user, password)
+}
+
+/// The SaslAuthenticate rounds of a SCRAM login, after its handshake.
+pub fn scram_exchange(
+    raw: &mut Raw,
+    mechanism: ScramMechanism,
+    user: &str,
+    password: &str,
+) -> Result<i64, i16> {
     let mut client = ScramClient::new(mechanism, user, password);
     let first = authenticate(raw, client.first().into_bytes());
     if first.error_code != 0 {
@@ -92,5 +112,5 @@ pub fn scram_login(
         client.verify(&server_final),
         "the server knows the credential"
     );
-    Ok(())
+    Ok(last.session_lifetime_ms)
 }

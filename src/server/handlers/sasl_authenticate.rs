@@ -19,10 +19,14 @@ pub fn handle(request: &Request) -> HandlerResult {
     )
 }
 
-/// A step of the exchange succeeded: the mechanism's answer.
-pub fn answer(request: &Request, auth_bytes: Vec<u8>) -> HandlerResult {
+/// A step of the exchange succeeded: the mechanism's answer, and on the last step the
+/// session's lifetime (KIP-368; 0 for none, and for v0, which has no such field).
+pub fn answer(request: &Request, auth_bytes: Vec<u8>, session_lifetime_ms: i64) -> HandlerResult {
     let mut response = SaslAuthenticateResponse::default();
     response.auth_bytes = Bytes::from(auth_bytes);
+    if request.api_version >= 1 {
+        response.session_lifetime_ms = session_lifetime_ms;
+    }
     exchange::respond(request, &response)
 }
 

@@ -1,8 +1,8 @@
 //! SaslHandshake (key 17): a SASL listener's connection picks its mechanism here, in its
 //! authentication phase (`server::authentication`), before any other request. Reaching this
-//! handler means the connection is past that phase, or its listener has no SASL: Kafka
-//! answers ILLEGAL_SASL_STATE (re-authentication, KIP-368, is not offered:
-//! `connections.max.reauth.ms` is 0).
+//! handler means its listener has no SASL: Kafka answers ILLEGAL_SASL_STATE. (On a SASL
+//! listener, a handshake after the login is a re-authentication, KIP-368, which
+//! `server::connection` runs.)
 
 use kafka_protocol::messages::SaslHandshakeResponse;
 use kafka_protocol::ResponseError;
