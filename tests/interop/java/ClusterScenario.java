@@ -2,7 +2,8 @@
 // starts them; README.md, "Cluster scenario"). A replicated topic (RF 3, min.insync.replicas
 // 2), an idempotent acks=all producer that keeps sending while the leader of partition 0 is
 // SIGKILLed, then a consumer that must read every acknowledged record exactly once, in
-// order per partition. One JSON line per step on stdout; logs on stderr.
+// order per partition. One JSON line per step on stdout; logs on stderr. As java-cluster-secure
+// the same over SASL_SSL (Scenario.secure) against a cluster with security on every link.
 
 import java.time.Duration;
 import java.util.*;
@@ -83,6 +84,7 @@ public class ClusterScenario {
     p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
     p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+    Scenario.secure(p);
     AtomicInteger errors = new AtomicInteger();
     int killed = -1;
     try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
@@ -117,6 +119,7 @@ public class ClusterScenario {
     c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
     c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
     c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+    Scenario.secure(c);
     List<TopicPartition> all = new ArrayList<>();
     for (int i = 0; i < PARTITIONS; i++) all.add(new TopicPartition(topic, i));
     Map<String, Integer> seen = new HashMap<>();
