@@ -2,7 +2,8 @@
 //! `kafka-configs --alter --entity-type users|clients` sends them), listed with
 //! DescribeClientQuotas and its filters, kept across a restart; a producer over its
 //! `producer_byte_rate` gets `throttle_time_ms` while a client without a quota does not; a
-//! consumer over its `consumer_byte_rate` gets a throttled answer without data. Kafka's
+//! consumer over its `consumer_byte_rate` gets a throttled answer without data; a client
+//! over its `request_percentage` (KIP-124) gets `throttle_time_ms` in any answer. Kafka's
 //! CLI sets and lists quotas in the interop matrix (`kafka-cli`, step `quotas`); the
 //! effect on a calm client's latency beside a flood is `perf/quota-flood`'s figure.
 
@@ -166,7 +167,10 @@ fn quotas_are_set_listed_kept_and_throttle_only_their_clients() {
                     &[("user", Some("bob"))],
                     &[("consumer_byte_rate", Some(1e9))]
                 ),
-                entry(&[("user", None)], &[("request_percentage", Some(50.0))]),
+                entry(
+                    &[("user", None)],
+                    &[("controller_mutation_rate", Some(50.0))]
+                ),
                 entry(
                     &[("ip", Some("10.0.0.1"))],
                     &[("producer_byte_rate", Some(1.0))]
@@ -246,4 +250,53 @@ fn quotas_are_set_listed_kept_and_throttle_only_their_clients() {
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert_eq!(kept[0].0, noisy);
     drop(temp);
+}
+
+/// KIP-124: `request_percentage` bounds the time a client's requests take on a shard, in
+/// percent of one thread. A client that keeps asking gets `throttle_time_ms` in answers of
+/// any API (here Metadata) and its connection is muted; a client under no such quota is
+/// not throttled.
+#[test]
+fn a_client_over_its_request_time_quota_is_throttled_on_any_api() {
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    let broker = Broker::start(&[]);
+    let mut admin = Raw::connect(&broker.address);
+    assert_eq!(create_topic(&mut admin, "busy", 8).topics[0].error_code, 0);
+    // 0.01% of a thread: about a millisecond of handling over the 11 s window.
+    assert_eq!(
+        alter(
+            &mut admin,
+            vec![entry(
+                &[("client-id", Some("busy"))],
+                &[("request_percentage", Some(0.01))]
+            )]
+        ),
+        vec![0]
+    );
+    let busy = vec!["client-id=busy".to_string()];
+    assert_eq!(
+        describe(&mut admin, &[("client-id", 0, Some("busy"))], false),
+        vec![(busy, vec![("request_percentage".into(), 0.01)])]
+    );
+    let metadata = |raw: &mut Raw| -> MetadataResponse {
+        raw.call(ApiKey::Metadata, 12, &MetadataRequest::default())
+    };
+
+    let mut calm = Raw::connect(&broker.address);
+    calm.client_id = "calm".into();
+    for _ in 0..200 {
+        assert_eq!(metadata(&mut calm).throttle_time_ms, 0, "no quota applies");
+    }
+    let mut raw = Raw::connect(&broker.address);
+    raw.client_id = "busy".into();
+    let throttled = (0..2000)
+        .map(|_| metadata(&mut raw).throttle_time_ms)
+        .find(|&throttle| throttle > 0)
+        .expect("a throttle within 2,000 requests");
+    assert!(
+        (1..=11_000).contains(&throttled),
+        "at most Kafka's window: {throttled} ms"
+    );
+    assert_eq!(metadata(&mut calm).throttle_time_ms, 0, "others go on");
+    broker.stop();
 }

@@ -12,8 +12,8 @@
 //! failovers), and every record it read must be the one the log finally holds at that
 //! offset (no consumer sees an offset that later disappears).
 //!
-//! `cargo test --test cluster_chaos` runs 6 cycles (one of each fault), on a cluster with
-//! plaintext links and on one with TLS on every node link. For a long run:
+//! `cargo test --test cluster_chaos` runs 6 cycles (one of each fault), on a plaintext
+//! cluster and on a secure one (clients on SASL_SSL, node links on mTLS, ACLs on). For a long run:
 //! `CHAOS_CYCLES=300 cargo test --release --test cluster_chaos -- --nocapture`, which
 //! prints cycles, records acknowledged, lost, duplicated, and the longest produce
 //! unavailability per fault.
@@ -85,26 +85,76 @@ fn cycles() -> usize {
 /// The two runs share the machine's cores: one at a time.
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-#[test]
-fn acknowledged_records_survive_every_fault() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    survive_every_fault(&[]);
+/// How the test's clients connect: through which listener, with which librdkafka settings.
+#[derive(Clone, Default)]
+struct Clients {
+    /// The listener they bootstrap from (None: each node's first).
+    listener: Option<&'static str>,
+    settings: Vec<(String, String)>,
 }
 
-/// The same with TLS on every link between nodes: replica fetches over an SSL inter-broker
-/// listener and the quorum links on mTLS, both with the nodes' certificate (the clients
-/// stay on PLAINTEXT: the test's librdkafka is built without SSL; stock clients on
-/// SASL_SSL against a secure cluster are the interop matrix's java-cluster-secure).
+impl Clients {
+    fn config(&self, bootstrap: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", bootstrap);
+        for (key, value) in &self.settings {
+            config.set(key, value);
+        }
+        config
+    }
+
+    fn bootstrap(&self, cluster: &Cluster) -> String {
+        let Some(name) = self.listener else {
+            return cluster.bootstrap();
+        };
+        cluster
+            .nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .filter_map(|node| node.listeners.iter().find(|(listener, _)| listener == name))
+            .map(|(_, address)| address.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 #[test]
-fn acknowledged_records_survive_every_fault_with_tls_between_nodes() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+fn acknowledged_records_survive_every_fault() {
+    let _turn = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    survive_every_fault(&[], &Clients::default());
+}
+
+/// The same on a secure cluster: clients on SASL_SSL (SCRAM-SHA-512, a super user made at
+/// format time), replica fetches over the SSL inter-broker listener and the quorum links on
+/// mTLS with the nodes' certificate, and an authorizer on. The test's own PLAINTEXT
+/// listener (ISRs, coordinators) is served as a super user too, `User:ANONYMOUS` here.
+#[test]
+fn acknowledged_records_survive_every_fault_on_a_secure_cluster() {
+    let _turn = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let temp = tempfile::tempdir().expect("temp dir");
     let certs = common::dev_certs(&temp.path().join("certs"), "");
     let path = |file: &str| certs.join(file).to_str().expect("UTF-8").to_string();
     let (certificate, key, ca) = (path("server.pem"), path("server-key.pem"), path("ca.pem"));
-    survive_every_fault(&[
+    let clients = Clients {
+        listener: Some("SASL_SSL"),
+        settings: [
+            ("security.protocol", "sasl_ssl"),
+            ("ssl.ca.location", ca.as_str()),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "chaos"),
+            ("sasl.password", "chaos-secret"),
+        ]
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect(),
+    };
+    let extra = [
         "--listeners",
-        "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+        "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
         "--inter-broker-listener-name",
         "SSL",
         "--controller-security-protocol",
@@ -117,12 +167,27 @@ fn acknowledged_records_survive_every_fault_with_tls_between_nodes() {
         &ca,
         "--ssl-client-auth",
         "requested",
-    ]);
+        "--ssl-principal-mapping-rules",
+        "RULE:^CN=([a-z0-9-]+)$/$1/,DEFAULT",
+        "--authorizer",
+        "standard",
+        "--super-users",
+        "User:petrel;User:chaos;User:ANONYMOUS",
+    ];
+    let users = [
+        "--add-scram",
+        "SCRAM-SHA-512=[name=chaos,password=chaos-secret]",
+    ];
+    let cluster = Cluster::start_with_links_formatted(3, &extra, &users);
+    survive_every_fault_on(cluster, &clients);
 }
 
-fn survive_every_fault(extra: &[&str]) {
+fn survive_every_fault(extra: &[&str], clients: &Clients) {
+    survive_every_fault_on(Cluster::start_with_links(3, extra), clients);
+}
+
+fn survive_every_fault_on(mut cluster: Cluster, clients: &Clients) {
     let cycles = cycles();
-    let mut cluster = Cluster::start_with_links(3, extra);
     create_topic_with(
         &cluster.nodes[0].address,
         TOPIC,
@@ -142,12 +207,12 @@ fn survive_every_fault(extra: &[&str]) {
 
     let acks = Acks::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let bootstrap = cluster.bootstrap();
+    let bootstrap = clients.bootstrap(&cluster);
     let producer_thread = {
-        let (acks, stop) = (acks.clone(), stop.clone());
+        let (acks, stop, clients) = (acks.clone(), stop.clone(), clients.clone());
         std::thread::spawn(move || {
-            let producer: ThreadedProducer<Acks> = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
+            let producer: ThreadedProducer<Acks> = clients
+                .config(&bootstrap)
                 .set("enable.idempotence", "true")
                 .set("acks", "all")
                 .set("linger.ms", "5")
@@ -185,11 +250,15 @@ fn survive_every_fault(extra: &[&str]) {
     let live: Arc<Mutex<Vec<(i32, i64, u64)>>> = Arc::default();
     let stop_member = Arc::new(AtomicBool::new(false));
     let member_thread = {
-        let (live, stop_member, bootstrap) =
-            (live.clone(), stop_member.clone(), cluster.bootstrap());
+        let (live, stop_member, bootstrap, clients) = (
+            live.clone(),
+            stop_member.clone(),
+            clients.bootstrap(&cluster),
+            clients.clone(),
+        );
         std::thread::spawn(move || {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
+            let consumer: BaseConsumer = clients
+                .config(&bootstrap)
                 .set("group.id", GROUP)
                 .set("auto.offset.reset", "earliest")
                 .set("auto.commit.interval.ms", "1000")
@@ -274,7 +343,8 @@ fn survive_every_fault(extra: &[&str]) {
     let acknowledged: HashMap<u64, Instant> =
         acks.0.lock().expect("acks").iter().copied().collect();
 
-    let (seen, at, duplicated, disordered) = consume_all(&cluster.bootstrap(), &acknowledged);
+    let (seen, at, duplicated, disordered) =
+        consume_all(clients, &clients.bootstrap(&cluster), &acknowledged);
     let lost = acknowledged
         .keys()
         .filter(|index| !seen.contains_key(index))
@@ -364,11 +434,12 @@ type Contents = HashMap<(i32, i64), u64>;
 /// partition up to its end (or 120 s): records seen (index -> partition), the contents,
 /// duplicates, and records out of order in a partition.
 fn consume_all(
+    clients: &Clients,
     bootstrap: &str,
     acknowledged: &HashMap<u64, Instant>,
 ) -> (HashMap<u64, i32>, Contents, usize, usize) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = clients
+        .config(bootstrap)
         .set("group.id", "chaos-reader")
         .set("enable.auto.commit", "false")
         .create()

@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         client_host: String::new(),
         principal: std::rc::Rc::from("User:ANONYMOUS"),
         mute: std::rc::Rc::default(),
+        throttle: std::cell::Cell::default(),
         listener: 0,
         body: Bytes::copy_from_slice(body),
     };

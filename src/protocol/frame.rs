@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -57,6 +57,9 @@ pub struct Request {
     /// Until when the connection reads nothing more (a client over its quota;
     /// `server::quota`). Shared by the connection's requests.
     pub mute: Rc<Cell<Option<Instant>>>,
+    /// The throttle its answer reports (`throttle_time_ms`): set when its client is over
+    /// its request-time quota (`server::quota`).
+    pub throttle: Cell<Duration>,
     pub body: Bytes,
 }
 
@@ -87,6 +90,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, FrameError> {
         client_host: String::new(),
         principal: ANONYMOUS.with(Rc::clone),
         mute: Rc::default(),
+        throttle: Cell::default(),
         listener: 0,
         body: frame,
     })

@@ -1,4 +1,5 @@
-//! Client quotas (KIP-13, KIP-55): byte rates per user, per client id, or per both, each
+//! Client quotas (KIP-13, KIP-55, KIP-124): byte rates and request time per user, per
+//! client id, or per both, each
 //! named or the default, set with `kafka-configs --alter --entity-type users|clients`
 //! (AlterClientQuotas) and kept in the catalogue. Pure: which quota applies to a
 //! connection (Kafka's precedence), and the rate windows that decide how long it is
@@ -12,8 +13,11 @@ use serde::{Deserialize, Serialize};
 pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
 /// Bytes per second a consumer may receive (Fetch response bytes).
 pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
+/// Time the broker may spend on a client's requests, in percent of one thread (KIP-124):
+/// 100 is one shard's whole time, 10 a tenth of it.
+pub const REQUEST_PERCENTAGE: &str = "request_percentage";
 /// The quota keys Petrel enforces.
-pub const KEYS: [&str; 2] = [PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE];
+pub const KEYS: [&str; 3] = [PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, REQUEST_PERCENTAGE];
 
 /// Kafka's quota windows: 11 samples of one second (`quota.window.num`,
 /// `quota.window.size.seconds`).

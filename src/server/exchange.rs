@@ -44,15 +44,100 @@ pub fn decode<T: kafka_protocol::protocol::Decodable>(
     })
 }
 
-/// Encodes a response to `request`.
-pub fn respond<T: kafka_protocol::protocol::Encodable>(
-    request: &Request,
-    body: &T,
-) -> HandlerResult {
-    Ok(Some(crate::protocol::response::encode(
-        request.api_key,
-        request.api_version,
-        request.correlation_id,
-        body,
-    )?))
+/// Encodes a response to `request`. A request of a client over one of its quotas
+/// (`Request::throttle`, `server::quota`) reports the throttle in `throttle_time_ms`, as
+/// Kafka's answers do, unless the handler already reported a longer one.
+pub fn respond<T>(request: &Request, body: &T) -> HandlerResult
+where
+    T: kafka_protocol::protocol::Encodable + ThrottleTime + Clone,
+{
+    let throttle_ms = super::quota::throttle_ms(request.throttle.get());
+    let encode = |body: &T| {
+        crate::protocol::response::encode(
+            request.api_key,
+            request.api_version,
+            request.correlation_id,
+            body,
+        )
+    };
+    if throttle_ms > body.throttle_time_ms() {
+        // Only for a throttled client: the copy shares the response's `Bytes`.
+        let mut throttled = body.clone();
+        throttled.set_throttle_time_ms(throttle_ms);
+        return Ok(Some(encode(&throttled)?));
+    }
+    Ok(Some(encode(body)?))
 }
+
+/// A response's `throttle_time_ms` (KIP-219). Every version that lacks the field skips it
+/// when encoding (the field is ignorable in each schema), so setting it is always safe.
+pub trait ThrottleTime {
+    fn throttle_time_ms(&self) -> i32;
+    fn set_throttle_time_ms(&mut self, ms: i32);
+}
+
+macro_rules! throttle_time {
+    ($($response:ident),* $(,)?) => {$(
+        impl ThrottleTime for kafka_protocol::messages::$response {
+            fn throttle_time_ms(&self) -> i32 {
+                self.throttle_time_ms
+            }
+            fn set_throttle_time_ms(&mut self, ms: i32) {
+                self.throttle_time_ms = ms;
+            }
+        }
+    )*};
+}
+
+throttle_time!(
+    AlterClientQuotasResponse,
+    AlterConfigsResponse,
+    AlterPartitionReassignmentsResponse,
+    AlterUserScramCredentialsResponse,
+    ApiVersionsResponse,
+    CreateAclsResponse,
+    CreatePartitionsResponse,
+    CreateTopicsResponse,
+    DeleteAclsResponse,
+    DeleteGroupsResponse,
+    DeleteTopicsResponse,
+    DescribeAclsResponse,
+    DescribeClientQuotasResponse,
+    DescribeClusterResponse,
+    DescribeConfigsResponse,
+    DescribeGroupsResponse,
+    DescribeLogDirsResponse,
+    DescribeUserScramCredentialsResponse,
+    ElectLeadersResponse,
+    FetchResponse,
+    FindCoordinatorResponse,
+    HeartbeatResponse,
+    IncrementalAlterConfigsResponse,
+    InitProducerIdResponse,
+    JoinGroupResponse,
+    LeaveGroupResponse,
+    ListGroupsResponse,
+    ListOffsetsResponse,
+    ListPartitionReassignmentsResponse,
+    MetadataResponse,
+    OffsetCommitResponse,
+    OffsetDeleteResponse,
+    OffsetFetchResponse,
+    OffsetForLeaderEpochResponse,
+    ProduceResponse,
+    SyncGroupResponse,
+);
+
+/// The SASL exchange's answers have no throttle (they come before any quota applies).
+macro_rules! no_throttle_time {
+    ($($response:ident),* $(,)?) => {$(
+        impl ThrottleTime for kafka_protocol::messages::$response {
+            fn throttle_time_ms(&self) -> i32 {
+                0
+            }
+            fn set_throttle_time_ms(&mut self, _ms: i32) {}
+        }
+    )*};
+}
+
+no_throttle_time!(SaslAuthenticateResponse, SaslHandshakeResponse);

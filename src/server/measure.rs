@@ -50,3 +50,35 @@ pub fn of(key: ApiKey) -> ApiMeasures {
             .clone()
     })
 }
+
+/// A future with the time its polls took: what it cost the shard, without its waits (the
+/// time a request-time quota charges, `server::quota::RequestTime`).
+pub struct Busy<F> {
+    inner: F,
+    busy: Duration,
+}
+
+impl<F> Busy<F> {
+    pub fn new(inner: F) -> Busy<F> {
+        Busy {
+            inner,
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Busy<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let started = crate::runtime::time::now();
+        let poll = std::pin::Pin::new(&mut self.inner).poll(context);
+        let took = crate::runtime::time::now().saturating_duration_since(started);
+        self.busy += took;
+        let busy = self.busy;
+        poll.map(|output| (output, busy))
+    }
+}

@@ -1,6 +1,7 @@
-//! Client quotas on this shard (KIP-13, KIP-219): each shard measures the byte rates of
-//! the connections it serves against the catalogue's quotas (`security::quota`), with no
-//! shared state and no cross-shard traffic. A client over its quota gets
+//! Client quotas on this shard (KIP-13, KIP-124, KIP-219): each shard measures the byte
+//! rates of the connections it serves, and the time their requests' handlers run on it,
+//! against the catalogue's quotas (`security::quota`), with no shared state and no
+//! cross-shard traffic. A client over its quota gets
 //! `throttle_time_ms` in its answer and its connection is muted (nothing more is read from
 //! it) for as long, so a flood slows down at its source and costs the shard nothing
 //! meanwhile; other connections are not affected. As with Kafka's brokers, the quota holds
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::frame::Request;
 use crate::runtime::time;
-use crate::security::quota::{self, Counted, Rate};
+use crate::security::quota::{self, Counted, Rate, REQUEST_PERCENTAGE};
 use crate::shard::Shard;
 
 /// Rates one shard keeps at most; past it, idle ones are dropped first, then the new one
@@ -68,43 +69,99 @@ pub fn unrecord(shard: &Shard, request: &Request, key: &'static str, bytes: usiz
 }
 
 fn adjust(shard: &Shard, request: &Request, key: &'static str, bytes: f64) -> Duration {
+    match applicable(shard, request, key) {
+        Some((counted, limit)) => measure(key, counted, limit, bytes),
+        None => Duration::ZERO,
+    }
+}
+
+/// The `key` quota of the request's user and client id, if the catalogue has one.
+fn applicable(shard: &Shard, request: &Request, key: &'static str) -> Option<(Counted, f64)> {
     let metadata = shard.metadata();
     if metadata.client_quotas.is_empty() {
-        return Duration::ZERO;
+        return None;
     }
     let user = request
         .principal
         .strip_prefix("User:")
         .unwrap_or(&request.principal);
     let client_id = request.client_id.as_deref().unwrap_or("");
-    let Some((counted, limit)) = quota::applicable(&metadata.client_quotas, key, user, client_id)
-    else {
-        return Duration::ZERO;
-    };
+    quota::applicable(&metadata.client_quotas, key, user, client_id)
+}
+
+/// Records `value` in the `key` rate of `counted`; returns its throttle against `limit`.
+fn measure(key: &'static str, counted: Counted, limit: f64, value: f64) -> Duration {
     RATES.with(|rates| {
         let mut rates = rates.borrow_mut();
         let now_ms = rates.now_ms();
         let Some(rate) = rates.rate((key, counted), now_ms) else {
             return Duration::ZERO;
         };
-        rate.record(now_ms, bytes);
-        if bytes < 0.0 {
+        rate.record(now_ms, value);
+        if value < 0.0 {
             return Duration::ZERO;
         }
         Duration::from_millis(quota::throttle_ms(rate.rate(now_ms), limit))
     })
 }
 
+/// A request's client under a request-time quota (KIP-124).
+pub struct RequestTime {
+    counted: Counted,
+    limit: f64,
+    mute: Mute,
+}
+
+impl RequestTime {
+    /// The request-time quota of `request`'s client, if one applies; the request's answer
+    /// reports the throttle the client's earlier requests earned (`Request::throttle`),
+    /// and its connection is muted for it.
+    pub fn of(shard: &Shard, request: &Request) -> Option<RequestTime> {
+        let (counted, limit) = applicable(shard, request, REQUEST_PERCENTAGE)?;
+        let quota = RequestTime {
+            counted,
+            limit,
+            mute: request.mute.clone(),
+        };
+        let throttle = quota.record(Duration::ZERO);
+        request.throttle.set(throttle);
+        mute_until(&quota.mute, throttle);
+        Some(quota)
+    }
+
+    /// Counts `busy`, the time the request's handler ran on this shard, and mutes the
+    /// connection for the throttle it earns.
+    pub fn charge(&self, busy: Duration) {
+        let throttle = self.record(busy);
+        mute_until(&self.mute, throttle);
+    }
+
+    /// Kafka's unit: percent of one thread's time, so a second of work per second is 100.
+    fn record(&self, busy: Duration) -> Duration {
+        let percent_seconds = busy.as_secs_f64() * 100.0;
+        measure(
+            REQUEST_PERCENTAGE,
+            self.counted.clone(),
+            self.limit,
+            percent_seconds,
+        )
+    }
+}
+
 /// Mutes the request's connection for `throttle` (KIP-219: the answer goes out at once
 /// with `throttle_time_ms`; the connection reads nothing more until then).
 pub fn mute(request: &Request, throttle: Duration) {
+    mute_until(&request.mute, throttle);
+}
+
+fn mute_until(mute: &Mute, throttle: Duration) {
     if throttle.is_zero() {
         return;
     }
     let until = time::now() + throttle;
-    let later = request.mute.get().is_none_or(|current| current < until);
+    let later = mute.get().is_none_or(|current| current < until);
     if later {
-        request.mute.set(Some(until));
+        mute.set(Some(until));
     }
 }
 

@@ -13,6 +13,7 @@ use kafka_protocol::messages::*;
 use super::exchange::{self, DispatchError, HandlerResult};
 use super::handlers::*;
 use super::measure;
+use super::quota;
 use super::turn::Turn;
 use crate::protocol::frame::Request;
 use crate::runtime::time;
@@ -211,7 +212,16 @@ pub async fn dispatch(shard: Rc<Shard>, request: Request, mut turn: Turn) -> Han
     let measures = measure::of(api.key);
     measures.requests.increment();
     let started = time::now();
-    let answer = (api.handler)(shard, request, turn).await;
+    // A client under a request-time quota (KIP-124) is charged the time its handler runs
+    // here: two clock reads per poll, only for such clients.
+    let answer = match quota::RequestTime::of(&shard, &request) {
+        None => (api.handler)(shard, request, turn).await,
+        Some(quota) => {
+            let (answer, busy) = measure::Busy::new((api.handler)(shard, request, turn)).await;
+            quota.charge(busy);
+            answer
+        }
+    };
     measures.record_duration(time::now() - started);
     answer
 }
@@ -231,6 +241,7 @@ mod tests {
             client_host: String::new(),
             principal: std::rc::Rc::from("User:ANONYMOUS"),
             mute: std::rc::Rc::default(),
+            throttle: std::cell::Cell::default(),
             listener: 0,
             body: Bytes::copy_from_slice(body),
         }

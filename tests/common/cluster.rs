@@ -93,6 +93,11 @@ impl Cluster {
         Cluster::start_nodes(size, extra, true, false, &[])
     }
 
+    /// As `start_with_links`, each node formatted with `format_extra` (e.g. `--add-scram`).
+    pub fn start_with_links_formatted(size: i32, extra: &[&str], format_extra: &[&str]) -> Cluster {
+        Cluster::start_nodes(size, extra, true, false, format_extra)
+    }
+
     fn start_nodes(
         size: i32,
         extra: &[&str],
@@ -267,6 +272,21 @@ impl Cluster {
         let stdout = child.stdout.take().expect("stdout");
         self.nodes[index].child = Some(child);
         stdout
+    }
+
+    /// Starts every stopped node again, together (none serves before a quorum of them
+    /// elected a leader), and waits until each serves.
+    pub fn restart_all(&mut self) {
+        let stopped: Vec<usize> = (0..self.nodes.len())
+            .filter(|&index| self.nodes[index].child.is_none())
+            .collect();
+        let started: Vec<(usize, ChildStdout)> = stopped
+            .into_iter()
+            .map(|index| (index, self.spawn(index)))
+            .collect();
+        for (index, stdout) in started {
+            (self.nodes[index].address, self.nodes[index].listeners) = wait_listening(stdout);
+        }
     }
 
     /// Starts node `index` again on its data directory and waits until it serves.

@@ -108,7 +108,8 @@ pub struct LoadArgs {
     /// Consumer group id; default: a new group per run.
     #[arg(long)]
     pub group: Option<String>,
-    /// librdkafka setting for producers and consumers, `key=value`; repeatable; applied last.
+    /// librdkafka setting for producers and consumers, `key=value`; repeatable; applied last
+    /// (`security.*`, `ssl.*` and `sasl.*` also to the admin client: TLS and SASL runs).
     #[arg(long, value_parser = parse_extra)]
     pub extra: Vec<(String, String)>,
 }

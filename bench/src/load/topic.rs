@@ -18,11 +18,20 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Makes sure the topic exists and is ready; returns its partition count (which may differ
 /// from `--partitions` if the topic already existed).
 pub fn ensure(args: &LoadArgs) -> anyhow::Result<usize> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &args.bootstrap)
-        .set("client.id", "petrel-bench-admin")
-        .create()
-        .context("creating the admin client")?;
+        .set("client.id", "petrel-bench-admin");
+    // The connection's security settings from `--extra` (the rest are for producers and
+    // consumers).
+    let security = ["security.", "ssl.", "sasl."];
+    for (key, value) in &args.extra {
+        if security.iter().any(|prefix| key.starts_with(prefix)) {
+            config.set(key, value);
+        }
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("creating the admin client")?;
     let partitions = i32::try_from(args.partitions).context("--partitions")?;
     let replication = i32::from(args.replication_factor);
     let new_topic = NewTopic::new(

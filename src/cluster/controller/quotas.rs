@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{Outcome, TopicError};
 use super::frontend::Controller;
 use super::host::TopicHost;
-use crate::security::quota::{QuotaEntity, QuotaValue, KEYS};
+use crate::security::quota::{QuotaEntity, QuotaValue, KEYS, REQUEST_PERCENTAGE};
 
 /// Entities with quotas, at most (each is a few hundred bytes in every catalogue copy).
 const QUOTA_ENTITIES_MAX: usize = 100_000;
@@ -96,9 +96,20 @@ fn check(alteration: &QuotaAlteration) -> Outcome<()> {
             return invalid(format!("{key} is changed twice"));
         }
         if let Some(value) = value.map(QuotaValue::get) {
-            if !value.is_finite() || value <= 0.0 || value.fract() != 0.0 || value > 1e18 {
+            // Kafka's types: byte rates are longs, request_percentage a double.
+            let fraction_allowed = key == REQUEST_PERCENTAGE;
+            if !value.is_finite()
+                || value <= 0.0
+                || (value.fract() != 0.0 && !fraction_allowed)
+                || value > 1e18
+            {
                 return invalid(format!(
-                    "{key}={value}: a byte rate is a positive whole number"
+                    "{key}={value}: must be a positive {}",
+                    if fraction_allowed {
+                        "number"
+                    } else {
+                        "whole number"
+                    }
                 ));
             }
         }
