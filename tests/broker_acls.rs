@@ -11,21 +11,19 @@
 mod common;
 
 use bytes::Bytes;
+use common::acls::{create_acls, creation, describe_acls, text};
 use common::sasl::{alter, scram_login};
 use common::{create_topic, dev_certs, produce_one, tls_client_config, tls_listener_args};
 use common::{Broker, Raw};
 use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
-use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    AlterUserScramCredentialsRequest, ApiKey, CreateAclsRequest, CreateAclsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
+    AlterUserScramCredentialsRequest, ApiKey, DeleteAclsRequest, DeleteAclsResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, JoinGroupRequest, JoinGroupResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 use petrel::security::scram::ScramMechanism;
 
 const SHA512: ScramMechanism = ScramMechanism::Sha512;
@@ -45,71 +43,6 @@ const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 const INVALID_REQUEST: i16 = 42;
 const SECURITY_DISABLED: i16 = 54;
-
-fn text(value: &str) -> StrBytes {
-    StrBytes::from_string(value.into())
-}
-
-/// One binding as CreateAcls sends it (host `*`).
-fn creation(
-    resource_type: i8,
-    name: &str,
-    pattern: i8,
-    principal: &str,
-    operation: i8,
-    permission: i8,
-) -> AclCreation {
-    let mut creation = AclCreation::default();
-    creation.resource_type = resource_type;
-    creation.resource_name = text(name);
-    creation.resource_pattern_type = pattern;
-    creation.principal = text(principal);
-    creation.host = text("*");
-    creation.operation = operation;
-    creation.permission_type = permission;
-    creation
-}
-
-fn create_acls(raw: &mut Raw, creations: Vec<AclCreation>) -> Vec<i16> {
-    let mut request = CreateAclsRequest::default();
-    request.creations = creations;
-    let response: CreateAclsResponse = raw.call(ApiKey::CreateAcls, 3, &request);
-    response.results.iter().map(|r| r.error_code).collect()
-}
-
-/// A binding as listed: resource type, name, pattern, principal, operation, permission.
-type Listed = (i8, String, i8, String, i8, i8);
-
-/// Every binding.
-fn describe_acls(raw: &mut Raw) -> Result<Vec<Listed>, i16> {
-    let mut request = DescribeAclsRequest::default();
-    request.resource_type_filter = 1;
-    request.resource_name_filter = None;
-    request.principal_filter = None;
-    request.host_filter = None;
-    request.pattern_type_filter = 1;
-    request.operation = 1;
-    request.permission_type = 1;
-    let response: DescribeAclsResponse = raw.call(ApiKey::DescribeAcls, 3, &request);
-    if response.error_code != 0 {
-        return Err(response.error_code);
-    }
-    let mut bindings = Vec::new();
-    for resource in &response.resources {
-        for acl in &resource.acls {
-            bindings.push((
-                resource.resource_type,
-                resource.resource_name.to_string(),
-                resource.pattern_type,
-                acl.principal.to_string(),
-                acl.operation,
-                acl.permission_type,
-            ));
-        }
-    }
-    bindings.sort();
-    Ok(bindings)
-}
 
 /// Deletes what a filter on a principal matches; per filter, (error, bindings removed).
 fn delete_acls_of(raw: &mut Raw, principal: &str) -> (i16, usize) {

@@ -28,6 +28,16 @@ fn ssl_broker(certs: &Path, extra: &[&str]) -> Broker {
     Broker::start(&args)
 }
 
+/// An SSL listener that requires client certificates signed by `truststore`'s CAs.
+fn mtls_broker(certs: &Path, truststore: &Path) -> Broker {
+    let truststore = truststore.to_str().expect("a UTF-8 path");
+    let required = ["--ssl-client-auth", "required"];
+    ssl_broker(
+        certs,
+        &[&required[..], &["--ssl-truststore-location", truststore]].concat(),
+    )
+}
+
 fn api_versions(raw: &mut Raw) -> std::io::Result<ApiVersionsResponse> {
     let id = raw.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     let _ = id;
@@ -162,15 +172,7 @@ fn required_client_certificates_admit_only_clients_the_ca_signed() {
     let certs = dev_certs(&temp.path().join("certs"), "alice");
     let other = dev_certs(&temp.path().join("other"), "mallory");
     let truststore = certs.join("ca.pem");
-    let broker = ssl_broker(
-        &certs,
-        &[
-            "--ssl-client-auth",
-            "required",
-            "--ssl-truststore-location",
-            truststore.to_str().expect("path"),
-        ],
-    );
+    let broker = mtls_broker(&certs, &truststore);
     let ssl = broker.listener("SSL");
     let ca = certs.join("ca.pem");
     let alice = (
@@ -396,15 +398,7 @@ fn an_expired_client_certificate_is_refused() {
         std::fs::write(&key_path, key.serialize_pem()).expect("write");
         tls_client_config(&certs.join("ca.pem"), Some((&cert_path, &key_path)))
     };
-    let broker = ssl_broker(
-        &certs,
-        &[
-            "--ssl-client-auth",
-            "required",
-            "--ssl-truststore-location",
-            truststore.to_str().expect("path"),
-        ],
-    );
+    let broker = mtls_broker(&certs, &truststore);
     let ssl = broker.listener("SSL");
     assert!(
         !first_request(ssl, client("late", Some((2021, 1, 1)))),

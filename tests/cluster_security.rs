@@ -351,10 +351,7 @@ fn only_nodes_speak_for_nodes_and_only_current_followers_fetch() {
 /// stopped and started again, each still lists the same bindings.
 #[test]
 fn acls_set_on_one_node_hold_on_every_node_and_survive_restarting_all() {
-    use kafka_protocol::messages::create_acls_request::AclCreation;
-    use kafka_protocol::messages::{
-        CreateAclsRequest, CreateAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
-    };
+    use common::acls::{create_acls, creation, describe_acls};
     const TOPIC_RESOURCE: i8 = 2;
     const LITERAL: i8 = 3;
     const DESCRIBE: i8 = 8;
@@ -365,48 +362,24 @@ fn acls_set_on_one_node_hold_on_every_node_and_survive_restarting_all() {
     eventually("the topic is created", || {
         create_topic(&mut admin, TOPIC) == 0
     });
-    let mut creation = AclCreation::default();
-    creation.resource_type = TOPIC_RESOURCE;
-    creation.resource_name = kafka_protocol::protocol::StrBytes::from_static_str(TOPIC);
-    creation.resource_pattern_type = LITERAL;
-    creation.principal = kafka_protocol::protocol::StrBytes::from_static_str("User:mallory");
-    creation.host = kafka_protocol::protocol::StrBytes::from_static_str("*");
-    creation.operation = DESCRIBE;
-    creation.permission_type = ALLOW;
-    let mut request = CreateAclsRequest::default();
-    request.creations = vec![creation];
-    let created: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &request);
-    assert_eq!(created.results.len(), 1);
-    assert_eq!(created.results[0].error_code, 0);
-
-    let listed = |raw: &mut Raw| -> Vec<(String, String, i8)> {
-        let mut request = DescribeAclsRequest::default();
-        request.resource_type_filter = 1;
-        request.resource_name_filter = None;
-        request.principal_filter = None;
-        request.host_filter = None;
-        request.pattern_type_filter = 1;
-        request.operation = 1;
-        request.permission_type = 1;
-        let response: DescribeAclsResponse = raw.call(ApiKey::DescribeAcls, 3, &request);
-        assert_eq!(response.error_code, 0);
-        let mut bindings: Vec<(String, String, i8)> = response
-            .resources
-            .iter()
-            .flat_map(|resource| {
-                resource.acls.iter().map(|acl| {
-                    (
-                        resource.resource_name.to_string(),
-                        acl.principal.to_string(),
-                        acl.operation,
-                    )
-                })
-            })
-            .collect();
-        bindings.sort();
-        bindings
-    };
-    let expected = vec![(TOPIC.to_string(), "User:mallory".to_string(), DESCRIBE)];
+    let grant = creation(
+        TOPIC_RESOURCE,
+        TOPIC,
+        LITERAL,
+        "User:mallory",
+        DESCRIBE,
+        ALLOW,
+    );
+    assert_eq!(create_acls(&mut admin, vec![grant]), vec![0]);
+    let listed = |raw: &mut Raw| describe_acls(raw).expect("DescribeAcls");
+    let expected = vec![(
+        TOPIC_RESOURCE,
+        TOPIC.to_string(),
+        LITERAL,
+        "User:mallory".to_string(),
+        DESCRIBE,
+        ALLOW,
+    )];
     // mallory may describe the topic on every node; a principal without a grant may not.
     let sees_topic = |raw: &mut Raw| {
         let mut request = MetadataRequest::default();

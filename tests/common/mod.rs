@@ -2,6 +2,7 @@
 //! with its own data directory, and talk raw Kafka protocol to it.
 #![allow(dead_code)]
 
+pub mod acls;
 pub mod cluster;
 pub mod proxy;
 pub mod sasl;
