@@ -119,6 +119,7 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
         bootstrap_users,
     } = start;
     // The inbox runs from the start: other shards may already send jobs (e.g. metadata).
+    let inbox_handle = inbox.clone();
     crate::runtime::spawn(mesh::serve_inbox(shard.clone(), inbox)).detach();
     if let Some(plan) = shard.config.inject_faults.clone() {
         tracing::warn!(
@@ -193,6 +194,12 @@ pub async fn run_shard(shard: Rc<Shard>, inbox: async_channel::Receiver<ShardJob
         control_plane.stopped().await;
     }
     shard.close_all().await;
+    // Other shards may still be draining: a job they send from now on, or sent and not yet
+    // run, fails at once (ShardGone: its reply is dropped) instead of waiting for an answer
+    // this stopped shard will never give (a fetch on a draining shard that read from a
+    // stopped one held its connection, and the stop, for the whole drain timeout).
+    inbox_handle.close();
+    while inbox_handle.try_recv().is_ok() {}
     tracing::info!(shard = shard.id, "shard stopped");
 }
 

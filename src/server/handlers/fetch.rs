@@ -260,6 +260,10 @@ async fn read_until_enough(
             return Ok(());
         }
         wait_anywhere(shard, fanout, deadline.left()).await;
+        if shard.shutdown.is_started() {
+            // Answered at once with what the last round read: the broker is stopping.
+            return Ok(());
+        }
     }
 }
 
@@ -477,7 +481,11 @@ async fn wait_anywhere(shard: &Rc<Shard>, fanout: &Fanout<Item, Outcome>, within
         .detach();
     }
     drop(signal);
-    let _ = time::timeout(within, woken.recv()).await;
+    // A stopping broker answers long polls at once.
+    let _ = shard
+        .shutdown
+        .or_stopped(time::timeout(within, woken.recv()))
+        .await;
 }
 
 /// Resolves when any watched partition's bound (high watermark, or a follower's written
